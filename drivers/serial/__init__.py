@@ -1,0 +1,1 @@
+"""Serial IMU protocols: Xbus (MTi), WitMotion serial, imuflow line protocol; port discovery."""
