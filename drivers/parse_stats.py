@@ -19,6 +19,7 @@ class ParseStats:
         unknown_type: valid frames whose type/message id the parser does not decode.
         parse_errors: valid frames whose content could not be interpreted.
         samples: ImuSample records emitted.
+        samples_incomplete: sample sets dropped because acc or gyr was missing.
         clock_resets: device clock steps backwards reported by `ClockUnwrap`.
         time_backsteps: samples whose device time did not increase (kept, counted).
     """
@@ -32,6 +33,7 @@ class ParseStats:
     unknown_type: int = 0
     parse_errors: int = 0
     samples: int = 0
+    samples_incomplete: int = 0
     clock_resets: int = 0
     time_backsteps: int = 0
 
