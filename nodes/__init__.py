@@ -1,0 +1,1 @@
+"""Processing nodes of imuflow graphs: sync, filter, observer, orientation, fk, viewer, recorder."""

@@ -1,0 +1,200 @@
+"""Random smooth chain motion: keyframed joint and root trajectories, reproducible by seed.
+
+Every scalar channel (hinge angle, prismatic displacement, rotation-vector component of a
+spherical joint, root position and yaw/pitch/roll) follows random keyframes with random
+durations (log-uniform, so slow and fast phases mix) and random rests where it holds still.
+Keyframes are joined by quintic Hermite segments with zero acceleration at the knots and
+monotone (PCHIP-like) knot velocities: C2-smooth, analytic derivatives, and no overshoot, so
+every channel stays inside its keyframe range (and therefore inside the joint limits).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.chain import Chain, JointType
+from pipeline.quaternion import np_qconj, np_qfrom_rotvec, np_qmul, np_qto_rotvec
+
+log = logging.getLogger("imuflow.motion")
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """Generator parameters; durations in s, angles in rad, lengths in m."""
+
+    seg_min_s: float = 0.15          # shortest keyframe-to-keyframe move
+    seg_max_s: float = 2.5           # longest move
+    rest_prob: float = 0.2           # probability that a move is followed by a rest
+    rest_min_s: float = 0.2
+    rest_max_s: float = 2.0
+    amplitude_min: float = 0.1       # a move covers this..1 fraction of the channel range
+    hinge_range_rad: float = math.pi   # +- range for a hinge without limits
+    spherical_range_rad: float = 0.8   # +- per rotation-vector component without limits
+    prismatic_range_m: float = 0.1     # +- range for a prismatic joint without limits
+    root_tilt_rad: float = 1.2       # +- pitch and roll of a free joint (inclination)
+    root_yaw_rad: float = math.pi    # +- yaw of a free joint
+    root_translation_m: float = 0.3  # +- translation of a free joint per axis
+    max_rate: float = 12.0           # cap on mean channel speed per move (rad/s or m/s)
+
+
+class Channel:
+    """One scalar trajectory: knots t (K,) s, values p (K,), knot velocities v (K,)."""
+
+    def __init__(self, t: np.ndarray, p: np.ndarray) -> None:
+        self.t, self.p = t, p
+        dt = np.diff(t)
+        sec = np.diff(p) / dt
+        v = np.zeros_like(p)
+        a, b = sec[:-1], sec[1:]
+        same = (a * b) > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hm = np.where(same, 2.0 * a * b / (a + b), 0.0)  # harmonic mean, 0 at extrema/rests
+        v[1:-1] = hm
+        self.v = v
+
+    def __call__(self, t: np.ndarray, deriv: int = 0) -> np.ndarray:
+        """Value (deriv 0), velocity (1) or acceleration (2) at times t (N,) s."""
+        k = np.clip(np.searchsorted(self.t, t, side="right") - 1, 0, len(self.t) - 2)
+        h = self.t[k + 1] - self.t[k]
+        s = np.clip((t - self.t[k]) / h, 0.0, 1.0)
+        p0, p1, m0, m1 = self.p[k], self.p[k + 1], self.v[k] * h, self.v[k + 1] * h
+        s2 = s * s
+        s3 = s2 * s
+        if deriv == 0:
+            s4, s5 = s3 * s, s3 * s2
+            h01 = 10 * s3 - 15 * s4 + 6 * s5
+            h10 = s - 6 * s3 + 8 * s4 - 3 * s5
+            h11 = -4 * s3 + 7 * s4 - 3 * s5
+            return p0 + (p1 - p0) * h01 + m0 * h10 + m1 * h11
+        if deriv == 1:
+            s4 = s3 * s
+            d01 = 30 * s2 - 60 * s3 + 30 * s4
+            d10 = 1 - 18 * s2 + 32 * s3 - 15 * s4
+            d11 = -12 * s2 + 28 * s3 - 15 * s4
+            return ((p1 - p0) * d01 + m0 * d10 + m1 * d11) / h
+        if deriv == 2:
+            dd01 = 60 * s - 180 * s2 + 120 * s3
+            dd10 = -36 * s + 96 * s2 - 60 * s3
+            dd11 = -24 * s + 84 * s2 - 60 * s3
+            return ((p1 - p0) * dd01 + m0 * dd10 + m1 * dd11) / (h * h)
+        raise ValueError(f"deriv must be 0, 1 or 2, got {deriv}")
+
+
+def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: float,
+                   s: MotionSettings) -> Channel:
+    """Random keyframe channel within [lo, hi] covering 0..duration_s (plus one move)."""
+    t, p = [0.0], [rng.uniform(lo, hi)]
+    span = hi - lo
+    while t[-1] <= duration_s:
+        dt = math.exp(rng.uniform(math.log(s.seg_min_s), math.log(s.seg_max_s)))
+        amp = span * rng.uniform(s.amplitude_min, 1.0)
+        target = float(np.clip(p[-1] + amp * rng.choice((-1.0, 1.0)), lo, hi))
+        if abs(target - p[-1]) < 0.5 * amp:  # clipped at a limit: go the other way
+            target = float(np.clip(p[-1] - amp, lo, hi)) if target >= hi else float(
+                np.clip(p[-1] + amp, lo, hi))
+        dt = max(dt, abs(target - p[-1]) / s.max_rate)
+        t.append(t[-1] + dt)
+        p.append(target)
+        if rng.random() < s.rest_prob:
+            t.append(t[-1] + rng.uniform(s.rest_min_s, s.rest_max_s))
+            p.append(target)
+    return Channel(np.asarray(t), np.asarray(p))
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A smooth chain trajectory; ``q(t)`` gives (N, nq) coordinates in the chain's layout."""
+
+    chain: Chain
+    channels: tuple[tuple[Channel, ...], ...]  # per body: free 6 (pos xyz, yaw, pitch, roll), sph 3, hinge/prism 1
+    duration_s: float
+
+    def q(self, t: np.ndarray) -> np.ndarray:
+        """Joint coordinates (N, nq) float64 at times t (N,) s."""
+        t = np.asarray(t, dtype=np.float64)
+        out = np.empty((len(t), self.chain.nq))
+        for i, body in enumerate(self.chain.bodies):
+            s, ch = int(self.chain.q_start[i]), self.channels[i]
+            jt = body.joint.type
+            if jt == JointType.FREE:
+                for k in range(3):
+                    out[:, s + k] = ch[k](t)
+                out[:, s + 3:s + 7] = _ypr_quat(ch[3](t), ch[4](t), ch[5](t))
+            elif jt == JointType.SPHERICAL:
+                out[:, s:s + 4] = np_qfrom_rotvec(np.stack([c(t) for c in ch], axis=1))
+            elif jt in (JointType.HINGE, JointType.PRISMATIC):
+                out[:, s] = ch[0](t)
+        return out
+
+    def qd(self, t: np.ndarray, h: float = 1e-5) -> np.ndarray:
+        """Joint velocities (N, nqd): rad/s or m/s; free: linear (joint frame) then body angular rate."""
+        t = np.asarray(t, dtype=np.float64)
+        qa, qb = self.q(t - h), self.q(t + h)
+        out = np.empty((len(t), self.chain.nqd))
+        for i, body in enumerate(self.chain.bodies):
+            s, d = int(self.chain.q_start[i]), int(self.chain.qd_start[i])
+            jt = body.joint.type
+            if jt == JointType.FREE:
+                out[:, d:d + 3] = (qb[:, s:s + 3] - qa[:, s:s + 3]) / (2 * h)
+                out[:, d + 3:d + 6] = _body_rate(qa[:, s + 3:s + 7], qb[:, s + 3:s + 7], 2 * h)
+            elif jt == JointType.SPHERICAL:
+                out[:, d:d + 3] = _body_rate(qa[:, s:s + 4], qb[:, s:s + 4], 2 * h)
+            elif jt in (JointType.HINGE, JointType.PRISMATIC):
+                out[:, d] = self.channels[i][0](t, 1)
+        return out
+
+
+def _ypr_quat(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """Quaternions (N, 4) of z-y'-x'' rotations (rad): Rz(yaw) Ry(pitch) Rx(roll)."""
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
+    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
+    return np.stack([cy * cp * cr + sy * sp * sr, cy * cp * sr - sy * sp * cr,
+                     cy * sp * cr + sy * cp * sr, sy * cp * cr - cy * sp * sr], axis=1)
+
+
+def _body_rate(qa: np.ndarray, qb: np.ndarray, dt: float) -> np.ndarray:
+    """Body-frame angular rate (N, 3) rad/s taking qa (N, 4) to qb over dt s."""
+    return np_qto_rotvec(np_qmul(np_qconj(qa), qb)) / dt
+
+
+def generate_motion(chain: Chain, duration_s: float, rng: np.random.Generator | int,
+                    settings: MotionSettings = MotionSettings()) -> Motion:
+    """Random smooth motion of all joints of ``chain`` over duration_s s (seeded, reproducible)."""
+    rng = np.random.default_rng(rng)
+    s = settings
+    channels: list[tuple[Channel, ...]] = []
+    for body in chain.bodies:
+        j = body.joint
+        lim = j.limits
+
+        def ch(lo: float, hi: float) -> Channel:
+            return random_channel(rng, lo, hi, duration_s, s)
+
+        if j.type == JointType.FREE:
+            tr = s.root_translation_m
+            channels.append((ch(-tr, tr), ch(-tr, tr), ch(-tr, tr), ch(-s.root_yaw_rad, s.root_yaw_rad),
+                             ch(-s.root_tilt_rad, s.root_tilt_rad), ch(-s.root_tilt_rad, s.root_tilt_rad)))
+        elif j.type == JointType.SPHERICAL:
+            lo, hi = lim if lim is not None else (-s.spherical_range_rad, s.spherical_range_rad)
+            channels.append((ch(lo, hi), ch(lo, hi), ch(lo, hi)))
+        elif j.type == JointType.HINGE:
+            channels.append((ch(*(lim if lim is not None else (-s.hinge_range_rad, s.hinge_range_rad))),))
+        elif j.type == JointType.PRISMATIC:
+            channels.append((ch(*(lim if lim is not None else (-s.prismatic_range_m, s.prismatic_range_m))),))
+        else:
+            channels.append(())
+    log.debug("generated %.1f s of motion for chain %s", duration_s, chain.name)
+    return Motion(chain, tuple(channels), float(duration_s))
+
+
+def sample_motion(chain: Chain, duration_s: float, rate_hz: float, seed: int,
+                  settings: MotionSettings = MotionSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled random motion: t (T,) s, q (T, nq), qd (T, nqd) rad/s or m/s."""
+    m = generate_motion(chain, duration_s, seed, settings)
+    t = np.arange(int(round(duration_s * rate_hz))) / rate_hz
+    return t, m.q(t), m.qd(t)

@@ -1,0 +1,77 @@
+"""Worker process: runs the nodes of one process group, each in its own thread.
+
+Started by the supervisor as ``python -m pipeline.worker RUN_DIR GROUP``. It
+stops gracefully (drain, end of stream) on SIGTERM or SIGINT; if any node fails,
+the whole process exits at once with status 1, without ending its streams, so
+the supervisor restarts it and downstream nodes see a gap rather than an end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import zmq
+
+from pipeline.graph import load_graph
+from pipeline.log_setup import setup_logging
+from pipeline.node_loop import NodeLoop
+from pipeline.run_dir import read_manifest
+
+log = logging.getLogger("imuflow.worker")
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies (no orphans)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_group(run_dir: Path, group: str) -> int:
+    """Run every node of ``group`` until they end; return the process exit status."""
+    manifest = read_manifest(run_dir)
+    graph = load_graph(manifest.config)
+    node_ids = graph.groups[group]
+    ctx = zmq.Context()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def target(node_id: str) -> None:
+        try:
+            NodeLoop(graph.node(node_id), graph, ctx, run_dir, stop).run()
+        except BaseException:  # noqa: BLE001 - a failed node takes its process down
+            log.exception("[%s] node failed; exiting so the supervisor restarts it", node_id)
+            logging.shutdown()
+            os._exit(1)
+
+    threads = [threading.Thread(target=target, args=(nid,), name=nid, daemon=True)
+               for nid in node_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)
+    ctx.term()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m pipeline.worker RUN_DIR GROUP``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m pipeline.worker RUN_DIR GROUP\n")
+        return 2
+    die_with_parent()
+    setup_logging(os.environ.get("IMUFLOW_LOG_LEVEL", "INFO"))
+    return run_group(Path(argv[0]), argv[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
