@@ -26,7 +26,7 @@ log = logging.getLogger("imuflow.motion")
 class MotionSettings:
     """Generator parameters; durations in s, angles in rad, lengths in m."""
 
-    seg_min_s: float = 0.15          # shortest keyframe-to-keyframe move
+    seg_min_s: float = 0.2           # shortest keyframe-to-keyframe move
     seg_max_s: float = 2.5           # longest move
     rest_prob: float = 0.2           # probability that a move is followed by a rest
     rest_min_s: float = 0.2
@@ -38,7 +38,10 @@ class MotionSettings:
     root_tilt_rad: float = 1.2       # +- pitch and roll of a free joint (inclination)
     root_yaw_rad: float = math.pi    # +- yaw of a free joint
     root_translation_m: float = 0.3  # +- translation of a free joint per axis
-    max_rate: float = 12.0           # cap on mean channel speed per move (rad/s or m/s)
+    max_rate_rad_s: float = 5.0      # cap on mean angular speed of a move (peak is 1.9x)
+    max_acc_rad_s2: float = 60.0     # cap on peak angular acceleration of a move
+    max_rate_m_s: float = 0.8        # cap on mean translation speed of a move
+    max_acc_m_s2: float = 6.0        # cap on peak translational acceleration of a move
 
 
 class Channel:
@@ -85,8 +88,8 @@ class Channel:
 
 
 def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: float,
-                   s: MotionSettings) -> Channel:
-    """Random keyframe channel within [lo, hi] covering 0..duration_s (plus one move)."""
+                   s: MotionSettings, max_rate: float, max_acc: float) -> Channel:
+    """Random keyframe channel within [lo, hi] over 0..duration_s; moves capped in speed and acceleration."""
     t, p = [0.0], [rng.uniform(lo, hi)]
     span = hi - lo
     while t[-1] <= duration_s:
@@ -96,7 +99,8 @@ def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: f
         if abs(target - p[-1]) < 0.5 * amp:  # clipped at a limit: go the other way
             target = float(np.clip(p[-1] - amp, lo, hi)) if target >= hi else float(
                 np.clip(p[-1] + amp, lo, hi))
-        dt = max(dt, abs(target - p[-1]) / s.max_rate)
+        dist = abs(target - p[-1])
+        dt = max(dt, dist / max_rate, math.sqrt(5.78 * dist / max_acc))  # quintic peak acc 5.77 d/dt^2
         t.append(t[-1] + dt)
         p.append(target)
         if rng.random() < s.rest_prob:
@@ -172,12 +176,14 @@ def generate_motion(chain: Chain, duration_s: float, rng: np.random.Generator | 
         j = body.joint
         lim = j.limits
 
-        def ch(lo: float, hi: float) -> Channel:
-            return random_channel(rng, lo, hi, duration_s, s)
+        def ch(lo: float, hi: float, linear: bool = False) -> Channel:
+            if linear:
+                return random_channel(rng, lo, hi, duration_s, s, s.max_rate_m_s, s.max_acc_m_s2)
+            return random_channel(rng, lo, hi, duration_s, s, s.max_rate_rad_s, s.max_acc_rad_s2)
 
         if j.type == JointType.FREE:
             tr = s.root_translation_m
-            channels.append((ch(-tr, tr), ch(-tr, tr), ch(-tr, tr), ch(-s.root_yaw_rad, s.root_yaw_rad),
+            channels.append((ch(-tr, tr, True), ch(-tr, tr, True), ch(-tr, tr, True), ch(-s.root_yaw_rad, s.root_yaw_rad),
                              ch(-s.root_tilt_rad, s.root_tilt_rad), ch(-s.root_tilt_rad, s.root_tilt_rad)))
         elif j.type == JointType.SPHERICAL:
             lo, hi = lim if lim is not None else (-s.spherical_range_rad, s.spherical_range_rad)
@@ -185,7 +191,8 @@ def generate_motion(chain: Chain, duration_s: float, rng: np.random.Generator | 
         elif j.type == JointType.HINGE:
             channels.append((ch(*(lim if lim is not None else (-s.hinge_range_rad, s.hinge_range_rad))),))
         elif j.type == JointType.PRISMATIC:
-            channels.append((ch(*(lim if lim is not None else (-s.prismatic_range_m, s.prismatic_range_m))),))
+            lo, hi = lim if lim is not None else (-s.prismatic_range_m, s.prismatic_range_m)
+            channels.append((ch(lo, hi, True),))
         else:
             channels.append(())
     log.debug("generated %.1f s of motion for chain %s", duration_s, chain.name)
