@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
 from pipeline.errors import ImuflowError
 from pipeline.log_setup import setup_logging
 
-# sub-command name -> module in pipeline.cli (each has add_arguments(parser) and run(args))
-COMMANDS = {
-    "run": "Run a graph config (default: the simulated demo) until Ctrl-C or its end.",
-    "validate": "Check a graph config without running it.",
-    "status": "Show a live table of every node's stats of a running graph.",
-    "nodes": "List registered node kinds with their parameters.",
-    "command": "Send a control command to a node of a running graph.",
-    "bench": "Run a benchmark (bus, fk, parsers, observer, replay, viewer, e2e).",
-}
+# Each sub-command is a module ``pipeline/cli/<name>_cmd.py`` with a docstring whose
+# first line is the help text, ``add_arguments(parser)`` and ``run(args) -> int``.
+ORDER = ["run", "validate", "status", "nodes", "command", "swap", "record", "import", "eval",
+         "devices", "keys", "bench"]
+
+
+def commands() -> dict[str, str]:
+    """Sub-command name -> module name, in help order."""
+    found = {m.name[:-4]: m.name for m in pkgutil.iter_modules(__path__)
+             if m.name.endswith("_cmd")}
+    return dict(sorted(found.items(), key=lambda kv: (
+        ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"pipeline.cli.{name}_cmd")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, module_name in commands().items():
+        module = importlib.import_module(f"pipeline.cli.{module_name}")
+        help_text = (module.__doc__ or name).strip().splitlines()[0]
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
