@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in commands().items():
         module = importlib.import_module(f"pipeline.cli.{module_name}")
-        help_text = (module.__doc__ or name).strip().splitlines()[0]
+        help_text = (module.__doc__ or name).strip().splitlines()[0].split("``: ", 1)[-1]
         p = sub.add_parser(name, help=help_text, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
