@@ -9,6 +9,7 @@ collects what it emits in ``node.emitted``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ class Node:
     inputs: ClassVar[dict[str, Input]] = {}
     outputs: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type] = NoParams
+    main_thread: ClassVar[bool] = False  # True: run_main_thread() gets the process's main thread
 
     def __init__(self, node_id: str, params: Any, *, context: GraphContext | None = None,
                  emitter: Emitter | None = None) -> None:
@@ -146,6 +148,13 @@ class Node:
 
     def teardown(self) -> None:
         """Release everything setup opened; always called, even after errors."""
+
+    def run_main_thread(self, stop: threading.Event) -> None:
+        """For ``main_thread`` nodes (GUI): run in the main thread after setup until ``stop``.
+
+        ``on_block`` keeps running in the node's own thread meanwhile; share data
+        through thread-safe buffers. Return when the window closes or ``stop`` is set.
+        """
 
     # -- output ---------------------------------------------------------------------------------
     def declare(self, topic: str, info: StreamInfo) -> StreamInfo:

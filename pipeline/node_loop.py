@@ -53,6 +53,8 @@ class NodeLoop:
         self.stop_requested = stop
         self.state = "created"
         self._started = threading.Event()
+        self.setup_done = threading.Event()  # set after setup (or its failure)
+        self.node: Node | None = None
         self._pending: tuple[concurrent.futures.Future, float] | None = None
         self._eos: set[str] = set()
         self._status_due = 0.0
@@ -105,11 +107,18 @@ class NodeLoop:
     # -- main ----------------------------------------------------------------------------------
     def run(self) -> None:
         """Build, set up, run and tear down the node; exceptions propagate after teardown."""
-        self._build()
+        try:
+            self._build()
+        except BaseException:
+            self.setup_done.set()
+            raise
         node = self.node
         try:
             self.state = "setup"
-            node.setup()
+            try:
+                node.setup()
+            finally:
+                self.setup_done.set()
             self.state = "waiting_subscribers"
             self._wait_ready()
             self.state = "ready"

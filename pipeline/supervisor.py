@@ -50,6 +50,11 @@ class _Worker:
     finished: bool = False
 
 
+def supervisor_ctl_endpoint(run_dir: Path) -> str:
+    """Control endpoint of a run's supervisor (commands: stop, status)."""
+    return f"ipc://{run_dir}/supervisor.ctl"
+
+
 class Supervisor:
     """Runs a checked graph as a set of worker processes."""
 
@@ -99,6 +104,9 @@ class Supervisor:
         self._status_sub = Subscriber(self.ctx, [
             (pub_endpoints(self.run_dir, n.id)["ipc"], f"{n.id}/status") for n in self.graph.nodes])
         self._status_pub = Publisher(self.ctx, [f"ipc://{self.run_dir}/supervisor.pub"])
+        self._ctl = self.ctx.socket(zmq.REP)
+        self._ctl.setsockopt(zmq.LINGER, 0)
+        self._ctl.bind(supervisor_ctl_endpoint(self.run_dir))
         # start sinks first so nothing downstream misses the first samples
         for node in reversed(self.graph.nodes):
             send_command(ctl_endpoint(self.run_dir, node.id), "start", ctx=self.ctx)
@@ -134,6 +142,9 @@ class Supervisor:
         try:
             next_report = time.monotonic() + 1.0
             while not stop_now and not (until and until()):
+                if self._serve_control():
+                    log.info("stop requested over the control channel")
+                    break
                 self._watch_workers()
                 self._collect_status()
                 if all(w.finished for w in self.workers.values()):
@@ -147,6 +158,24 @@ class Supervisor:
             self.stop()
             for s, h in old.items():
                 signal.signal(s, h)
+
+    def _serve_control(self) -> bool:
+        """Answer one pending control request; return True if it asked the graph to stop."""
+        if not self._ctl.poll(0, zmq.POLLIN):
+            return False
+        try:
+            cmd = str(self._ctl.recv_json().get("cmd", ""))
+        except (ValueError, AttributeError):
+            cmd = ""
+        if cmd == "stop":
+            self._ctl.send_json({"ok": True, "node": "supervisor"})
+            return True
+        if cmd in ("status", "ping"):
+            self._ctl.send_json({"ok": True, "node": "supervisor", "status": self.snapshot()})
+        else:
+            self._ctl.send_json({"ok": False, "node": "supervisor",
+                                 "error": f"unknown command '{cmd}'; known: stop, status"})
+        return False
 
     def _watch_workers(self) -> None:
         now = time.monotonic()
@@ -224,7 +253,7 @@ class Supervisor:
                 log.warning("pid %d did not stop in %.1f s; killing it", p.pid, STOP_TIMEOUT_S)
                 p.kill()
                 p.wait()
-        for closer in ("_status_sub", "_status_pub"):
+        for closer in ("_status_sub", "_status_pub", "_ctl"):
             if hasattr(self, closer):
                 getattr(self, closer).close()
         self.ctx.term()

@@ -21,6 +21,7 @@ import zmq
 from pipeline.graph import load_graph
 from pipeline.log_setup import setup_logging
 from pipeline.node_loop import NodeLoop
+from pipeline.registry import resolve
 from pipeline.run_dir import read_manifest
 
 log = logging.getLogger("imuflow.worker")
@@ -43,9 +44,11 @@ def run_group(run_dir: Path, group: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+    loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
+
     def target(node_id: str) -> None:
         try:
-            NodeLoop(graph.node(node_id), graph, ctx, run_dir, stop).run()
+            loops[node_id].run()
         except BaseException:  # noqa: BLE001 - a failed node takes its process down
             log.exception("[%s] node failed; exiting so the supervisor restarts it", node_id)
             logging.shutdown()
@@ -55,6 +58,16 @@ def run_group(run_dir: Path, group: str) -> int:
                for nid in node_ids]
     for t in threads:
         t.start()
+    for loop in loops.values():  # GUI nodes need the main thread (Qt)
+        if loop.spec and resolve(loop.spec.kind).main_thread:
+            loop.setup_done.wait()
+            if loop.node is not None and loop.state != "stopped":
+                try:
+                    loop.node.run_main_thread(stop)
+                except BaseException:  # noqa: BLE001 - same policy as a failed node thread
+                    log.exception("[%s] main-thread part failed; exiting", loop.spec.id)
+                    logging.shutdown()
+                    os._exit(1)
     for t in threads:
         while t.is_alive():
             t.join(0.2)
