@@ -3,9 +3,10 @@
 Every scalar channel (hinge angle, prismatic displacement, rotation-vector component of a
 spherical joint, root position and yaw/pitch/roll) follows random keyframes with random
 durations (log-uniform, so slow and fast phases mix) and random rests where it holds still.
-Keyframes are joined by quintic Hermite segments with zero acceleration at the knots and
-monotone (PCHIP-like) knot velocities: C2-smooth, analytic derivatives, and no overshoot, so
-every channel stays inside its keyframe range (and therefore inside the joint limits).
+Keyframes are joined by septic Hermite segments with zero acceleration and jerk at the knots
+and PCHIP-like knot velocities (harmonic mean of the neighbouring slopes, zero at extrema and
+rests): C3-smooth, analytic derivatives, and no overshoot, so every channel stays inside its
+keyframe range (and therefore inside the joint limits).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class MotionSettings:
     root_tilt_rad: float = 1.2       # +- pitch and roll of a free joint (inclination)
     root_yaw_rad: float = math.pi    # +- yaw of a free joint
     root_translation_m: float = 0.3  # +- translation of a free joint per axis
-    max_rate_rad_s: float = 5.0      # cap on mean angular speed of a move (peak is 1.9x)
+    max_rate_rad_s: float = 5.0      # cap on mean angular speed of a move (peak is 2.2x)
     max_acc_rad_s2: float = 60.0     # cap on peak angular acceleration of a move
     max_rate_m_s: float = 0.8        # cap on mean translation speed of a move
     max_acc_m_s2: float = 6.0        # cap on peak translational acceleration of a move
@@ -67,22 +68,21 @@ class Channel:
         p0, p1, m0, m1 = self.p[k], self.p[k + 1], self.v[k] * h, self.v[k + 1] * h
         s2 = s * s
         s3 = s2 * s
+        s4 = s2 * s2
         if deriv == 0:
-            s4, s5 = s3 * s, s3 * s2
-            h01 = 10 * s3 - 15 * s4 + 6 * s5
-            h10 = s - 6 * s3 + 8 * s4 - 3 * s5
-            h11 = -4 * s3 + 7 * s4 - 3 * s5
+            h01 = s4 * (35 + s * (-84 + s * (70 - 20 * s)))
+            h10 = s + s4 * (-20 + s * (45 + s * (-36 + 10 * s)))
+            h11 = s4 * (-15 + s * (39 + s * (-34 + 10 * s)))
             return p0 + (p1 - p0) * h01 + m0 * h10 + m1 * h11
         if deriv == 1:
-            s4 = s3 * s
-            d01 = 30 * s2 - 60 * s3 + 30 * s4
-            d10 = 1 - 18 * s2 + 32 * s3 - 15 * s4
-            d11 = -12 * s2 + 28 * s3 - 15 * s4
+            d01 = s3 * (140 + s * (-420 + s * (420 - 140 * s)))
+            d10 = 1 + s3 * (-80 + s * (225 + s * (-216 + 70 * s)))
+            d11 = s3 * (-60 + s * (195 + s * (-204 + 70 * s)))
             return ((p1 - p0) * d01 + m0 * d10 + m1 * d11) / h
         if deriv == 2:
-            dd01 = 60 * s - 180 * s2 + 120 * s3
-            dd10 = -36 * s + 96 * s2 - 60 * s3
-            dd11 = -24 * s + 84 * s2 - 60 * s3
+            dd01 = s2 * (420 + s * (-1680 + s * (2100 - 840 * s)))
+            dd10 = s2 * (-240 + s * (900 + s * (-1080 + 420 * s)))
+            dd11 = s2 * (-180 + s * (780 + s * (-1020 + 420 * s)))
             return ((p1 - p0) * dd01 + m0 * dd10 + m1 * dd11) / (h * h)
         raise ValueError(f"deriv must be 0, 1 or 2, got {deriv}")
 
@@ -100,7 +100,7 @@ def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: f
             target = float(np.clip(p[-1] - amp, lo, hi)) if target >= hi else float(
                 np.clip(p[-1] + amp, lo, hi))
         dist = abs(target - p[-1])
-        dt = max(dt, dist / max_rate, math.sqrt(5.78 * dist / max_acc))  # quintic peak acc 5.77 d/dt^2
+        dt = max(dt, dist / max_rate, math.sqrt(7.52 * dist / max_acc))  # septic peak acc 7.51 d/dt^2
         t.append(t[-1] + dt)
         p.append(target)
         if rng.random() < s.rest_prob:
