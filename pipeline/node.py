@@ -114,7 +114,7 @@ class Node:
                               {"node": node_id})
         self.stats = NodeStats()
         self._emitter: Emitter = emitter or CollectingEmitter()
-        self._infos: dict[str, StreamInfo] = {}
+        self._out_infos: dict[str, StreamInfo] = {}
 
     @classmethod
     def create(cls, node_id: str = "test", context: GraphContext | None = None,
@@ -159,14 +159,14 @@ class Node:
     # -- output ---------------------------------------------------------------------------------
     def declare(self, topic: str, info: StreamInfo) -> StreamInfo:
         """Set the default stream info of an output topic (its stream id must be node/topic)."""
-        self._infos[topic] = info
+        self._out_infos[topic] = info
         return info
 
     def output_info(self, topic: str) -> StreamInfo:
         """Default stream info of an output topic (declared, or a bare one)."""
-        info = self._infos.get(topic)
+        info = self._out_infos.get(topic)
         if info is None:
-            info = self._infos[topic] = StreamInfo(stream=f"{self.id}/{topic}", kind=topic)
+            info = self._out_infos[topic] = StreamInfo(stream=f"{self.id}/{topic}", kind=topic)
         return info
 
     def emit(self, topic: str, data: Any, *, t_host: int, t_sensor: int = -1,

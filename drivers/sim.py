@@ -1,0 +1,143 @@
+"""Simulated IMUs: random chain motion streamed as ``imu.raw`` with ground truth.
+
+The default source of ``imuflow run``: no hardware needed. Each IMU site of the
+chain becomes one sensor stream (``StreamInfo.source`` = site name) with its
+own device clock (offset and drift, so ``sync`` has real work to do); the true
+joint state goes out on ``chain.truth``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.chain import load_chain
+from pipeline.errors import ConfigError
+from pipeline.imu_synth import ImuNoise, ImuSimulator, SimSettings
+from pipeline.node import Source
+from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
+from pipeline.message import StreamInfo
+
+CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
+
+
+class SimImu(Source):
+    """Stream simulated IMU data of a kinematic chain in real time, faster, or as fast as possible.
+
+    Ports:
+        imu.raw (out): per sensor, RAW_IMU_DTYPE samples: acc m/s^2 and gyr rad/s in the
+            sensor frame, t_sensor ns of the simulated device clock, t_host ns.
+        chain.truth (out): state_dtype samples: true q_rel (w,x,y,z, body to parent) and
+            hinge angles (rad), t_host ns of the matching IMU samples.
+    """
+
+    outputs = (RAW_IMU, TRUTH)
+
+    @dataclass(frozen=True)
+    class Params:
+        chain: Path | None = None  # chain YAML; default: the graph's `chain:`
+        rate_hz: float = 100.0  # sensor sample rate, Hz
+        speed: float = 1.0  # 1 = real time, 2 = twice as fast, 0 = as fast as possible
+        duration_s: float = 0.0  # simulated seconds before the stream ends; 0 = endless
+        block: int = 1  # samples per message per sensor
+        seed: int = 0
+        noise: bool = True  # realistic sensor errors (DESIGN.md); false = ideal sensors
+        clock_drift_ppm: float = 30.0  # device clocks drift up to +- this, ppm
+        clock_offset_s: float = 5.0  # device clocks start up to this many seconds apart
+
+        def __post_init__(self) -> None:
+            if self.rate_hz <= 0 or self.speed < 0 or self.duration_s < 0 or self.block < 1:
+                raise ValueError("rate_hz > 0, speed >= 0, duration_s >= 0, block >= 1 required")
+
+    def setup(self) -> None:
+        path = self.params.chain or self.context.chain_file
+        if path is None:
+            raise ConfigError(f"node '{self.id}': no chain: set params.chain or the graph's "
+                              "`chain:` key (e.g. configs/chains/knee.yaml)", key="chain")
+        self.chain = load_chain(self.context.resolve(path))
+        rng = np.random.default_rng(self.params.seed + 7919)
+        m = len(self.chain.imus)
+        self._drift = rng.uniform(-1, 1, m) * self.params.clock_drift_ppm * 1e-6
+        self._offset_ns = (rng.uniform(0, 1, m) * self.params.clock_offset_s * 1e9).astype(np.int64)
+        self._sensor_infos = [raw_imu_info(f"{self.id}/{RAW_IMU}:{name}", name, self.params.rate_hz,
+                                    simulated=True) for name in self.chain.imu_names]
+        n_hinge = len(self.chain.hinge_bodies)
+        self._truth_dtype = state_dtype(self.chain.n_bodies, n_hinge)
+        self.declare(TRUTH, StreamInfo.for_array(
+            f"{self.id}/{TRUTH}", TRUTH, self._truth_dtype, rate_hz=self.params.rate_hz,
+            channels=self._truth_dtype.names, units=("ns", "1", "rad"),
+            meta={"bodies": list(self.chain.body_names),
+                  "hinges": [self.chain.body_names[i] for i in self.chain.hinge_bodies]}))
+        self._chunk = -1
+        self._sim: ImuSimulator | None = None
+        self._sent = 0  # samples emitted per sensor
+        self._chunk_start = 0
+        self._new_chunk()
+
+    def _new_chunk(self) -> None:
+        self._chunk += 1
+        noise = ImuNoise() if self.params.noise else ImuNoise.none()
+        self._sim = ImuSimulator(self.chain, self.params.rate_hz, self.params.seed + self._chunk,
+                                 noise, SimSettings(), duration_s=CHUNK_S + 1.0)
+        self._chunk_start = self._sent
+
+    def on_start(self) -> None:
+        self._t0_ns = time.monotonic_ns()
+
+    def _total(self) -> int:
+        d = self.params.duration_s
+        return int(round(d * self.params.rate_hz)) if d > 0 else -1
+
+    def poll(self, timeout_s: float) -> bool:
+        p = self.params
+        deadline = time.monotonic() + timeout_s
+        total = self._total()
+        while total < 0 or self._sent < total:
+            n = p.block if total < 0 else min(p.block, total - self._sent)
+            if p.speed > 0:
+                due_ns = self._t0_ns + int((self._sent + n) / p.rate_hz / p.speed * 1e9)
+                wait_s = (due_ns - time.monotonic_ns()) / 1e9
+                if wait_s > 0:
+                    if time.monotonic() + wait_s > deadline:
+                        time.sleep(max(deadline - time.monotonic(), 0.0))
+                        return True
+                    time.sleep(wait_s)
+            self._emit_block(n)
+            if time.monotonic() >= deadline:
+                return True
+        return False
+
+    def _emit_block(self, n: int) -> None:
+        p = self.params
+        if (self._sent - self._chunk_start) + n > CHUNK_S * p.rate_hz:
+            self._new_chunk()
+            gap = True
+        else:
+            gap = False
+        rec = self._sim.next_block(n)
+        k = self._sent + np.arange(n)
+        t_sim_ns = (k * (1e9 / p.rate_hz)).astype(np.int64)
+        if p.speed > 0:  # received now; earlier samples of the block a sample period apart
+            t_host = time.monotonic_ns() - ((n - 1 - np.arange(n)) * (1e9 / p.rate_hz)).astype(
+                np.int64)
+        else:  # as fast as possible: host time on the simulated timeline
+            t_host = self._t0_ns + t_sim_ns
+        for i, info in enumerate(self._sensor_infos):
+            out = np.empty(n, RAW_IMU_DTYPE)
+            out["t_sensor"] = self._offset_ns[i] + (t_sim_ns * (1 + self._drift[i])).astype(np.int64)
+            out["t_host"] = t_host
+            out["counter"] = k
+            out["acc"] = rec.acc[:, i]
+            out["gyr"] = rec.gyr[:, i]
+            out["mag"] = np.nan
+            self.emit(RAW_IMU, out, t_host=int(t_host[0]), t_sensor=int(out["t_sensor"][0]),
+                      info=info, gap=gap)
+        truth = np.empty(n, self._truth_dtype)
+        truth["t_host"] = t_host
+        truth["q_rel"] = rec.q_rel
+        truth["angle"] = rec.joint_angles
+        self.emit(TRUTH, truth, t_host=int(t_host[0]), gap=gap)
+        self._sent += n
