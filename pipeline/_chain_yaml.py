@@ -67,7 +67,7 @@ def _quat(ctx: _Ctx, key: str, v: Any) -> tuple[float, float, float, float]:
     return tuple(x / norm for x in q)  # type: ignore[return-value]
 
 
-def _joint(ctx: _Ctx, v: Any, is_root: bool) -> Joint:
+def _joint(ctx: _Ctx, v: Any) -> Joint:
     v = _mapping(ctx, "joint", v, _JOINT_KEYS)
     names = [t.name.lower() for t in JointType]
     jt = v.get("type")
@@ -176,7 +176,7 @@ def parse_chain(doc: Any, file: str) -> Chain:
             raise ctx.err("parent", "must be a body name or null (earth)", parent)
         if "joint" not in rb:
             raise ctx.err("joint", "is required", fix="e.g. joint: {type: hinge, axis: [0, 1, 0]}")
-        joint = _joint(ctx, rb["joint"], parent is None)
+        joint = _joint(ctx, rb["joint"])
         geoms = rb.get("geometry", [])
         if not isinstance(geoms, list):
             raise ctx.err("geometry", "must be a list of shapes", geoms)

@@ -24,7 +24,7 @@ _FREE, _SPH, _HINGE, _PRISM = (int(JointType.FREE), int(JointType.SPHERICAL),
 
 
 @njit(cache=True, inline="always")
-def _local(i, ints, params, q):  # noqa: ANN001, ANN202
+def _local(i, ints, params, q):
     """Pose of body i in its parent frame from coordinates q: (px, py, pz, w, x, y, z)."""
     t, s = ints[i, 1], ints[i, 2]
     ox, oy, oz = params[i, 0], params[i, 1], params[i, 2]

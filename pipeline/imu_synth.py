@@ -191,7 +191,7 @@ def simulate(chain: Chain, duration_s: float, rate_hz: float, seed: int,
              noise: ImuNoise = ImuNoise(), settings: SimSettings = SimSettings(),
              motion: Trajectory | None = None) -> SimRecording:
     """Simulate duration_s s of random motion (or ``motion``) sampled at rate_hz Hz."""
-    n = int(round(duration_s * rate_hz))
+    n = round(duration_s * rate_hz)
     sim = ImuSimulator(chain, rate_hz, seed, noise, settings, duration_s=duration_s + 1.0,
                        motion=motion)
     return sim.next_block(n)

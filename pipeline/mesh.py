@@ -6,6 +6,7 @@ Built once per chain: vertices in body frames grouped by body, so one per-frame 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def _lathe(profile: list[tuple[float, float]], n: int) -> tuple[np.ndarray, np.n
             verts.append(np.stack([r * np.cos(ang), r * np.sin(ang), np.full(n, z)], axis=1))
             ring_idx.append(list(range(start, start + n)))
     faces = []
-    for a, b in zip(ring_idx[:-1], ring_idx[1:]):
+    for a, b in itertools.pairwise(ring_idx):
         for k in range(n):
             k2 = (k + 1) % n
             if a[k] != a[k2]:

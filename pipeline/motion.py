@@ -90,22 +90,29 @@ class Channel:
 def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: float,
                    s: MotionSettings, max_rate: float, max_acc: float) -> Channel:
     """Random keyframe channel within [lo, hi] over 0..duration_s; moves capped in speed and acceleration."""
-    t, p = [0.0], [rng.uniform(lo, hi)]
     span = hi - lo
-    while t[-1] <= duration_s:
-        dt = math.exp(rng.uniform(math.log(s.seg_min_s), math.log(s.seg_max_s)))
-        amp = span * rng.uniform(s.amplitude_min, 1.0)
-        target = float(np.clip(p[-1] + amp * rng.choice((-1.0, 1.0)), lo, hi))
-        if abs(target - p[-1]) < 0.5 * amp:  # clipped at a limit: go the other way
-            target = float(np.clip(p[-1] - amp, lo, hi)) if target >= hi else float(
-                np.clip(p[-1] + amp, lo, hi))
-        dist = abs(target - p[-1])
-        dt = max(dt, dist / max_rate, math.sqrt(7.52 * dist / max_acc))  # septic peak acc 7.51 d/dt^2
-        t.append(t[-1] + dt)
-        p.append(target)
-        if rng.random() < s.rest_prob:
-            t.append(t[-1] + rng.uniform(s.rest_min_s, s.rest_max_s))
+    t, p = [0.0], [float(rng.uniform(lo, hi))]
+    log_lo, log_hi = math.log(s.seg_min_s), math.log(s.seg_max_s)
+    while t[-1] <= duration_s:  # random numbers drawn in chunks: this loop is hot in training
+        n = 64
+        u_dt, u_amp, u_sign = rng.random(n), rng.random(n), rng.random(n)
+        u_rest, u_rest_dt = rng.random(n), rng.random(n)
+        for k in range(n):
+            if t[-1] > duration_s:
+                break
+            dt = math.exp(log_lo + (log_hi - log_lo) * u_dt[k])
+            amp = span * (s.amplitude_min + (1.0 - s.amplitude_min) * u_amp[k])
+            step = amp if u_sign[k] < 0.5 else -amp
+            target = min(max(p[-1] + step, lo), hi)
+            if abs(target - p[-1]) < 0.5 * amp:  # clipped at a limit: go the other way
+                target = min(max(p[-1] - step, lo), hi)
+            dist = abs(target - p[-1])
+            dt = max(dt, dist / max_rate, math.sqrt(7.52 * dist / max_acc))  # septic peak acc 7.51 d/dt^2
+            t.append(t[-1] + dt)
             p.append(target)
+            if u_rest[k] < s.rest_prob:
+                t.append(t[-1] + s.rest_min_s + (s.rest_max_s - s.rest_min_s) * u_rest_dt[k])
+                p.append(target)
     return Channel(np.asarray(t), np.asarray(p))
 
 
@@ -203,5 +210,5 @@ def sample_motion(chain: Chain, duration_s: float, rate_hz: float, seed: int,
                   settings: MotionSettings = MotionSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sampled random motion: t (T,) s, q (T, nq), qd (T, nqd) rad/s or m/s."""
     m = generate_motion(chain, duration_s, seed, settings)
-    t = np.arange(int(round(duration_s * rate_hz))) / rate_hz
+    t = np.arange(round(duration_s * rate_hz)) / rate_hz
     return t, m.q(t), m.qd(t)

@@ -17,7 +17,7 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def qmul4(aw, ax, ay, az, bw, bx, by, bz):  # noqa: ANN001, ANN201  (numba scalar kernel)
+def qmul4(aw, ax, ay, az, bw, bx, by, bz):
     """Hamilton product a*b on scalars; returns a (w, x, y, z) tuple."""
     return (aw * bw - ax * bx - ay * by - az * bz,
             aw * bx + ax * bw + ay * bz - az * by,
@@ -26,7 +26,7 @@ def qmul4(aw, ax, ay, az, bw, bx, by, bz):  # noqa: ANN001, ANN201  (numba scala
 
 
 @njit(cache=True, inline="always")
-def qrot3(w, x, y, z, vx, vy, vz):  # noqa: ANN001, ANN201
+def qrot3(w, x, y, z, vx, vy, vz):
     """Rotate vector v by unit quaternion (w, x, y, z) on scalars; returns an (x, y, z) tuple."""
     tx = 2.0 * (y * vz - z * vy)
     ty = 2.0 * (z * vx - x * vz)

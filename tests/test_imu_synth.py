@@ -12,8 +12,14 @@ import pytest
 from pipeline.chain import load_chain
 from pipeline.fk import rel_to_hinge
 from pipeline.imu_synth import ImuNoise, ImuSimulator, SimSettings, simulate
-from pipeline.quaternion import (np_qangle, np_qconj, np_qfrom_axis_angle, np_qfrom_rotvec,
-                                 np_qmul, np_qnormalize, np_qrotate)
+from pipeline.quaternion import (
+    np_qangle,
+    np_qconj,
+    np_qfrom_axis_angle,
+    np_qmul,
+    np_qnormalize,
+    np_qrotate,
+)
 
 CHAINS = Path(__file__).resolve().parents[1] / "configs" / "chains"
 EXACT = SimSettings(placement_jitter_m=0.0)

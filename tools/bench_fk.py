@@ -23,13 +23,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numba  # noqa: E402
+import numba
 
-from pipeline.chain import load_chain  # noqa: E402
-from pipeline.fk import Kinematics, fk_q_into  # noqa: E402
-from pipeline.imu_synth import simulate  # noqa: E402
-from pipeline.mesh import build_mesh, vertices_to_world_into  # noqa: E402
-from pipeline.motion import generate_motion  # noqa: E402
+from pipeline.chain import load_chain
+from pipeline.fk import Kinematics, fk_q_into
+from pipeline.imu_synth import simulate
+from pipeline.mesh import build_mesh, vertices_to_world_into
+from pipeline.motion import generate_motion
 
 CHAINS = {"arm3": 3, "lower_body": 7, "chain24": 24}
 
@@ -85,7 +85,7 @@ def bench(calls: int) -> dict:
         if n == 24:
             mesh = build_mesh(chain)
             out = np.empty_like(mesh.vertices)
-            fk["mesh_24_bodies"] = {"vertices": int(len(mesh.vertices)), **time_calls(
+            fk["mesh_24_bodies"] = {"vertices": len(mesh.vertices), **time_calls(
                 vertices_to_world_into, (mesh.vertices, mesh.body_start, pos, quat, out),
                 calls // 4, overhead)}
         simulate(chain, 1.0, 100.0, seed=0)  # warm-up (compile)
