@@ -1,0 +1,88 @@
+"""ClockMapper: offset and drift of simulated sensor clocks against host time, with jitter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.clock_mapper import ClockMapper
+
+FS = 100.0
+
+
+def _clocks(seed: int, seconds: float = 40.0, drift: float = 50e-6, bursts: int = 10,
+            mean_delay_s: float = 0.003) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sensor times, host receive times and true host capture times (int64 ns)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    t_sensor = (np.arange(n) * 1e9 / FS).astype(np.int64) + 987_654_321_000
+    t_true = 7_000_000_000_000 + np.rint((t_sensor - t_sensor[0]) * (1 + drift)).astype(np.int64)
+    delay = rng.exponential(mean_delay_s, n)
+    for start in rng.integers(0, n - 40, bursts):  # BLE-like stalls: a burst of late samples
+        delay[start:start + 30] += np.linspace(0.06, 0.0, 30)
+    return t_sensor, t_true + np.rint(delay * 1e9).astype(np.int64), t_true
+
+
+@pytest.mark.parametrize("seed,drift", [(0, 50e-6), (1, -50e-6), (2, 20e-6)])
+def test_aligns_within_1ms_after_convergence(seed: int, drift: float) -> None:
+    t_sensor, t_host, t_true = _clocks(seed, drift=drift)
+    mapper = ClockMapper()
+    mapped = mapper.update(t_sensor, t_host)
+    err_ms = np.abs(mapped - t_true) / 1e6
+    assert err_ms[int(2 * FS):].max() < 1.0
+    assert err_ms[int(10 * FS):].max() < 0.3
+    assert mapper.fit.drift == pytest.approx(drift, abs=10e-6)
+    # map() with the final fit agrees with the truth over the whole recording
+    assert np.abs(mapper.map(t_sensor) - t_true).max() / 1e6 < 0.5
+
+
+def test_independent_of_block_size() -> None:
+    t_sensor, t_host, _ = _clocks(3, seconds=10.0)
+    whole = ClockMapper().update(t_sensor, t_host)
+    for size in (1, 7, 333):
+        mapper = ClockMapper()
+        parts = [mapper.update(t_sensor[i:i + size], t_host[i:i + size])
+                 for i in range(0, len(t_sensor), size)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_mapped_times_never_later_than_receipt_once_converged() -> None:
+    t_sensor, t_host, _ = _clocks(4)
+    mapped = ClockMapper().update(t_sensor, t_host)
+    assert (mapped[int(2 * FS):] <= t_host[int(2 * FS):] + 300_000).all()
+
+
+@pytest.mark.parametrize("jump_s", [-100.0, -0.3, 10.0])
+def test_sensor_clock_reset_is_detected_and_followed(jump_s: float) -> None:
+    t_sensor, t_host, t_true = _clocks(5)
+    half = len(t_sensor) // 2
+    t_sensor = t_sensor.copy()
+    t_sensor[half:] += int(jump_s * 1e9)
+    mapper = ClockMapper()
+    mapped = mapper.update(t_sensor, t_host)
+    assert mapper.resets == 1
+    err_ms = np.abs(mapped - t_true) / 1e6
+    assert err_ms[int(2 * FS):half].max() < 1.0
+    assert err_ms[half + int(2 * FS):].max() < 1.0
+
+
+def test_host_latency_step_is_followed() -> None:
+    """A lasting +1 s step in transport delay (host stall, resync) ends in a reset."""
+    t_sensor, t_host, t_true = _clocks(6, bursts=0)
+    half = len(t_sensor) // 2
+    t_host = t_host.copy()
+    t_host[half:] += 1_000_000_000
+    mapper = ClockMapper()
+    mapped = mapper.update(t_sensor, t_host)
+    assert mapper.resets == 1
+    err_ms = (mapped[half + int(5 * FS):] - t_true[half + int(5 * FS):]) / 1e6
+    assert np.abs(err_ms - 1000.0).max() < 1.0
+
+
+def test_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        ClockMapper(bin_s=1.0, window_s=1.0)
+    with pytest.raises(ValueError, match="same length"):
+        ClockMapper().update(np.zeros(3, np.int64), np.zeros(2, np.int64))
+    with pytest.raises(RuntimeError, match="no samples"):
+        ClockMapper().map(np.zeros(3, np.int64))
