@@ -158,6 +158,15 @@ class Motion:
                 out[:, d] = self.channels[i][0](t, 1)
         return out
 
+    def qdd(self, t: np.ndarray, h: float = 1e-4) -> np.ndarray:
+        """Joint accelerations (N, nqd): rad/s^2 or m/s^2, central difference of ``qd`` (analytic for hinge/prismatic)."""
+        t = np.asarray(t, dtype=np.float64)
+        out = (self.qd(t + h) - self.qd(t - h)) / (2 * h)
+        for i, body in enumerate(self.chain.bodies):
+            if body.joint.type in (JointType.HINGE, JointType.PRISMATIC):
+                out[:, int(self.chain.qd_start[i])] = self.channels[i][0](t, 2)
+        return out
+
 
 def _ypr_quat(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
     """Quaternions (N, 4) of z-y'-x'' rotations (rad): Rz(yaw) Ry(pitch) Rx(roll)."""

@@ -185,3 +185,15 @@ def test_blocks_continue_one_recording() -> None:
     first, second = b.next_block(120), b.next_block(180)
     np.testing.assert_array_equal(np.concatenate([first.acc, second.acc]), one.acc)
     np.testing.assert_array_equal(np.concatenate([first.t, second.t]), one.t)
+
+
+def test_random_mounting_rotation_is_reported_and_consistent(knee) -> None:
+    root = np_qfrom_axis_angle(np.array([0.0, 1.0, 0.0]), 0.3)
+    rec = simulate(knee, 0.5, 100.0, seed=11, noise=ImuNoise.none(),
+                   settings=SimSettings(placement_jitter_m=0.0, mount_rotation_max_rad=0.5),
+                   motion=KneeMotion(root, 0.2, 0.0))
+    angles = np_qangle(rec.imu_rotations, np.array([1.0, 0, 0, 0]))
+    assert (angles > 0).all() and (angles <= 0.5 + 1e-12).all()
+    np.testing.assert_allclose(rec.imu_q_world[:, 0], np.broadcast_to(np_qmul(root, rec.imu_rotations[0]), (50, 4)), atol=1e-12)
+    expect = np_qrotate(np_qconj(rec.imu_q_world[0, 0]), G)
+    np.testing.assert_allclose(rec.acc[:, 0], np.broadcast_to(expect, (50, 3)), atol=1e-4)

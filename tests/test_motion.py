@@ -103,3 +103,13 @@ def test_qd_matches_finite_differences_for_free_and_hinge() -> None:
     # body rate: q(t+dt) ~ q(t) * exp(w dt)
     dq = np_qmul(np_qconj(qa[:, 3:7]), qb[:, 3:7])
     np.testing.assert_allclose(qd[:, 3:6], 2 * dq[:, 1:] / (2 * dt), atol=1e-3)
+
+
+def test_qdd_of_hinge_is_analytic_and_matches_qd_differences() -> None:
+    chain = load_chain(CHAINS / "knee.yaml")
+    m = generate_motion(chain, 10.0, 12)
+    t = np.linspace(0.5, 9.5, 300)
+    qdd = m.qdd(t)
+    h = 1e-5
+    np.testing.assert_allclose(qdd[:, 6], (m.qd(t + h)[:, 6] - m.qd(t - h)[:, 6]) / (2 * h), atol=1e-3)
+    assert np.abs(qdd[:, 6]).max() > 1.0
