@@ -99,6 +99,7 @@ class NodeSpec:
     allow_remote: bool = False
     restart: str = "on-failure"
     line: int = 0
+    input_lines: dict[str, int] = field(default_factory=dict)  # port -> line of its source
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ def _node_spec(raw: Any, f: str, seen: dict[str, NodeSpec]) -> tuple[NodeSpec, t
                           line=raw.lines.get("endpoint"), key="endpoint")
     spec = NodeSpec(id=node_id, kind=kind, params=_plain(params), inputs=_edges(raw, cls, f, where),
                     outputs=list(outputs), group=group, endpoint=endpoint,
-                    allow_remote=bool(raw.get("allow_remote", False)), restart=restart, line=line)
+                    allow_remote=bool(raw.get("allow_remote", False)), restart=restart, line=line,
+                    input_lines=dict(getattr(raw.get("inputs"), "lines", {})))
     return spec, cls
 
 
@@ -296,20 +298,21 @@ def _edge(item: Any, decl: Any, f: str, line: int | None, where: str) -> EdgeSpe
 def _check_inputs(spec: NodeSpec, cls: type, specs: dict[str, NodeSpec], f: str) -> None:
     where = f"node '{spec.id}': "
     for port, edges in spec.inputs.items():
+        line = spec.input_lines.get(port, spec.line)
         for edge in edges:
             src_node, topic = edge.source.split("/")
             if src_node not in specs:
                 raise ConfigError(f"{where}input '{port}' reads '{edge.source}', but there is no "
-                                  f"node '{src_node}'", file=f, line=spec.line, key=port)
+                                  f"node '{src_node}'", file=f, line=line, key=port)
             if topic not in specs[src_node].outputs:
                 raise ConfigError(f"{where}input '{port}' reads '{edge.source}', but node "
                                   f"'{src_node}' publishes only "
                                   f"{', '.join(specs[src_node].outputs) or 'nothing'}",
-                                  file=f, line=spec.line, key=port)
+                                  file=f, line=line, key=port)
             if not cls.inputs[port].takes(topic):
                 raise ConfigError(f"{where}input '{port}' accepts "
                                   f"{', '.join(cls.inputs[port].accepts)}, not '{topic}'",
-                                  file=f, line=spec.line, key=port)
+                                  file=f, line=line, key=port)
 
 
 def _topological(specs: dict[str, NodeSpec], f: str) -> list[NodeSpec]:

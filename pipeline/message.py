@@ -94,14 +94,14 @@ def dtype_to_json(dt: np.dtype) -> Any:
     """Turn a numpy dtype into a JSON-able value (a str, or a descr list for structured)."""
     if dt.fields is None:
         return dt.str
-    return [list(_descr_item(item)) for item in dt.descr]
+    return [_descr_item(item) for item in dt.descr]
 
 
 def _descr_item(item: tuple) -> tuple:
     name, typ = item[0], item[1]
     if isinstance(typ, list):
-        typ = [list(_descr_item(i)) for i in typ]
-    return (name, typ, list(item[2])) if len(item) == 3 else (name, typ)
+        typ = [_descr_item(i) for i in typ]
+    return (name, typ, tuple(item[2])) if len(item) == 3 else (name, typ)
 
 
 def _descr_from_json(descr: list) -> list:
@@ -259,8 +259,9 @@ class Decoder:
             raise MessageError(
                 f"{topic}: payload is {len(body)} bytes but header says {header.n} samples of "
                 f"shape {tuple(info.shape)} {dt} = {count * dt.itemsize} bytes")
-        arr = np.frombuffer(body, dtype=dt, count=count)
-        return arr.reshape((header.n, *info.shape))
+        arr = np.frombuffer(body, dtype=dt, count=count).reshape((header.n, *info.shape))
+        arr.flags.writeable = False  # views on the received frame are shared: never mutate
+        return arr
 
     def _gap(self, header: Header) -> tuple[bool, int]:
         key = header.info.stream

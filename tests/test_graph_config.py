@@ -1,0 +1,120 @@
+"""Graph config loader: good configs load; each bad config names file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.graph import load_graph
+from pipeline.ports import QueuePolicy
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+version: 1
+name: t
+nodes:
+  - id: src
+    kind: nodes.counter.Counter
+    params: {total: 10, block: 2}
+  - id: mid
+    kind: relay
+    group: pair
+    inputs: {in: src/count}
+  - id: sink
+    kind: nodes.sequence_check.SequenceCheck
+    group: pair
+    params: {report: /tmp/x.json}
+    inputs:
+      in: [{source: mid/out, queue_policy: drop_oldest, queue_size: 2}]
+"""
+
+
+def test_good_config_loads_in_topological_order(write_graph):
+    g = load_graph(write_graph(GOOD))
+    assert [n.id for n in g.nodes] == ["src", "mid", "sink"]
+    assert g.groups == {"src": ["src"], "pair": ["mid", "sink"]}
+    edge = g.node("sink").inputs["in"][0]
+    assert edge.policy is QueuePolicy.DROP_OLDEST and edge.queue_size == 2
+    assert g.subscribers("src/count") == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_shipped_configs_validate(name):
+    load_graph(REPO / "configs" / name)
+
+
+BAD = {
+    "unknown kind": (GOOD.replace("kind: relay", "kind: nodes.nothing.Here"),
+                     "graph.yaml:8: node 'mid': unknown kind 'nodes.nothing.Here': module "
+                     "'nodes.nothing' not found"),
+    "unknown alias with hint": (GOOD.replace("kind: relay", "kind: rellay"),
+                                "unknown kind 'rellay'; did you mean relay"),
+    "duplicate id": (GOOD.replace("id: sink", "id: mid"),
+                     "graph.yaml:11: node 'mid': duplicate id (first defined on line 7)"),
+    "missing topic": (GOOD.replace("inputs: {in: src/count}", "inputs: {in: src/counts}"),
+                      "graph.yaml:10: node 'mid': input 'in' reads 'src/counts', but node 'src' publishes "
+                      "only count"),
+    "missing node": (GOOD.replace("inputs: {in: src/count}", "inputs: {in: nope/count}"),
+                     "input 'in' reads 'nope/count', but there is no node 'nope'"),
+    "wrong param type": (GOOD.replace("total: 10", "total: ten"),
+                         "graph.yaml:6: node 'src': parameter 'total': expected integer, "
+                         "got 'ten'"),
+    "missing required param": (GOOD.replace("params: {report: /tmp/x.json}", "params: {}"),
+                               "node 'sink': missing required parameter 'report' (path)"),
+    "unknown param": (GOOD.replace("block: 2", "blok: 2"),
+                      "node 'src': unknown parameter 'blok'; known parameters: block, "
+                      "rate_hz, total"),
+    "param out of range": (GOOD.replace("block: 2", "block: 0"), "block must be >= 1"),
+    "cycle": (GOOD.replace("inputs: {in: src/count}", "inputs: {in: sink/out}").replace(
+        "kind: nodes.sequence_check.SequenceCheck\n    group: pair\n    params: {report: "
+        "/tmp/x.json}", "kind: relay\n    group: pair").replace(
+        "in: [{source: mid/out, queue_policy: drop_oldest, queue_size: 2}]", "in: mid/out"),
+        "the graph has a cycle: mid -> sink -> mid"),
+    "unknown node key": (GOOD.replace("group: pair\n    inputs: {in: src/count}",
+                                      "group: pair\n    input: {in: src/count}"),
+                         "graph.yaml:10: node 'mid': unknown key 'input'"),
+    "unknown port": (GOOD.replace("inputs: {in: src/count}", "inputs: {data: src/count}"),
+                     "node 'mid': unknown input port 'data'; ports: in"),
+    "unwired required port": (GOOD.replace("    inputs: {in: src/count}\n", ""),
+                              "node 'mid': input 'in' must be wired"),
+    "bad queue policy": (GOOD.replace("drop_oldest", "drop_newest"),
+                         "queue_policy must be one of ['lossless', 'drop_oldest']"),
+    "bad version": (GOOD.replace("version: 1", "version: 2"), "graph.yaml:1: 'version' must be 1"),
+    "bad id": (GOOD.replace("id: src", "id: Src-1"), "node id must be snake_case"),
+    "duplicate yaml key": (GOOD.replace("name: t", "name: t\nname: u"),
+                           "graph.yaml:3: duplicate key 'name'"),
+    "not yaml": ("version: 1\nnodes: [\n", "graph.yaml:3: not valid YAML"),
+    "unknown output": (GOOD.replace("params: {total: 10, block: 2}",
+                                    "params: {total: 10, block: 2}\n    outputs: [counts]"),
+                       "node 'src': nodes.counter.Counter has no output 'counts'"),
+    "remote endpoint": (GOOD.replace("group: pair\n    inputs: {in: src/count}",
+                                     "group: pair\n    endpoint: http://x\n    inputs: {in: src/count}"),
+                        "'endpoint' must be tcp://HOST:PORT"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_gives_expected_message(case, write_graph):
+    text, expected = BAD[case]
+    path = write_graph(text)
+    with pytest.raises(ConfigError) as info:
+        load_graph(path)
+    message = str(info.value)
+    assert expected in message, message
+    assert str(path) in message  # every error names the file
+
+
+def test_yaml_cannot_execute_code(write_graph):
+    path = write_graph("version: 1\nnodes: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_graph(path)
+
+
+def test_validate_command_reports_errors_with_exit_code(write_graph, capsys):
+    from pipeline.cli import main
+    assert main(["validate", str(write_graph(GOOD))]) == 0
+    assert "ok: graph 't', 3 nodes in 2 process(es)" in capsys.readouterr().out
+    assert main(["validate", str(write_graph(GOOD.replace("total: 10", "total: x")))]) == 2
