@@ -122,7 +122,8 @@ def _placement(chain: Chain, rng: np.random.Generator, s: SimSettings) -> tuple[
 class ImuSimulator:
     """Stateful simulator producing consecutive blocks of one continuous recording.
 
-    Used in one call by ``simulate`` and block by block by a real-time sim driver.
+    Used in one call by ``simulate`` and block by block by a real-time sim driver. The random
+    motion spans ``duration_s`` (default one hour) and holds its last pose afterwards.
     """
 
     def __init__(self, chain: Chain, rate_hz: float, seed: int, noise: ImuNoise = ImuNoise(),
