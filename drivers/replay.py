@@ -1,0 +1,202 @@
+"""Replay: plays an imuflow MCAP session back onto the bus, in real time or faster."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.message import Flag, StreamInfo
+from pipeline.node import Source
+from pipeline.session_reader import ChannelRun, SessionChannel, SessionReader
+from pipeline.streams import FRAME, RAW_IMU, STATE, TRUTH
+
+ORIENTATION_TRUTH = "orientation.truth"
+_SPEED0_MERGE_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Item:
+    log_time: int
+    run: ChannelRun
+    start: int
+    stop: int
+
+
+class Replay(Source):
+    """Republish the streams of a session file with their original StreamInfo and time stamps.
+
+    Ports (only the kinds present in the file are emitted):
+        imu.raw (out): per-sensor raw samples (RAW_IMU_DTYPE: m/s^2, rad/s, uT, sensor frame).
+        chain.truth (out): ground-truth chain state of simulated sessions.
+        imu.frame (out): aligned frames, if the session recorded them.
+        chain.state (out): observer output, if recorded.
+        orientation.truth (out): optical ground truth of imported datasets (t_host, q w,x,y,z).
+    Stream ids are rewritten to ``<this node>/<kind>[:<source>]``; source names,
+    ``t_sensor`` and the ``t_host`` of every sample stay as recorded unless
+    ``restamp`` shifts ``t_host`` to now. Pacing follows the recorder's receive
+    time (MCAP log_time) divided by ``speed``.
+    """
+
+    outputs = (RAW_IMU, TRUTH, FRAME, STATE, ORIENTATION_TRUTH)
+
+    @dataclass(frozen=True)
+    class Params:
+        path: Path  # session file (.mcap) written by the recorder or `imuflow import`
+        speed: float = 1.0  # 1 = real time, 10 = ten times faster, 0 = as fast as possible
+        loop: bool = False  # start over at the end (each restart is flagged as a gap)
+        start_s: float = 0.0  # skip this many seconds from the start of the session
+        end_s: float = 0.0  # stop at this many seconds from the start; 0 = at the end
+        topics: tuple[str, ...] = ()  # stream-id or kind patterns (fnmatch); empty = all
+        restamp: bool = False  # shift t_host (header and samples) so the session starts now
+        merge_s: float = -1.0  # merge one stream's consecutive blocks up to this span, s;
+        # -1 = auto: as recorded when speed > 0, 1 s blocks when speed == 0
+
+        def __post_init__(self) -> None:
+            if self.speed < 0 or self.start_s < 0 or self.end_s < 0:
+                raise ValueError("speed, start_s and end_s must be >= 0")
+            if self.end_s and self.end_s <= self.start_s:
+                raise ValueError("end_s must be greater than start_s (or 0 for the end)")
+
+    def setup(self) -> None:
+        p = self.params
+        self.path = self.context.resolve(p.path)
+        self._reader = SessionReader(self.path)  # raises SessionFileError naming the file
+        merge = p.merge_s if p.merge_s >= 0 else (0.0 if p.speed > 0 else _SPEED0_MERGE_S)
+        self._merge_ns = int(merge * 1e9)
+        self._out: dict[int, StreamInfo | None] = {}
+        self._taken: dict[str, str] = {}
+        self._loops = 0
+        self._items: Iterator[_Item] | None = None
+        self._pending: _Item | None = None
+        self._t0_file: int | None = None
+        self._span_ns = 0
+        self.stats.extra["path"] = str(self.path)
+
+    def on_start(self) -> None:
+        self._wall0 = time.monotonic_ns()
+        self._items = self._iter_items()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _out_info(self, ch: SessionChannel) -> StreamInfo | None:
+        """The replayed stream info of a channel, None if the channel is not replayed."""
+        if ch.id in self._out:
+            return self._out[ch.id]
+        info: StreamInfo | None = None
+        pats = self.params.topics
+        if ch.kind in self.outputs and (not pats or any(
+                fnmatch.fnmatchcase(ch.stream, x) or fnmatch.fnmatchcase(ch.kind, x)
+                for x in pats)):
+            suffix = ch.stream.split(":", 1)[1] if ":" in ch.stream else ""
+            stream = f"{self.id}/{ch.kind}" + (f":{suffix}" if suffix else "")
+            if self._taken.get(stream, ch.stream) != ch.stream:  # two recorded streams collide
+                stream += f":{ch.stream.split('/', 1)[0]}"
+            self._taken[stream] = ch.stream
+            info = replace(ch.info, stream=stream)
+            self.log.info("replaying %s as %s", ch.stream, stream)
+        else:
+            self.log.info("not replaying %s (kind %s)", ch.stream, ch.kind)
+        self._out[ch.id] = info
+        return info
+
+    def _iter_items(self) -> Iterator[_Item]:
+        p = self.params
+        reader = self._reader
+        for runs in reader.runs():
+            items: list[_Item] = []
+            for run in runs:
+                if self._t0_file is None:
+                    self._t0_file = int(run.log_time[0])
+                self._span_ns = max(self._span_ns, int(run.log_time[-1]) - self._t0_file)
+                if self._out_info(run.channel) is None:
+                    continue
+                items.extend(self._split(run))
+            items.sort(key=lambda it: it.log_time)
+            yield from items
+        if p.loop and self._t0_file is not None:
+            self._loops += 1
+            self._restarted: set[int] = set()
+            self._reader.close()
+            self._reader = SessionReader(self.path)
+            self._wall0 = time.monotonic_ns()
+            yield from self._iter_items()
+
+    def _split(self, run: ChannelRun) -> list[_Item]:
+        p = self.params
+        t = run.log_time - self._t0_file
+        keep = t >= int(p.start_s * 1e9)
+        if p.end_s:
+            keep &= t < int(p.end_s * 1e9)
+        keep &= (run.header["flags"] & int(Flag.JSON)) == 0
+        idx = np.flatnonzero(keep)
+        if not len(idx):
+            return []
+        if self._merge_ns <= 0:
+            return [_Item(int(run.log_time[i]), run, i, i + 1) for i in idx.tolist()]
+        # runs of consecutive kept messages, split at merge windows and at publisher gaps
+        win = t[idx] // self._merge_ns
+        cut = (np.diff(idx) != 1) | (np.diff(win) != 0) | (
+            (run.header["flags"][idx[1:]] & int(Flag.GAP)) != 0)
+        bounds = np.concatenate(([0], np.flatnonzero(cut) + 1, [len(idx)]))
+        return [_Item(int(run.log_time[idx[a]]), run, int(idx[a]), int(idx[b - 1]) + 1)
+                for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+
+    # -- emitting ------------------------------------------------------------------------------
+    def poll(self, timeout_s: float) -> bool:
+        assert self._items is not None, "on_start() was not called"
+        speed = self.params.speed
+        deadline = time.monotonic_ns() + int(timeout_s * 1e9)
+        while True:
+            item = self._pending or next(self._items, None)
+            self._pending = None
+            if item is None:
+                return False
+            if speed > 0:
+                due = self._wall0 + int((item.log_time - self._t0_file
+                                         - self.params.start_s * 1e9) / speed)
+                now = time.monotonic_ns()
+                if due > now:
+                    if due > deadline:
+                        self._pending = item
+                        time.sleep(max(deadline - now, 0) / 1e9)
+                        return True
+                    time.sleep((due - now) / 1e9)
+            self._emit_item(item)
+            if time.monotonic_ns() >= deadline:
+                return True
+
+    def _emit_item(self, item: _Item) -> None:
+        run = item.run
+        info = self._out[run.channel.id]
+        head = run.header
+        a, b = item.start, item.stop
+        data = np.frombuffer(run.payload_bytes(a, b), dtype=info.np_dtype)
+        data = data.reshape((-1, *info.shape))
+        n_expected = int(head["n"][a:b].sum())
+        if len(data) != n_expected:
+            raise ValueError(f"session '{self.path}': stream {run.channel.stream}: payload holds "
+                             f"{len(data)} samples, headers say {n_expected}; the file is corrupt")
+        t_host = int(head["t_host"][a])
+        gap = bool(head["flags"][a] & int(Flag.GAP))
+        if self._loops and run.channel.id not in self._restarted:
+            self._restarted.add(run.channel.id)  # first block of a stream after a loop restart
+            gap = True
+        if self.params.restamp:
+            shift = self._wall0 - self._t0_file - int(self.params.start_s * 1e9)
+            t_host += shift
+            if data.dtype.names and "t_host" in data.dtype.names:
+                data = data.copy()
+                data["t_host"] += shift
+        self.emit(info.kind, data, t_host=t_host, t_sensor=int(head["t_sensor"][a]), info=info,
+                  gap=gap)
+
+    def on_stop(self) -> None:
+        self.stats.extra["loops"] = self._loops
+
+    def teardown(self) -> None:
+        if hasattr(self, "_reader"):
+            self._reader.close()

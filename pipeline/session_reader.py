@@ -1,0 +1,273 @@
+"""SessionReader: a tolerant, vectorised reader of imuflow MCAP session files.
+
+Reads the data section record by record, so a file whose writer was killed
+(no summary, a torn last record) reads back up to its last complete chunk;
+``truncated`` tells. Messages come out per chunk and per channel as numpy
+arrays (:class:`ChannelRun`): with the message indexes the writer puts after
+each chunk, a chunk is parsed without a Python loop over its messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lz4.frame
+import numpy as np
+import zstandard
+
+from pipeline.errors import ImuflowError
+from pipeline.message import StreamInfo
+from pipeline.session_format import (FIXED_SIZE, META_BUS_TOPIC, META_STREAM_INFO,
+                                     SESSION_METADATA)
+
+log = logging.getLogger("imuflow.session_reader")
+
+MAGIC = b"\x89MCAP0\r\n"
+_OP_HEADER, _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 1, 2, 3, 4, 5, 6
+_OP_MESSAGE_INDEX, _OP_METADATA, _OP_DATA_END = 7, 0x0C, 0x0F
+_MSG_HEAD = 1 + 8 + 2 + 4 + 8 + 8  # opcode, length, channel, sequence, log_time, publish_time
+HEADER_DTYPE = np.dtype([("schema", "<u2"), ("flags", "<u2"), ("epoch", "<u4"), ("seq", "<u8"),
+                         ("t_host", "<i8"), ("t_sensor", "<i8"), ("n", "<u4"),
+                         ("info_len", "<u4")])
+assert HEADER_DTYPE.itemsize == FIXED_SIZE
+
+
+class SessionFileError(ImuflowError):
+    """A session file cannot be read: not MCAP, not an imuflow session, or corrupt."""
+
+
+@dataclass(frozen=True)
+class SessionChannel:
+    """One recorded stream: MCAP channel id, stream id, bus topic and its StreamInfo."""
+
+    id: int
+    stream: str
+    bus_topic: str
+    info: StreamInfo
+
+    @property
+    def kind(self) -> str:
+        """Message kind (``imu.raw``, ``chain.truth``, ...)."""
+        return self.info.kind
+
+
+@dataclass(frozen=True)
+class ChannelRun:
+    """The messages of one channel in one chunk, in file order.
+
+    Attributes:
+        channel: the stream they belong to.
+        log_time: (k,) int64 ns, recorder receive time (monotonic clock).
+        header: (k,) HEADER_DTYPE, the fixed bus header of each message (t_host, t_sensor ns).
+        payload: (k, nbytes) uint8 when every message has the same size, else a list of
+            (nbytes_i,) uint8 arrays; use :meth:`payload_bytes`.
+    """
+
+    channel: SessionChannel
+    log_time: np.ndarray
+    header: np.ndarray
+    payload: np.ndarray | list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.log_time)
+
+    def payload_bytes(self, start: int, stop: int) -> np.ndarray:
+        """Payloads of messages ``start:stop`` concatenated, (nbytes,) uint8 (a copy)."""
+        if isinstance(self.payload, np.ndarray):
+            return self.payload[start:stop].reshape(-1)
+        return np.concatenate(self.payload[start:stop]) if stop > start else np.empty(0, np.uint8)
+
+
+class SessionReader:
+    """Reads a session file; ``channels`` and ``metadata`` fill in as the data section is read."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise SessionFileError(f"session '{self.path}': cannot open: {exc.strerror}") from None
+        if size < len(MAGIC) or self._file.read(len(MAGIC)) != MAGIC:
+            self._file.close()
+            raise SessionFileError(f"session '{self.path}': not an MCAP file (bad magic); "
+                                   "import vendor files with `imuflow import`")
+        self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        self.channels: dict[int, SessionChannel] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
+        self.truncated = False
+        self._zstd = zstandard.ZstdDecompressor()
+        self._scan_preamble()
+
+    def close(self) -> None:
+        """Release the file."""
+        self._buf.close()
+        self._file.close()
+
+    def __enter__(self) -> "SessionReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- records -------------------------------------------------------------------------------
+    def _records(self, start: int = len(MAGIC)) -> Iterator[tuple[int, int, int]]:
+        """(opcode, content start, content end) of each top-level record of the data section."""
+        buf, pos, end = self._buf, start, len(self._buf)
+        while pos + 9 <= end:
+            op, length = struct.unpack_from("<BQ", buf, pos)
+            body = pos + 9
+            if body + length > end:
+                self.truncated = True
+                log.warning("session '%s': torn record at byte %d (file ends early); read up "
+                            "to the last complete chunk", self.path, pos)
+                return
+            yield op, body, body + length
+            if op in (_OP_DATA_END, _OP_FOOTER):
+                return
+            pos = body + length
+        self.truncated = True  # no DataEnd record: the writer did not finish
+
+    def _scan_preamble(self) -> None:
+        """Read channels and metadata before the first chunk (and the first chunk's channels)."""
+        for op, a, b in self._records():
+            if op == _OP_CHUNK:
+                break
+            self._handle(op, memoryview(self._buf)[a:b])
+
+    def _handle(self, op: int, rec: memoryview) -> None:
+        if op == _OP_CHANNEL:
+            cid, _schema = struct.unpack_from("<HH", rec, 0)
+            topic, p = _string(rec, 4)
+            _enc, p = _string(rec, p)
+            meta = _string_map(rec, p)
+            if cid not in self.channels:
+                raw = meta.get(META_STREAM_INFO)
+                if raw is None:
+                    raise SessionFileError(f"session '{self.path}': channel '{topic}' has no "
+                                           f"'{META_STREAM_INFO}' metadata; not an imuflow session")
+                info = StreamInfo.from_json(raw.encode())
+                self.channels[cid] = SessionChannel(cid, topic, meta.get(META_BUS_TOPIC, topic),
+                                                    info)
+        elif op == _OP_METADATA:
+            name, p = _string(rec, 0)
+            self.metadata[name] = _string_map(rec, p)
+
+    @property
+    def session(self) -> dict[str, str]:
+        """The ``imuflow.session`` metadata: UTC anchor (utc_ns, monotonic_ns) and more."""
+        return self.metadata.get(SESSION_METADATA, {})
+
+    # -- chunks --------------------------------------------------------------------------------
+    def _chunk_records(self, a: int, b: int) -> bytes:
+        rec = memoryview(self._buf)[a:b]
+        _t0, _t1, usize, _crc = struct.unpack_from("<QQQI", rec, 0)
+        comp, p = _string(rec, 28)
+        (rlen,) = struct.unpack_from("<Q", rec, p)
+        data = rec[p + 8:p + 8 + rlen]
+        if comp == "zstd":
+            raw = self._zstd.decompress(data, max_output_size=usize)
+        elif comp == "lz4":
+            raw = lz4.frame.decompress(data)
+        elif comp == "":
+            raw = bytes(data)
+        else:
+            raise SessionFileError(f"session '{self.path}': chunk compression '{comp}' unknown")
+        return raw
+
+    def runs(self) -> Iterator[list[ChannelRun]]:
+        """Yield, per chunk in file order, one :class:`ChannelRun` per channel present."""
+        records = self._records()
+        pending: tuple[bytes, dict[int, np.ndarray]] | None = None
+        for op, a, b in records:
+            if op == _OP_CHUNK:
+                if pending is not None:
+                    yield self._parse_chunk(*pending)
+                pending = (self._chunk_records(a, b), {})
+            elif op == _OP_MESSAGE_INDEX and pending is not None:
+                rec = memoryview(self._buf)[a:b]
+                (cid,) = struct.unpack_from("<H", rec, 0)
+                (n,) = struct.unpack_from("<I", rec, 2)
+                pending[1][cid] = np.frombuffer(rec[6:6 + n], dtype="<u8").reshape(-1, 2)
+            else:
+                self._handle(op, memoryview(self._buf)[a:b])
+        if pending is not None:
+            yield self._parse_chunk(*pending)
+
+    def _parse_chunk(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
+        arr = np.frombuffer(raw, np.uint8)
+        offsets = self._index_offsets(raw, arr, index)
+        runs = []
+        for cid, offs in offsets.items():
+            ch = self.channels.get(cid)
+            if ch is None:
+                raise SessionFileError(f"session '{self.path}': message on unknown channel {cid}")
+            runs.append(_gather(ch, arr, offs))
+        return runs
+
+    def _index_offsets(self, raw: bytes, arr: np.ndarray,
+                       index: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Per channel, record offsets of its messages in the chunk (from indexes, else a scan)."""
+        pos = 0
+        scanned: dict[int, list[int]] = {}
+        mv = memoryview(raw)
+        # with indexes, the scan stops at the first message unless a channel is still unknown
+        full_scan = not index or any(cid not in self.channels for cid in index)
+        while pos + 9 <= len(raw):
+            op, length = struct.unpack_from("<BQ", mv, pos)
+            if op == _OP_MESSAGE:
+                if index and not full_scan:
+                    break
+                scanned.setdefault(struct.unpack_from("<H", mv, pos + 9)[0], []).append(pos)
+            else:
+                self._handle(op, mv[pos + 9:pos + 9 + length])
+            pos += 9 + length
+        if index and not (full_scan and sum(map(len, scanned.values())) != sum(
+                len(rows) for rows in index.values())):
+            return {cid: np.sort(rows[:, 1].astype(np.int64)) for cid, rows in index.items()
+                    if len(rows)}
+        return {cid: np.asarray(v, np.int64) for cid, v in scanned.items()}
+
+
+def _gather(ch: SessionChannel, arr: np.ndarray, offs: np.ndarray) -> ChannelRun:
+    """Pull the messages at record offsets ``offs`` out of a chunk, vectorised when uniform."""
+    lengths = arr[(offs + 1)[:, None] + np.arange(8)].copy().view("<u8").ravel()
+    fixed = arr[(offs + 9)[:, None] + np.arange(_MSG_HEAD - 9)].copy()
+    log_time = fixed[:, 6:14].copy().view("<i8").ravel()
+    data_len = lengths.astype(np.int64) - (_MSG_HEAD - 9)
+    start = offs + _MSG_HEAD
+    if len(np.unique(data_len)) == 1:
+        block = arr[start[:, None] + np.arange(int(data_len[0]))]
+        header = block[:, :FIXED_SIZE].copy().view(HEADER_DTYPE).ravel()
+        skip = FIXED_SIZE + header["info_len"].astype(np.int64)
+        if len(np.unique(skip)) == 1:
+            pay = block[:, int(skip[0]):]
+            return ChannelRun(ch, log_time, header, pay)
+    header = np.empty(len(offs), HEADER_DTYPE)
+    payload = []
+    for i, (s, d) in enumerate(zip(start.tolist(), data_len.tolist())):
+        header[i] = arr[s:s + FIXED_SIZE].view(HEADER_DTYPE)[0]
+        payload.append(arr[s + FIXED_SIZE + int(header[i]["info_len"]):s + d])
+    return ChannelRun(ch, log_time, header, payload)
+
+
+def _string(rec: memoryview, pos: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<I", rec, pos)
+    return bytes(rec[pos + 4:pos + 4 + n]).decode(), pos + 4 + n
+
+
+def _string_map(rec: memoryview, pos: int) -> dict[str, str]:
+    (n,) = struct.unpack_from("<I", rec, pos)
+    end = pos + 4 + n
+    pos += 4
+    out = {}
+    while pos < end:
+        k, pos = _string(rec, pos)
+        v, pos = _string(rec, pos)
+        out[k] = v
+    return out
