@@ -1,0 +1,180 @@
+"""Sync: align the ``imu.raw`` streams of a chain's sensors on host time and resample them."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nodes.sensor_track import G0, Limits, SensorTrack
+from pipeline.chain import ChainError, load_chain
+from pipeline.errors import ConfigError
+from pipeline.message import Block
+from pipeline.node import Node
+from pipeline.ports import Input
+from pipeline.streams import FRAME, RAW_IMU, FrameFlag, frame_dtype, frame_info
+
+
+class Sync(Node):
+    """Map each sensor clock onto host time, align all sensors and resample to ``rate_hz``.
+
+    Every sensor's ``t_sensor`` is mapped onto the host clock by its own
+    :class:`~pipeline.clock_mapper.ClockMapper` (offset and drift, lower envelope of
+    the receive delays). acc and gyr are linearly interpolated onto the grid of
+    host times ``round(k * 1e9 / rate_hz)`` ns. A frame is emitted once every
+    sensor has a sample at or after its time, or once a sensor has sent nothing
+    for ``latency_s`` of wall-clock time (it then counts as stalled and does not
+    hold frames back). Per sensor and frame:
+
+    - gap between the samples around the frame time <= ``max_gap_s``: interpolated
+      (flag INTERPOLATED if samples were lost, i.e. the gap exceeds 1.5 periods);
+    - longer gap, before the first sample, or stalled: NaN with flag MISSING;
+    - NaN input or |acc| > ``acc_max`` / |gyr| > ``gyr_max``: NaN with flag INVALID.
+
+    Output never depends on the input block sizes (as long as no sensor stalls).
+
+    Ports:
+        raw: imu.raw from one or more sensors (``info.source`` = IMU name); acc m/s^2,
+            gyr rad/s, sensor frame; t_sensor/t_host int64 ns.
+        imu.frame (out): frames of all ``imus`` at ``rate_hz``; t_host = frame time on
+            the host clock (estimated capture time), int64 ns; several frames per
+            message when input arrives in large blocks.
+    """
+
+    inputs = {"raw": Input(accepts=(RAW_IMU,), many=True)}
+    outputs = (FRAME,)
+
+    @dataclass(frozen=True)
+    class Params:
+        imus: list[str] = field(default_factory=list)  # output order; [] = chain file's IMUs
+        rate_hz: float = 100.0  # output (model) rate, Hz
+        max_gap_s: float = 0.1  # interpolate across gaps up to this long, s
+        latency_s: float = 0.1  # wait this long (wall clock) for a late sensor, s
+        dejitter: bool = True  # map sensor clocks onto host time (else use t_host as is)
+        acc_max: float = 16 * G0  # m/s^2, larger |acc| is INVALID
+        gyr_max: float = 35.0  # rad/s, larger |gyr| is INVALID
+        clock_window_s: float = 30.0  # s of sensor time the clock fit spans
+
+        def __post_init__(self) -> None:
+            if self.rate_hz <= 0 or self.max_gap_s < 0 or self.latency_s < 0:
+                raise ValueError(f"rate_hz must be > 0 and max_gap_s, latency_s >= 0; got "
+                                 f"rate_hz={self.rate_hz}, max_gap_s={self.max_gap_s}, "
+                                 f"latency_s={self.latency_s}")
+            if len(set(self.imus)) != len(self.imus):
+                raise ValueError(f"imus has duplicate names: {self.imus}")
+
+    def setup(self) -> None:
+        p = self.params
+        names = list(p.imus) or self._chain_imus()
+        limits = Limits(acc_max=p.acc_max, gyr_max=p.gyr_max)
+        max_gap_ns = int(round(p.max_gap_s * 1e9))
+        self._tracks = [SensorTrack(n, max_gap_ns=max_gap_ns, dejitter=p.dejitter, limits=limits,
+                                    clock_window_s=p.clock_window_s) for n in names]
+        self._by_name = {t.name: t for t in self._tracks}
+        self._dtype = frame_dtype(len(names))
+        self._k_next: int | None = None  # index of the next grid time to emit
+        self._latency_ns = int(p.latency_s * 1e9)
+        self._started_ns = time.monotonic_ns()
+        self._unknown: set[str] = set()
+        self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0}
+        self.declare(FRAME, frame_info(f"{self.id}/{FRAME}", names, p.rate_hz,
+                                       clock="host", dejitter=p.dejitter))
+
+    def _chain_imus(self) -> list[str]:
+        chain_file = self.context.chain_file
+        if chain_file is None:
+            raise ConfigError(f"node '{self.id}': parameter 'imus' is empty and the graph names no "
+                              "'chain:' file; list the sensor names in params.imus", key="imus")
+        try:
+            names = list(load_chain(self.context.resolve(chain_file)).imu_names)
+        except ChainError as exc:
+            raise ConfigError(f"node '{self.id}': cannot take the IMU names from the chain: {exc}",
+                              file=str(chain_file), key="imus") from exc
+        if not names:
+            raise ConfigError(f"node '{self.id}': chain file has no 'imus'; list the sensor names "
+                              "in params.imus", file=str(chain_file), key="imus")
+        return names
+
+    def grid_time(self, k: np.ndarray | int) -> np.ndarray:
+        """Host time (int64 ns) of grid index ``k``."""
+        return np.rint(np.asarray(k, dtype=np.float64) * (1e9 / self.params.rate_hz)).astype(
+            np.int64)
+
+    def on_block(self, port: str, block: Block) -> None:
+        if block.n == 0:
+            return
+        name = block.info.source
+        track = self._by_name.get(name)
+        if track is None:
+            if name not in self._unknown:
+                self._unknown.add(name)
+                self.log.warning("ignoring sensor '%s' (stream %s): not in imus %s", name,
+                                 block.info.stream, [t.name for t in self._tracks])
+                self.stats.extra["ignored_sensors"] = sorted(self._unknown)
+            return
+        now = time.monotonic_ns()
+        track.add(block.data, block.info.rate_hz, now)
+        if self._k_next is None:
+            self._k_next = math.ceil(int(track.t[0]) * self.params.rate_hz / 1e9)
+        self._emit_ready(self._horizon(now))
+
+    def on_eos(self) -> None:
+        """Inputs ended: emit the frames up to the newest sample of any sensor."""
+        ends = [t.last_t for t in self._tracks if t.last_t is not None]
+        if ends and self._k_next is not None:
+            self._emit_ready(max(ends))
+
+    def _horizon(self, now_ns: int) -> int:
+        """Latest host time (ns) up to which frames can be emitted now."""
+        horizon = None
+        for track in self._tracks:
+            arrived = track.last_arrival_ns if track.last_arrival_ns is not None else (
+                self._started_ns)
+            if now_ns - arrived > self._latency_ns:
+                continue  # stalled: does not hold frames back
+            if track.last_t is None:
+                return -(2 ** 62)
+            horizon = track.last_t if horizon is None else min(horizon, track.last_t)
+        if horizon is None:  # every sensor stalled: up to the newest sample
+            horizon = max(t.last_t for t in self._tracks if t.last_t is not None)
+        return horizon
+
+    def _emit_ready(self, horizon_ns: int) -> None:
+        k0 = self._k_next
+        k1 = math.floor(horizon_ns * self.params.rate_hz / 1e9)  # last index with time <= horizon
+        while k1 >= k0 and int(self.grid_time(k1)) > horizon_ns:
+            k1 -= 1
+        if k1 < k0:
+            return
+        grid = self.grid_time(np.arange(k0, k1 + 1))
+        out = np.zeros(len(grid), self._dtype)
+        out["t_host"] = grid
+        for i, track in enumerate(self._tracks):
+            acc, gyr, flags = track.resample(grid)
+            out["acc"][:, i] = acc
+            out["gyr"][:, i] = gyr
+            out["flags"][:, i] = flags
+        self._k_next = k1 + 1
+        next_t = int(self.grid_time(self._k_next))
+        for track in self._tracks:
+            track.trim_before(next_t)
+        self._count(out["flags"])
+        self.emit(FRAME, out, t_host=int(grid[0]))
+
+    def _count(self, flags: np.ndarray) -> None:
+        c = self._counts
+        c["frames"] += len(flags)
+        c["missing"] += int((flags & FrameFlag.MISSING).astype(bool).sum())
+        c["interpolated"] += int((flags & FrameFlag.INTERPOLATED).astype(bool).sum())
+        c["invalid"] += int((flags & FrameFlag.INVALID).astype(bool).sum())
+        self.stats.extra.update(c)
+        self.stats.extra["clock"] = {
+            t.name: {"drift_ppm": round(t.mapper.fit.drift * 1e6, 2), "resets": t.mapper.resets}
+            for t in self._tracks if t.mapper is not None and t.mapper.fit is not None}
+
+    def on_command(self, command: str, args: dict) -> dict:
+        if command == "clocks":
+            return {"ok": True, "clocks": self.stats.extra.get("clock", {})}
+        return super().on_command(command, args)
