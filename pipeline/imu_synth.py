@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from numba import njit
 
 from pipeline.chain import Chain
 from pipeline.fk import Kinematics
 from pipeline.motion import MotionSettings, generate_motion
-from pipeline.quaternion import np_qconj, np_qfrom_rotvec, np_qmul, np_qrotate, np_qto_rotvec
+from pipeline.quaternion import (
+    np_qconj,
+    np_qfrom_rotvec,
+    np_qmul,
+    np_qrotate,
+    np_qto_rotvec,
+    qmul4,
+    qrot3,
+)
 
 log = logging.getLogger("imuflow.imu_synth")
 
@@ -119,6 +128,46 @@ def _placement(chain: Chain, rng: np.random.Generator, s: SimSettings) -> tuple[
     return pos, rot
 
 
+def sensor_signals_np(spos: np.ndarray, squat: np.ndarray, n: int, h: float,
+                      gravity_ms2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ideal acc (n, m, 3) m/s^2 and gyr (n, m, 3) rad/s, sensor frame, from site poses at t-h, t, t+h.
+
+    ``spos`` (3n, m, 3) m and ``squat`` (3n, m, 4) sensor->world stack the three time grids.
+    Plain numpy reference of ``sensor_signals_into``.
+    """
+    sm, s0, sp = spos[:n], spos[n:2 * n], spos[2 * n:]
+    qm, q0, qp = squat[:n], squat[n:2 * n], squat[2 * n:]
+    a_world = (sp - 2.0 * s0 + sm) / (h * h)
+    a_world[..., 2] += gravity_ms2  # a - g with g = (0, 0, -9.81)
+    return (np_qrotate(np_qconj(q0), a_world),
+            np_qto_rotvec(np_qmul(np_qconj(qm), qp)) / (2.0 * h))
+
+
+@njit(cache=True)
+def sensor_signals_into(spos: np.ndarray, squat: np.ndarray, n: int, h: float, gravity_ms2: float,
+                        acc: np.ndarray, gyr: np.ndarray) -> None:
+    """Numba twin of ``sensor_signals_np`` writing into acc, gyr (n, m, 3) float64."""
+    inv_h2, inv_2h = 1.0 / (h * h), 1.0 / (2.0 * h)
+    for k in range(n):
+        for j in range(spos.shape[1]):
+            ax = (spos[2 * n + k, j, 0] - 2.0 * spos[n + k, j, 0] + spos[k, j, 0]) * inv_h2
+            ay = (spos[2 * n + k, j, 1] - 2.0 * spos[n + k, j, 1] + spos[k, j, 1]) * inv_h2
+            az = (spos[2 * n + k, j, 2] - 2.0 * spos[n + k, j, 2] + spos[k, j, 2]) * inv_h2
+            az += gravity_ms2
+            w, x, y, z = squat[n + k, j, 0], squat[n + k, j, 1], squat[n + k, j, 2], squat[n + k, j, 3]
+            acc[k, j, 0], acc[k, j, 1], acc[k, j, 2] = qrot3(w, -x, -y, -z, ax, ay, az)
+            dw, dx, dy, dz = qmul4(squat[k, j, 0], -squat[k, j, 1], -squat[k, j, 2], -squat[k, j, 3],
+                                   squat[2 * n + k, j, 0], squat[2 * n + k, j, 1],
+                                   squat[2 * n + k, j, 2], squat[2 * n + k, j, 3])
+            if dw < 0.0:
+                dw, dx, dy, dz = -dw, -dx, -dy, -dz
+            vn = math.sqrt(dx * dx + dy * dy + dz * dz)
+            scale = 2.0 if vn < 1e-12 else 2.0 * math.atan2(vn, dw) / vn
+            gyr[k, j, 0] = dx * scale * inv_2h
+            gyr[k, j, 1] = dy * scale * inv_2h
+            gyr[k, j, 2] = dz * scale * inv_2h
+
+
 class ImuSimulator:
     """Stateful simulator producing consecutive blocks of one continuous recording.
 
@@ -166,12 +215,9 @@ class ImuSimulator:
         q_all = self.motion.q(np.concatenate([t - h, t, t + h]))
         pos, quat = self.kin.forward_batch(q_all)
         spos, squat = self.kin.sites(pos, quat)
-        sm, s0, sp = spos[:n], spos[n:2 * n], spos[2 * n:]
-        qm, q0, qp = squat[:n], squat[n:2 * n], squat[2 * n:]
-        a_world = (sp - 2.0 * s0 + sm) / (h * h)
-        a_world[..., 2] += self.settings.gravity_ms2  # a - g with g = (0, 0, -9.81)
-        acc_true = np_qrotate(np_qconj(q0), a_world)
-        gyr_true = np_qto_rotvec(np_qmul(np_qconj(qm), qp)) / (2.0 * h)
+        s0, q0 = spos[n:2 * n], squat[n:2 * n]
+        acc_true, gyr_true = np.empty_like(s0), np.empty_like(s0)
+        sensor_signals_into(spos, squat, n, h, self.settings.gravity_ms2, acc_true, gyr_true)
         nz = self.noise
         acc, self._acc_walk = self._errors(acc_true, self.acc_scale, self.acc_bias, self._acc_walk,
                                            nz.acc_bias_walk, nz.acc_noise_density, nz.acc_range)
