@@ -189,21 +189,25 @@ class Kinematics:
         return p_rel, q_rel
 
     def forward_rel(self, q_rel: np.ndarray, root_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World poses from q_rel (T, n, 4) and root position (T, 3) m; other bodies at their offsets."""
+        """World poses from q_rel ([T,] n, 4) and root position ([T,] 3) m; other bodies at their offsets."""
         q_rel = np.ascontiguousarray(q_rel, dtype=np.float64)
+        single = q_rel.ndim == 2
+        q_rel = q_rel[None] if single else q_rel
         p_rel = np.broadcast_to(self.chain.offsets, q_rel.shape[:-1] + (3,)).copy()
         p_rel[:, 0] = root_pos
         pos, quat = np.empty_like(p_rel), np.empty_like(q_rel)
         compose_batch(self.parents, p_rel, q_rel, pos, quat)
-        return pos, quat
+        return (pos[0], quat[0]) if single else (pos, quat)
 
     def sites(self, pos: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """IMU site poses from body poses (T, n, 3|4): pos (T, m, 3) m, quat (T, m, 4) sensor->world."""
+        """IMU site poses from body poses ([T,] n, 3|4): pos ([T,] m, 3) m, quat ([T,] m, 4) sensor->world."""
+        single = np.ndim(pos) == 2
+        pos = np.ascontiguousarray(pos[None] if single else pos, dtype=np.float64)
+        quat = np.ascontiguousarray(quat[None] if single else quat, dtype=np.float64)
         m = len(self.site_body)
         spos, squat = np.empty((len(pos), m, 3)), np.empty((len(pos), m, 4))
-        sites_batch(self.site_body, self.site_params, np.ascontiguousarray(pos),
-                    np.ascontiguousarray(quat), spos, squat)
-        return spos, squat
+        sites_batch(self.site_body, self.site_params, pos, quat, spos, squat)
+        return (spos[0], squat[0]) if single else (spos, squat)
 
     def hinge_angles(self, q_rel: np.ndarray) -> np.ndarray:
         """Hinge angles (..., n_hinge) rad from relative quaternions (..., n, 4)."""

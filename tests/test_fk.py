@@ -126,6 +126,9 @@ def test_fk_equals_numpy_reference(name: str) -> None:
     b = chain.imu_bodies
     np.testing.assert_allclose(spos, pos[:, b] + Q.np_qrotate(quat[:, b], chain.imu_positions), atol=1e-12)
     np.testing.assert_allclose(squat, Q.np_qmul(quat[:, b], chain.imu_rotations), atol=1e-12)
+    one_pos, one_quat = kin.sites(pos[3], quat[3])  # single frame
+    np.testing.assert_allclose(one_pos, spos[3], atol=0)
+    np.testing.assert_allclose(one_quat, squat[3], atol=0)
 
 
 def test_fk_arm3_known_pose() -> None:
@@ -150,6 +153,9 @@ def test_relative_and_compose_round_trip() -> None:
     pos2, quat2 = kin.forward_rel(q_rel, p_rel[:, 0])
     np.testing.assert_allclose(pos2, pos, atol=1e-12)
     np.testing.assert_allclose(quat2, quat, atol=1e-12)
+    pos1, quat1 = kin.forward_rel(q_rel[4], p_rel[4, 0])  # single frame
+    np.testing.assert_allclose(pos1, pos[4], atol=1e-12)
+    np.testing.assert_allclose(quat1, quat[4], atol=1e-12)
     np.testing.assert_allclose(kin.hinge_angles(q_rel),
                                (qs[:, chain.q_start[chain.hinge_bodies]] + np.pi) % (2 * np.pi) - np.pi,
                                atol=1e-9)
