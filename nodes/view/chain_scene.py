@@ -1,0 +1,129 @@
+"""The 3D view of a chain: shaded body meshes moved by per-body transforms, floor, axes, IMUs.
+
+Needs an OpenGL context: a Qt window (``vispy.use("pyside6")``) or vispy's EGL backend for
+off-screen rendering. Only the thread that owns the canvas may call its methods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from vispy import scene
+from vispy.scene.cameras import TurntableCamera
+from vispy.visuals.transforms import MatrixTransform, STTransform
+
+from pipeline.chain import Chain
+from pipeline.fk import Kinematics
+from pipeline.mesh import build_mesh
+from pipeline.quaternion import np_qrotate, np_qto_matrix
+
+BACKGROUND = "#1e2127"
+FLOOR_STEP_M = 0.1
+IMU_COLOR = (1.0, 0.62, 0.1, 1.0)
+
+
+def pose_matrix(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """vispy 4x4 row-vector matrix of a body pose: pos (3,) m, quat (4,) wxyz body to earth."""
+    m = np.eye(4, dtype=np.float64)
+    m[:3, :3] = np_qto_matrix(np.asarray(quat, np.float64)).T
+    m[3, :3] = pos
+    return m
+
+
+def _floor_lines(half_m: float, step_m: float) -> np.ndarray:
+    """Segment end points (k, 3) m of a square grid at z = 0 (earth frame)."""
+    ticks = np.arange(-half_m, half_m + step_m / 2, step_m)
+    segs = []
+    for v in ticks:
+        segs += [(v, -half_m, 0.0), (v, half_m, 0.0), (-half_m, v, 0.0), (half_m, v, 0.0)]
+    return np.asarray(segs, np.float32)
+
+
+class ChainScene:
+    """A vispy SceneCanvas showing ``chain``; call :meth:`set_pose` with each new pose.
+
+    Attributes:
+        canvas: the vispy SceneCanvas (``canvas.native`` is the Qt widget when windowed).
+        view: the ViewBox holding the scene; its camera is a turntable (orbit, zoom, pan).
+    """
+
+    def __init__(self, chain: Chain, *, size: tuple[int, int] = (800, 600), show: bool = False,
+                 segments: int = 20) -> None:
+        self.chain = chain
+        self.kin = Kinematics(chain)
+        self.canvas = scene.SceneCanvas(keys=None, size=size, show=show, bgcolor=BACKGROUND)
+        self.view = self.canvas.central_widget.add_view()
+        self._meshes: list[tuple[int, scene.visuals.Mesh]] = []
+        self._filters = []
+        mesh = build_mesh(chain, segments)
+        for b in range(chain.n_bodies):
+            v0, v1 = int(mesh.body_start[b]), int(mesh.body_start[b + 1])
+            if v1 == v0:
+                continue
+            sel = np.all((mesh.faces >= v0) & (mesh.faces < v1), axis=1)
+            visual = scene.visuals.Mesh(vertices=mesh.vertices[v0:v1],
+                                        faces=(mesh.faces[sel] - v0).astype(np.uint32),
+                                        vertex_colors=mesh.colors[v0:v1], shading="smooth",
+                                        parent=self.view.scene)
+            visual.transform = MatrixTransform()
+            self._filters.append(visual.shading_filter)
+            self._meshes.append((b, visual))
+        zero_pos, zero_quat = self.kin.forward(chain.q_zero())
+        extent = self._extent(zero_pos, zero_quat, mesh)
+        half = max(1.0, float(np.ceil(np.abs(extent[:, :2]).max() + 0.3)))
+        self.floor = scene.visuals.Line(_floor_lines(half, FLOOR_STEP_M), connect="segments",
+                                        color=(0.55, 0.58, 0.62, 0.45), parent=self.view.scene)
+        self.axes = scene.visuals.XYZAxis(parent=self.view.scene, width=3)
+        self.axes.transform = STTransform(scale=(0.25, 0.25, 0.25))
+        self.imu_markers = scene.visuals.Markers(parent=self.view.scene)
+        self.imu_markers.set_data(np.zeros((max(len(chain.imus), 1), 3), np.float32))
+        self.imu_markers.set_gl_state("translucent", depth_test=False)
+        self.imu_markers.visible = bool(chain.imus)
+        self._frame_camera(extent)
+        self._attach_headlight()
+        self.set_pose(zero_pos.astype(np.float32), zero_quat.astype(np.float32))
+
+    def _extent(self, pos: np.ndarray, quat: np.ndarray, mesh: object) -> np.ndarray:
+        """(2, 3) m bounding box of the chain in its neutral pose (earth frame)."""
+        pts = [pos]
+        for b, visual in self._meshes:
+            v0, v1 = int(mesh.body_start[b]), int(mesh.body_start[b + 1])
+            pts.append(np_qrotate(quat[b], mesh.vertices[v0:v1].astype(np.float64)) + pos[b])
+        allp = np.concatenate(pts)
+        return np.stack([allp.min(0), allp.max(0)])
+
+    def _frame_camera(self, extent: np.ndarray) -> None:
+        """Orbit camera looking at the chain from the front-left, slightly above, floor in view."""
+        center = extent.mean(0)
+        center[2] *= 0.75  # look a little down towards the floor
+        size = float(np.linalg.norm(extent[1] - extent[0]))
+        self.view.camera = TurntableCamera(fov=40.0, elevation=20.0, azimuth=-40.0,
+                                           distance=max(1.4, 1.9 * size), center=tuple(center),
+                                           up="+z")
+        self.view.camera.depth_value = 50.0  # near/far ratio: keeps depth precision (no speckle)
+
+    def _attach_headlight(self) -> None:
+        """Keep the light coming from the camera so the side facing the user is lit."""
+        light = (0.4, -0.5, -1.0, 0.0)
+        initial = self.view.camera.transform.imap(light)
+
+        def follow(_event: object = None) -> None:
+            d = self.view.camera.transform.map(initial)[:3]
+            for f in self._filters:
+                f.light_dir = d
+
+        self.view.scene.transform.changed.connect(follow)
+        follow()
+
+    def set_pose(self, pos: np.ndarray, quat: np.ndarray) -> None:
+        """Move every body: pos (n_bodies, 3) m and quat (n_bodies, 4) wxyz, body to earth."""
+        for b, visual in self._meshes:
+            visual.transform.matrix = pose_matrix(pos[b], quat[b])
+        if len(self.kin.site_body):
+            spos, _ = self.kin.sites(pos[None].astype(np.float64), quat[None].astype(np.float64))
+            self.imu_markers.set_data(spos[0].astype(np.float32), face_color=IMU_COLOR,
+                                      edge_color="white", edge_width=1.0, size=11)
+        self.canvas.update()
+
+    def render(self) -> np.ndarray:
+        """Draw now and return the image: (h, w, 4) uint8 RGBA."""
+        return self.canvas.render()

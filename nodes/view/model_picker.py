@@ -1,0 +1,103 @@
+"""Model picker: lists the ONNX models the graph may load and asks the observer to swap."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from nodes.view.command_client import ObserverClient
+
+
+def list_models(model_dirs: tuple[Path, ...]) -> list[Path]:
+    """Every ``*.onnx`` file in ``model_dirs`` (not recursive), sorted by name."""
+    found: dict[Path, None] = {}
+    for d in model_dirs:
+        if Path(d).is_dir():
+            for p in sorted(Path(d).glob("*.onnx")):
+                found[p.resolve()] = None
+    return sorted(found, key=lambda p: p.name)
+
+
+class ModelPicker(QtWidgets.QWidget):
+    """Combo box of models, a swap button and the observer's last reply.
+
+    The swap runs in :class:`ObserverClient`'s thread; the reply comes back to the GUI
+    thread through the ``replied`` signal, so a slow model load never freezes the window.
+    """
+
+    replied = QtCore.Signal(str, dict)  # command, reply
+
+    def __init__(self, client: ObserverClient, model_dirs: tuple[Path, ...],
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.client, self.model_dirs = client, model_dirs
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QtWidgets.QLabel("Model:"))
+        self.combo = QtWidgets.QComboBox()
+        self.combo.setMinimumContentsLength(18)
+        self.combo.setToolTip("ONNX models in the graph's model_dirs (m)")
+        layout.addWidget(self.combo, 1)
+        self.swap_button = QtWidgets.QPushButton("Swap")
+        self.swap_button.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.swap_button.clicked.connect(self.swap_selected)
+        layout.addWidget(self.swap_button)
+        self.reply_label = QtWidgets.QLabel("")
+        self.reply_label.setMinimumWidth(160)
+        layout.addWidget(self.reply_label, 1)
+        self.last_reply: dict = {}
+        self.replied.connect(self._show_reply)
+        self.refresh_models()
+
+    def refresh_models(self) -> None:
+        """Re-read the model folders."""
+        current = self.combo.currentData()
+        self.combo.clear()
+        for p in list_models(self.model_dirs):
+            self.combo.addItem(p.name, str(p))
+        if not self.combo.count():
+            self.combo.addItem("(no *.onnx in model_dirs)", None)
+        i = self.combo.findData(current)
+        if i >= 0:
+            self.combo.setCurrentIndex(i)
+
+    def swap_selected(self) -> None:
+        """Send ``swap`` for the selected model (no-op if there is none)."""
+        path = self.combo.currentData()
+        if path:
+            self.swap_to(Path(path))
+
+    def swap_to(self, model: Path) -> concurrent.futures.Future:
+        """Ask the observer to load ``model``; the reply shows up beside the button."""
+        self.reply_label.setText(f"loading {model.name} ...")
+        self.swap_button.setEnabled(False)
+        return self._send("swap", self.client.swap(model))
+
+    def reset_state(self) -> concurrent.futures.Future:
+        """Ask the observer to reset its recurrent state."""
+        return self._send("reset", self.client.reset())
+
+    def _send(self, cmd: str, future: concurrent.futures.Future) -> concurrent.futures.Future:
+        future.add_done_callback(lambda f: self.replied.emit(cmd, _reply_of(f)))
+        return future
+
+    def _show_reply(self, cmd: str, reply: dict) -> None:
+        self.last_reply = dict(reply, cmd=cmd)
+        self.swap_button.setEnabled(True)
+        if reply.get("ok"):
+            detail = reply.get("model") or reply.get("message") or "ok"
+            self.reply_label.setText(f"{cmd}: {Path(str(detail)).name if cmd == 'swap' else detail}")
+            self.reply_label.setStyleSheet("color: #8fd18f")
+        else:
+            self.reply_label.setText(f"{cmd} refused: {reply.get('error', '?')}")
+            self.reply_label.setStyleSheet("color: #f08080")
+        self.reply_label.setToolTip(str(reply))
+
+
+def _reply_of(future: concurrent.futures.Future) -> dict:
+    if future.cancelled():
+        return {"ok": False, "error": "cancelled"}
+    exc = future.exception()
+    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"} if exc else future.result()

@@ -1,0 +1,182 @@
+"""The viewer's Qt main window: 3D chain view, rolling plots, toolbar with model picker, status bar."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from nodes.view.chain_scene import ChainScene
+from nodes.view.command_client import ObserverClient
+from nodes.view.gui_calls import GuiCalls
+from nodes.view.latency_window import LatencyWindow
+from nodes.view.model_picker import ModelPicker
+from nodes.view.pose_slot import PoseSlot
+from nodes.view.sample_ring import SampleRings
+from nodes.view.signal_plots import SignalPlots
+from nodes.view.status_feed import StatusFeed, format_status
+from pipeline.chain import Chain
+
+PLOT_RATE_HZ = 30.0
+STATUS_PERIOD_MS = 500
+KEYS_HELP = "space: pause  r: reset state  m: model picker  q: quit"
+
+
+class ViewerWindow(QtWidgets.QMainWindow):
+    """One window per viewer node; every method runs in the Qt main thread.
+
+    Data comes in through thread-safe buffers (``pose``, ``rings``) filled by the node's bus
+    thread; a QTimer at ``fps`` draws the newest pose, plots refresh at up to 30 Hz.
+    """
+
+    def __init__(self, chain: Chain, *, pose: PoseSlot, rings: SampleRings, latency: LatencyWindow,
+                 status: StatusFeed, client: ObserverClient, model_dirs: tuple[Path, ...],
+                 observer: str, fps: float, stop: threading.Event, calls: GuiCalls,
+                 on_close: Callable[[], None], title: str = "imuflow") -> None:
+        super().__init__()
+        self.pose, self.rings, self.latency, self.status = pose, rings, latency, status
+        self.observer, self.stop, self.calls, self._on_close = observer, stop, calls, on_close
+        self.setWindowTitle(f"{title}: {chain.name}")
+        self.resize(1280, 760)
+        self.scene = ChainScene(chain, size=(640, 600))
+        self.plots = SignalPlots(rings, tuple(chain.body_names[i] for i in chain.hinge_bodies))
+        self.picker = ModelPicker(client, model_dirs)
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        splitter.addWidget(self.scene.canvas.native)
+        splitter.addWidget(self.plots)
+        splitter.setSizes([660, 620])
+        self.setCentralWidget(splitter)
+        self._build_toolbar()
+        self.status_label = QtWidgets.QLabel("waiting for data")
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(QtWidgets.QLabel(KEYS_HELP))
+        self.paused = False
+        self.frames_drawn = 0
+        self._drawn_version = -1
+        self._fps = 0.0
+        self._fps_t0, self._fps_n = time.monotonic(), 0
+        self._next_plot = 0.0
+        self.scene.canvas.events.draw.connect(self._count_frame)
+        self._shortcuts()
+        self.frame_timer = QtCore.QTimer(self)
+        self.frame_timer.timeout.connect(self.tick)
+        self.frame_timer.start(max(1, round(1000.0 / fps)))
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.timeout.connect(self.refresh_status)
+        self.status_timer.start(STATUS_PERIOD_MS)
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("controls")
+        bar.setMovable(False)
+        self.pause_action = QtGui.QAction("Pause", self, checkable=True)
+        self.pause_action.toggled.connect(self.set_paused)
+        bar.addAction(self.pause_action)
+        reset = QtGui.QAction("Reset state", self)
+        reset.triggered.connect(self.picker.reset_state)
+        bar.addAction(reset)
+        bar.addSeparator()
+        bar.addWidget(self.picker)
+
+    def _shortcuts(self) -> None:
+        ctx = QtCore.Qt.ShortcutContext.ApplicationShortcut
+        for key, slot in (("Space", self.pause_action.toggle), ("R", self.picker.reset_state),
+                          ("Q", self.close), ("M", self.focus_picker)):
+            sc = QtGui.QShortcut(QtGui.QKeySequence(key), self)
+            sc.setContext(ctx)
+            sc.activated.connect(slot)
+
+    def focus_picker(self) -> None:
+        """Give the model combo box the keyboard focus and open its list."""
+        self.picker.combo.setFocus()
+        self.picker.combo.showPopup()
+
+    def set_paused(self, paused: bool) -> None:
+        """Freeze (True) or resume (False) the view; data keeps flowing into the buffers."""
+        self.paused = bool(paused)
+        self.pause_action.setText("Resume" if paused else "Pause")
+        if self.pause_action.isChecked() != self.paused:
+            self.pause_action.setChecked(self.paused)
+
+    def _count_frame(self, _event: Any = None) -> None:
+        self.frames_drawn += 1
+        self._fps_n += 1
+        now = time.monotonic()
+        if now - self._fps_t0 >= 1.0:
+            self._fps = self._fps_n / (now - self._fps_t0)
+            self._fps_t0, self._fps_n = now, 0
+
+    def tick(self) -> None:
+        """Frame timer: run queued calls, stop if asked, draw the newest pose and the plots."""
+        self.calls.drain()
+        if self.stop.is_set():
+            self.close()
+            return
+        if self.paused:
+            return
+        version, pos, quat, _t = self.pose.get()
+        if version != self._drawn_version:
+            self._drawn_version = version
+            self.scene.set_pose(pos, quat)
+        now = time.monotonic()
+        if now >= self._next_plot:
+            self._next_plot = now + 1.0 / PLOT_RATE_HZ
+            self.plots.refresh()
+
+    def refresh_status(self) -> None:
+        """Status timer: read the supervisor feed and update the status bar."""
+        self.status.poll()
+        self.status_label.setText(self.status_line())
+
+    def status_line(self) -> str:
+        """The status bar text (rates Hz, gaps, model, end-to-end latency ms, frames/s)."""
+        line = format_status(self.status.latest, self.observer, latency_ms_p99=self.latency.p99_ms(),
+                             viewer_fps=self._fps)
+        return ("PAUSED | " if self.paused else "") + line
+
+    def view_state(self) -> dict:
+        """What the window shows now (for the viewer's ``view_state`` command and tests)."""
+        return {"ok": True, "headless": False, "frames_drawn": self.frames_drawn,
+                "pose_version": self._drawn_version, "samples_drawn": self.plots.samples_drawn,
+                "paused": self.paused, "status_line": self.status_line(),
+                "model_reply": self.picker.last_reply, "fps": self._fps,
+                "sensors": self.rings.names()}
+
+    def handle_command(self, command: str, args: dict) -> dict | None:
+        """Run a viewer control command (view_state, screenshot, pick_model, pause, close)."""
+        if command == "view_state":
+            return self.view_state()
+        if command == "screenshot":
+            return {"ok": True, "path": self.save_screenshot(Path(args["path"]),
+                                                             str(args.get("what", "window")))}
+        if command == "pick_model":
+            future = self.picker.swap_to(Path(args["model"]))
+            return {"ok": True, "sent": True, "done": future.done()}
+        if command == "pause":
+            self.set_paused(bool(args.get("on", True)))
+            return {"ok": True, "paused": self.paused}
+        if command == "close":
+            QtCore.QTimer.singleShot(0, self.close)  # after the reply has gone out
+            return {"ok": True}
+        return None
+
+    def save_screenshot(self, path: Path, what: str = "window") -> str:
+        """Write a PNG of the whole window ("window") or the 3D view only ("scene")."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if what == "scene":
+            from vispy.io import write_png
+            write_png(str(path), self.scene.render())
+        elif not self.grab().save(str(path)):
+            raise OSError(f"could not write screenshot {path}")
+        return str(path)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        """Closing the window stops the graph (via the on_close callback)."""
+        self.frame_timer.stop()
+        self.status_timer.stop()
+        self._on_close()
+        event.accept()

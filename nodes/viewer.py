@@ -1,0 +1,207 @@
+"""Viewer: the live window (vispy 3D chain + pyqtgraph plots + status + model picker).
+
+Data flow: ``on_block`` runs in the node's bus thread and only fills thread-safe buffers
+(newest pose wins; preallocated ring buffers for the plots). The Qt window lives in the
+worker's main thread (``main_thread = True``) and reads those buffers on a QTimer, so a slow
+frame never blocks the bus. Without a display the viewer runs headless (status line in the
+log, optional PNG frames). Closing the window stops the whole graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nodes.view.command_client import ObserverClient
+from nodes.view.gui_calls import GuiCalls
+from nodes.view.headless import HeadlessView, no_display
+from nodes.view.latency_window import LatencyWindow
+from nodes.view.pose_slot import PoseSlot
+from nodes.view.sample_ring import SampleRings
+from nodes.view.status_feed import StatusFeed
+from pipeline.chain import Chain, load_chain
+from pipeline.control import ControlTimeout, send_command
+from pipeline.errors import ConfigError
+from pipeline.message import Block
+from pipeline.node import Node
+from pipeline.ports import Input, QueuePolicy
+from pipeline.streams import FRAME, POSE, RAW_IMU, STATE, TRUTH
+from pipeline.supervisor import supervisor_ctl_endpoint
+
+GUI_COMMANDS = ("view_state", "screenshot", "pick_model", "pause", "close")
+
+
+@dataclass(frozen=True)
+class ViewerParams:
+    """YAML ``params`` of the viewer."""
+
+    chain: str = ""  # chain file; "" = the graph's top-level ``chain:``
+    observer: str = "observer"  # node id the model picker and reset button talk to
+    fps: float = 60.0  # redraw rate of the 3D view, frames/s
+    headless: Any = "auto"  # "auto" (headless when no DISPLAY/WAYLAND_DISPLAY), true, false
+    png_dir: str = ""  # write rendered frames here as PNG (off screen); "" = off
+    png_every_s: float = 1.0  # seconds between PNG frames
+    plot_window_s: float = 10.0  # length of the rolling plots, s
+
+    def __post_init__(self) -> None:
+        if self.headless not in ("auto", True, False):
+            raise ValueError(f"headless must be 'auto', true or false, got {self.headless!r}")
+        if not 1.0 <= self.fps <= 240.0:
+            raise ValueError(f"fps must be within 1..240 frames/s, got {self.fps}")
+        if self.png_every_s <= 0 or self.plot_window_s <= 0:
+            raise ValueError("png_every_s and plot_window_s must be > 0 s")
+
+
+class Viewer(Node):
+    """Live view of a chain: 3D pose, IMU signals, joint angles with ground truth, status.
+
+    Ports:
+        pose: chain.pose (pos (n_bodies, 3) m earth frame z up; quat (n_bodies, 4) wxyz body
+            to earth); drop_oldest, queue 2: only the newest pose is drawn.
+        imu: imu.frame or imu.raw (acc m/s^2, gyr rad/s, sensor frame), optional, many.
+        state: chain.state (angle (n_hinge,) rad), optional: estimated hinge angles.
+        truth: chain.truth (same dtype as chain.state), optional: ground truth overlay.
+
+    Commands (control socket): view_state, screenshot {path, what: window|scene},
+    pick_model {model}, pause {on}, close; the GUI actions run in the main thread.
+    """
+
+    inputs: ClassVar[dict[str, Input]] = {
+        "pose": Input(accepts=(POSE,), policy=QueuePolicy.DROP_OLDEST, queue_size=2),
+        "imu": Input(accepts=(FRAME, RAW_IMU), many=True, required=False),
+        "state": Input(accepts=(STATE,), required=False),
+        "truth": Input(accepts=(TRUTH,), required=False),
+    }
+    outputs = ()
+    main_thread = True
+    Params = ViewerParams
+
+    def setup(self) -> None:
+        p = self.params
+        self.chain: Chain = self._load_chain()
+        self.pose = PoseSlot(self.chain.n_bodies)
+        self.rings = SampleRings(p.plot_window_s)
+        self.latency = LatencyWindow()
+        self.calls = GuiCalls()
+        self._view: Any = None  # ViewerWindow or HeadlessView, set in the main thread
+        self._view_ready = threading.Event()
+        self.inputs_ended = threading.Event()  # every input stream ended (headless view exits)
+
+    def _load_chain(self) -> Chain:
+        where = f"node '{self.id}': "
+        path = self.context.resolve(self.params.chain) if self.params.chain else self.context.chain_file
+        if path is None:
+            raise ConfigError(f"{where}no chain to draw: set params.chain to a chain file or "
+                              "give the graph a top-level 'chain:'",
+                              file=str(self.context.config_file or ""), key="chain")
+        return load_chain(path)
+
+    # -- bus thread ------------------------------------------------------------------------------
+    def on_block(self, port: str, block: Block) -> None:
+        d = block.data
+        if port == "pose":
+            pos, quat = d["pos"], d["quat"]
+            if pos.shape[1:] != (self.chain.n_bodies, 3):
+                raise ValueError(f"node '{self.id}': pose from {block.info.stream} has "
+                                 f"{pos.shape[1]} bodies, chain '{self.chain.name}' has "
+                                 f"{self.chain.n_bodies}; draw with the same chain file")
+            self.pose.put(pos[-1], quat[-1], int(d["t_host"][-1]))
+            self.latency.record(int(d["t_host"][-1]))
+        elif port == "imu":
+            self._on_imu(block)
+        elif port in ("state", "truth"):
+            kind = "estimate" if port == "state" else "truth"
+            self.rings.add_angles(kind, d["t_host"], d["angle"].reshape(len(d), -1),
+                                  block.info.rate_hz)
+
+    def _on_imu(self, block: Block) -> None:
+        d, info = block.data, block.info
+        if info.kind == FRAME:
+            names = list(info.meta.get("imus") or [f"imu{i}" for i in range(d["acc"].shape[1])])
+            for i, name in enumerate(names):
+                self.rings.add_imu(name, d["t_host"], d["acc"][:, i], d["gyr"][:, i], info.rate_hz)
+        else:
+            name = info.source or info.stream
+            self.rings.add_imu(name, d["t_host"], d["acc"], d["gyr"], info.rate_hz)
+
+    def on_eos(self) -> None:
+        self.inputs_ended.set()
+
+    def on_command(self, command: str, args: dict) -> Any:
+        if command not in GUI_COMMANDS:
+            return super().on_command(command, args)
+        if not self._view_ready.wait(10.0):
+            return {"ok": False, "error": f"node '{self.id}': the view is not up yet"}
+        return self.calls.call(lambda: self._gui_command(command, args))
+
+    # -- main thread -----------------------------------------------------------------------------
+    def _gui_command(self, command: str, args: dict) -> dict:
+        reply = self._view.handle_command(command, args)
+        if reply is None:
+            kind = "headless view" if self._headless() else "window"
+            return {"ok": False, "error": f"'{command}' is not available in the {kind}"}
+        return reply
+
+    def _headless(self) -> bool:
+        h = self.params.headless
+        return no_display() if h == "auto" else bool(h)
+
+    def run_main_thread(self, stop: threading.Event) -> None:
+        """Run the window (or the headless loop) until it closes or ``stop`` is set."""
+        run_dir = self.context.run_dir
+        status = StatusFeed(run_dir)
+        client = ObserverClient(run_dir, self.params.observer)
+        try:
+            if self._headless():
+                self._run_headless(stop, status)
+            else:
+                self._run_window(stop, status, client)
+        finally:
+            self.calls.cancel_pending("the viewer closed")
+            client.close()
+            status.close()
+
+    def _run_headless(self, stop: threading.Event, status: StatusFeed) -> None:
+        png = Path(self.params.png_dir) if self.params.png_dir else None
+        self._view = HeadlessView(self.chain, pose=self.pose, latency=self.latency, status=status,
+                                  observer=self.params.observer, calls=self.calls, png_dir=png,
+                                  png_every_s=self.params.png_every_s, logger=self.log)
+        self._view_ready.set()
+        self._view.run(stop, until=self.inputs_ended)
+
+    def _run_window(self, stop: threading.Event, status: StatusFeed, client: ObserverClient) -> None:
+        import vispy
+
+        vispy.use("pyside6")
+        from PySide6 import QtWidgets
+
+        from nodes.view.window import ViewerWindow
+
+        app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["imuflow-viewer"])
+        window = ViewerWindow(self.chain, pose=self.pose, rings=self.rings, latency=self.latency,
+                              status=status, client=client, model_dirs=self.context.model_dirs,
+                              observer=self.params.observer, fps=self.params.fps, stop=stop,
+                              calls=self.calls, on_close=lambda: self._closed(stop),
+                              title=f"imuflow {self.id}")
+        self._view = window
+        window.show()
+        self._view_ready.set()
+        self.log.info("window open (%s, %d bodies)", self.chain.name, self.chain.n_bodies)
+        app.exec()
+
+    def _closed(self, stop: threading.Event) -> None:
+        """The window closed: ask the supervisor to stop the graph (this process too)."""
+        from PySide6 import QtWidgets
+
+        QtWidgets.QApplication.instance().quit()
+        if stop.is_set() or self.context.run_dir is None:
+            stop.set()
+            return
+        self.log.info("window closed: stopping the graph")
+        try:
+            send_command(supervisor_ctl_endpoint(self.context.run_dir), "stop", timeout_s=2.0)
+        except ControlTimeout as exc:
+            self.log.warning("supervisor did not answer stop (%s); stopping this process only", exc)
+            stop.set()
