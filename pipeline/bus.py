@@ -94,6 +94,10 @@ class Publisher:
         self._sock.send_multipart(frames, copy=False)
         return seq
 
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Send raw frames as they are (bridges, fault injection); no header is added."""
+        self._sock.send_multipart(frames)
+
     def publish_json(self, topic: str, obj: object) -> int:
         """Send a JSON object (status and control-like topics) on ``topic``."""
         info = self._json_infos.get(topic)

@@ -52,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     sup = Supervisor(graph, name=args.name, on_status=None if args.quiet else show)
-    sup.start()
-    end = time.monotonic() + args.duration if args.duration > 0 else None
-    code = sup.run(until=(lambda: time.monotonic() >= end) if end else None)
+    try:
+        sup.start()
+        end = time.monotonic() + args.duration if args.duration > 0 else None
+        code = sup.run(until=(lambda: time.monotonic() >= end) if end else None)
+    finally:
+        sup.stop()  # also when Ctrl-C arrives during start-up
     if tty and not args.quiet:
         sys.stderr.write("\n")
     return code

@@ -1,0 +1,166 @@
+"""The runtime end to end: real worker processes, real ZeroMQ sockets, the real supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.control import ControlTimeout, send_command
+from pipeline.graph import load_graph
+from pipeline.node_loop import ctl_endpoint
+from pipeline.run_dir import find_run
+from pipeline.supervisor import Supervisor, supervisor_ctl_endpoint
+
+CHAIN = """\
+version: 1
+name: chain
+nodes:
+  - id: src
+    kind: nodes.counter.Counter
+    params: {{total: {total}, block: {block}}}
+    group: {g_src}
+  - id: mid
+    kind: nodes.relay.Relay
+    group: {g_mid}
+    inputs: {{in: src/count}}
+  - id: sink
+    kind: nodes.sequence_check.SequenceCheck
+    group: {g_sink}
+    params: {{report: {report}}}
+    inputs: {{in: mid/out}}
+"""
+
+
+def run_to_end(graph_path: Path, timeout_s: float = 120.0) -> Supervisor:
+    sup = Supervisor(load_graph(graph_path))
+    sup.start()
+    t0 = time.monotonic()
+    code = sup.run(until=lambda: time.monotonic() - t0 > timeout_s)
+    assert code == 0
+    assert all(w.finished for w in sup.workers.values()), "graph did not end by itself"
+    return sup
+
+
+@pytest.mark.parametrize("block", [1, 256])
+@pytest.mark.parametrize("layout", ["processes", "threads", "mixed"])
+def test_100k_samples_arrive_complete_in_order(block, layout, write_graph, tmp_path):
+    groups = {"processes": ("a", "b", "c"), "threads": ("a", "a", "a"),
+              "mixed": ("a", "b", "b")}[layout]
+    report = tmp_path / "report.json"
+    path = write_graph(CHAIN.format(total=100_000, block=block, report=report,
+                                    g_src=groups[0], g_mid=groups[1], g_sink=groups[2]))
+    run_to_end(path)
+    r = json.loads(report.read_text())
+    assert r["received"] == 100_000
+    assert (r["lost"], r["duplicated"], r["out_of_order"], r["gaps_flagged"]) == (0, 0, 0, 0)
+    assert r["expected_next"] == {"mid/out": 100_000}
+
+
+def test_kill_9_of_a_node_is_restarted_and_downstream_counts_a_gap(write_graph, tmp_path):
+    report = tmp_path / "report.json"
+    text = CHAIN.format(total=0, block=1, report=report, g_src="a", g_mid="b", g_sink="c")
+    path = write_graph(text.replace("params: {total: 0, block: 1}",
+                                    "params: {total: 0, block: 1, rate_hz: 500}"))
+    sup = Supervisor(load_graph(path))
+    sup.start()
+    try:
+        deadline = time.monotonic() + 30
+        state = {"killed": False}
+
+        def until() -> bool:
+            now = time.monotonic()
+            if not state["killed"] and now > deadline - 28:
+                pid = send_command(ctl_endpoint(sup.run_dir, "mid"), "ping")["pid"]
+                os.kill(pid, signal.SIGKILL)
+                state["killed"] = True
+            snap = sup.snapshot()["nodes"]
+            sink = snap["sink"]
+            return (state["killed"] and snap["mid"]["restarts"] >= 1 and sink.get("gaps", 0) >= 1
+                    and snap["mid"].get("state") == "running") or now > deadline
+
+        sup.run(until=until)
+        snap = sup.snapshot()["nodes"]
+    finally:
+        sup.stop()
+    assert snap["mid"]["restarts"] == 1
+    assert snap["sink"]["gaps"] >= 1  # the restarted publisher's new epoch is a marked gap
+    r = json.loads(report.read_text())
+    assert r["gaps_flagged"] >= 1
+    assert r["received"] > 0 and r["duplicated"] == 0
+
+
+def test_ctrl_c_stops_every_process_within_2_s(write_graph, tmp_path, runs_dir):
+    report = tmp_path / "report.json"
+    path = write_graph(CHAIN.format(total=0, block=1, report=report, g_src="a", g_mid="b",
+                                    g_sink="c").replace("block: 1}", "block: 1, rate_hz: 200}"))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(path), "--quiet"],
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    children = _wait_running(runs_dir, n_nodes=3)
+    time.sleep(1.0)  # data flowing
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(10)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.5, f"stop took {elapsed:.2f} s"
+    alive = [p for p in children if _alive(p)]
+    assert alive == [], f"orphans left: {alive}"
+    r = json.loads(report.read_text())
+    assert r["received"] > 100 and r["lost"] == 0  # drained in order, nothing lost
+
+
+def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list[int]:
+    """Wait until every node of the one run in runs_dir is running; return worker pids."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            run = find_run(None)
+            nodes = send_command(supervisor_ctl_endpoint(run.path), "status",
+                                 timeout_s=1)["status"]["nodes"]
+        except (LookupError, ControlTimeout, OSError):
+            time.sleep(0.2)
+            continue
+        if len(nodes) == n_nodes and all(n.get("state") == "running" for n in nodes.values()):
+            return sorted({n["pid"] for n in nodes.values()})
+        time.sleep(0.2)
+    raise AssertionError("graph did not reach the running state")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_malformed_messages_are_counted_and_skipped(write_graph, tmp_path):
+    report = tmp_path / "report.json"
+    path = write_graph(f"""\
+    version: 1
+    nodes:
+      - id: src
+        kind: tests.runtime_nodes.MalformedSource
+      - id: sink
+        kind: nodes.sequence_check.SequenceCheck
+        params: {{report: {report}}}
+        inputs: {{in: src/count}}
+    """)
+    sup = Supervisor(load_graph(path))
+    sup.start()
+    t0 = time.monotonic()
+    sup.run(until=lambda: sup.snapshot()["nodes"]["sink"].get("bad_messages", 0) >= 3
+            and sup.snapshot()["nodes"]["sink"].get("samples_in", 0) >= 10
+            or time.monotonic() - t0 > 30)
+    snap = sup.snapshot()["nodes"]["sink"]
+    assert snap["bad_messages"] == 3
+    r = json.loads(report.read_text())
+    assert r["received"] >= 10 and r["lost"] == 0 and r["gaps_flagged"] == 0
