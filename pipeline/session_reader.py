@@ -271,3 +271,40 @@ def _string_map(rec: memoryview, pos: int) -> dict[str, str]:
         v, pos = _string(rec, pos)
         out[k] = v
     return out
+
+
+@dataclass(frozen=True)
+class StoredStream:
+    """One stream of a session read whole: samples, per-message headers and log times.
+
+    Attributes:
+        info: the recorded StreamInfo.
+        data: (n_samples, *info.shape) of info's dtype, every message's payload concatenated.
+        header: (n_messages,) HEADER_DTYPE (t_host/t_sensor int64 ns of each block's first sample).
+        log_time: (n_messages,) int64 ns, recorder receive time.
+    """
+
+    info: StreamInfo
+    data: np.ndarray
+    header: np.ndarray
+    log_time: np.ndarray
+
+
+def read_streams(path: str | Path) -> dict[str, StoredStream]:
+    """Read every numpy stream of a session file into memory, keyed by stream id (tools, tests)."""
+    parts: dict[int, list[ChannelRun]] = {}
+    with SessionReader(path) as reader:
+        for runs in reader.runs():
+            for run in runs:
+                parts.setdefault(run.channel.id, []).append(run)
+        out = {}
+        for cid, runs in parts.items():
+            ch = reader.channels[cid]
+            header = np.concatenate([r.header for r in runs])
+            if np.any(header["flags"] & 4):  # JSON payloads (status): not a numpy stream
+                continue
+            raw = np.concatenate([r.payload_bytes(0, len(r)) for r in runs])
+            data = np.frombuffer(raw.tobytes(), ch.info.np_dtype).reshape((-1, *ch.info.shape))
+            out[ch.stream] = StoredStream(ch.info, data, header,
+                                          np.concatenate([r.log_time for r in runs]))
+    return out
