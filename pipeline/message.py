@@ -35,6 +35,9 @@ class Flag(IntFlag):
     JSON = 4  # payload is UTF-8 JSON, not a numpy buffer (status and control topics)
 
 
+_GAP, _EOS, _JSON = int(Flag.GAP), int(Flag.EOS), int(Flag.JSON)  # plain ints: hot path
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """What a stream carries: one per output topic (and per sensor for raw IMU streams).
@@ -127,7 +130,7 @@ class Header:
     t_host: int
     t_sensor: int = NO_TIME
     n: int = 0
-    flags: Flag = Flag.NONE
+    flags: int = 0  # Flag bits
     epoch: int = 0
     schema: int = SCHEMA_VERSION
 
@@ -167,7 +170,7 @@ class Block:
     @property
     def eos(self) -> bool:
         """True when the publisher ends this stream with this message."""
-        return bool(self.header.flags & Flag.EOS)
+        return bool(self.header.flags & _EOS)
 
 
 class Encoder:
@@ -190,9 +193,9 @@ class Encoder:
     def encode(self, topic: bytes, header: Header, payload: Any) -> list:
         """Return ``[topic, header, payload]`` frames; numpy payloads are not copied."""
         raw_info = self.info_bytes(header.info)
-        fixed = _FIXED.pack(header.schema, int(header.flags), header.epoch & 0xFFFFFFFF,
+        fixed = _FIXED.pack(header.schema, header.flags, header.epoch & 0xFFFFFFFF,
                             header.seq, header.t_host, header.t_sensor, header.n, len(raw_info))
-        if header.flags & Flag.JSON:
+        if header.flags & _JSON:
             body = json.dumps(payload, separators=(",", ":")).encode()
         else:
             arr = np.ascontiguousarray(payload)
@@ -204,7 +207,8 @@ class Decoder:
     """Parses frames into :class:`Block`; validates schema and payload size, tracks gaps."""
 
     def __init__(self) -> None:
-        self._info_cache: dict[bytes, StreamInfo] = {}
+        # raw info JSON -> (info, sample dtype, values per sample)
+        self._info_cache: dict[bytes, tuple[StreamInfo, np.dtype, int]] = {}
         self._last: dict[str, tuple[int, int]] = {}  # stream -> (epoch, seq)
 
     def decode(self, frames: list) -> Block:
@@ -216,12 +220,12 @@ class Decoder:
             topic = bytes(topic_b).decode()
         except UnicodeDecodeError as exc:
             raise MessageError(f"topic frame is not UTF-8: {bytes(topic_b)[:40]!r}") from exc
-        header = self._header(topic, head_b)
-        data = self._payload(topic, header, body)
+        header, dt, per_sample = self._header(topic, head_b)
+        data = self._payload(topic, header, body, dt, per_sample)
         gap, missed = self._gap(header)
         return Block(topic=topic, header=header, data=data, gap=gap, missed=missed)
 
-    def _header(self, topic: str, head_b: memoryview) -> Header:
+    def _header(self, topic: str, head_b: memoryview) -> tuple[Header, np.dtype, int]:
         if len(head_b) < _FIXED.size:
             raise MessageError(f"{topic}: header is {len(head_b)} bytes, need >= {_FIXED.size}")
         schema, flags, epoch, seq, t_host, t_sensor, n, info_len = _FIXED.unpack_from(head_b)
@@ -232,29 +236,30 @@ class Decoder:
         if len(raw_info) != info_len:
             raise MessageError(f"{topic}: header says {info_len} bytes of stream info, "
                                f"got {len(raw_info)}")
-        info = self._info_cache.get(raw_info)
-        if info is None:
+        cached = self._info_cache.get(raw_info)
+        if cached is None:
             try:
                 info = StreamInfo.from_json(raw_info)
-                info.np_dtype  # validate dtype now, not on first use
+                cached = (info, info.np_dtype, int(np.prod(info.shape, dtype=np.int64)))
             except (ValueError, TypeError, KeyError) as exc:
                 raise MessageError(f"{topic}: stream info is not valid: {exc}") from exc
             if len(self._info_cache) > 1024:
                 self._info_cache.clear()
-            self._info_cache[raw_info] = info
-        return Header(info=info, seq=seq, t_host=t_host, t_sensor=t_sensor, n=n,
-                      flags=Flag(flags), epoch=epoch, schema=schema)
+            self._info_cache[raw_info] = cached
+        header = Header(info=cached[0], seq=seq, t_host=t_host, t_sensor=t_sensor, n=n,
+                        flags=flags, epoch=epoch, schema=schema)
+        return header, cached[1], cached[2]
 
     @staticmethod
-    def _payload(topic: str, header: Header, body: memoryview) -> Any:
-        if header.flags & Flag.JSON:
+    def _payload(topic: str, header: Header, body: memoryview, dt: np.dtype,
+                 per_sample: int) -> Any:
+        if header.flags & _JSON:
             try:
                 return json.loads(bytes(body))
             except ValueError as exc:
                 raise MessageError(f"{topic}: JSON payload does not parse: {exc}") from exc
         info = header.info
-        dt = info.np_dtype
-        count = header.n * int(np.prod(info.shape, dtype=np.int64))
+        count = header.n * per_sample
         if len(body) != count * dt.itemsize:
             raise MessageError(
                 f"{topic}: payload is {len(body)} bytes but header says {header.n} samples of "
@@ -267,7 +272,7 @@ class Decoder:
         key = header.info.stream
         prev = self._last.get(key)
         self._last[key] = (header.epoch, header.seq)
-        flagged = bool(header.flags & Flag.GAP)
+        flagged = bool(header.flags & _GAP)
         if prev is None:
             return flagged, 0
         epoch, seq = prev
