@@ -80,3 +80,56 @@ def test_sync_and_orientation_add_no_error_to_offline_vqf(realdata: Path, name: 
     assert err_off.mean() < 1.0  # the frame convention is right (BROAD: about 0.4-0.5 deg)
     assert abs(err_pipe.mean() - err_off.mean()) < 0.05
     assert np.abs(err_pipe - err_off).max() < 0.5
+
+
+@pytest.mark.slow
+def test_real_graph_replay_sync_orientation_recorder(realdata: Path, tmp_path: Path,
+                                                     write_graph) -> None:
+    """`imuflow import` of a BROAD trial, then replay -> sync -> orientation -> recorder."""
+    import time
+
+    from drivers.importers.session_import import import_session
+    from pipeline.graph import load_graph
+    from pipeline.session_reader import read_streams
+    from pipeline.supervisor import Supervisor
+
+    name = TRIALS[1]
+    trial = _trial(realdata, name)
+    session, _ = import_session([realdata / "broad" / f"{name}.hdf5"], tmp_path / "in.mcap",
+                                fmt="broad", block=64)
+    out_path = tmp_path / "out.mcap"
+    graph = write_graph(f"""
+        version: 1
+        nodes:
+          - id: replay
+            kind: drivers.replay.Replay
+            params: {{path: "{session}", speed: 0, topics: ["imu.raw"]}}
+          - id: sync
+            kind: nodes.sync.Sync
+            params: {{imus: [imu], rate_hz: {trial["rate_hz"]!r}, acc_max: 300.0, latency_s: 60}}
+            inputs: {{raw: replay/imu.raw}}
+          - id: orientation
+            kind: nodes.orientation.Orientation
+            inputs: {{frame: sync/imu.frame}}
+          - id: rec
+            kind: nodes.recorder.Recorder
+            params: {{path: "{out_path}"}}
+            inputs: {{in: [orientation/root.orientation]}}
+            restart: never
+        """)
+    sup = Supervisor(load_graph(graph))
+    sup.start()
+    end = time.monotonic() + 120.0
+    assert sup.run(until=lambda: time.monotonic() > end) == 0
+    assert time.monotonic() < end, "graph did not finish on its own"
+    root = read_streams(out_path)["orientation/root.orientation"].data
+    q_offline = vqf.VQF(1.0 / trial["rate_hz"]).updateBatch(
+        np.ascontiguousarray(trial["imu_gyr"], dtype=np.float64),
+        np.ascontiguousarray(trial["imu_acc"], dtype=np.float64))["quat6D"]
+    idx = np.rint(root["t_host"] / (1e9 / trial["rate_hz"])).astype(np.int64)
+    assert len(root) >= len(q_offline) - 3 and np.all(np.diff(idx) == 1)
+    scored = trial["movement"].astype(bool)[idx] & np.isfinite(trial["opt_quat"][idx, 0])
+    q_true = trial["opt_quat"][idx][scored]
+    err_graph = np.degrees(inclination_error(q_true, root["q"][scored]))
+    err_off = np.degrees(inclination_error(q_true, q_offline[idx][scored]))
+    assert abs(err_graph.mean() - err_off.mean()) < 0.05
