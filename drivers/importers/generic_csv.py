@@ -1,0 +1,144 @@
+"""Generic CSV: any table of IMU samples, with a mapping of columns to fields and units.
+
+A mapping entry is ``field=Column[:unit]`` (CLI ``--map acc_x=AccX:g``) or, in
+YAML, ``columns: {acc_x: "AccX:g", t_sensor: "time:ms"}``. Fields: ``t_sensor``,
+``t_host``, ``counter``, ``acc_x/y/z``, ``gyr_x/y/z``, ``mag_x/y/z``. Units:
+time ``s``/``ms``/``us``/``ns``; acc ``m/s^2``/``g``; gyr ``rad/s``/``deg/s``;
+mag ``uT``/``nT``/``gauss``. acc and gyr are required; without a time column
+``rate_hz`` is required and ``t_host`` is synthesised as index / rate_hz; without
+``t_host`` it is the sensor time minus its first value (``meta.t_host``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
+
+G = 9.80665  # m/s^2 per g
+UNITS: dict[str, dict[str, float]] = {
+    "time": {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0},
+    "acc": {"m/s^2": 1.0, "g": G},
+    "gyr": {"rad/s": 1.0, "deg/s": math.pi / 180.0},
+    "mag": {"uT": 1.0, "nT": 1e-3, "gauss": 100.0},
+    "counter": {"1": 1.0},
+}
+FIELDS = {"t_sensor": "time", "t_host": "time", "counter": "counter",
+          **{f"{v}_{a}": v for v in ("acc", "gyr", "mag") for a in "xyz"}}
+DEFAULT_UNIT = {"time": "s", "acc": "m/s^2", "gyr": "rad/s", "mag": "uT", "counter": "1"}
+
+
+def parse_mapping(items: list[str] | dict[str, str]) -> dict[str, tuple[str, str]]:
+    """``["acc_x=AccX:g", ...]`` or ``{acc_x: "AccX:g"}`` -> {field: (column, unit)}; checked."""
+    pairs = items.items() if isinstance(items, dict) else [_split_eq(i) for i in items]
+    out = {}
+    for field, spec in pairs:
+        if field not in FIELDS:
+            raise ValueError(f"mapping '{field}={spec}': unknown field '{field}'; fields: "
+                             f"{', '.join(FIELDS)}")
+        column, _, unit = str(spec).rpartition(":") if ":" in str(spec) else (str(spec), "", "")
+        group = FIELDS[field]
+        unit = unit or DEFAULT_UNIT[group]
+        if unit not in UNITS[group]:
+            raise ValueError(f"mapping '{field}={spec}': unit '{unit}' unknown for {group}; "
+                             f"use one of {', '.join(UNITS[group])}")
+        out[field] = (column, unit)
+    need = [f"{v}_{a}" for v in ("acc", "gyr") for a in "xyz"]
+    missing = [f for f in need if f not in out]
+    if missing:
+        raise ValueError(f"mapping lacks {', '.join(missing)} (acc and gyr are required)")
+    return out
+
+
+def _split_eq(item: str) -> tuple[str, str]:
+    field, sep, spec = item.partition("=")
+    if not sep:
+        raise ValueError(f"mapping '{item}' must be FIELD=COLUMN[:UNIT], e.g. acc_x=AccX:g")
+    return field.strip(), spec.strip()
+
+
+def load_mapping_file(path: str | Path) -> dict:
+    """A YAML mapping file: ``columns`` (required), ``rate_hz``, ``name``, ``delimiter``,
+    ``skip_rows``."""
+    path = Path(path)
+    doc = yaml.safe_load(path.read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("columns"), dict):
+        raise ImportFileError(f"{path}: a mapping file needs 'columns: {{field: \"Column:unit\"}}'")
+    return doc
+
+
+def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
+             rate_hz: float | None = None, name: str | None = None, delimiter: str = ",",
+             skip_rows: int = 0) -> ImportedStream:
+    """Read one CSV file into an imu.raw stream (RAW_IMU_DTYPE, SI units)."""
+    path = Path(path)
+    try:
+        f = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot open: {exc.strerror}") from None
+    with f:
+        reader = csv.reader(f, delimiter=delimiter)
+        for _ in range(skip_rows):
+            next(reader, None)
+        header = next(reader, None)
+        head_line = skip_rows + 1
+        if header is None:
+            raise ImportFileError(f"{path}: empty file (no header row at line {head_line})")
+        header = [h.strip() for h in header]
+        index = {}
+        for field, (column, _) in mapping.items():
+            if column not in header:
+                raise ImportFileError(f"{path}:{head_line}: column '{column}' (for {field}) not "
+                                      f"in the header; columns: {', '.join(header)}")
+            index[field] = header.index(column)
+        values: dict[str, list[float]] = {fld: [] for fld in mapping}
+        for lineno, row in enumerate(reader, start=head_line + 1):
+            if not row or not any(c.strip() for c in row):
+                continue
+            for field, j in index.items():
+                if j >= len(row):
+                    raise ImportFileError(f"{path}:{lineno}: row has {len(row)} fields, column "
+                                          f"'{header[j]}' is field {j + 1}")
+                try:
+                    values[field].append(float(row[j]))
+                except ValueError:
+                    raise ImportFileError(f"{path}:{lineno}: column '{header[j]}' is "
+                                          f"{row[j]!r}, not a number") from None
+    n = len(values["acc_x"])
+    if n == 0:
+        raise ImportFileError(f"{path}: no samples after the header (line {head_line})")
+    data = np.zeros(n, RAW_IMU_DTYPE)
+    scaled = {f: np.asarray(v) * UNITS[FIELDS[f]][mapping[f][1]] for f, v in values.items()}
+    for v in ("acc", "gyr", "mag"):
+        if all(f"{v}_{a}" in scaled for a in "xyz"):
+            data[v] = np.stack([scaled[f"{v}_{a}"] for a in "xyz"], 1)
+        else:
+            data[v] = math.nan
+    data["counter"] = np.round(scaled["counter"]).astype(np.int64) if "counter" in scaled \
+        else np.arange(n)
+    data["t_sensor"] = np.round(scaled["t_sensor"]).astype(np.int64) if "t_sensor" in scaled \
+        else -1
+    if "t_host" in scaled:
+        data["t_host"] = np.round(scaled["t_host"]).astype(np.int64)
+        how = "from the file"
+    elif "t_sensor" in scaled:
+        data["t_host"] = data["t_sensor"] - data["t_sensor"][0]
+        how = "synthesised: sensor time minus its first value"
+    elif rate_hz:
+        data["t_host"] = np.round(np.arange(n) * (1e9 / rate_hz)).astype(np.int64)
+        how = "synthesised: row index / rate_hz"
+    else:
+        raise ImportFileError(f"{path}: no time column mapped (t_sensor or t_host); give "
+                              "rate_hz (--rate-hz) so times can be made from the row index")
+    if rate_hz is None:
+        dt = np.diff(data["t_host"])
+        rate_hz = float(1e9 / np.median(dt)) if len(dt) and np.median(dt) > 0 else 0.0
+    return ImportedStream(name or path.stem, RAW_IMU, data, rate_hz, meta={
+        "source_file": str(path), "t_host": how,
+        "mapping": {f: f"{c}:{u}" for f, (c, u) in mapping.items()}})

@@ -1,0 +1,146 @@
+"""Movella DOT CSV exports (firmware 3.x): per-sensor raw arrays, several files aligned in time.
+
+File layout: 11 header lines (``sep=,``, ``DeviceTag:,Femur``, ``OutputRate:,60Hz``,
+``SyncStatus:,Synced``, ...), a blank line, the column header
+``PacketCounter,SampleTimeFine,Acc_X,...,Mag_Z``, then one row per sample.
+Units in the file: acc m/s^2, gyr deg/s (converted to rad/s), mag in the
+device's normalised units (kept, ``meta.mag_units``). SampleTimeFine is the
+sensor clock in microseconds, 32 bit: unwrapped and converted to ``t_sensor`` ns.
+
+``t_host`` is synthesised (there was no host clock in the export): sensor time
+minus the session's earliest first sample, i.e. ns since the session start on
+the shared sensor clock (``meta.t_host = "synthesised: ..."``). Files of one
+session are aligned by that clock when every file says ``SyncStatus: Synced``,
+else by PacketCounter at the output rate (logged as a warning).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
+
+log = logging.getLogger("imuflow.importers.movella_dot_csv")
+
+HEADER_LINES = 11
+REQUIRED = ("PacketCounter", "SampleTimeFine", "Acc_X", "Acc_Y", "Acc_Z",
+            "Gyr_X", "Gyr_Y", "Gyr_Z")
+MAG = ("Mag_X", "Mag_Y", "Mag_Z")
+
+
+def _unwrap(raw: np.ndarray, modulus: int) -> np.ndarray:
+    """Unwrap a counter that wraps at ``modulus`` (steps back of more than half are wraps)."""
+    steps = np.diff(raw)
+    wraps = np.concatenate(([0], np.cumsum(steps < -modulus // 2)))
+    return raw + wraps * modulus
+
+
+def read_header(path: Path) -> tuple[dict[str, str], list[str], int]:
+    """Header key/values, column names and the 1-based line of the column header."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportFileError(f"{path}: cannot read as text: {exc}") from None
+    meta: dict[str, str] = {}
+    for i, line in enumerate(lines[:HEADER_LINES + 2]):
+        if line.startswith("PacketCounter"):
+            return meta, [c.strip() for c in line.split(",")], i + 1
+        key, _, value = line.partition(",")
+        if key.strip():
+            meta[key.strip().rstrip(":").strip()] = value.strip()
+    raise ImportFileError(f"{path}: no column header 'PacketCounter,SampleTimeFine,...' within "
+                       f"the first {HEADER_LINES + 2} lines; is this a Movella DOT CSV export?")
+
+
+def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], float]:
+    """Parse one export: header dict, columns (float64 arrays by name), output rate in Hz."""
+    path = Path(path)
+    meta, cols, header_line = read_header(path)
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise ImportFileError(f"{path}:{header_line}: missing columns {', '.join(missing)}; "
+                           f"found {', '.join(cols)}")
+    rate_text = meta.get("OutputRate", "")
+    try:
+        rate_hz = float(rate_text.lower().removesuffix("hz"))
+    except ValueError:
+        raise ImportFileError(f"{path}: header 'OutputRate' is {rate_text!r}, expected e.g. "
+                           "'60Hz'") from None
+    rows: list[list[float]] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if lineno <= header_line or not row or not any(c.strip() for c in row):
+                continue
+            if len(row) != len(cols):
+                raise ImportFileError(f"{path}:{lineno}: {len(row)} fields, the header has "
+                                   f"{len(cols)} ({', '.join(cols)})")
+            try:
+                rows.append([float(c) for c in row])
+            except ValueError:
+                j = next(j for j, c in enumerate(row) if not _is_float(c))
+                raise ImportFileError(f"{path}:{lineno}: column '{cols[j]}' is {row[j]!r}, "
+                                   "not a number") from None
+    if not rows:
+        raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
+    table = np.asarray(rows, np.float64)
+    return meta, {c: table[:, j] for j, c in enumerate(cols)}, rate_hz
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_session(paths: list[str | Path]) -> list[ImportedStream]:
+    """Read the exports of one session and align them on one synthesised host timeline."""
+    parsed = [(Path(p), *read_file(p)) for p in paths]
+    synced = all(m.get("SyncStatus", "").lower() == "synced" for _, m, _, _ in parsed)
+    if not synced:
+        log.warning("not every file says 'SyncStatus: Synced'; aligning by PacketCounter")
+    t_us = {p: _unwrap(c["SampleTimeFine"].astype(np.int64), 1 << 32) for p, _, c, _ in parsed}
+    ctr = {p: _unwrap(c["PacketCounter"].astype(np.int64), 1 << 16) for p, _, c, _ in parsed}
+    t0 = min(int(t[0]) for t in t_us.values())
+    c0 = min(int(c[0]) for c in ctr.values())
+    out = []
+    names: set[str] = set()
+    for path, meta, cols, rate_hz in parsed:
+        n = len(cols["SampleTimeFine"])
+        data = np.zeros(n, RAW_IMU_DTYPE)
+        data["t_sensor"] = t_us[path] * 1000
+        if synced:
+            data["t_host"] = (t_us[path] - t0) * 1000
+            how = "synthesised: sensor clock (SampleTimeFine) minus the session's first sample"
+        else:
+            data["t_host"] = np.round((ctr[path] - c0) * (1e9 / rate_hz)).astype(np.int64)
+            how = "synthesised: PacketCounter / OutputRate from the session's first packet"
+        data["counter"] = ctr[path]
+        data["acc"] = np.stack([cols[f"Acc_{a}"] for a in "XYZ"], 1)
+        data["gyr"] = np.deg2rad(np.stack([cols[f"Gyr_{a}"] for a in "XYZ"], 1))
+        data["mag"] = (np.stack([cols[m] for m in MAG], 1) if all(m in cols for m in MAG)
+                       else math.nan)
+        name = _sensor_name(meta.get("DeviceTag") or path.stem, names)
+        out.append(ImportedStream(name, RAW_IMU, data, rate_hz, meta={
+            "source_file": str(path), "vendor": "Movella DOT", "t_host": how,
+            "gyr_from": "deg/s", "mag_units": "normalised (device units)",
+            "firmware": meta.get("FirmwareVersion", ""), "start_time": meta.get("StartTime", ""),
+            "filter_profile": meta.get("FilterProfile", "")}))
+        log.info("%s: sensor '%s', %d samples at %g Hz", path, name, n, rate_hz)
+    return out
+
+
+def _sensor_name(tag: str, taken: set[str]) -> str:
+    base = "".join(ch if ch.isalnum() else "_" for ch in tag.strip().lower()).strip("_") or "dot"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name

@@ -1,0 +1,63 @@
+"""Import vendor and dataset files into one imuflow session file (``imuflow import``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drivers.importers import broad_hdf5, generic_csv, movella_dot_csv
+from drivers.importers.imported_stream import ImportedStream, ImportFileError, write_session
+
+FORMATS = ("auto", "movella_dot", "broad", "csv")
+
+
+def detect_format(path: Path) -> str:
+    """``broad`` for HDF5, ``movella_dot`` for a DOT export, else ``csv`` (needs a mapping)."""
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        return "broad"
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as f:
+            head = [f.readline() for _ in range(movella_dot_csv.HEADER_LINES + 2)]
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot open: {exc.strerror}") from None
+    if any(line.startswith("PacketCounter,SampleTimeFine") for line in head):
+        return "movella_dot"
+    return "csv"
+
+
+def read_sources(sources: list[str | Path], fmt: str = "auto", *,
+                 mapping: list[str] | dict[str, str] | None = None,
+                 rate_hz: float | None = None, delimiter: str = ",",
+                 skip_rows: int = 0) -> list[ImportedStream]:
+    """Read the files of one session; all must have the same format."""
+    paths = [Path(s) for s in sources]
+    if not paths:
+        raise ValueError("nothing to import: give one or more files")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    kinds = {detect_format(p) for p in paths} if fmt == "auto" else {fmt}
+    if len(kinds) > 1:
+        raise ValueError(f"files of different formats ({', '.join(sorted(kinds))}); "
+                         "import them separately")
+    (kind,) = kinds
+    if kind == "movella_dot":
+        return movella_dot_csv.read_session(paths)
+    if kind == "broad":
+        streams: list[ImportedStream] = []
+        for p in paths:
+            streams += broad_hdf5.read_trial(p, name=p.stem if len(paths) > 1 else "imu")
+        return streams
+    if mapping is None:
+        raise ValueError(f"{paths[0]}: not a known vendor format; map its columns with "
+                         "--map FIELD=COLUMN[:UNIT] (e.g. --map acc_x=AccX:g) or --map-file")
+    cols = generic_csv.parse_mapping(mapping)
+    return [generic_csv.read_csv(p, cols, rate_hz=rate_hz, delimiter=delimiter,
+                                 skip_rows=skip_rows) for p in paths]
+
+
+def import_session(sources: list[str | Path], output: str | Path, fmt: str = "auto", *,
+                   block: int = 1, **read_kw: object) -> tuple[Path, list[ImportedStream]]:
+    """Read ``sources`` and write them to the session file ``output``; return it and the streams."""
+    streams = read_sources(sources, fmt, **read_kw)
+    path = write_session(streams, output, block=block,
+                         session_meta={"sources": [str(s) for s in sources]})
+    return path, streams

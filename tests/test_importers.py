@@ -1,0 +1,204 @@
+"""Importers: Movella DOT CSV, BROAD HDF5, generic mapped CSV, and `imuflow import`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from drivers.importers import ORIENTATION_TRUTH, ORIENTATION_TRUTH_DTYPE, ImportFileError
+from drivers.importers import broad_hdf5, generic_csv, movella_dot_csv
+from pipeline.session_reader import SessionReader, read_streams
+from pipeline.streams import RAW_IMU_DTYPE
+
+REPO = Path(__file__).resolve().parents[1]
+HEADER = """sep=,
+DeviceTag:,{tag}
+FirmwareVersion:,3.0.0
+AppVersion:,2023.6.0
+SyncStatus:,Synced
+OutputRate:,60Hz
+FilterProfile:,General
+Measurement Mode:,Inertial data Mode - Rate Quantities(with mag)
+StartTime: ,2024-12-09_17:31:07_886 CET
+\u00a9 Movella Technologies B. V. 2005-2024
+
+PacketCounter,SampleTimeFine,Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z,Mag_X,Mag_Y,Mag_Z
+"""
+
+
+def _dot_file(path: Path, tag: str, t0_us: int, n: int, first_counter: int = 1) -> Path:
+    rows = []
+    for k in range(n):
+        t = (t0_us + k * 16667) % (1 << 32)
+        rows.append(f"{first_counter + k},{t},0.1,0.2,9.8,{k},-180.0,90.0,0.5,0.1,-1.0")
+    path.write_text(HEADER.format(tag=tag) + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_movella_dot_session_is_unwrapped_converted_and_aligned(tmp_path: Path):
+    t0 = (1 << 32) - 3 * 16667  # the sensor clock wraps after three samples
+    a = _dot_file(tmp_path / "femur.csv", "Femur", t0, 10)
+    b = _dot_file(tmp_path / "tibia.csv", "Tibia", t0 + 16667, 10, first_counter=2)
+    femur, tibia = movella_dot_csv.read_session([a, b])
+    assert (femur.name, tibia.name) == ("femur", "tibia")
+    assert femur.data.dtype == RAW_IMU_DTYPE and femur.rate_hz == 60.0
+    assert np.all(np.diff(femur.data["t_sensor"]) == 16667 * 1000)  # across the 2^32 wrap
+    assert femur.data["t_host"][0] == 0 and tibia.data["t_host"][0] == 16667 * 1000
+    np.testing.assert_allclose(femur.data["gyr"][0], np.deg2rad([0.0, -180.0, 90.0]), rtol=1e-6)
+    np.testing.assert_allclose(femur.data["acc"][0], [0.1, 0.2, 9.8], rtol=1e-6)
+    assert list(tibia.data["counter"][:2]) == [2, 3]
+    assert "synthesised" in femur.meta["t_host"]
+
+
+def test_movella_dot_bad_cell_names_file_line_and_column(tmp_path: Path):
+    path = _dot_file(tmp_path / "x.csv", "X", 1000, 5)
+    lines = path.read_text().splitlines()
+    lines[15] = lines[15].replace(",-180.0,", ",oops,")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportFileError, match=rf"{path}:16: column 'Gyr_Y' is 'oops'"):
+        movella_dot_csv.read_session([path])
+
+
+def test_movella_dot_short_row_and_missing_header(tmp_path: Path):
+    path = _dot_file(tmp_path / "x.csv", "X", 1000, 5)
+    path.write_text(path.read_text() + "6,2000,1.0\n")
+    with pytest.raises(ImportFileError, match=rf"{path}:18: 3 fields, the header has 11"):
+        movella_dot_csv.read_file(path)
+    other = tmp_path / "y.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(ImportFileError, match="no column header 'PacketCounter"):
+        movella_dot_csv.read_file(other)
+
+
+def _broad_file(path: Path, n: int = 40, rate: float = 285.7142857142857) -> Path:
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("imu_acc", data=rng.normal(size=(n, 3)))
+        f.create_dataset("imu_gyr", data=rng.normal(size=(n, 3)))
+        f.create_dataset("imu_mag", data=rng.normal(size=(n, 3)) * 40)
+        q = rng.normal(size=(n, 4))
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        q[5] = np.nan
+        f.create_dataset("opt_quat", data=q)
+        f.create_dataset("opt_pos", data=np.zeros((n, 3)))
+        f.create_dataset("movement", data=np.arange(n) > 10)
+        f.attrs["sampling_rate"] = rate
+    return path
+
+
+def test_broad_trial_gives_raw_and_orientation_truth(tmp_path: Path):
+    path = _broad_file(tmp_path / "t.hdf5")
+    raw, truth = broad_hdf5.read_trial(path)
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(raw.data["gyr"], f["imu_gyr"][:].astype(np.float32))
+        np.testing.assert_array_equal(truth.data["q"], f["opt_quat"][:].astype(np.float32))
+    assert truth.kind == ORIENTATION_TRUTH and truth.data.dtype == ORIENTATION_TRUTH_DTYPE
+    assert list(truth.data["movement"][9:13]) == [0, 0, 1, 1]
+    assert raw.data["t_host"][7] == round(7 * 1e9 / 285.7142857142857)
+    assert np.all(raw.data["t_sensor"] == -1)
+
+
+def test_broad_missing_dataset_is_named(tmp_path: Path):
+    path = tmp_path / "bad.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("imu_acc", data=np.zeros((3, 3)))
+    with pytest.raises(ImportFileError, match=rf"{path}: dataset 'imu_gyr' missing"):
+        broad_hdf5.read_trial(path)
+
+
+CSV_MAP = ["acc_x=AX:g", "acc_y=AY:g", "acc_z=AZ:g", "gyr_x=GX:deg/s", "gyr_y=GY:deg/s",
+           "gyr_z=GZ:deg/s", "t_sensor=time:ms"]
+
+
+def _csv(path: Path, bad: str | None = None) -> Path:
+    rows = ["time;AX;AY;AZ;GX;GY;GZ;extra"]
+    for k in range(6):
+        rows.append(f"{k * 10};0;0;1;{k * 10};0;-90;x")
+    if bad:
+        rows[3] = bad
+    path.write_text("# logger v2\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_generic_csv_maps_columns_and_units(tmp_path: Path):
+    path = _csv(tmp_path / "log.csv")
+    s = generic_csv.read_csv(path, generic_csv.parse_mapping(CSV_MAP), delimiter=";",
+                             skip_rows=1)
+    np.testing.assert_allclose(s.data["acc"][0], [0, 0, 9.80665], rtol=1e-6)
+    np.testing.assert_allclose(s.data["gyr"][2], np.deg2rad([20, 0, -90]), rtol=1e-6)
+    assert list(s.data["t_sensor"][:3]) == [0, 10_000_000, 20_000_000]
+    assert s.rate_hz == pytest.approx(100.0) and np.all(np.isnan(s.data["mag"]))
+
+
+def test_generic_csv_errors_name_file_line_column(tmp_path: Path):
+    path = _csv(tmp_path / "log.csv", bad="20;0;zero;1;0;0;0;x")
+    cols = generic_csv.parse_mapping(CSV_MAP)
+    with pytest.raises(ImportFileError, match=rf"{path}:5: column 'AY' is 'zero'"):
+        generic_csv.read_csv(path, cols, delimiter=";", skip_rows=1)
+    with pytest.raises(ImportFileError,
+                       match=rf"{path}:2: column 'AX' \(for acc_x\) not in the header"):
+        generic_csv.read_csv(path, cols, delimiter=",", skip_rows=1)
+    with pytest.raises(ValueError, match="unit 'furlong/s' unknown for gyr"):
+        generic_csv.parse_mapping(CSV_MAP[:-2] + ["gyr_z=GZ:furlong/s"])
+    with pytest.raises(ValueError, match="lacks gyr_z"):
+        generic_csv.parse_mapping(CSV_MAP[:5])
+
+
+def _imuflow(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+
+
+def test_import_command_writes_a_replayable_session(tmp_path: Path):
+    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
+    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    out = tmp_path / "knee.mcap"
+    proc = _imuflow("import", str(a), str(b), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    streams = read_streams(out)
+    assert sorted(streams) == ["import/imu.raw:femur", "import/imu.raw:tibia"]
+    expected = movella_dot_csv.read_session([a, b])[0].data
+    assert streams["import/imu.raw:femur"].data.tobytes() == expected.tobytes()
+    with SessionReader(out) as r:
+        assert not list(r.runs()) == [] and not r.truncated
+
+
+def test_import_command_csv_mapping_and_errors(tmp_path: Path):
+    path = _csv(tmp_path / "log.csv")
+    out = tmp_path / "log.mcap"
+    args = ["import", str(path), "-o", str(out), "--delimiter", ";", "--skip-rows", "1"]
+    proc = _imuflow(*args)
+    assert proc.returncode == 2 and "--map FIELD=COLUMN" in proc.stderr
+    proc = _imuflow(*args, *[x for m in CSV_MAP for x in ("--map", m)])
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_streams(out)["import/imu.raw:log"].data) == 6
+
+
+@pytest.mark.realdata
+def test_real_movella_dot_knee_session(realdata: Path):
+    folder = realdata / "movella_dot" / "knee_tracking1"
+    femur, tibia = movella_dot_csv.read_session([folder / "femur.csv", folder / "tibia.csv"])
+    assert len(femur.data) > 3000 and len(tibia.data) > 3000
+    for s in (femur, tibia):
+        assert np.all(np.diff(s.data["t_sensor"]) > 0)
+        dt = np.diff(s.data["t_host"]) / 1e6
+        assert np.median(dt) == pytest.approx(1000 / 60, abs=0.1)
+        g = np.linalg.norm(s.data["acc"][:30], axis=1)
+        assert np.all(np.abs(g - 9.81) < 1.0)  # at rest at the start
+        assert np.max(np.abs(s.data["gyr"])) < 35  # rad/s: converted from deg/s
+    assert abs(int(femur.data["t_host"][0]) - int(tibia.data["t_host"][0])) < 20_000_000
+
+
+@pytest.mark.realdata
+def test_real_broad_trial(realdata: Path):
+    raw, truth = broad_hdf5.read_trial(realdata / "broad" / "02_undisturbed_slow_rotation_B.hdf5")
+    assert len(raw.data) == len(truth.data) > 50_000
+    assert raw.rate_hz == pytest.approx(285.714, abs=0.01)
+    q = truth.data["q"][~np.isnan(truth.data["q"]).any(axis=1)]
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-3)
+    assert 0 < truth.data["movement"].mean() < 1
