@@ -107,7 +107,7 @@ class Filter(Node):
         n = len(imus)
         self._r = np.stack([self._rot.get(m, np.eye(3)) for m in imus]) if n else np.zeros(
             (0, 3, 3))
-        self._bias = RestBiasEstimator(n, window=max(2, int(round(p.rest_window_s * rate))),
+        self._bias = RestBiasEstimator(n, window=max(2, round(p.rest_window_s * rate)),
                                        gyr_std=p.rest_gyr_std, acc_std=p.rest_acc_std,
                                        tau=p.bias_tau_s * rate) if p.bias else None
         self._lowpass = StreamingLowpass(n * 6, cutoff_hz=p.cutoff_hz, rate_hz=rate,

@@ -57,7 +57,7 @@ class SensorTrack:
     def add(self, raw: np.ndarray, rate_hz: float, now_ns: int) -> None:
         """Append a block of ``imu.raw`` samples (RAW_IMU_DTYPE) received at wall time ``now_ns``."""
         if rate_hz > 0:
-            self.period_ns = int(round(1e9 / rate_hz))
+            self.period_ns = round(1e9 / rate_hz)
         t_host = raw["t_host"].astype(np.int64)
         t_sensor = self._sensor_times(raw)
         if self.mapper is not None and t_sensor is not None:

@@ -69,7 +69,7 @@ class Sync(Node):
         p = self.params
         names = list(p.imus) or self._chain_imus()
         limits = Limits(acc_max=p.acc_max, gyr_max=p.gyr_max)
-        max_gap_ns = int(round(p.max_gap_s * 1e9))
+        max_gap_ns = round(p.max_gap_s * 1e9)
         self._tracks = [SensorTrack(n, max_gap_ns=max_gap_ns, dejitter=p.dejitter, limits=limits,
                                     clock_window_s=p.clock_window_s) for n in names]
         self._by_name = {t.name: t for t in self._tracks}

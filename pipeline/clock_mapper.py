@@ -56,7 +56,7 @@ class ClockMapper:
                              f"reset_after_s > 0; got bin_s={bin_s}, window_s={window_s}, "
                              f"reset_s={reset_s}, reset_after_s={reset_after_s}")
         self.bin_ns = int(bin_s * _NS)
-        self.max_bins = max(2, int(round(window_s / bin_s)))
+        self.max_bins = max(2, round(window_s / bin_s))
         self.reset_ns = reset_s * _NS
         self.reset_after_ns = int(reset_after_s * _NS)
         self.outlier_ns = outlier_s * _NS

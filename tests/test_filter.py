@@ -42,7 +42,7 @@ def _run(node: Filter, data: np.ndarray, block: int) -> np.ndarray:
 @pytest.mark.parametrize("block", [1, 7, 250])
 def test_same_output_whatever_the_block_size(block: int) -> None:
     data = _frames(8.0, 1)
-    params = dict(remap={"shank": "x,-z,y"}, cutoff_hz=8.0, order=4)
+    params = {"remap": {"shank": "x,-z,y"}, "cutoff_hz": 8.0, "order": 4}
     whole = _run(Filter.create(**params), data, len(data))
     parts = _run(Filter.create(**params), data, block)
     np.testing.assert_array_equal(parts["flags"], whole["flags"])
