@@ -1,0 +1,207 @@
+"""Observer benchmark: ONNX step latency at batch 1, block throughput, and a plain PyTorch step.
+
+Run with ``imuflow bench observer [--json] [--steps N]``. Models: every shipped
+``models/*.onnx`` with a card, plus GRU observers exported here with the model-card IO
+(tiny test sizes and the shipped size, hidden 128 x 2 layers). Budget (DESIGN.md):
+observer step, default model, batch 1: median <= 100 us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nodes.observer_fit import ModelFit  # noqa: E402
+from nodes.observer_runner import ObserverRunner  # noqa: E402
+from nodes.observer_session import load_session  # noqa: E402
+from pipeline.chain import load_chain  # noqa: E402
+from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card  # noqa: E402
+from pipeline.streams import frame_dtype  # noqa: E402
+
+BUDGET_US = 100.0
+EXPORTED = [  # (name, chain, hidden, layers, outputs)
+    ("tiny-knee-h16x2", "knee", 16, 2, (("thigh", "quat"), ("shank", "sincos"))),
+    ("tiny-knee-h8x1", "knee", 8, 1, (("thigh", "quat"), ("shank", "sincos"))),
+    ("arm3-h128x2", "arm3", 128, 2, (("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos"))),
+    ("knee-h128x2", "knee", 128, 2, (("thigh", "quat"), ("shank", "sincos"))),
+]
+
+
+def machine() -> dict:
+    """Platform, CPU model, Python and key library versions."""
+    import onnxruntime
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    libs = {"numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
+    try:
+        import torch
+        libs["torch"] = torch.__version__
+    except ImportError:
+        libs["torch"] = None
+    return {"platform": platform.platform(), "cpu": cpu, "python": platform.python_version(),
+            **libs}
+
+
+def _torch_net(n_in: int, hidden: int, layers: int, n_out: int):  # noqa: ANN202
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = torch.nn.GRU(n_in, hidden, layers, batch_first=True)
+            self.head = torch.nn.Linear(hidden, n_out)
+
+        def forward(self, imu, h0):  # noqa: ANN001, ANN202
+            z, hn = self.gru(imu, h0)
+            return self.head(z), hn
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def export(folder: Path, name: str, chain_name: str, hidden: int, layers: int,
+           outputs: tuple) -> tuple[Path, object]:
+    """Export a random GRU observer with card to ``folder``; return (onnx path, torch net)."""
+    import torch
+    chain_file = REPO / "configs" / "chains" / f"{chain_name}.yaml"
+    ch = load_chain(chain_file)
+    n_in = 6 * len(ch.imus)
+    n_out = sum(4 if e == "quat" else 2 for _, e in outputs)
+    net = _torch_net(n_in, hidden, layers, n_out)
+    path = folder / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, n_in), torch.zeros(layers, 1, hidden)),
+                          str(path), input_names=["imu", "h0"], output_names=["y", "hn"],
+                          dynamic_axes={"imu": {0: "batch", 1: "T"}, "h0": {1: "batch"},
+                                        "y": {0: "batch", 1: "T"}, "hn": {1: "batch"}},
+                          dynamo=False, opset_version=17)
+    write_card(ModelCard(name=name, onnx_file=path.name, sha256=sha256_of(path),
+                         chain=str(chain_file), bodies=ch.body_names, imus=ch.imu_names,
+                         rate_hz=100.0, input_name="imu",
+                         state=(StateTensor("h0", "hn", (layers, hidden)),), output_name="y",
+                         outputs=tuple(OutputBody(b, e) for b, e in outputs)),
+               path.with_suffix(".json"))
+    return path, net
+
+
+def _percentiles(samples_ns: list[int]) -> dict:
+    us = np.asarray(samples_ns, dtype=np.float64) / 1e3
+    return {"p50_us": round(float(np.percentile(us, 50)), 2),
+            "p99_us": round(float(np.percentile(us, 99)), 2)}
+
+
+def bench_model(path: Path, steps: int, net: object | None) -> dict:
+    """Latency and throughput of one model."""
+    session = load_session(path, (path.parent,))
+    card = session.card
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(steps, card.n_features)).astype(np.float32)
+    state = session.zero_state()
+    for i in range(200):
+        _, state = session.run(x[i:i + 1], state)
+    lat = []
+    for i in range(steps):
+        t0 = time.perf_counter_ns()
+        _, state = session.run(x[i:i + 1], state)
+        lat.append(time.perf_counter_ns() - t0)
+    row = {"model": card.name, "hidden": [list(s.shape) for s in card.state],
+           "features": card.n_features, "outputs": card.n_outputs,
+           "onnx_step": _percentiles(lat)}
+    # one frame through the node's runner: features, session.run, output decoding
+    chain = load_chain(REPO / "configs" / "chains" / f"{Path(card.chain).stem}.yaml")
+    fit = ModelFit(card, chain, np.arange(len(card.imus)), tuple(o.body for o in card.outputs))
+    runner = ObserverRunner(session, fit, reset_gap_s=1.0, block_mode=False)
+    frames = np.zeros(steps, dtype=frame_dtype(len(card.imus)))
+    frames["t_host"] = np.arange(steps) * 10_000_000
+    frames["acc"] = x[:, :3 * len(card.imus)].reshape(steps, -1, 3)
+    frames["gyr"] = x[:, 3 * len(card.imus):].reshape(steps, -1, 3)
+    out = np.empty(1, dtype=[("q_rel", "<f4", (chain.n_bodies, 4)),
+                             ("angle", "<f4", (len(chain.hinge_bodies),))])
+    lat = []
+    for i in range(steps):
+        t0 = time.perf_counter_ns()
+        runner.process(frames[i:i + 1], out)
+        lat.append(time.perf_counter_ns() - t0)
+    row["node_step"] = _percentiles(lat)
+    t_block = 1000
+    xb = np.tile(x, (t_block // len(x) + 1, 1))[:t_block]
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        session.run(xb, session.zero_state())
+        best = min(best, time.perf_counter() - t0)
+    row["block_samples_per_s"] = round(t_block / best)
+    if net is not None:
+        import torch
+        torch.set_num_threads(1)
+        h = torch.zeros(card.state[0].shape[0], 1, card.state[0].shape[1])
+        xt = torch.from_numpy(x)
+        lat = []
+        with torch.inference_mode():
+            for i in range(200):
+                _, h = net(xt[i:i + 1][None], h)
+            for i in range(steps):
+                t0 = time.perf_counter_ns()
+                _, h = net(xt[i:i + 1][None], h)
+                lat.append(time.perf_counter_ns() - t0)
+        row["torch_step"] = _percentiles(lat)
+    row["within_budget"] = row["onnx_step"]["p50_us"] <= BUDGET_US
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table or one JSON object."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--steps", type=int, default=3000, help="timed steps per model")
+    args = ap.parse_args(argv)
+    rows = []
+    shipped = sorted(p for p in (REPO / "models").glob("*.onnx") if p.with_suffix(".json").exists())
+    for p in shipped:
+        rows.append(dict(bench_model(p, args.steps, None), source="shipped"))
+    with tempfile.TemporaryDirectory(prefix="imf-bench") as tmp:
+        for name, chain, hidden, layers, outputs in EXPORTED:
+            path, net = export(Path(tmp), name, chain, hidden, layers, outputs)
+            rows.append(dict(bench_model(path, args.steps, net), source="exported here"))
+    result = {"bench": "observer", "command": " ".join(["imuflow bench observer"] + (argv or sys.argv[1:])),
+              "machine": machine(), "budget_step_p50_us": BUDGET_US, "steps": args.steps,
+              "session": "onnxruntime CPU, 1 intra-op thread, sequential; batch 1",
+              "models": rows}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    m = result["machine"]
+    print(f"observer bench on {m['cpu']} ({m['platform']}), python {m['python']}, "
+          f"onnxruntime {m['onnxruntime']}, torch {m['torch']}")
+    print(f"{'model':<18} {'state':<10} {'onnx p50/p99 us':>16} {'node p50/p99 us':>16} "
+          f"{'torch p50/p99 us':>17} {'block samples/s':>16}  budget")
+    for r in rows:
+        t = r.get("torch_step")
+        tt = f"{t['p50_us']:.1f}/{t['p99_us']:.1f}" if t else "n/a"
+        o, n = r["onnx_step"], r["node_step"]
+        print(f"{r['model']:<18} {str(r['hidden']):<10} {o['p50_us']:>7.1f}/{o['p99_us']:<8.1f} "
+              f"{n['p50_us']:>7.1f}/{n['p99_us']:<8.1f} {tt:>17} {r['block_samples_per_s']:>16}  "
+              f"{'ok' if r['within_budget'] else 'OVER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
