@@ -1,0 +1,94 @@
+"""Train an RNN observer on simulated chain motion, export it to ONNX with its model card.
+
+Usage (from the repository root)::
+
+    python tools/train_observer.py train --problem arm3-sparse --run-dir /tmp/imuflow-train/arm3
+    python tools/train_observer.py train --run-dir /tmp/imuflow-train/arm3 --resume
+    python tools/train_observer.py export --run-dir /tmp/imuflow-train/arm3 --out models/arm3-sparse
+    python tools/train_observer.py heldout --problem arm3-sparse --out /tmp/heldout.npz
+
+See docs/training.md for the recipe, the loss options and how the held-out figures are made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.training.losses import LOSS_KINDS  # noqa: E402
+from tools.training.trainer import TrainConfig, Trainer  # noqa: E402
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--run-dir", type=Path, required=True, help="checkpoints, log.jsonl, curves.png")
+    p.add_argument("--resume", action="store_true", help="continue from run-dir/checkpoint.pt "
+                   "(its stored config wins over the options given)")
+    p.add_argument("--max-minutes", type=float, default=math.inf, help="stop after this many minutes")
+    for f in dataclasses.fields(TrainConfig):
+        default = getattr(d, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
+                           help=f"(default {default})")
+        elif f.name == "loss":
+            p.add_argument(flag, choices=LOSS_KINDS, default=default, help="error scaling (default plain)")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--checkpoint", default="best.pt", help="file in run-dir (default best.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output stem, e.g. models/arm3-sparse")
+    p.add_argument("--heldout-sequences", type=int, default=32)
+    p.add_argument("--heldout-s", type=float, default=60.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``train`` or ``export``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _train_args(sub.add_parser("train", help="train (or resume) a run"))
+    _export_args(sub.add_parser("export", help="export a checkpoint to ONNX + model card"))
+    h = sub.add_parser("heldout", help="generate a held-out set (seeds from 1_000_000) as npz")
+    h.add_argument("--problem", required=True)
+    h.add_argument("--sequences", type=int, default=32)
+    h.add_argument("--duration-s", type=float, default=60.0)
+    h.add_argument("--no-noise", action="store_true", help="ideal sensors")
+    h.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "train":
+        cfg_file = args.run_dir / "config.json"
+        if args.resume and cfg_file.exists():
+            cfg = TrainConfig(**json.loads(cfg_file.read_text()))
+        else:
+            cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+        Trainer(cfg, args.run_dir, resume=args.resume).train(args.max_minutes)
+        return 0
+    if args.cmd == "heldout":
+        import numpy as np
+
+        from tools.training.data import SEEDS, generate
+        from tools.training.problem import get_problem
+
+        seeds = np.arange(SEEDS["heldout"], SEEDS["heldout"] + args.sequences)
+        generate(get_problem(args.problem), seeds, args.duration_s,
+                 noisy=not args.no_noise).save(args.out)
+        return 0
+    from tools.training.export import export_run
+    export_run(args.run_dir, args.run_dir / args.checkpoint, args.out,
+               args.heldout_sequences, args.heldout_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Training and held-out data: simulated sequences cached as npz, and the training targets.
+
+A dataset is a ``pipeline.imu_dataset.ImuDataset`` file. Training and held-out sets come
+from disjoint seed ranges (``SEEDS``), so no held-out motion or sensor error is ever trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.chain import Chain, load_chain
+from pipeline.fk import rel_to_hinge
+from pipeline.imu_dataset import ImuDataset, load_dataset
+from pipeline.imu_synth import simulate
+from pipeline.joint_errors import heading_free
+from tools.training.problem import Problem
+
+log = logging.getLogger("imuflow.training.data")
+
+REPO = Path(__file__).resolve().parents[2]
+# disjoint seed ranges: training from 0, validation (per-epoch curves) from 500_000,
+# held-out figures of the model cards from 1_000_000
+SEEDS = {"train": 0, "val": 500_000, "heldout": 1_000_000}
+
+
+def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
+             rate_hz: float = 100.0, noisy: bool = True, progress: bool = True) -> ImuDataset:
+    """Simulate one sequence per seed: IMU input (S, T, n_imu*6) float32 SI and true q_rel."""
+    chain = load_chain(REPO / problem.chain)
+    cols = [chain.imu_names.index(n) for n in problem.imus]
+    imus, q_rels = [], []
+    for seed in tqdm(list(seeds), desc=f"simulate {problem.name}", unit="seq", disable=not progress):
+        rec = simulate(chain, duration_s, rate_hz, int(seed), problem.noise(noisy),
+                       problem.sim_settings(int(seed)))
+        x = np.concatenate([rec.acc[:, cols], rec.gyr[:, cols]], axis=2)  # (T, m, 6)
+        imus.append(x.reshape(len(x), -1).astype(np.float32))
+        q_rels.append(rec.q_rel.astype(np.float32))
+    settings = dict(problem.describe(), noisy=noisy, duration_s=duration_s)
+    return ImuDataset(imu=np.stack(imus), q_rel=np.stack(q_rels), rate_hz=rate_hz,
+                      chain=problem.chain, imus=problem.imus, bodies=chain.body_names,
+                      seeds=np.asarray(seeds, np.int64), settings=settings)
+
+
+def cached(path: Path, problem: Problem, kind: str, n: int, duration_s: float,
+           rate_hz: float = 100.0, noisy: bool = True) -> ImuDataset:
+    """Load ``path`` if it exists, else generate ``n`` sequences of seed range ``kind`` and save."""
+    if path.exists():
+        ds = load_dataset(path)
+        if ds.n_sequences == n and ds.imus == problem.imus and abs(ds.duration_s - duration_s) < 1e-6:
+            return ds
+        log.warning("%s does not match the requested set (%d x %.0f s); regenerating", path, n,
+                    duration_s)
+    seeds = np.arange(SEEDS[kind], SEEDS[kind] + n)
+    ds = generate(problem, seeds, duration_s, rate_hz, noisy)
+    ds.save(path)
+    return ds
+
+
+def encode_targets(problem: Problem, chain: Chain, q_rel: np.ndarray) -> np.ndarray:
+    """Targets (..., n_out) float32 from true q_rel (..., n_bodies, 4): sincos of hinges, quats."""
+    parts = []
+    for body, enc in problem.outputs:
+        i = chain.index(body)
+        q = np.asarray(q_rel[..., i, :], dtype=np.float64)
+        if enc == "sincos":
+            a = rel_to_hinge(q, chain.rotations[i], chain.axes[i])
+            parts += [np.sin(a)[..., None], np.cos(a)[..., None]]
+        elif i == 0 or chain.parents[i] < 0:
+            parts.append(heading_free(q))
+        else:
+            parts.append(np.where(q[..., :1] < 0, -q, q))
+    return np.concatenate(parts, axis=-1).astype(np.float32)

@@ -1,0 +1,144 @@
+"""ONNX export of a trained observer, check against PyTorch, held-out evaluation, model card."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.imu_dataset import ImuDataset
+from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.observer_eval import OnnxObserverModel, evaluate
+from tools.training.data import REPO, SEEDS, cached
+from tools.training.network import Observer
+from tools.training.problem import Problem, get_problem
+
+log = logging.getLogger("imuflow.training.export")
+
+OPSET = 17
+
+
+def load_checkpoint(path: Path) -> tuple[Observer, dict]:
+    """The model (eval mode) and the raw checkpoint dict of a training checkpoint."""
+    ck = torch.load(path, weights_only=False)
+    model = Observer(**ck["model_config"])
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck
+
+
+def export_onnx(model: Observer, path: Path) -> None:
+    """Write ``model`` as ONNX: imu (batch, T, F), h0 (layers, batch, hidden) -> y, hn.
+
+    Uses the TorchScript exporter (``dynamo=False``, still shipped in torch 2.13 with a
+    deprecation warning): it handles nn.GRU with dynamic batch and T axes in one ONNX GRU op.
+    """
+    model = model.eval()
+    x = torch.zeros(1, 4, model.n_features)
+    h = model.initial_state(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x, h), str(path), input_names=["imu", "h0"], output_names=["y", "hn"],
+            dynamic_axes={"imu": {0: "batch", 1: "T"}, "h0": {1: "batch"},
+                          "y": {0: "batch", 1: "T"}, "hn": {1: "batch"}},
+            opset_version=OPSET, dynamo=False)
+
+
+def max_abs_diff_vs_torch(model: Observer, onnx_path: Path, x: np.ndarray, step: bool) -> float:
+    """Max |y_onnx - y_torch| on input x (B, T, F); step=True feeds one sample at a time."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        y_t, _ = model(torch.from_numpy(x), model.initial_state(x.shape[0]))
+    h = np.zeros((model.layers, x.shape[0], model.hidden), np.float32)
+    if step:
+        ys = []
+        for k in range(x.shape[1]):
+            y, h = sess.run(["y", "hn"], {"imu": x[:, k:k + 1], "h0": h})
+            ys.append(y)
+        y_o = np.concatenate(ys, axis=1)
+    else:
+        y_o, _ = sess.run(["y", "hn"], {"imu": x, "h0": h})
+    return float(np.abs(y_o - y_t.numpy()).max())
+
+
+def heldout_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> ImuDataset:
+    """The held-out set (seeds from SEEDS['heldout']), cached in data_dir."""
+    path = data_dir / f"{problem.name}_{int(duration_s)}s_heldout{n}.npz"
+    return cached(path, problem, "heldout", n, duration_s)
+
+
+def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, training: dict,
+               heldout: dict) -> ModelCard:
+    """A model card for ``onnx_file`` (sha256 computed here)."""
+    from pipeline.chain import load_chain
+
+    chain = load_chain(REPO / problem.chain)
+    return ModelCard(
+        name=name, onnx_file=onnx_file.name, sha256=sha256_of(onnx_file), chain=problem.chain,
+        bodies=chain.body_names, imus=problem.imus, rate_hz=100.0, input_name="imu",
+        state=(StateTensor("h0", "hn", (model.layers, model.hidden)),), output_name="y",
+        outputs=tuple(OutputBody(b, e) for b, e in problem.outputs), training=training,
+        heldout=heldout, path=onnx_file.with_suffix(".json"))
+
+
+def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: int = 32,
+               heldout_s: float = 60.0, warmup_s: float = 5.0) -> ModelCard:
+    """Export ``checkpoint`` to ``out``.onnx + ``out``.json with held-out figures; returns the card."""
+    model, ck = load_checkpoint(checkpoint)
+    cfg = ck["config"]
+    problem = get_problem(cfg["problem"])
+    out = Path(out)
+    onnx_path = out.with_suffix(".onnx")
+    tmp = onnx_path.with_name(onnx_path.stem + ".export-tmp.onnx")
+    export_onnx(model, tmp)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(2, 50, model.n_features)) * 3).astype(np.float32)
+    diffs = {"T=1 stepping": max_abs_diff_vs_torch(model, tmp, x, True),
+             "T=50 block": max_abs_diff_vs_torch(model, tmp, x, False)}
+    if max(diffs.values()) > 1e-4:
+        raise RuntimeError(f"{tmp}: ONNX output differs from PyTorch: {diffs}")
+    shutil.move(tmp, onnx_path)
+    data = heldout_set(problem, heldout_sequences, heldout_s, Path(cfg["data_dir"]))
+    hist = ck["history"][-1] if ck["history"] else {}
+    training = {
+        "generator": problem.describe(), "rate_hz": cfg["rate_hz"],
+        "network": f"Linear({model.n_features}->{model.hidden})+GELU, GRU {model.layers}x"
+                   f"{model.hidden}, MLP head; input normalisation inside the graph",
+        "loss": {"kind": cfg["loss"], "beta": cfg["beta"], "detach_weights": cfg["detach_weights"],
+                 "error": "angle (rad) per output body and time step; see tools/training/losses.py"},
+        "optimizer": f"Adam lr {cfg['lr']} cosine to {cfg['lr_min']}, grad clip {cfg['grad_clip']}",
+        "data": {"train_sequences": cfg["train_sequences"], "sequence_s": cfg["sequence_s"],
+                 "train_seeds": [SEEDS["train"], SEEDS["train"] + cfg["train_sequences"] - 1],
+                 "window_s": cfg["window_s"], "batch": cfg["batch"]},
+        "epochs": ck["epoch"], "steps": ck["step"], "checkpoint": checkpoint.name,
+        "last_val": {k: round(v, 3) for k, v in hist.items() if isinstance(v, float)},
+        "onnx_vs_torch_max_abs_diff": diffs, "opset": OPSET,
+        "command": f"python tools/train_observer.py train --problem {cfg['problem']} "
+                   f"--hidden {cfg['hidden']} --layers {cfg['layers']} --batch {cfg['batch']} "
+                   f"--window-s {cfg['window_s']} --epochs {cfg['epochs']} "
+                   f"--train-sequences {cfg['train_sequences']} --loss {cfg['loss']} "
+                   f"--beta {cfg['beta']} --run-dir RUN",
+    }
+    card = build_card(model, problem, out.stem, onnx_path, training, {})
+    write_card(card, card.path)
+    result = evaluate(OnnxObserverModel(onnx_path), data, warmup_s)
+    heldout = {
+        "seeds": [int(data.seeds[0]), int(data.seeds[-1])], "sequences": data.n_sequences,
+        "duration_s": heldout_s, "warmup_s": warmup_s, "noise": "pipeline.imu_synth.ImuNoise()",
+        "per_joint": {b: s.as_dict() for b, s in result.stats.items()},
+        "command": f"python tools/train_observer.py heldout --problem {problem.name} "
+                   f"--sequences {heldout_sequences} --duration-s {heldout_s:g} --out HELDOUT.npz && "
+                   f"imuflow eval {onnx_path.as_posix()} HELDOUT.npz --warmup-s {warmup_s:g}",
+    }
+    card = build_card(model, problem, out.stem, onnx_path, training, heldout)
+    write_card(card, card.path)
+    log.info("exported %s (%d bytes): %s", onnx_path, onnx_path.stat().st_size,
+             {b: (round(s.mean_deg, 2), round(s.p99_deg, 2)) for b, s in result.stats.items()})
+    return card

@@ -1,0 +1,76 @@
+"""Chain problems the observer is trained for: chain file, input IMUs, outputs, simulator settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.imu_synth import ImuNoise, SimSettings
+from pipeline.motion import MotionSettings
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reference problem: chain, IMU sites in input order, outputs (body, encoding)."""
+
+    name: str
+    chain: str                                  # chain file, relative to the repository
+    imus: tuple[str, ...]                       # IMU site names, input order
+    outputs: tuple[tuple[str, str], ...]        # (body, "sincos" | "quat")
+    mount_rotation_max_rad: float = 0.0         # random sensor mounting rotation, rad
+    placement_jitter_m: float = 0.05            # +- shift along the segment, m
+
+    def sim_settings(self, seed: int) -> SimSettings:
+        """Per-sequence simulator settings drawn from ``seed``: motion speed and rest frequency vary."""
+        rng = np.random.default_rng([seed, 7919])
+        speed = float(rng.uniform(0.3, 1.0))  # fraction of the fastest motion
+        motion = MotionSettings(
+            seg_min_s=0.2 / speed, seg_max_s=2.5 / speed,
+            rest_prob=float(rng.uniform(0.05, 0.4)),
+            max_rate_rad_s=5.0 * speed, max_acc_rad_s2=60.0 * speed,
+            max_rate_m_s=0.8 * speed, max_acc_m_s2=6.0 * speed)
+        return SimSettings(motion=motion, placement_jitter_m=self.placement_jitter_m,
+                           mount_rotation_max_rad=self.mount_rotation_max_rad)
+
+    @staticmethod
+    def noise(noisy: bool = True) -> ImuNoise:
+        """DESIGN.md's realistic sensor errors, or ideal sensors."""
+        return ImuNoise() if noisy else ImuNoise.none()
+
+    def describe(self) -> dict:
+        """Generator settings for the model card's training recipe."""
+        n = ImuNoise()
+        return {
+            "chain": self.chain, "imus": list(self.imus),
+            "outputs": [{"body": b, "encoding": e} for b, e in self.outputs],
+            "motion": "pipeline.motion.generate_motion, per sequence speed factor U(0.3, 1) on "
+                      "max rate 5 rad/s and max acc 60 rad/s^2 (move durations 0.2..2.5 s / "
+                      "speed), rest probability U(0.05, 0.4)",
+            "placement_jitter_m": self.placement_jitter_m,
+            "mount_rotation_max_deg": round(math.degrees(self.mount_rotation_max_rad), 1),
+            "noise": {"acc_white_ms2_rms_100hz": round(n.acc_noise_density * 10, 4),
+                      "gyr_white_deg_s_rms_100hz": round(math.degrees(n.gyr_noise_density) * 10, 3),
+                      "acc_bias_max_ms2": n.acc_bias_max,
+                      "gyr_bias_max_deg_s": round(math.degrees(n.gyr_bias_max), 2),
+                      "scale_max": n.acc_scale_max, "bias_walk": "pipeline.imu_synth.ImuNoise"},
+        }
+
+
+PROBLEMS: dict[str, Problem] = {
+    "arm3-sparse": Problem(
+        name="arm3-sparse", chain="configs/chains/arm3.yaml", imus=("seg1", "seg3"),
+        outputs=(("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos"))),
+    "knee": Problem(
+        name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
+        outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
+}
+
+
+def get_problem(name: str) -> Problem:
+    """The problem called ``name``; raises KeyError listing the known ones."""
+    try:
+        return PROBLEMS[name]
+    except KeyError:
+        raise KeyError(f"unknown problem '{name}'; known: {sorted(PROBLEMS)}") from None
