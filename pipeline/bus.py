@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 import zmq
 
+from pipeline.curve import ClientKeys, ServerKeys, secure_client, secure_server
 from pipeline.errors import ConfigError, MessageError
 from pipeline.message import Block, Decoder, Encoder, Flag, Header, StreamInfo
 
@@ -42,7 +43,7 @@ def check_endpoint(endpoint: str, *, allow_remote: bool = False) -> str:
         if not allow_remote and not _is_loopback(host):
             raise ConfigError(
                 f"endpoint {endpoint!r} is reachable from other hosts; use tcp://127.0.0.1:PORT, "
-                "or set allow_remote: true with CURVE keys (imuflow keys)")
+                "or set allow_remote: true and CURVE keys (imuflow keys)")
     return endpoint
 
 
@@ -60,26 +61,56 @@ def new_epoch() -> int:
     return int.from_bytes(os.urandom(4), "little") or 1
 
 
+def is_remote(endpoint: str) -> bool:
+    """True for a tcp endpoint that other hosts can reach (not loopback)."""
+    return endpoint.startswith("tcp://") and not _is_loopback(urlparse(endpoint).hostname or "")
+
+
 class Publisher:
-    """Publishes blocks on one XPUB socket bound to one or more endpoints."""
+    """Publishes blocks on an XPUB socket bound to one or more endpoints.
+
+    Endpoints reachable from other hosts get a second socket secured with CURVE
+    (``server_keys``), so local subscribers on ipc/inproc need no keys.
+    """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, hwm: int = PUB_HWM,
-                 allow_remote: bool = False) -> None:
-        self._sock = ctx.socket(zmq.XPUB)
-        self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self._sock.setsockopt(zmq.SNDHWM, hwm)
-        self._sock.setsockopt(zmq.LINGER, 500)
+                 allow_remote: bool = False, server_keys: ServerKeys | None = None) -> None:
+        local = [ep for ep in endpoints if not is_remote(ep)]
+        remote = [ep for ep in endpoints if is_remote(ep)]
         for ep in endpoints:
             check_endpoint(ep, allow_remote=allow_remote)
-            if ep.startswith("ipc://") and os.path.exists(ep[6:]):
-                os.unlink(ep[6:])  # stale socket file of a crashed incarnation
-            self._sock.bind(ep)
+        if remote and server_keys is None:
+            raise ConfigError(f"endpoint {remote[0]!r} is reachable from other hosts and needs "
+                              "CURVE keys: set `curve: {secret: ..., authorized: ...}` "
+                              "(create them with `imuflow keys DIR`)")
+        self._sock = self._xpub(ctx, hwm, local)
+        self._remote = None
+        self._auth = None
+        if remote:
+            self._remote = ctx.socket(zmq.XPUB)
+            self._remote.setsockopt(zmq.SNDHWM, hwm)
+            self._remote.setsockopt(zmq.LINGER, 0)
+            self._auth = secure_server(ctx, self._remote, server_keys)
+            for ep in remote:
+                self._remote.bind(ep)
         self.endpoints = list(endpoints)
         self.epoch = new_epoch()
         self._seq: dict[str, int] = {}
         self._enc = Encoder()
         self.subscriptions: Counter[str] = Counter()
         self._json_infos: dict[str, StreamInfo] = {}
+
+    @staticmethod
+    def _xpub(ctx: zmq.Context, hwm: int, endpoints: list[str]) -> zmq.Socket:
+        sock = ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.LINGER, 500)
+        for ep in endpoints:
+            if ep.startswith("ipc://") and os.path.exists(ep[6:]):
+                os.unlink(ep[6:])  # stale socket file of a crashed incarnation
+            sock.bind(ep)
+        return sock
 
     def publish(self, topic: str, info: StreamInfo, data: Any, *, t_host: int,
                 t_sensor: int = -1, flags: Flag = Flag.NONE) -> int:
@@ -92,6 +123,8 @@ class Publisher:
         payload = data if data is not None else np.empty(0, np.uint8)
         frames = self._enc.encode(topic.encode(), header, payload)
         self._sock.send_multipart(frames, copy=False)
+        if self._remote is not None:
+            self._remote.send_multipart(frames, copy=False)
         return seq
 
     def send_frames(self, frames: list[bytes]) -> None:
@@ -128,17 +161,22 @@ class Publisher:
             self._sock.poll(20, zmq.POLLIN)
 
     def close(self) -> None:
-        """Close the socket (pending messages get LINGER time to leave)."""
+        """Close the sockets (pending local messages get LINGER time to leave)."""
         self._sock.close()
+        if self._remote is not None:
+            self._remote.close()
+            self._auth.stop()
 
 
 class Subscriber:
     """Receives blocks of exact topics from one or more publishers on one SUB socket."""
 
     def __init__(self, ctx: zmq.Context, sources: list[tuple[str, str]], *,
-                 hwm: int = SUB_HWM) -> None:
+                 hwm: int = SUB_HWM, client_keys: ClientKeys | None = None) -> None:
         """``sources``: (endpoint, topic) pairs, topic as ``node/topic``."""
         self.socket = ctx.socket(zmq.SUB)
+        if client_keys is not None:
+            secure_client(self.socket, client_keys)
         self.socket.setsockopt(zmq.RCVHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)

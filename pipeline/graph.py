@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.bus import check_endpoint, is_remote
 from pipeline.errors import ConfigError
 from pipeline.params import build_params
 from pipeline.ports import QueuePolicy
@@ -21,7 +22,7 @@ from pipeline.registry import resolve
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {"version", "name", "description", "chain", "nodes", "model_dirs"}
 _NODE_KEYS = {"id", "kind", "params", "inputs", "outputs", "group", "endpoint", "allow_remote",
-              "restart"}
+              "curve", "restart"}
 _EDGE_KEYS = {"source", "queue_size", "queue_policy"}
 RESTART_POLICIES = ("on-failure", "never")
 
@@ -98,6 +99,7 @@ class NodeSpec:
     endpoint: str | None = None
     allow_remote: bool = False
     restart: str = "on-failure"
+    curve: dict[str, str] | None = None  # {secret: key_secret file, authorized: folder}
     line: int = 0
     input_lines: dict[str, int] = field(default_factory=dict)  # port -> line of its source
 
@@ -239,11 +241,35 @@ def _node_spec(raw: Any, f: str, seen: dict[str, NodeSpec]) -> tuple[NodeSpec, t
                                      and endpoint.startswith("tcp://")):
         raise ConfigError(f"{where}'endpoint' must be tcp://HOST:PORT", file=f,
                           line=raw.lines.get("endpoint"), key="endpoint")
+    curve = _curve(raw, f, where)
+    if endpoint is not None:
+        try:
+            check_endpoint(endpoint, allow_remote=bool(raw.get("allow_remote", False)))
+        except ConfigError as exc:
+            raise ConfigError(where + exc.bare_message, file=f, line=raw.lines.get("endpoint"),
+                              key="endpoint") from None
+        if is_remote(endpoint) and curve is None:
+            raise ConfigError(f"{where}endpoint {endpoint} is reachable from other hosts: add "
+                              "`curve: {secret: KEYS/server.key_secret, authorized: KEYS/authorized}` "
+                              "(create keys with `imuflow keys KEYS`)", file=f,
+                              line=raw.lines.get("endpoint"), key="curve")
     spec = NodeSpec(id=node_id, kind=kind, params=_plain(params), inputs=_edges(raw, cls, f, where),
                     outputs=list(outputs), group=group, endpoint=endpoint,
-                    allow_remote=bool(raw.get("allow_remote", False)), restart=restart, line=line,
+                    allow_remote=bool(raw.get("allow_remote", False)), restart=restart,
+                    curve=curve, line=line,
                     input_lines=dict(getattr(raw.get("inputs"), "lines", {})))
     return spec, cls
+
+
+def _curve(raw: _LineDict, f: str, where: str) -> dict[str, str] | None:
+    value = raw.get("curve")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"secret", "authorized"} or not all(
+            isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where}'curve' must be {{secret: FILE.key_secret, authorized: FOLDER}}",
+                          file=f, line=raw.lines.get("curve"), key="curve")
+    return {k: str(_resolve_rel(Path(v), Path(f))) for k, v in value.items()}
 
 
 def _edges(raw: _LineDict, cls: type, f: str, where: str) -> dict[str, list[EdgeSpec]]:

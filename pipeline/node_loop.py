@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from pipeline.bus import Publisher, Subscriber
+from pipeline.curve import ServerKeys
 from pipeline.graph import GraphSpec, NodeSpec
 from pipeline.message import Block, Flag
 from pipeline.node import GraphContext, Node, Source
@@ -68,7 +69,9 @@ class NodeLoop:
                               file=str(graph.file))
         eps = pub_endpoints(self.run_dir, spec.id)
         endpoints = [eps["inproc"], eps["ipc"]] + ([spec.endpoint] if spec.endpoint else [])
-        self.pub = Publisher(self.ctx, endpoints, allow_remote=spec.allow_remote)
+        keys = ServerKeys(Path(spec.curve["secret"]), Path(spec.curve["authorized"])) \
+            if spec.curve else None
+        self.pub = Publisher(self.ctx, endpoints, allow_remote=spec.allow_remote, server_keys=keys)
         context = GraphContext(config_file=graph.file, chain_file=graph.chain,
                                run_dir=self.run_dir, model_dirs=graph.model_dirs,
                                sources={p: [e.source for e in es] for p, es in spec.inputs.items()})
@@ -92,8 +95,6 @@ class NodeLoop:
         src = self.graph.node(node_id)
         if src.group == self.spec.group:
             return pub_endpoints(self.run_dir, node_id)["inproc"]
-        if src.endpoint:
-            return src.endpoint.replace("0.0.0.0", "127.0.0.1").replace("*", "127.0.0.1")
         return pub_endpoints(self.run_dir, node_id)["ipc"]
 
     def _expected_subscribers(self) -> dict[str, int]:
