@@ -20,7 +20,6 @@ import numpy as np
 
 from pipeline.chain import Chain, ChainError, JointType, load_chain
 from pipeline.errors import ModelRejected
-from pipeline.fk import hinge_to_rel, rel_to_hinge
 from pipeline.model_card import ModelCard
 
 log = logging.getLogger("imuflow.observer_fit")
@@ -126,6 +125,10 @@ class ModelFit:
                                     f"'{o.body}' is not a hinge in chain '{ch.name}'")
             (self._quat if o.encoding == "quat" else self._sincos).append((col, b, h))
             col += 4 if o.encoding == "quat" else 2
+        # q_rel = rotation * (cos(a/2), sin(a/2) axis): linear in (cos, sin) per hinge body
+        self._left = {b: _left_matrix(ch.rotations[b]) for b in range(ch.n_bodies)}
+        self._left_conj = {b: _left_matrix(ch.rotations[b] * [1, -1, -1, -1])
+                           for b in range(ch.n_bodies)}
 
     def features(self, frames: np.ndarray) -> np.ndarray:
         """Model input (n, n_imu*6) float32 from ``imu.frame`` samples (n,), card IMU order."""
@@ -141,12 +144,24 @@ class ModelFit:
             q = y[:, col:col + 4].astype(np.float64)
             q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
             q_rel[:, b] = q
-            if h >= 0:
-                angle[:, h] = rel_to_hinge(q, ch.rotations[b], ch.axes[b])
+            if h >= 0:  # hinge angle of a quaternion output: twist about the axis, (-pi, pi]
+                qj = q @ self._left_conj[b].T
+                a = 2.0 * np.arctan2(qj[:, 1:] @ ch.axes[b], qj[:, 0])
+                angle[:, h] = np.where(a > np.pi, a - 2 * np.pi,
+                                       np.where(a <= -np.pi, a + 2 * np.pi, a))
         for col, b, h in self._sincos:
             a = np.arctan2(y[:, col], y[:, col + 1])
             angle[:, h] = a
-            q_rel[:, b] = hinge_to_rel(a, ch.rotations[b], ch.axes[b])
+            qa = np.empty((len(a), 4))
+            qa[:, 0] = np.cos(0.5 * a)
+            qa[:, 1:] = np.sin(0.5 * a)[:, None] * ch.axes[b]
+            q_rel[:, b] = qa @ self._left[b].T
+
+
+def _left_matrix(q: np.ndarray) -> np.ndarray:
+    """(4, 4) matrix L with L @ p = q * p (Hamilton product, w,x,y,z)."""
+    w, x, y, z = q
+    return np.array([[w, -x, -y, -z], [x, w, -z, y], [y, z, w, -x], [z, -y, x, w]])
 
 
 def fit_model(card: ModelCard, chain: Chain, stream_imus: list[str] | tuple[str, ...],

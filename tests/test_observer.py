@@ -264,3 +264,29 @@ def test_frame_ring_keeps_the_newest_frames_in_order():
     assert first == 27 and frames.tolist() == [27, 28, 29]
     ring.push(np.arange(30, 50))
     assert ring.since(0)[0].tolist() == list(range(42, 50))
+
+
+def test_output_decoding_matches_the_fk_hinge_helpers(models):
+    import dataclasses
+
+    from nodes.observer_fit import ModelFit
+    from pipeline.chain import load_chain
+    from pipeline.fk import hinge_to_rel, rel_to_hinge
+    from pipeline.model_card import OutputBody
+
+    chain = load_chain(CHAINS / "arm3.yaml")
+    card = dataclasses.replace(load_card(models["arm3"]), outputs=(
+        OutputBody("seg1", "quat"), OutputBody("seg2", "quat"), OutputBody("seg3", "sincos")))
+    fit = ModelFit(card, chain, np.arange(2), ("seg1", "seg2", "seg3"))
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, 10)).astype(np.float32)
+    q_rel, angle = np.zeros((50, 3, 4), np.float32), np.zeros((50, 2), np.float32)
+    fit.decode(y, q_rel, angle)
+    q2 = y[:, 4:8] / np.linalg.norm(y[:, 4:8], axis=1, keepdims=True)
+    np.testing.assert_allclose(q_rel[:, 1], q2, atol=1e-6)
+    np.testing.assert_allclose(angle[:, 0], rel_to_hinge(q2, chain.rotations[1], chain.axes[1]),
+                               atol=1e-5)
+    a3 = np.arctan2(y[:, 8], y[:, 9])
+    np.testing.assert_allclose(angle[:, 1], a3, atol=1e-6)
+    np.testing.assert_allclose(q_rel[:, 2], hinge_to_rel(a3, chain.rotations[2], chain.axes[2]),
+                               atol=1e-6)
