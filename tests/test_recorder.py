@@ -100,11 +100,12 @@ def test_recorder_node_writes_a_standard_mcap_file(tmp_path: Path):
 
 
 def synth_session(path: Path, seconds: float, sensors: tuple[str, ...] = ("left", "right"),
-                  rate_hz: float = 100.0, block: int = 1) -> dict[str, np.ndarray]:
+                  rate_hz: float = 100.0, block: int = 1,
+                  chunk_bytes: int = 1 << 20) -> dict[str, np.ndarray]:
     """Write a session of per-sensor imu.raw blocks as a driver would have sent them."""
     n = int(seconds * rate_hz)
     out = {}
-    w = SessionWriter(path, flush_s=3600.0)
+    w = SessionWriter(path, flush_s=3600.0, chunk_bytes=chunk_bytes)
     infos = [raw_imu_info(f"drv/imu.raw:{s}", s, rate_hz) for s in sensors]
     arrays = [_raw(n, seed=i) for i in range(len(sensors))]
     for k in range(0, n, block):

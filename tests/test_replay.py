@@ -1,0 +1,146 @@
+"""Replay: original infos and stamps, speed, start/end, filter, restamp, loop, crash files, record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivers.replay import Replay
+from pipeline.session_reader import SessionReader, read_streams
+from tests.test_recorder import REPO, synth_session
+
+
+def _play(node: Replay, max_polls: int = 100_000) -> None:
+    node.on_start()
+    for _ in range(max_polls):
+        if not node.poll(0.05):
+            break
+    node.on_stop()
+
+
+def _samples(node: Replay, stream: str) -> np.ndarray:
+    return np.concatenate([b.data for b in node.emitted if b.info.stream == stream])
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    path = tmp_path / "s.mcap"
+    return path, synth_session(path, 2.0, block=2)
+
+
+def test_replay_keeps_infos_samples_and_stamps(session):
+    path, truth = session
+    node = Replay.create("rp", path=str(path), speed=0, merge_s=0)
+    _play(node)
+    assert {b.info.stream for b in node.emitted} == {"rp/imu.raw:left", "rp/imu.raw:right"}
+    assert len(node.emitted) == 200  # as recorded: 100 blocks of 2 samples per sensor
+    for src in ("left", "right"):
+        got = _samples(node, f"rp/imu.raw:{src}")
+        assert got.tobytes() == truth[f"drv/imu.raw:{src}"].tobytes()
+        blocks = [b for b in node.emitted if b.info.source == src]
+        assert [b.t_host for b in blocks] == list(truth[f"drv/imu.raw:{src}"]["t_host"][::2])
+    ts = [b.t_host for b in node.emitted]
+    assert ts == sorted(ts)  # interleaved in time across streams
+
+
+def test_as_fast_as_possible_merges_blocks_without_changing_samples(session):
+    path, truth = session
+    node = Replay.create("rp", path=str(path), speed=0)  # merge_s auto: 1 s at speed 0
+    _play(node)
+    assert len(node.emitted) <= 6
+    assert _samples(node, "rp/imu.raw:left").tobytes() == truth["drv/imu.raw:left"].tobytes()
+
+
+def test_start_end_and_topic_filter(session):
+    path, truth = session
+    node = Replay.create("rp", path=str(path), speed=0, start_s=0.5, end_s=1.5,
+                         topics=["*:right"])
+    _play(node)
+    assert {b.info.source for b in node.emitted} == {"right"}
+    got = _samples(node, "rp/imu.raw:right")
+    assert len(got) == 100 and got["counter"][0] == 50
+    assert got.tobytes() == truth["drv/imu.raw:right"][50:150].tobytes()
+
+
+def test_restamp_shifts_host_time_to_now(session):
+    path, truth = session
+    before = time.monotonic_ns()
+    node = Replay.create("rp", path=str(path), speed=0, restamp=True)
+    _play(node)
+    got = _samples(node, "rp/imu.raw:left")
+    orig = truth["drv/imu.raw:left"]
+    shift = int(got["t_host"][0]) - int(orig["t_host"][0])
+    assert before - 1e9 < got["t_host"][0] < time.monotonic_ns()
+    np.testing.assert_array_equal(got["t_host"] - orig["t_host"], shift)
+    np.testing.assert_array_equal(got["t_sensor"], orig["t_sensor"])  # device clock kept
+    assert node.emitted[0].t_host == got["t_host"][0]
+
+
+def test_real_time_pacing(tmp_path: Path):
+    path = tmp_path / "short.mcap"
+    synth_session(path, 0.6, sensors=("a",))
+    node = Replay.create("rp", path=str(path), speed=1.0)
+    t0 = time.monotonic()
+    _play(node)
+    elapsed = time.monotonic() - t0
+    assert len(node.emitted) == 60
+    assert 0.5 < elapsed < 1.5
+
+
+def test_loop_flags_a_gap_at_each_restart(tmp_path: Path):
+    path = tmp_path / "short.mcap"
+    synth_session(path, 0.1, sensors=("a",))
+    node = Replay.create("rp", path=str(path), speed=0, loop=True, merge_s=0)
+    node.on_start()
+    while len(node.emitted) < 25:
+        assert node.poll(0.01)
+    gaps = [i for i, b in enumerate(node.emitted) if b.header.flags & 1]
+    assert gaps[:2] == [10, 20]
+
+
+def test_replays_a_torn_file_up_to_its_last_complete_chunk(tmp_path: Path):
+    path = tmp_path / "s.mcap"
+    synth_session(path, 5.0, sensors=("a",), chunk_bytes=20_000)
+    with SessionReader(path) as r:
+        per_chunk = [sum(len(x) for x in runs) for runs in r.runs()]
+    assert len(per_chunk) >= 2
+    data = path.read_bytes()
+    torn = tmp_path / "torn.mcap"
+    torn.write_bytes(data[:int(len(data) * 0.7)])
+    node = Replay.create("rp", path=str(torn), speed=0, merge_s=0)
+    _play(node)
+    assert 0 < len(node.emitted) < 500
+    counters = _samples(node, "rp/imu.raw:a")["counter"]
+    np.testing.assert_array_equal(counters, np.arange(len(counters)))
+
+
+def test_record_command_records_every_source_output(write_graph, tmp_path: Path):
+    src = tmp_path / "src.mcap"
+    truth = synth_session(src, 1.0)
+    graph = write_graph(f"""
+        version: 1
+        nodes:
+          - id: replay
+            kind: drivers.replay.Replay
+            params: {{path: "{src}", speed: 0}}
+            outputs: [imu.raw]
+          - id: relay
+            kind: nodes.relay.Relay
+            inputs: {{in: replay/imu.raw}}
+        """)
+    out = tmp_path / "rec-{time}.mcap"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "record", str(graph), "-o", str(out),
+                           "--topics", "relay/*", "--duration", "60"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    (path,) = tmp_path.glob("rec-*Z.mcap")
+    streams = read_streams(path)
+    # the relay names both of its streams relay/out (one channel per distinct info)
+    assert set(streams) == {"replay/imu.raw:left", "replay/imu.raw:right", "relay/out"}
+    assert streams["replay/imu.raw:left"].data.tobytes() == truth["drv/imu.raw:left"].tobytes()
+    assert not list(tmp_path.glob(".graph.record-*"))  # the generated graph is removed
