@@ -85,7 +85,10 @@ class SimImu(Source):
         self._chunk_start = self._sent
 
     def on_start(self) -> None:
-        self._t0_ns = time.monotonic_ns()
+        # start on a multiple of the sample period: frames of a sync at the same rate then
+        # fall on sample times and need no wait for the next sample
+        period_ns = 1e9 / self.params.rate_hz
+        self._t0_ns = int((time.monotonic_ns() // period_ns + 1) * period_ns)
 
     def _total(self) -> int:
         d = self.params.duration_s

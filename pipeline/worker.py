@@ -34,6 +34,13 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _name_os_thread(name: str) -> None:
+    """Name the OS thread after the node (``/proc/PID/task/TID/comm``: per-node CPU use)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
 def run_group(run_dir: Path, group: str) -> int:
     """Run every node of ``group`` until they end; return the process exit status."""
     manifest = read_manifest(run_dir)
@@ -47,6 +54,7 @@ def run_group(run_dir: Path, group: str) -> int:
     loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
 
     def target(node_id: str) -> None:
+        _name_os_thread(node_id)
         try:
             loops[node_id].run()
         except BaseException:  # noqa: BLE001 - a failed node takes its process down
