@@ -45,6 +45,7 @@ class ForwardKinematics(Node):
         self._dtype = pose_dtype(n)
         self._root_q: np.ndarray | None = None
         self._root_pos = np.asarray(self.params.root_position, dtype=np.float64)
+        self.kin.forward_rel(np.tile([1.0, 0, 0, 0], (1, n, 1)), self._root_pos[None])  # compile
         self.declare(POSE, StreamInfo.for_array(
             f"{self.id}/{POSE}", POSE, self._dtype, channels=self._dtype.names,
             units=("ns", "m", "1"), meta={"bodies": list(self.kin.chain.body_names),

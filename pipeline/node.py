@@ -143,6 +143,9 @@ class Node:
         """Answer a control command; return a JSON-able reply with at least ``ok``."""
         return {"ok": False, "error": f"node '{self.id}' does not know command '{command}'"}
 
+    def on_stream_end(self, port: str, block: Block) -> None:
+        """One input stream ended (``block`` is its empty end-of-stream message)."""
+
     def on_eos(self) -> None:
         """All inputs have ended: flush what is pending (the runtime then ends the outputs)."""
 

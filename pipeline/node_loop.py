@@ -217,6 +217,7 @@ class NodeLoop:
             stats.gaps += 1
             stats.missed += max(blk.missed, 0)
         if blk.eos:
+            self.node.on_stream_end(port, blk)
             self._eos.add(blk.topic)
             return
         stats.record_in(blk.n)
