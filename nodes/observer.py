@@ -184,7 +184,7 @@ class RnnObserver(Node):
                     "old": self._session.name}
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
-            warm_n = int(round(self.params.warmup_s * self._rate_hz))
+            warm_n = round(self.params.warmup_s * self._rate_hz)
             frames, _ = self._ring.since(self._ring.count - warm_n)
             end = self._ring.count
         self._loader.submit(self._prepare, model, frames, end, future)

@@ -122,7 +122,7 @@ def load_session(path: str | Path, model_dirs: tuple[Path, ...]) -> ObserverSess
     try:
         sess = ort.InferenceSession(str(onnx_path), sess_options=session_options(),
                                     providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidProtobuf, ...)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (Fail, InvalidProtobuf, ...)
         raise ModelRejected(f"{onnx_path}: not a valid ONNX model ({type(exc).__name__}: "
                             f"{str(exc).strip()[:300]})") from None
     t2 = time.perf_counter()
@@ -175,7 +175,7 @@ def _check_run(session: ObserverSession, onnx_path: Path) -> None:
     x = np.zeros((2, card.n_features), dtype=np.float32)
     try:
         y, state = session.run(x, session.zero_state())
-    except Exception as exc:  # onnxruntime errors carry the node that failed
+    except Exception as exc:  # noqa: BLE001 - onnxruntime errors carry the node that failed
         raise ModelRejected(f"{onnx_path}: a test run with zero input failed "
                             f"({type(exc).__name__}: {str(exc).strip()[:300]})") from None
     if y.shape != (2, card.n_outputs):

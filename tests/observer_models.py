@@ -49,7 +49,7 @@ def build_model(folder: Path, name: str, *, chain: str = "knee", imus: tuple[str
             self.gru = torch.nn.GRU(n_in, hidden, layers, batch_first=True)
             self.head = torch.nn.Linear(hidden, n_out)
 
-        def forward(self, imu, h0):  # noqa: ANN001, ANN202
+        def forward(self, imu, h0):
             z, hn = self.gru(imu * 0.1, h0)
             return self.head(z), hn
 
@@ -69,7 +69,7 @@ def build_model(folder: Path, name: str, *, chain: str = "knee", imus: tuple[str
     return onnx_path
 
 
-def _card(name: str, onnx_path: Path, ch, imus, outputs, rate_hz, hidden, layers) -> ModelCard:  # noqa: ANN001
+def _card(name: str, onnx_path: Path, ch, imus, outputs, rate_hz, hidden, layers) -> ModelCard:
     return ModelCard(
         name=name, onnx_file=onnx_path.name, sha256=sha256_of(onnx_path),
         chain=str(CHAINS / f"{ch.name}.yaml"), bodies=ch.body_names, imus=tuple(imus),
@@ -96,7 +96,7 @@ def synth_frames(chain: str = "knee", n: int = 500, rate_hz: float = 100.0, seed
     rec = simulate(ch, n / rate_hz + 0.5, rate_hz, seed, noise=ImuNoise())
     order = [ch.imu_names.index(i) for i in (imus or ch.imu_names)]
     out = np.zeros(n, dtype=frame_dtype(len(order)))
-    out["t_host"] = t0_ns + np.arange(n, dtype=np.int64) * int(round(1e9 / rate_hz))
+    out["t_host"] = t0_ns + np.arange(n, dtype=np.int64) * round(1e9 / rate_hz)
     out["acc"] = rec.acc[:n, order]
     out["gyr"] = rec.gyr[:n, order]
     return out
@@ -144,7 +144,7 @@ class FrameSource(Source):
     def _due_ns(self, k: int) -> int:
         p = self.params
         extra = int(p.pause_s * 1e9) if 0 <= p.pause_at <= k else 0
-        return self._t0 + int(round(k * 1e9 / p.rate_hz)) + extra
+        return self._t0 + round(k * 1e9 / p.rate_hz) + extra
 
     def poll(self, timeout_s: float) -> bool:
         p = self.params

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.control import send_command
+from pipeline.control import ControlTimeout, send_command
 from pipeline.node_loop import ctl_endpoint
 from tests.observer_models import CHAINS, REPO, build_corrupt, build_model
 
@@ -70,8 +70,8 @@ class Graph:
                         stats = send_command(self.ctl, "stats", timeout_s=0.5)["stats"]
                         if stats.get("samples_in", 0) > 60:
                             return
-                except Exception:  # noqa: BLE001 - not up yet
-                    pass
+                except ControlTimeout:  # not up yet
+                    time.sleep(0.1)
             time.sleep(0.1)
         raise TimeoutError("graph did not start")
 
@@ -100,9 +100,14 @@ def test_fifty_swaps_keep_the_output_continuous(models, tmp_path):
     g = Graph(tmp_path, models, {"total": 1400, "rate_hz": 100.0}, {"warmup_s": 0.5})
     g.wait_running()
     replies = []
+    t0 = time.monotonic()
     for i in range(50):
         replies.append(g.command("swap", {"model": str(models["b" if i % 2 == 0 else "a"])}))
+    swaps_s = time.monotonic() - t0
     src, sink = g.finish()
+    print(f"50 swaps in {swaps_s:.2f} s; reply elapsed ms p50 "
+          f"{sorted(r['elapsed_ms'] for r in replies)[25]:.1f}, max "
+          f"{max(r['elapsed_ms'] for r in replies):.1f}")
     assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:2]
     assert [r["new"] for r in replies] == ["knee_b", "knee_a"] * 25
     assert all(r["old"] != r["new"] for r in replies)
@@ -130,7 +135,7 @@ def test_refusals_reset_and_gaps_in_a_running_graph(models, tmp_path):
     assert g.command("reset")["resets"] == 3  # the pause reset the state once more
     cli = subprocess.run([sys.executable, "-m", "pipeline", "swap", "observer",
                           str(models["b"])], env=g.env, cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["new"] == "knee_b"
     src, sink = g.finish()
