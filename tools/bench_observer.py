@@ -22,12 +22,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nodes.observer_fit import ModelFit  # noqa: E402
-from nodes.observer_runner import ObserverRunner  # noqa: E402
-from nodes.observer_session import load_session  # noqa: E402
-from pipeline.chain import load_chain  # noqa: E402
-from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card  # noqa: E402
-from pipeline.streams import frame_dtype  # noqa: E402
+from nodes.observer_fit import ModelFit
+from nodes.observer_runner import ObserverRunner
+from nodes.observer_session import load_session
+from pipeline.chain import load_chain
+from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.streams import frame_dtype
 
 BUDGET_US = 100.0
 EXPORTED = [  # (name, chain, hidden, layers, outputs)
@@ -59,7 +59,7 @@ def machine() -> dict:
             **libs}
 
 
-def _torch_net(n_in: int, hidden: int, layers: int, n_out: int):  # noqa: ANN202
+def _torch_net(n_in: int, hidden: int, layers: int, n_out: int):
     import torch
 
     class Net(torch.nn.Module):
@@ -68,7 +68,7 @@ def _torch_net(n_in: int, hidden: int, layers: int, n_out: int):  # noqa: ANN202
             self.gru = torch.nn.GRU(n_in, hidden, layers, batch_first=True)
             self.head = torch.nn.Linear(hidden, n_out)
 
-        def forward(self, imu, h0):  # noqa: ANN001, ANN202
+        def forward(self, imu, h0):
             z, hn = self.gru(imu, h0)
             return self.head(z), hn
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         t = r.get("torch_step")
         tt = f"{t['p50_us']:.1f}/{t['p99_us']:.1f}" if t else "n/a"
         o, n = r["onnx_step"], r["node_step"]
-        print(f"{r['model']:<18} {str(r['hidden']):<10} {o['p50_us']:>7.1f}/{o['p99_us']:<8.1f} "
+        print(f"{r['model']:<18} {r['hidden']!s:<10} {o['p50_us']:>7.1f}/{o['p99_us']:<8.1f} "
               f"{n['p50_us']:>7.1f}/{n['p99_us']:<8.1f} {tt:>17} {r['block_samples_per_s']:>16}  "
               f"{'ok' if r['within_budget'] else 'OVER'}")
     return 0
