@@ -202,12 +202,30 @@ class SessionReader:
     def _parse_chunk(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
         arr = np.frombuffer(raw, np.uint8)
         offsets = self._index_offsets(raw, arr, index)
-        runs = []
-        for cid, offs in offsets.items():
-            ch = self.channels.get(cid)
-            if ch is None:
+        for cid in offsets:
+            if cid not in self.channels:
                 raise SessionFileError(f"session '{self.path}': message on unknown channel {cid}")
-            runs.append(_gather(ch, arr, offs))
+        if not offsets:
+            return []
+        cids = list(offsets)
+        offs = np.concatenate([offsets[c] for c in cids])
+        bounds = np.cumsum([0] + [len(offsets[c]) for c in cids])
+        fixed = _rows(arr, offs + 1, _MSG_HEAD - 1)  # every message of the chunk at once
+        lengths = np.ascontiguousarray(fixed[:, 0:8]).view("<u8").ravel().astype(np.int64)
+        log_time = np.ascontiguousarray(fixed[:, 22:30]).view("<i8").ravel()
+        start = offs + _MSG_HEAD
+        header = _rows(arr, start, FIXED_SIZE).view(HEADER_DTYPE).ravel()
+        pstart = start + FIXED_SIZE + header["info_len"].astype(np.int64)
+        pay_len = lengths - (_MSG_HEAD - 9) - (pstart - start)
+        runs = []
+        for i, cid in enumerate(cids):
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            pl = pay_len[a:b]
+            if pl.min() == pl.max():
+                payload = _rows(arr, pstart[a:b], int(pl[0]))
+            else:
+                payload = [arr[s:s + n] for s, n in zip(pstart[a:b].tolist(), pl.tolist())]
+            runs.append(ChannelRun(self.channels[cid], log_time[a:b], header[a:b], payload))
         return runs
 
     def _index_offsets(self, raw: bytes, arr: np.ndarray,
@@ -234,26 +252,13 @@ class SessionReader:
         return {cid: np.asarray(v, np.int64) for cid, v in scanned.items()}
 
 
-def _gather(ch: SessionChannel, arr: np.ndarray, offs: np.ndarray) -> ChannelRun:
-    """Pull the messages at record offsets ``offs`` out of a chunk, vectorised when uniform."""
-    lengths = arr[(offs + 1)[:, None] + np.arange(8)].copy().view("<u8").ravel()
-    fixed = arr[(offs + 9)[:, None] + np.arange(_MSG_HEAD - 9)].copy()
-    log_time = fixed[:, 6:14].copy().view("<i8").ravel()
-    data_len = lengths.astype(np.int64) - (_MSG_HEAD - 9)
-    start = offs + _MSG_HEAD
-    if len(np.unique(data_len)) == 1:
-        block = arr[start[:, None] + np.arange(int(data_len[0]))]
-        header = block[:, :FIXED_SIZE].copy().view(HEADER_DTYPE).ravel()
-        skip = FIXED_SIZE + header["info_len"].astype(np.int64)
-        if len(np.unique(skip)) == 1:
-            pay = block[:, int(skip[0]):]
-            return ChannelRun(ch, log_time, header, pay)
-    header = np.empty(len(offs), HEADER_DTYPE)
-    payload = []
-    for i, (s, d) in enumerate(zip(start.tolist(), data_len.tolist())):
-        header[i] = arr[s:s + FIXED_SIZE].view(HEADER_DTYPE)[0]
-        payload.append(arr[s + FIXED_SIZE + int(header[i]["info_len"]):s + d])
-    return ChannelRun(ch, log_time, header, payload)
+def _rows(arr: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``arr[s:s + width]`` for every s in ``starts`` as a (k, width) copy (no index matrix)."""
+    if width == 0:
+        return np.empty((len(starts), 0), np.uint8)
+    windows = np.lib.stride_tricks.as_strided(arr, shape=(len(arr) - width + 1, width),
+                                              strides=(1, 1), writeable=False)
+    return windows[starts]
 
 
 def _string(rec: memoryview, pos: int) -> tuple[str, int]:

@@ -1,0 +1,228 @@
+"""Replay throughput: a one-hour, 100 Hz, 10-IMU session replayed as fast as possible.
+
+Synthesises the session file (vectorised: MCAP records built with numpy, one
+message per sample per sensor as a live driver sends them, or ``--block``),
+then runs graphs on it with the real runtime and reports the multiple of real
+time and messages/s:
+  replay -> recorder                         (replay and record)
+  replay -> sync -> filter -> recorder        (if nodes/sync.py and nodes/filter.py exist)
+Run: ``imuflow bench replay [--json] [--minutes 60] [--imus 10] [--block 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+import zstandard
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.graph import load_graph  # noqa: E402
+from pipeline.message import Encoder  # noqa: E402
+from pipeline.session_format import (MESSAGE_ENCODING, META_BUS_TOPIC, META_KIND,  # noqa: E402
+                                     META_STREAM_INFO, SCHEMA_ENCODING, SCHEMA_NAME, SCHEMA_TEXT,
+                                     SESSION_METADATA)
+from pipeline.session_reader import HEADER_DTYPE, MAGIC  # noqa: E402
+from pipeline.session_writer import utc_anchor  # noqa: E402
+from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
+from pipeline.supervisor import Supervisor  # noqa: E402
+
+RATE_HZ = 100.0
+
+
+def _rec(op: int, body: bytes) -> bytes:
+    return struct.pack("<BQ", op, len(body)) + body
+
+
+def _s(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("<I", len(raw)) + raw
+
+
+def _map(d: dict[str, str]) -> bytes:
+    body = b"".join(_s(k) + _s(v) for k, v in d.items())
+    return struct.pack("<I", len(body)) + body
+
+
+def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
+    """Write the session (no summary section: valid MCAP, read by SessionReader); return messages."""
+    n = int(minutes * 60 * RATE_HZ)
+    names = [f"imu{i:02d}" for i in range(imus)]
+    infos = [raw_imu_info(f"bench/imu.raw:{s}", s, RATE_HZ, simulated=True) for s in names]
+    raw_infos = [Encoder().info_bytes(i) for i in infos]
+    assert len({len(r) for r in raw_infos}) == 1, "equal-length stream ids keep records uniform"
+    k = n // block
+    period = int(1e9 / RATE_HZ)
+    t = np.arange(n, dtype=np.int64) * period + 10**12
+    rng = np.random.default_rng(0)
+    hdr_len = HEADER_DTYPE.itemsize + len(raw_infos[0])
+    data_len = hdr_len + block * RAW_IMU_DTYPE.itemsize
+    rec_len = 1 + 8 + 2 + 4 + 8 + 8 + data_len
+    out = open(path, "wb")  # noqa: SIM115
+    out.write(MAGIC + _rec(1, _s("imuflow") + _s("imuflow bench")))
+    out.write(_rec(3, struct.pack("<H", 1) + _s(SCHEMA_NAME) + _s(SCHEMA_ENCODING) + _s(SCHEMA_TEXT)))
+    out.write(_rec(0x0C, _s(SESSION_METADATA) + _map(dict(utc_anchor(), format="imuflow-session-v1",
+                                                          synthetic="bench_replay"))))
+    for cid, (info, raw) in enumerate(zip(infos, raw_infos), start=1):
+        out.write(_rec(4, struct.pack("<HH", cid, 1) + _s(info.stream) + _s(MESSAGE_ENCODING)
+                       + _map({META_STREAM_INFO: raw.decode(), META_BUS_TOPIC: "bench/imu.raw",
+                               META_KIND: info.kind})))
+    zc = zstandard.ZstdCompressor(level=1)
+    per_chunk = max(1, int(RATE_HZ / block))  # one second of messages per sensor per chunk
+    messages = 0
+    for c0 in range(0, k, per_chunk):
+        m = min(per_chunk, k - c0)
+        recs = np.zeros((m, imus, rec_len), np.uint8)  # time-major: interleaved sensors
+        for i in range(imus):
+            idx = (c0 + np.arange(m))[:, None] * block + np.arange(block)
+            samples = np.zeros((m, block), RAW_IMU_DTYPE)
+            samples["t_host"] = t[idx]
+            samples["t_sensor"] = t[idx] * 1.00002 + i * 7_000_000
+            samples["counter"] = idx
+            samples["acc"] = rng.normal(0, 1, (m, block, 3)) + [0, 0, 9.81]
+            samples["gyr"] = rng.normal(0, 0.5, (m, block, 3))
+            samples["mag"] = np.nan
+            head = np.zeros(m, HEADER_DTYPE)
+            head["schema"], head["epoch"], head["seq"] = 1, 1, c0 + np.arange(m)
+            head["t_host"], head["t_sensor"] = samples["t_host"][:, 0], samples["t_sensor"][:, 0]
+            head["n"], head["info_len"] = block, len(raw_infos[i])
+            r = recs[:, i]
+            r[:, 0] = 5
+            r[:, 1:9] = np.frombuffer(struct.pack("<Q", rec_len - 9), np.uint8)
+            r[:, 9:11] = np.frombuffer(struct.pack("<H", i + 1), np.uint8)
+            r[:, 11:15] = head["seq"].astype("<u4").view(np.uint8).reshape(m, 4)
+            log_time = np.ascontiguousarray(samples["t_host"][:, 0]) + 50_000
+            r[:, 15:23] = log_time.view(np.uint8).reshape(m, 8)
+            r[:, 23:31] = np.ascontiguousarray(head["t_host"]).view(np.uint8).reshape(m, 8)
+            r[:, 31:31 + HEADER_DTYPE.itemsize] = head.view(np.uint8).reshape(m, -1)
+            r[:, 31 + HEADER_DTYPE.itemsize:31 + hdr_len] = np.frombuffer(raw_infos[i], np.uint8)
+            r[:, 31 + hdr_len:] = samples.view(np.uint8).reshape(m, -1)
+        flat = recs.reshape(-1)
+        comp = zc.compress(flat.tobytes())
+        t_lo, t_hi = int(t[c0 * block]), int(t[min((c0 + m) * block, n) - 1]) + 50_000
+        out.write(_rec(6, struct.pack("<QQQI", t_lo, t_hi, flat.nbytes, 0) + _s("zstd")
+                       + struct.pack("<Q", len(comp)) + comp))
+        offs = (np.arange(m)[:, None] * imus + np.arange(imus)) * rec_len
+        for i in range(imus):
+            pairs = np.zeros((m, 2), "<u8")
+            pairs[:, 0] = t[(c0 + np.arange(m)) * block] + 50_000
+            pairs[:, 1] = offs[:, i]
+            out.write(_rec(7, struct.pack("<HI", i + 1, pairs.nbytes) + pairs.tobytes()))
+        messages += m * imus
+    out.write(_rec(0x0F, struct.pack("<I", 0)))
+    out.write(_rec(2, struct.pack("<QQI", 0, 0, 0)) + MAGIC)
+    out.close()
+    return messages
+
+
+def _graph(folder: Path, session: Path, imus: int, full: bool) -> Path:
+    names = [f"imu{i:02d}" for i in range(imus)]
+    nodes = [{"id": "replay", "kind": "drivers.replay.Replay", "outputs": ["imu.raw"],
+              "params": {"path": str(session), "speed": 0}}]
+    rec_inputs = ["replay/imu.raw"]
+    if full:
+        nodes += [{"id": "sync", "kind": "nodes.sync.Sync", "inputs": {"raw": "replay/imu.raw"},
+                   "params": {"imus": names, "rate_hz": RATE_HZ}},
+                  {"id": "filter", "kind": "nodes.filter.Filter",
+                   "inputs": {"frame": "sync/imu.frame"}}]
+        rec_inputs.append("filter/imu.frame")
+    nodes.append({"id": "recorder", "kind": "nodes.recorder.Recorder",
+                  "params": {"path": str(folder / f"out_{'full' if full else 'rec'}.mcap")},
+                  "inputs": {"in": rec_inputs}})
+    path = folder / f"bench_{'full' if full else 'rec'}.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "name": "bench_replay", "nodes": nodes},
+                                   sort_keys=False))
+    return path
+
+
+def _run(graph_path: Path) -> dict:
+    sup = Supervisor(load_graph(graph_path))
+    sup.start()
+    t0 = time.perf_counter()
+    code = sup.run()
+    elapsed = time.perf_counter() - t0
+    stats = {nid: s for nid, s in sup.status.items()}
+    return {"elapsed_s": elapsed, "exit": code, "status": stats}
+
+
+def machine() -> dict:
+    """Platform, CPU model, Python and key library versions."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import mcap
+    import zmq
+    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+            "mcap": getattr(mcap, "__version__", "?"), "zstandard": zstandard.__version__}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--imus", type=int, default=10)
+    ap.add_argument("--block", type=int, default=1, help="samples per recorded message")
+    ap.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    args = ap.parse_args()
+    os.environ.setdefault("IMUFLOW_RUNS", tempfile.mkdtemp(prefix="imf"))
+    os.environ.setdefault("IMUFLOW_LOG_LEVEL", "WARNING")
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_replay_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    session = folder / "session.mcap"
+    t0 = time.perf_counter()
+    messages = synthesise(session, args.minutes, args.imus, args.block)
+    synth_s = time.perf_counter() - t0
+    duration_s = args.minutes * 60
+    samples = int(duration_s * RATE_HZ) * args.imus
+    results = {}
+    have_full = all(importlib.util.find_spec(m) for m in ("nodes.sync", "nodes.filter"))
+    for label, full in (("replay_recorder", False), ("replay_sync_filter_recorder", True)):
+        if full and not have_full:
+            continue
+        r = _run(_graph(folder, session, args.imus, full))
+        out_blocks = r["status"].get("replay", {}).get("msgs_out")
+        results[label] = {"elapsed_s": round(r["elapsed_s"], 2),
+                          "x_real_time": round(duration_s / r["elapsed_s"], 1),
+                          "recorded_messages_per_s": round(messages / r["elapsed_s"]),
+                          "samples_per_s": round(samples / r["elapsed_s"]),
+                          "replay_blocks_out": out_blocks, "exit": r["exit"]}
+    report = {"bench": "replay", "command": " ".join(["imuflow", "bench", "replay"] + sys.argv[1:]),
+              "session": {"minutes": args.minutes, "imus": args.imus, "rate_hz": RATE_HZ,
+                          "messages": messages, "samples_per_message": args.block,
+                          "file_mb": round(session.stat().st_size / 1e6, 1),
+                          "synthesis_s": round(synth_s, 2)},
+              "results": results, "machine": machine()}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"session: {args.minutes:g} min, {args.imus} IMUs at {RATE_HZ:g} Hz, {messages} "
+              f"messages, {report['session']['file_mb']} MB (synthesised in {synth_s:.1f} s)")
+        print(f"{'graph':32s} {'elapsed s':>10s} {'x real time':>12s} {'msgs/s':>10s}")
+        for label, r in results.items():
+            print(f"{label:32s} {r['elapsed_s']:10.2f} {r['x_real_time']:12.1f} "
+                  f"{r['recorded_messages_per_s']:10d}")
+        print(f"machine: {report['machine']['cpu']}, python {report['machine']['python']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
