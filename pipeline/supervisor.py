@@ -28,6 +28,7 @@ from pipeline.control import ControlTimeout, send_command
 from pipeline.graph import GraphSpec
 from pipeline.node_loop import ctl_endpoint, pub_endpoints
 from pipeline.run_dir import create_run_dir, write_manifest
+from pipeline.worker import EXIT_CONFIG
 
 log = logging.getLogger("imuflow.supervisor")
 
@@ -119,8 +120,10 @@ class Supervisor:
         for w in self.workers.values():
             if w.proc and w.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"group '{w.group}' ({', '.join(w.nodes)}) exited with status "
-                                   f"{w.proc.returncode} during start-up; see its log above")
+                why = "its configuration is wrong" if w.proc.returncode == EXIT_CONFIG else (
+                    f"it exited with status {w.proc.returncode}")
+                raise RuntimeError(f"node(s) {', '.join(w.nodes)} could not start: {why}; "
+                                   "see the error above")
 
     def _ping_state(self, node_id: str) -> str | None:
         try:
@@ -186,6 +189,11 @@ class Supervisor:
                 code = w.proc.returncode
                 w.proc = None
                 if code == 0 and not self._stopping:
+                    w.finished = True
+                    continue
+                if code == EXIT_CONFIG:
+                    log.error("group '%s' (%s) stopped: its configuration is wrong (see the "
+                              "error above); not restarting", w.group, ", ".join(w.nodes))
                     w.finished = True
                     continue
                 if any(self._restart_policy[n] == "never" for n in w.nodes):

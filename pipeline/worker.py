@@ -18,6 +18,7 @@ from pathlib import Path
 
 import zmq
 
+from pipeline.errors import ConfigError, ModelRejected
 from pipeline.graph import load_graph
 from pipeline.log_setup import setup_logging
 from pipeline.node_loop import NodeLoop
@@ -25,6 +26,7 @@ from pipeline.registry import resolve
 from pipeline.run_dir import read_manifest
 
 log = logging.getLogger("imuflow.worker")
+EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not restart
 
 
 def die_with_parent() -> None:
@@ -57,6 +59,10 @@ def run_group(run_dir: Path, group: str) -> int:
         _name_os_thread(node_id)
         try:
             loops[node_id].run()
+        except (ConfigError, ModelRejected) as exc:  # not transient: restarting cannot help
+            log.error("[%s] cannot run: %s", node_id, exc)
+            logging.shutdown()
+            os._exit(EXIT_CONFIG)
         except BaseException:  # noqa: BLE001 - a failed node takes its process down
             log.exception("[%s] node failed; exiting so the supervisor restarts it", node_id)
             logging.shutdown()
