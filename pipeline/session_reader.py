@@ -22,8 +22,7 @@ import zstandard
 
 from pipeline.errors import ImuflowError
 from pipeline.message import StreamInfo
-from pipeline.session_format import (FIXED_SIZE, META_BUS_TOPIC, META_STREAM_INFO,
-                                     SESSION_METADATA)
+from pipeline.session_format import FIXED_SIZE, META_BUS_TOPIC, META_STREAM_INFO, SESSION_METADATA
 
 log = logging.getLogger("imuflow.session_reader")
 

@@ -23,9 +23,18 @@ from mcap.writer import CompressionType, Writer
 
 from pipeline.errors import ImuflowError
 from pipeline.message import Block, Encoder, StreamInfo
-from pipeline.session_format import (MESSAGE_ENCODING, META_BUS_TOPIC, META_KIND,
-                                     META_STREAM_INFO, SCHEMA_ENCODING, SCHEMA_NAME, SCHEMA_TEXT,
-                                     SESSION_METADATA, bus_topic, pack_block)
+from pipeline.session_format import (
+    MESSAGE_ENCODING,
+    META_BUS_TOPIC,
+    META_KIND,
+    META_STREAM_INFO,
+    SCHEMA_ENCODING,
+    SCHEMA_NAME,
+    SCHEMA_TEXT,
+    SESSION_METADATA,
+    bus_topic,
+    pack_block,
+)
 
 log = logging.getLogger("imuflow.session_writer")
 
@@ -175,7 +184,7 @@ class SessionWriter:
                  self.messages, self.bytes_in / 1e6)
 
     def abandon(self) -> None:
-        """Close the file without a summary (after a write error); what was flushed stays readable."""
+        """Close the file without a summary (after a write error); flushed chunks stay readable."""
         with self._lock:
             self._closed = True
             try:

@@ -10,8 +10,14 @@ import h5py
 import numpy as np
 import pytest
 
-from drivers.importers import ORIENTATION_TRUTH, ORIENTATION_TRUTH_DTYPE, ImportFileError
-from drivers.importers import broad_hdf5, generic_csv, movella_dot_csv
+from drivers.importers import (
+    ORIENTATION_TRUTH,
+    ORIENTATION_TRUTH_DTYPE,
+    ImportFileError,
+    broad_hdf5,
+    generic_csv,
+    movella_dot_csv,
+)
 from pipeline.session_reader import SessionReader, read_streams
 from pipeline.streams import RAW_IMU_DTYPE
 

@@ -1,4 +1,4 @@
-"""Replay: original infos and stamps, speed, start/end, filter, restamp, loop, crash files, record."""
+"""Replay: original infos and stamps, speed, start/end, filter, restamp, loop, torn files."""
 
 from __future__ import annotations
 

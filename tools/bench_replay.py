@@ -31,9 +31,16 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.graph import load_graph  # noqa: E402
 from pipeline.message import Encoder  # noqa: E402
-from pipeline.session_format import (MESSAGE_ENCODING, META_BUS_TOPIC, META_KIND,  # noqa: E402
-                                     META_STREAM_INFO, SCHEMA_ENCODING, SCHEMA_NAME, SCHEMA_TEXT,
-                                     SESSION_METADATA)
+from pipeline.session_format import (  # noqa: E402
+    MESSAGE_ENCODING,
+    META_BUS_TOPIC,
+    META_KIND,
+    META_STREAM_INFO,
+    SCHEMA_ENCODING,
+    SCHEMA_NAME,
+    SCHEMA_TEXT,
+    SESSION_METADATA,
+)
 from pipeline.session_reader import HEADER_DTYPE, MAGIC  # noqa: E402
 from pipeline.session_writer import utc_anchor  # noqa: E402
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
@@ -57,7 +64,7 @@ def _map(d: dict[str, str]) -> bytes:
 
 
 def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
-    """Write the session (no summary section: valid MCAP, read by SessionReader); return messages."""
+    """Write the session (no summary section: valid MCAP); return the message count."""
     n = int(minutes * 60 * RATE_HZ)
     names = [f"imu{i:02d}" for i in range(imus)]
     infos = [raw_imu_info(f"bench/imu.raw:{s}", s, RATE_HZ, simulated=True) for s in names]
@@ -72,7 +79,8 @@ def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
     rec_len = 1 + 8 + 2 + 4 + 8 + 8 + data_len
     out = open(path, "wb")  # noqa: SIM115
     out.write(MAGIC + _rec(1, _s("imuflow") + _s("imuflow bench")))
-    out.write(_rec(3, struct.pack("<H", 1) + _s(SCHEMA_NAME) + _s(SCHEMA_ENCODING) + _s(SCHEMA_TEXT)))
+    out.write(_rec(3, struct.pack("<H", 1) + _s(SCHEMA_NAME) + _s(SCHEMA_ENCODING)
+                   + _s(SCHEMA_TEXT)))
     out.write(_rec(0x0C, _s(SESSION_METADATA) + _map(dict(utc_anchor(), format="imuflow-session-v1",
                                                           synthetic="bench_replay"))))
     for cid, (info, raw) in enumerate(zip(infos, raw_infos), start=1):

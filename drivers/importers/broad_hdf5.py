@@ -15,8 +15,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from drivers.importers.imported_stream import (ORIENTATION_TRUTH, ORIENTATION_TRUTH_DTYPE,
-                                               ImportedStream, ImportFileError)
+from drivers.importers.imported_stream import (
+    ORIENTATION_TRUTH,
+    ORIENTATION_TRUTH_DTYPE,
+    ImportedStream,
+    ImportFileError,
+)
 from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
 
 log = logging.getLogger("imuflow.importers.broad_hdf5")
@@ -49,7 +53,8 @@ def read_trial(path: str | Path, name: str = "imu") -> list[ImportedStream]:
     n = len(arrays["imu_acc"])
     bad = [k for k, a in arrays.items() if len(a) != n]
     if bad:
-        raise ImportFileError(f"{path}: datasets {', '.join(bad)} do not have {n} rows like imu_acc")
+        raise ImportFileError(f"{path}: datasets {', '.join(bad)} do not have {n} rows "
+                              "like imu_acc")
     t_host = np.round(np.arange(n) * (1e9 / rate_hz)).astype(np.int64)
     raw = np.zeros(n, RAW_IMU_DTYPE)
     raw["t_sensor"] = -1

@@ -1,4 +1,4 @@
-"""ImportedStream: one stream read from a vendor or dataset file, and writing streams to a session."""
+"""ImportedStream: one stream read from a vendor or dataset file; writing streams to a session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``imuflow import SRC... -o FILE.mcap``: turn Movella DOT CSV, BROAD HDF5 or mapped CSV into a session.
+"""``imuflow import SRC... -o FILE.mcap``: Movella DOT CSV, BROAD HDF5 or mapped CSV to a session.
 
 Examples::
 

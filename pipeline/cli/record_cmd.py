@@ -1,4 +1,4 @@
-"""``imuflow record CONFIG -o FILE``: run a graph and record every source's outputs to an MCAP session.
+"""``imuflow record CONFIG -o FILE``: run a graph, recording its sources' outputs to MCAP.
 
 A recorder node (nodes.recorder.Recorder, its own process, restart: never) is
 added that subscribes to every output topic of every source node (drivers,
