@@ -172,7 +172,7 @@ class Trainer:
                 self.opt.step()
                 self.step += 1
                 self.train_s += time.monotonic() - t_b
-                losses.append(float(loss))
+                losses.append(loss.item())
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if self.step % c.checkpoint_every == 0:
                     self._save()

@@ -1,0 +1,98 @@
+"""``imuflow eval``: a tiny exported model on a small generated held-out file prints the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from pipeline.imu_dataset import load_dataset  # noqa: E402
+from pipeline.model_card import load_card, write_card  # noqa: E402
+from pipeline.observer_eval import OnnxObserverModel, body_errors, evaluate  # noqa: E402
+from tools.training.data import SEEDS, generate  # noqa: E402
+from tools.training.export import export_run  # noqa: E402
+from tools.training.problem import get_problem  # noqa: E402
+from tools.training.trainer import TrainConfig, Trainer  # noqa: E402
+
+IMUFLOW = [sys.executable, "-m", "pipeline"]
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("eval")
+    cfg = TrainConfig(problem="arm3-sparse", train_sequences=2, val_sequences=1, sequence_s=4.0,
+                      window_s=2.0, batch=2, hidden=8, layers=1, epochs=1, warmup_s=1.0,
+                      data_dir=str(root / "data"))
+    Trainer(cfg, root / "run").train()
+    export_run(root / "run", root / "run" / "checkpoint.pt", root / "tiny", 2, 4.0, 1.0)
+    data = root / "heldout.npz"
+    generate(get_problem("arm3-sparse"), [SEEDS["heldout"], SEEDS["heldout"] + 1], 8.0,
+             progress=False).save(data)
+    return root / "tiny.onnx", data
+
+
+def test_eval_prints_per_joint_table_and_plots(model_and_data: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    model, data = model_and_data
+    png = tmp_path / "err.png"
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--warmup-s", "2",
+                                    "--plot", str(png)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "2 sequences x 8 s, after 2 s warm-up" in lines[0]
+    assert lines[1].split()[:8] == ["joint", "mean", "rmse", "p50", "p90", "p95", "p99", "max"]
+    rows = {ln.split()[0]: [float(v) for v in ln.split()[1:]] for ln in lines[3:]}
+    assert set(rows) == {"seg1", "seg2", "seg3"}
+    for vals in rows.values():
+        mean, rmse, p50, p90, p95, p99, mx = vals
+        assert 0 <= p50 <= p90 <= p95 <= p99 <= mx <= 180 and mean <= rmse
+    assert png.stat().st_size > 10_000
+
+
+def test_eval_json_matches_library_result(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--json"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    ref = evaluate(OnnxObserverModel(model), load_dataset(data), 5.0)
+    for body, s in ref.stats.items():
+        assert got["per_joint"][body] == s.as_dict()
+
+
+def test_true_outputs_give_zero_error(model_and_data: tuple[Path, Path]) -> None:
+    """The decoding and error path itself: feeding the truth encoded as outputs gives 0 deg."""
+    from pipeline.chain import load_chain
+    from tools.training.data import encode_targets
+
+    model, data = model_and_data
+    card = load_card(model)
+    ds = load_dataset(data)
+    y = encode_targets(get_problem("arm3-sparse"), load_chain(REPO / card.chain), ds.q_rel)
+    errs = body_errors(card, load_chain(REPO / card.chain), y, ds.q_rel)
+    for body, e in errs.items():
+        assert np.abs(e).max() < 0.05, body
+
+
+def test_eval_refuses_wrong_imus_and_tampered_model(model_and_data: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    model, data = model_and_data
+    knee = tmp_path / "knee.npz"
+    generate(get_problem("knee"), [SEEDS["heldout"]], 2.0, progress=False).save(knee)
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(knee)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "do not match" in out.stderr
+    card = load_card(model)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(model.read_bytes() + b"x")
+    write_card(card.__class__(**{**card.__dict__, "onnx_file": "bad.onnx"}), tmp_path / "bad.json")
+    out = subprocess.run(IMUFLOW + ["eval", str(bad), str(data)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "sha256" in out.stderr
