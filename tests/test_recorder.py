@@ -18,7 +18,8 @@ from nodes.recorder import Recorder
 from pipeline.bus import Publisher, Subscriber
 from pipeline.graph import load_graph
 from pipeline.message import _FIXED, Flag
-from pipeline.session_format import FIXED_HEADER, SESSION_METADATA, pack_array, pack_block
+from pipeline.session_format import (FIXED_HEADER, SESSION_METADATA, decode_message, pack_array,
+                                     pack_block)
 from pipeline.session_reader import SessionReader, read_streams
 from pipeline.session_writer import RecordingError, SessionWriter
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
@@ -65,6 +66,8 @@ def test_stored_message_is_the_exact_bus_frames():
             blk = sub.recv()
             topic, head, body = raw.recv_multipart()
             assert pack_block(blk) == head + body
+            again = decode_message(head + body)
+            assert again.data.tobytes() == blk.data.tobytes() and again.header == blk.header
     finally:
         raw.close()
         sub.close()

@@ -144,3 +144,16 @@ def test_record_command_records_every_source_output(write_graph, tmp_path: Path)
     assert set(streams) == {"replay/imu.raw:left", "replay/imu.raw:right", "relay/out"}
     assert streams["replay/imu.raw:left"].data.tobytes() == truth["drv/imu.raw:left"].tobytes()
     assert not list(tmp_path.glob(".graph.record-*"))  # the generated graph is removed
+
+
+def test_missing_or_foreign_file_is_named(tmp_path: Path):
+    from pipeline.errors import ConfigError
+    from pipeline.session_reader import SessionFileError
+    with pytest.raises(SessionFileError, match=f"session '{tmp_path / 'nope.mcap'}': cannot open"):
+        Replay.create("rp", path=str(tmp_path / "nope.mcap"))
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b\n")
+    with pytest.raises(SessionFileError, match="not an MCAP file.*imuflow import"):
+        Replay.create("rp", path=str(csv))
+    with pytest.raises(ConfigError, match="end_s must be greater than start_s"):
+        Replay.create("rp", path=str(csv), start_s=2.0, end_s=1.0)
