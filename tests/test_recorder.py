@@ -18,8 +18,13 @@ from nodes.recorder import Recorder
 from pipeline.bus import Publisher, Subscriber
 from pipeline.graph import load_graph
 from pipeline.message import _FIXED, Flag
-from pipeline.session_format import (FIXED_HEADER, SESSION_METADATA, decode_message, pack_array,
-                                     pack_block)
+from pipeline.session_format import (
+    FIXED_HEADER,
+    SESSION_METADATA,
+    decode_message,
+    pack_array,
+    pack_block,
+)
 from pipeline.session_reader import SessionReader, read_streams
 from pipeline.session_writer import RecordingError, SessionWriter
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
