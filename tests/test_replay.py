@@ -157,3 +157,37 @@ def test_missing_or_foreign_file_is_named(tmp_path: Path):
         Replay.create("rp", path=str(csv))
     with pytest.raises(ConfigError, match="end_s must be greater than start_s"):
         Replay.create("rp", path=str(csv), start_s=2.0, end_s=1.0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_recording_cleanly(write_graph, tmp_path: Path):
+    import signal
+
+    from mcap.reader import make_reader
+    src = tmp_path / "src.mcap"
+    synth_session(src, 5.0)
+    graph = write_graph(f"""
+        version: 1
+        nodes:
+          - id: replay
+            kind: drivers.replay.Replay
+            params: {{path: "{src}", speed: 1, loop: true}}
+            outputs: [imu.raw]
+        """)
+    out = tmp_path / "live.mcap"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "record", str(graph), "-o",
+                             str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.stat().st_size > 20_000):
+            assert proc.poll() is None and time.monotonic() < deadline, "recording never grew"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with SessionReader(out) as r:
+        assert sum(len(x) for runs in r.runs() for x in runs) > 0 and not r.truncated
+    with open(out, "rb") as f:  # summary written: the mcap library reads its statistics
+        assert make_reader(f).get_summary().statistics.message_count > 0
