@@ -74,7 +74,6 @@ class Replay(Source):
         self._items: Iterator[_Item] | None = None
         self._pending: _Item | None = None
         self._t0_file: int | None = None
-        self._span_ns = 0
         self.stats.extra["path"] = str(self.path)
 
     def on_start(self) -> None:
@@ -108,10 +107,9 @@ class Replay(Source):
         reader = self._reader
         for runs in reader.runs():
             items: list[_Item] = []
+            if self._t0_file is None and runs:
+                self._t0_file = min(int(run.log_time.min()) for run in runs)
             for run in runs:
-                if self._t0_file is None:
-                    self._t0_file = int(run.log_time[0])
-                self._span_ns = max(self._span_ns, int(run.log_time[-1]) - self._t0_file)
                 if self._out_info(run.channel) is None:
                     continue
                 items.extend(self._split(run))
