@@ -177,19 +177,24 @@ class Viewer(Node):
         vispy.use("pyside6")
         from PySide6 import QtWidgets
 
-        from nodes.view.window import ViewerWindow
-
         app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["imuflow-viewer"])
-        window = ViewerWindow(self.chain, pose=self.pose, rings=self.rings, latency=self.latency,
-                              status=status, client=client, model_dirs=self.context.model_dirs,
-                              observer=self.params.observer, fps=self.params.fps, stop=stop,
-                              calls=self.calls, on_close=lambda: self._closed(stop),
-                              title=f"imuflow {self.id}")
+        window = self.build_window(status, client, stop)
         self._view = window
         window.show()
         self._view_ready.set()
         self.log.info("window open (%s, %d bodies)", self.chain.name, self.chain.n_bodies)
         app.exec()
+
+    def build_window(self, status: StatusFeed, client: ObserverClient,
+                     stop: threading.Event) -> Any:
+        """The ViewerWindow on this node's buffers (main thread; a QApplication must exist)."""
+        from nodes.view.window import ViewerWindow
+
+        return ViewerWindow(self.chain, pose=self.pose, rings=self.rings, latency=self.latency,
+                            status=status, client=client, model_dirs=self.context.model_dirs,
+                            observer=self.params.observer, fps=self.params.fps, stop=stop,
+                            calls=self.calls, on_close=lambda: self._closed(stop),
+                            title=f"imuflow {self.id}")
 
     def _closed(self, stop: threading.Event) -> None:
         """The window closed: ask the supervisor to stop the graph (this process too)."""

@@ -18,6 +18,7 @@ from pipeline.quaternion import np_qrotate, np_qto_matrix
 
 BACKGROUND = "#1e2127"
 FLOOR_STEP_M = 0.1
+LIGHT = (0.0, 1.0, 0.0, 0.0)
 IMU_COLOR = (1.0, 0.62, 0.1, 1.0)
 
 
@@ -94,16 +95,15 @@ class ChainScene:
     def _frame_camera(self, extent: np.ndarray) -> None:
         """Orbit camera looking at the chain from the front-left, slightly above, floor in view."""
         center = extent.mean(0)
-        center[2] *= 0.75  # look a little down towards the floor
         size = float(np.linalg.norm(extent[1] - extent[0]))
         self.view.camera = TurntableCamera(fov=40.0, elevation=20.0, azimuth=-40.0,
-                                           distance=max(1.4, 1.9 * size), center=tuple(center),
+                                           distance=max(1.5, 2.2 * size), center=tuple(center),
                                            up="+z")
         self.view.camera.depth_value = 50.0  # near/far ratio: keeps depth precision (no speckle)
 
     def _attach_headlight(self) -> None:
         """Keep the light coming from the camera so the side facing the user is lit."""
-        light = (0.4, -0.5, -1.0, 0.0)
+        light = LIGHT
         initial = self.view.camera.transform.imap(light)
 
         def follow(_event: object = None) -> None:
@@ -122,6 +122,12 @@ class ChainScene:
             spos, _ = self.kin.sites(pos[None].astype(np.float64), quat[None].astype(np.float64))
             self.imu_markers.set_data(spos[0].astype(np.float32), face_color=IMU_COLOR,
                                       edge_color="white", edge_width=1.0, size=11)
+        self.canvas.update()
+
+    def show_bodies(self, visible: bool) -> None:
+        """Show or hide the body meshes (floor, axes and IMU markers stay)."""
+        for _b, visual in self._meshes:
+            visual.visible = visible
         self.canvas.update()
 
     def render(self) -> np.ndarray:

@@ -39,19 +39,22 @@ class SignalPlots(QtWidgets.QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         layout.addWidget(self.graphics, 1)
         w = rings.window_s
-        self.acc_plot = self._plot(0, "acceleration", "m/s²", w)
-        self.gyr_plot = self._plot(1, "angular rate", "deg/s", w)
-        self.angle_plot = self._plot(2, "joint angles (solid: estimate, dashed: truth)", "deg", w)
-        self.angle_plot.setLabel("bottom", "time", units="s")
+        self.acc_plot = self._plot(0, "acceleration (sensor frame)", "acc", "m/s²", w)
+        self.gyr_plot = self._plot(1, "angular rate (sensor frame)", "gyr", "deg/s", w)
+        self.angle_plot = self._plot(2, "joint angles (solid: estimate, dashed: truth)", "angle",
+                                     "deg", w)
+        self.angle_plot.setLabel("bottom", "time before now", units="s")
+        self.angle_plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.gyr_plot.setXLink(self.acc_plot)
         self.angle_plot.setXLink(self.acc_plot)
         self.imu_curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         self.angle_curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         self.samples_drawn = 0
 
-    def _plot(self, row: int, title: str, unit: str, window_s: float) -> pg.PlotItem:
+    def _plot(self, row: int, title: str, label: str, unit: str, window_s: float) -> pg.PlotItem:
         p = self.graphics.addPlot(row=row, col=0, title=title)
-        p.setLabel("left", unit)
+        p.setLabel("left", label, units=unit)
+        p.getAxis("left").enableAutoSIPrefix(False)
         p.showGrid(x=True, y=True, alpha=0.25)
         p.setDownsampling(mode="peak")
         p.setClipToView(True)

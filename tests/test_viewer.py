@@ -1,0 +1,243 @@
+"""Viewer tests: buffers, status line, the window under a real Xvfb server, whole graphs, headless PNGs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nodes.view.pose_slot import PoseSlot
+from nodes.view.sample_ring import SampleRing
+from nodes.view.status_feed import format_status, running_model
+from pipeline.chain import load_chain
+from pipeline.imu_synth import ImuNoise, simulate
+from pipeline.message import StreamInfo
+from pipeline.node import GraphContext, Source
+from pipeline.streams import (FRAME, POSE, STATE, TRUTH, frame_dtype, frame_info, pose_dtype,
+                              state_dtype)
+
+pytest_plugins = ["tests.conftest_gui"]
+
+REPO = Path(__file__).resolve().parents[1]
+ARM3 = REPO / "configs" / "chains" / "arm3.yaml"
+
+
+class PoseDemo(Source):
+    """Test source of simulated arm motion: chain.pose, imu.frame and chain.truth at rate_hz.
+
+    Ports:
+        chain.pose (out): pos (n, 3) m earth frame, quat (n, 4) wxyz body to earth.
+        imu.frame (out): acc m/s^2, gyr rad/s, sensor frame, sensors in chain order.
+        chain.truth (out): q_rel wxyz body to parent, angle (n_hinge,) rad.
+    """
+
+    outputs = (POSE, FRAME, TRUTH)
+
+    @dataclass(frozen=True)
+    class Params:
+        chain: str = str(ARM3)
+        rate_hz: float = 100.0
+        duration_s: float = 0.0  # 0 = endless (loops a 20 s recording)
+        seed: int = 3
+
+    def setup(self) -> None:
+        p = self.params
+        self.chain = load_chain(p.chain)
+        self.rec = simulate(self.chain, 20.0, p.rate_hz, p.seed, noise=ImuNoise())
+        n, nh, ni = self.chain.n_bodies, len(self.chain.hinge_bodies), len(self.chain.imus)
+        self.declare(POSE, StreamInfo.for_array(f"{self.id}/{POSE}", POSE, pose_dtype(n),
+                                                rate_hz=p.rate_hz))
+        self.declare(TRUTH, StreamInfo.for_array(f"{self.id}/{TRUTH}", TRUTH,
+                                                 state_dtype(n, nh), rate_hz=p.rate_hz))
+        self.declare(FRAME, frame_info(f"{self.id}/{FRAME}", list(self.chain.imu_names),
+                                       p.rate_hz))
+        self._dtypes = (pose_dtype(n), state_dtype(n, nh), frame_dtype(ni))
+        self._k = 0
+
+    def on_start(self) -> None:
+        self._t0 = time.monotonic()
+
+    def poll(self, timeout_s: float) -> bool:
+        p, rec = self.params, self.rec
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if p.duration_s and self._k >= p.duration_s * p.rate_hz:
+                return False
+            due = self._t0 + self._k / p.rate_hz
+            time.sleep(max(0.0, min(due - time.monotonic(), end - time.monotonic())))
+            if time.monotonic() < due:
+                continue
+            i, now = self._k % len(rec.t), time.monotonic_ns()
+            pose, truth, frame = (np.zeros(1, dt) for dt in self._dtypes)
+            pose["t_host"] = truth["t_host"] = frame["t_host"] = now
+            pose["pos"], pose["quat"] = rec.pos_world[i], rec.q_world[i]
+            truth["q_rel"], truth["angle"] = rec.q_rel[i], rec.joint_angles[i]
+            frame["acc"], frame["gyr"] = rec.acc[i], rec.gyr[i]
+            self.emit(POSE, pose, t_host=now)
+            self.emit(TRUTH, truth, t_host=now)
+            self.emit(FRAME, frame, t_host=now)
+            self._k += 1
+        return True
+
+
+# -- buffers and status text (no display) ---------------------------------------------------------
+def test_sample_ring_keeps_newest_rows_in_time_order():
+    ring = SampleRing(5, 2)
+    ring.extend(np.arange(3), np.arange(6).reshape(3, 2))
+    ring.extend(np.arange(3, 7), np.arange(6, 14).reshape(4, 2))
+    t, v = ring.snapshot()
+    assert t.tolist() == [2, 3, 4, 5, 6]
+    assert v[:, 0].tolist() == [4, 6, 8, 10, 12]
+    assert ring.snapshot(since_ns=5)[0].tolist() == [5, 6]
+    ring.extend(np.arange(10, 20), np.zeros((10, 2)))  # more than capacity at once
+    assert ring.snapshot()[0].tolist() == [15, 16, 17, 18, 19]
+
+
+def test_pose_slot_newest_wins_and_copies():
+    slot = PoseSlot(2)
+    pos = np.ones((2, 3), np.float32)
+    slot.put(pos, np.tile([1, 0, 0, 0], (2, 1)), 5)
+    slot.put(pos * 2, np.tile([0, 1, 0, 0], (2, 1)), 7)
+    version, p, q, t = slot.get()
+    assert version == 2 and t == 7 and p[0, 0] == 2 and q[0, 1] == 1
+    p[0, 0] = 99
+    assert slot.get()[1][0, 0] == 2
+
+
+def test_status_line_has_rates_gaps_model_latency():
+    snap = {"graph": "g", "nodes": {
+        "sim": {"rate_out_hz": 100.2, "gaps": 0, "state": "running"},
+        "observer": {"rate_out_hz": 99.8, "gaps": 3, "restarts": 1, "state": "running",
+                     "model": "arm3_b"}}}
+    line = format_status(snap, "observer", latency_ms_p99=2.34, viewer_fps=59.6)
+    assert "sim 100 Hz" in line and "observer 100 Hz gaps 3 restarts 1" in line
+    assert "model arm3_b" in line and "p99 2.3 ms" in line and "60 fps" in line
+    assert running_model(snap, "nobody") == ""
+    assert format_status({}, "observer") == "no supervisor status yet"
+
+
+# -- the window, in this process, on the test X server --------------------------------------------
+def _viewer():
+    from nodes.viewer import Viewer
+
+    return Viewer.create("viewer", context=GraphContext(chain_file=ARM3), fps=60)
+
+
+def _pose_block(kin, q, t_host):
+    from pipeline.testing import make_block
+
+    pos, quat = kin.forward(q)
+    data = np.zeros(1, pose_dtype(kin.n))
+    data["t_host"], data["pos"], data["quat"] = t_host, pos, quat
+    return make_block(StreamInfo.for_array("src/chain.pose", POSE, pose_dtype(kin.n)), data,
+                      t_host=t_host)
+
+
+def _pump(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def window(qapp):  # one window for the in-process tests: Mesa copes badly with many GL canvases
+    from nodes.view.command_client import ObserverClient
+    from nodes.view.status_feed import StatusFeed
+
+    viewer = _viewer()
+    stop = threading.Event()
+    win = viewer.build_window(StatusFeed(None), ObserverClient(None, "observer"), stop)
+    win.show()
+    _pump(qapp, 0.3)
+    yield viewer, win, stop
+    win.close()
+    _pump(qapp, 0.05)
+
+
+def _changed_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.any(np.abs(a.astype(int) - b.astype(int)) > 16, axis=-1)))
+
+
+@pytest.mark.gui
+def test_window_draws_chain_and_follows_pose(window, qapp):
+    from pipeline.fk import Kinematics
+
+    viewer, win, _stop = window
+    assert win.isVisible() and "arm3" in win.windowTitle()
+    kin = Kinematics(viewer.chain)
+    q = viewer.chain.q_zero()  # root at its joint offset, 1 m above the floor
+    viewer.on_block("pose", _pose_block(kin, q, time.monotonic_ns()))
+    win.tick()
+    drawn = win.scene.render()
+    assert drawn.shape[2] == 4 and drawn.dtype == np.uint8
+    win.scene.show_bodies(False)
+    empty = win.scene.render()
+    win.scene.show_bodies(True)
+    assert _changed_fraction(drawn, empty) > 0.005  # the arm covers a visible part of the view
+    q2 = q.copy()
+    q2[viewer.chain.q_start[1]] = 1.4  # bend the first hinge by 80 deg
+    viewer.on_block("pose", _pose_block(kin, q2, time.monotonic_ns()))
+    win.tick()
+    bent = win.scene.render()
+    assert _changed_fraction(drawn, bent) > 0.002
+    win.set_paused(True)  # paused: a new pose is not drawn
+    viewer.on_block("pose", _pose_block(kin, q, time.monotonic_ns()))
+    win.tick()
+    assert _changed_fraction(bent, win.scene.render()) < 1e-4
+    win.set_paused(False)
+    _pump(qapp, 0.1)
+    assert win.frames_drawn > 0
+
+
+@pytest.mark.gui
+def test_plots_receive_imu_angles_and_truth(window, qapp):
+    from pipeline.testing import make_block
+
+    viewer, win, _stop = window
+    chain = viewer.chain
+    n, nh = 200, len(chain.hinge_bodies)
+    t = time.monotonic_ns() - np.arange(n)[::-1] * 10_000_000
+    frame = np.zeros(n, frame_dtype(2))
+    frame["t_host"], frame["acc"][:, 0, 2], frame["gyr"][:, 1, 0] = t, 9.81, np.linspace(-1, 1, n)
+    viewer.on_block("imu", make_block(frame_info("sync/imu.frame", ["seg1", "seg3"], 100.0),
+                                      frame, t_host=int(t[0])))
+    state = np.zeros(n, state_dtype(chain.n_bodies, nh))
+    state["t_host"], state["angle"][:, 0] = t, np.radians(30.0)
+    info = StreamInfo.for_array("obs/chain.state", STATE, state_dtype(chain.n_bodies, nh),
+                                rate_hz=100.0)
+    viewer.on_block("state", make_block(info, state, t_host=int(t[0])))
+    state["angle"][:, 0] = np.radians(35.0)
+    viewer.on_block("truth", make_block(info, state, t_host=int(t[0])))
+    win.plots.refresh()
+    assert win.plots.samples_drawn == 4 * n  # two sensors, estimate, truth
+    x, y = win.plots.imu_curves[("seg1", 2)].getData()
+    assert len(x) == n and np.allclose(y, 9.81) and -10.5 < x[0] < x[-1] <= 0.0
+    _x, gyr_deg = win.plots.imu_curves[("seg3", 3)].getData()
+    assert np.isclose(gyr_deg[-1], np.degrees(1.0), atol=1e-3)  # shown in deg/s
+    assert np.allclose(win.plots.angle_curves[("estimate", 0)].getData()[1], 30.0, atol=1e-4)
+    assert np.allclose(win.plots.angle_curves[("truth", 0)].getData()[1], 35.0, atol=1e-4)
+    assert win.plots.acc_plot.getAxis("left").labelUnits == "m/s²"
+    assert win.plots.sensor_box.findText("seg3") >= 0
+
+
+@pytest.mark.gui
+def test_keyboard_space_pauses_and_q_closes(window, qapp):
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    _viewer_node, win, stop = window
+    win.activateWindow()
+    _pump(qapp, 0.1)
+    QTest.keyClick(win, QtCore.Qt.Key.Key_Space)
+    assert win.paused
+    QTest.keyClick(win, QtCore.Qt.Key.Key_Space)
+    assert not win.paused
+    QTest.keyClick(win, QtCore.Qt.Key.Key_Q)
+    _pump(qapp, 0.05)
+    assert not win.isVisible() and stop.is_set()  # no graph around: closing stops this process
