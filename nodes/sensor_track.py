@@ -12,6 +12,8 @@ from pipeline.streams import FrameFlag
 G0 = 9.80665  # m/s^2, standard gravity
 _OK, _MISSING, _INVALID, _INTERPOLATED = (np.uint8(f) for f in (
     FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED))
+_T_MIN = int(np.iinfo(np.int64).min)
+_CAPACITY0 = 256  # samples; the buffers double when full
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class Limits:
 
 class SensorTrack:
     """Buffered samples of one sensor with host-time stamps (int64 ns) and a validity mask.
+
+    Samples live in preallocated buffers (``[start, end)`` is in use; trimming moves
+    ``start``, a full buffer is compacted or doubled), so adding a sample allocates
+    nothing per message in steady state.
 
     Args:
         name: sensor (IMU site) name.
@@ -40,51 +46,98 @@ class SensorTrack:
         self.limits = limits
         self.mapper = ClockMapper(window_s=clock_window_s) if dejitter else None
         self.period_ns = 0  # nominal sample period from the stream info, 0 if unknown
-        self.t = np.empty(0, np.int64)  # host-time stamps, non-decreasing
-        self.acc = np.empty((0, 3), np.float64)  # m/s^2, sensor frame
-        self.gyr = np.empty((0, 3), np.float64)  # rad/s, sensor frame
-        self.valid = np.empty(0, bool)
+        self._rate_hz = 0.0
+        self._t = np.empty(_CAPACITY0, np.int64)  # host-time stamps, non-decreasing
+        self._ag = np.empty((_CAPACITY0, 2, 3), np.float64)  # [:, 0] acc m/s^2, [:, 1] gyr rad/s
+        self._valid = np.empty(_CAPACITY0, bool)
+        self._start = self._end = 0
+        self.last_t: int | None = None  # host time (ns) of the newest sample, None before the first
         self.last_arrival_ns: int | None = None  # wall clock (monotonic) of the last block
         self.samples = 0
         self.invalid_samples = 0
         self._next_index = 0  # sample index, for sensors without a clock
 
     @property
-    def last_t(self) -> int | None:
-        """Host time (ns) of the newest sample, None before the first."""
-        return int(self.t[-1]) if len(self.t) else None
+    def t(self) -> np.ndarray:
+        """Host-time stamps (int64 ns) of the buffered samples, non-decreasing."""
+        return self._t[self._start:self._end]
+
+    @property
+    def acc(self) -> np.ndarray:
+        """Buffered acc (n, 3) float64, m/s^2, sensor frame."""
+        return self._ag[self._start:self._end, 0]
+
+    @property
+    def gyr(self) -> np.ndarray:
+        """Buffered gyr (n, 3) float64, rad/s, sensor frame."""
+        return self._ag[self._start:self._end, 1]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(n,) bool: buffered samples that are finite and within the limits."""
+        return self._valid[self._start:self._end]
 
     def add(self, raw: np.ndarray, rate_hz: float, now_ns: int) -> None:
         """Append a block of ``imu.raw`` samples (RAW_IMU_DTYPE) received at wall time ``now_ns``."""
-        if rate_hz > 0:
-            self.period_ns = round(1e9 / rate_hz)
-        t_host = raw["t_host"].astype(np.int64)
+        if rate_hz != self._rate_hz:
+            self._rate_hz = rate_hz
+            if rate_hz > 0:
+                self.period_ns = round(1e9 / rate_hz)
+        n = len(raw)
+        t_host = raw["t_host"]
         t_sensor = self._sensor_times(raw)
         if self.mapper is not None and t_sensor is not None:
             t = self.mapper.update(t_sensor, t_host)
         else:
             t = t_host
-        floor = self.t[-1] if len(self.t) else np.iinfo(np.int64).min
-        t = np.maximum.accumulate(np.maximum(t, floor))  # monotonize across clock refits
-        acc = raw["acc"].astype(np.float64)
-        gyr = raw["gyr"].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            valid = (np.isfinite(acc).all(axis=1) & np.isfinite(gyr).all(axis=1)
-                     & (np.linalg.norm(acc, axis=1) <= self.limits.acc_max)
-                     & (np.linalg.norm(gyr, axis=1) <= self.limits.gyr_max))
-        self.t = np.concatenate([self.t, t])
-        self.acc = np.concatenate([self.acc, acc])
-        self.gyr = np.concatenate([self.gyr, gyr])
-        self.valid = np.concatenate([self.valid, valid])
+        a, b = self._reserve(n)
+        floor = self.last_t if self.last_t is not None else _T_MIN
+        if n == 1:
+            self._t[a] = max(int(t[0]), floor)
+        else:  # monotonize across clock refits
+            np.maximum.accumulate(np.maximum(t, floor), out=self._t[a:b])
+        ag = self._ag[a:b]
+        ag[:, 0] = raw["acc"]
+        ag[:, 1] = raw["gyr"]
+        finite = np.isfinite(ag).all(axis=(1, 2))
+        if finite.all():
+            norm = np.linalg.norm(ag, axis=2)
+        else:
+            with np.errstate(invalid="ignore"):
+                norm = np.linalg.norm(ag, axis=2)
+        valid = self._valid[a:b]
+        np.logical_and(finite, norm[:, 0] <= self.limits.acc_max, out=valid)
+        valid &= norm[:, 1] <= self.limits.gyr_max
+        self._end = b
+        self.last_t = int(self._t[b - 1]) if n else self.last_t
         self.last_arrival_ns = now_ns
-        self.samples += len(raw)
-        self.invalid_samples += int((~valid).sum())
+        self.samples += n
+        self.invalid_samples += n - int(np.count_nonzero(valid))
+
+    def _reserve(self, n: int) -> tuple[int, int]:
+        """Room for ``n`` more samples at the end: returns the slice ``[end, end + n)``."""
+        if self._end + n > len(self._t):
+            used = self._end - self._start
+            cap = len(self._t)
+            while used + n > cap // 2:
+                cap *= 2
+            if cap != len(self._t):
+                t, ag, valid = (np.empty(cap, np.int64), np.empty((cap, 2, 3), np.float64),
+                                np.empty(cap, bool))
+            else:
+                t, ag, valid = self._t, self._ag, self._valid
+            t[:used] = self._t[self._start:self._end]
+            ag[:used] = self._ag[self._start:self._end]
+            valid[:used] = self._valid[self._start:self._end]
+            self._t, self._ag, self._valid = t, ag, valid
+            self._start, self._end = 0, used
+        return self._end, self._end + n
 
     def _sensor_times(self, raw: np.ndarray) -> np.ndarray | None:
         """Device times (ns); from the sample count and nominal rate if the device has no clock."""
-        ts = raw["t_sensor"].astype(np.int64)
+        ts = raw["t_sensor"]
         n = len(ts)
-        if n and (ts >= 0).all():
+        if n and ts.min() >= 0:
             return ts
         if self.period_ns <= 0:
             return None  # nothing to dejitter against: use t_host
@@ -101,37 +154,84 @@ class SensorTrack:
         one side: NaN and MISSING. Where one of them is invalid: NaN and INVALID.
         Across lost samples (spacing > 1.5 nominal periods, <= max_gap_ns): INTERPOLATED.
         """
+        ag, flags = self.resample_into(grid)
+        return ag[:, 0], ag[:, 1], flags
+
+    def resample_into(self, grid: np.ndarray, ag: np.ndarray | None = None,
+                      flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`resample`, into ``ag`` (m, 2, 3) float (acc, gyr) and ``flags`` (m,) uint8."""
         m = len(grid)
-        acc = np.full((m, 3), np.nan)
-        gyr = np.full((m, 3), np.nan)
-        flags = np.full(m, _MISSING, np.uint8)
-        n = len(self.t)
+        ag = np.empty((m, 2, 3)) if ag is None else ag
+        flags = np.empty(m, np.uint8) if flags is None else flags
+        n = self._end - self._start
         if n == 0:
-            return acc, gyr, flags
-        j = np.searchsorted(self.t, grid, side="right") - 1  # last sample at or before grid
+            ag[...] = np.nan
+            flags[...] = _MISSING
+            return ag, flags
+        if m == 1:
+            self._resample_one(int(grid[0]), ag, flags)
+            return ag, flags
+        t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
+        j = np.searchsorted(t, grid, side="right") - 1  # last sample at or before grid
         has_prev = j >= 0
         jp = np.clip(j, 0, n - 1)
         jn = np.clip(j + 1, 0, n - 1)
-        exact = has_prev & (self.t[jp] == grid)
+        exact = has_prev & (t[jp] == grid)
         has_next = has_prev & (j + 1 < n)
-        span = np.where(has_next, self.t[jn] - self.t[jp], 0)
+        span = np.where(has_next, t[jn] - t[jp], 0)
         bridged = has_next & ~exact & (span <= self.max_gap_ns)
         ok = exact | bridged
-        w = np.where(bridged, (grid - self.t[jp]) / np.maximum(span, 1), 0.0)[:, None]
-        valid = self.valid[jp] & (exact | self.valid[jn])
+        w = np.where(bridged, (grid - t[jp]) / np.maximum(span, 1), 0.0)[:, None, None]
+        valid = valid_s[jp] & (exact | valid_s[jn])
         use = ok & valid
-        acc[use] = (self.acc[jp] + w * (self.acc[jn] - self.acc[jp]))[use]
-        gyr[use] = (self.gyr[jp] + w * (self.gyr[jn] - self.gyr[jp]))[use]
+        ag[...] = np.nan
+        ag[use & exact] = vals[jp][use & exact]
+        mid = use & bridged
+        ag[mid] = (vals[jp] + w * (vals[jn] - vals[jp]))[mid]
+        flags[...] = _MISSING
         flags[ok] = _OK
         flags[ok & ~valid] = _INVALID
         if self.period_ns > 0:
             lost = bridged & (span > 1.5 * self.period_ns)
             flags[lost] |= _INTERPOLATED
-        return acc, gyr, flags
+        return ag, flags
+
+    def _resample_one(self, g: int, ag: np.ndarray, flags: np.ndarray) -> None:
+        """:meth:`resample_into` for one grid time ``g`` (ns), with scalar arithmetic."""
+        s, e = self._start, self._end
+        t = self._t
+        jp = s + int(np.searchsorted(t[s:e], g, side="right")) - 1
+        if jp < s:  # before the first sample
+            ag[0] = np.nan
+            flags[0] = _MISSING
+            return
+        tp = int(t[jp])
+        if tp == g:  # a sample at the grid time
+            if self._valid[jp]:
+                ag[0] = self._ag[jp]
+                flags[0] = _OK
+            else:
+                ag[0] = np.nan
+                flags[0] = _INVALID
+            return
+        jn = jp + 1
+        span = int(t[jn]) - tp if jn < e else 0
+        if jn >= e or span > self.max_gap_ns:
+            ag[0] = np.nan
+            flags[0] = _MISSING
+            return
+        lost = _INTERPOLATED if self.period_ns > 0 and span > 1.5 * self.period_ns else _OK
+        if not (self._valid[jp] and self._valid[jn]):
+            ag[0] = np.nan
+            flags[0] = _INVALID | lost
+            return
+        w = (g - tp) / max(span, 1)
+        ap = self._ag[jp]
+        ag[0] = ap + w * (self._ag[jn] - ap)
+        flags[0] = lost
 
     def trim_before(self, t_ns: int) -> None:
         """Drop samples not needed for grid times >= ``t_ns`` (keeps the one before it)."""
-        j = int(np.searchsorted(self.t, t_ns, side="right")) - 1
+        j = int(np.searchsorted(self._t[self._start:self._end], t_ns, side="right")) - 1
         if j > 0:
-            self.t, self.acc, self.gyr, self.valid = (
-                self.t[j:], self.acc[j:], self.gyr[j:], self.valid[j:])
+            self._start += j

@@ -16,6 +16,8 @@ from pipeline.node import Node
 from pipeline.ports import Input
 from pipeline.streams import FRAME, RAW_IMU, FrameFlag, frame_dtype, frame_info
 
+CLOCK_STATS_PERIOD_NS = 250_000_000  # refresh the per-sensor clock figures in status this often
+
 
 class Sync(Node):
     """Map each sensor clock onto host time, align all sensors and resample to ``rate_hz``.
@@ -79,6 +81,8 @@ class Sync(Node):
         self._started_ns = time.monotonic_ns()
         self._unknown: set[str] = set()
         self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0}
+        self._period_ns = 1e9 / p.rate_hz
+        self._clock_due_ns = 0  # next wall time (monotonic ns) the clock stats are refreshed
         self.declare(FRAME, frame_info(f"{self.id}/{FRAME}", names, p.rate_hz,
                                        clock="host", dejitter=p.dejitter))
 
@@ -99,8 +103,11 @@ class Sync(Node):
 
     def grid_time(self, k: np.ndarray | int) -> np.ndarray:
         """Host time (int64 ns) of grid index ``k``."""
-        return np.rint(np.asarray(k, dtype=np.float64) * (1e9 / self.params.rate_hz)).astype(
-            np.int64)
+        return np.rint(np.asarray(k, dtype=np.float64) * self._period_ns).astype(np.int64)
+
+    def _grid_time_one(self, k: int) -> int:
+        """Host time (int64 ns) of one grid index, as :meth:`grid_time` computes it."""
+        return int(np.rint(float(k) * self._period_ns))
 
     def on_block(self, port: str, block: Block) -> None:
         if block.n == 0:
@@ -130,13 +137,14 @@ class Sync(Node):
         """Latest host time (ns) up to which frames can be emitted now."""
         horizon = None
         for track in self._tracks:
-            arrived = track.last_arrival_ns if track.last_arrival_ns is not None else (
-                self._started_ns)
-            if now_ns - arrived > self._latency_ns:
+            arrived = track.last_arrival_ns
+            if now_ns - (self._started_ns if arrived is None else arrived) > self._latency_ns:
                 continue  # stalled: does not hold frames back
-            if track.last_t is None:
+            last = track.last_t
+            if last is None:
                 return -(2 ** 62)
-            horizon = track.last_t if horizon is None else min(horizon, track.last_t)
+            if horizon is None or last < horizon:
+                horizon = last
         if horizon is None:  # every sensor stalled: up to the newest sample
             horizon = max(t.last_t for t in self._tracks if t.last_t is not None)
         return horizon
@@ -144,37 +152,49 @@ class Sync(Node):
     def _emit_ready(self, horizon_ns: int) -> None:
         k0 = self._k_next
         k1 = math.floor(horizon_ns * self.params.rate_hz / 1e9)  # last index with time <= horizon
-        while k1 >= k0 and int(self.grid_time(k1)) > horizon_ns:
+        while k1 >= k0 and self._grid_time_one(k1) > horizon_ns:
             k1 -= 1
         if k1 < k0:
             return
         grid = self.grid_time(np.arange(k0, k1 + 1))
-        out = np.zeros(len(grid), self._dtype)
-        out["t_host"] = grid
+        m = len(grid)
+        ag = np.empty((m, len(self._tracks), 2, 3))  # acc, gyr per sensor (float64)
+        flags = np.empty((m, len(self._tracks)), np.uint8)
         for i, track in enumerate(self._tracks):
-            acc, gyr, flags = track.resample(grid)
-            out["acc"][:, i] = acc
-            out["gyr"][:, i] = gyr
-            out["flags"][:, i] = flags
+            track.resample_into(grid, ag[:, i], flags[:, i])
+        out = np.empty(m, self._dtype)
+        out["t_host"] = grid
+        out["acc"] = ag[:, :, 0]
+        out["gyr"] = ag[:, :, 1]
+        out["flags"] = flags
         self._k_next = k1 + 1
-        next_t = int(self.grid_time(self._k_next))
+        next_t = self._grid_time_one(self._k_next)
         for track in self._tracks:
             track.trim_before(next_t)
-        self._count(out["flags"])
+        self._count(flags)
         self.emit(FRAME, out, t_host=int(grid[0]))
 
     def _count(self, flags: np.ndarray) -> None:
         c = self._counts
         c["frames"] += len(flags)
-        c["missing"] += int((flags & FrameFlag.MISSING).astype(bool).sum())
-        c["interpolated"] += int((flags & FrameFlag.INTERPOLATED).astype(bool).sum())
-        c["invalid"] += int((flags & FrameFlag.INVALID).astype(bool).sum())
-        self.stats.extra.update(c)
-        self.stats.extra["clock"] = {
-            t.name: {"drift_ppm": round(t.mapper.fit.drift * 1e6, 2), "resets": t.mapper.resets}
-            for t in self._tracks if t.mapper is not None and t.mapper.fit is not None}
+        if flags.any():
+            c["missing"] += int(np.count_nonzero(flags & FrameFlag.MISSING))
+            c["interpolated"] += int(np.count_nonzero(flags & FrameFlag.INTERPOLATED))
+            c["invalid"] += int(np.count_nonzero(flags & FrameFlag.INVALID))
+        extra = self.stats.extra
+        extra.update(c)
+        now = time.monotonic_ns()
+        if now >= self._clock_due_ns:  # status goes out about once a second
+            self._clock_due_ns = now + CLOCK_STATS_PERIOD_NS
+            extra["clock"] = self._clock_figures()
+
+    def _clock_figures(self) -> dict:
+        """Per sensor: clock drift (ppm) and clock resets so far."""
+        return {t.name: {"drift_ppm": round(t.mapper.fit.drift * 1e6, 2),
+                         "resets": t.mapper.resets}
+                for t in self._tracks if t.mapper is not None and t.mapper.fit is not None}
 
     def on_command(self, command: str, args: dict) -> dict:
         if command == "clocks":
-            return {"ok": True, "clocks": self.stats.extra.get("clock", {})}
+            return {"ok": True, "clocks": self._clock_figures()}
         return super().on_command(command, args)
