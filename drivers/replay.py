@@ -69,6 +69,7 @@ class Replay(Source):
         merge = p.merge_s if p.merge_s >= 0 else (0.0 if p.speed > 0 else _SPEED0_MERGE_S)
         self._merge_ns = int(merge * 1e9)
         self._out: dict[int, StreamInfo | None] = {}
+        self._dtypes: dict[int, np.dtype] = {}
         self._taken: dict[str, str] = {}
         self._loops = 0
         self._items: Iterator[_Item] | None = None
@@ -107,8 +108,12 @@ class Replay(Source):
         reader = self._reader
         for runs in reader.runs():
             items: list[_Item] = []
-            if self._t0_file is None and runs:
+            if not runs:
+                continue
+            if self._t0_file is None:
                 self._t0_file = min(int(run.log_time.min()) for run in runs)
+            if p.end_s and min(int(r.log_time[0]) for r in runs) - self._t0_file >= p.end_s * 1e9:
+                break  # chunks are in time order: nothing after end_s is wanted
             for run in runs:
                 if self._out_info(run.channel) is None:
                     continue
@@ -125,6 +130,13 @@ class Replay(Source):
 
     def _split(self, run: ChannelRun) -> list[_Item]:
         p = self.params
+        t0, t1 = int(run.log_time[0]) - self._t0_file, int(run.log_time[-1]) - self._t0_file
+        flags = run.header["flags"]
+        if (self._merge_ns > 0 and t0 >= p.start_s * 1e9 and (not p.end_s or t1 < p.end_s * 1e9)
+                and t0 // self._merge_ns == t1 // self._merge_ns
+                and not (flags[1:] & int(Flag.GAP | Flag.JSON)).any()
+                and not flags[0] & int(Flag.JSON)):
+            return [_Item(int(run.log_time[0]), run, 0, len(run))]  # the whole run: one block
         t = run.log_time - self._t0_file
         keep = t >= int(p.start_s * 1e9)
         if p.end_s:
@@ -170,9 +182,12 @@ class Replay(Source):
     def _emit_item(self, item: _Item) -> None:
         run = item.run
         info = self._out[run.channel.id]
+        dtype = self._dtypes.get(run.channel.id)
+        if dtype is None:
+            dtype = self._dtypes[run.channel.id] = info.np_dtype
         head = run.header
         a, b = item.start, item.stop
-        data = np.frombuffer(run.payload_bytes(a, b), dtype=info.np_dtype)
+        data = np.frombuffer(run.payload_bytes(a, b), dtype=dtype)
         data = data.reshape((-1, *info.shape))
         n_expected = int(head["n"][a:b].sum())
         if len(data) != n_expected:

@@ -217,10 +217,14 @@ class SessionReader:
         pstart = start + FIXED_SIZE + header["info_len"].astype(np.int64)
         pay_len = lengths - (_MSG_HEAD - 9) - (pstart - start)
         runs = []
+        uniform = pay_len.min() == pay_len.max()  # typical: one payload size in the chunk
+        every = _rows(arr, pstart, int(pay_len[0])) if uniform else None
         for i, cid in enumerate(cids):
             a, b = int(bounds[i]), int(bounds[i + 1])
             pl = pay_len[a:b]
-            if pl.min() == pl.max():
+            if every is not None:
+                payload = every[a:b]
+            elif pl.min() == pl.max():
                 payload = _rows(arr, pstart[a:b], int(pl[0]))
             else:
                 payload = [arr[s:s + n] for s, n in zip(pstart[a:b].tolist(), pl.tolist())]

@@ -207,7 +207,7 @@ def main() -> int:
         if full and not have_full:
             continue
         r = _run(_graph(folder, session, args.imus, full))
-        out_blocks = r["status"].get("replay", {}).get("msgs_out")
+        out_blocks = r["status"].get("replay", {}).get("blocks_out")
         results[label] = {"elapsed_s": round(r["elapsed_s"], 2),
                           "x_real_time": round(duration_s / r["elapsed_s"], 1),
                           "recorded_messages_per_s": round(messages / r["elapsed_s"]),
