@@ -12,6 +12,11 @@ File format (``numpy.savez``; one file holds S sequences of T samples each)::
     bodies    (n_bodies,) str            body names, chain order
     seeds     (S,) int64                 simulator seed of each sequence (-1 if recorded)
     settings  () str                     JSON of the generator settings (free form)
+
+``dataset_from_session`` turns an MCAP session with ground truth (``chain.truth`` of
+``pipeline.streams.state_dtype``, e.g. recorded from ``drivers.sim``) into a one-sequence
+dataset: each IMU's ``imu.raw`` stream (``StreamInfo.source`` = IMU site name) is linearly
+interpolated onto the truth's ``t_host`` stamps.
 """
 
 from __future__ import annotations
@@ -93,4 +98,42 @@ def load_dataset(path: str | Path) -> ImuDataset:
                           imus=imus, bodies=bodies, seeds=seeds, settings=settings)
 
 
-__all__ = ["ImuDataset", "load_dataset"]
+def dataset_from_session(path: str | Path, imus: tuple[str, ...], chain: str,
+                         bodies: tuple[str, ...]) -> ImuDataset:
+    """One-sequence dataset from an MCAP session: imu.raw of ``imus`` resampled onto chain.truth."""
+    from pipeline.session_reader import read_streams
+    from pipeline.streams import RAW_IMU, TRUTH
+
+    path = Path(path)
+    streams = read_streams(path)
+    truths = [s for s in streams.values() if s.info.kind == TRUTH]
+    if not truths:
+        raise ValueError(f"{path}: no '{TRUTH}' stream; evaluation needs ground truth "
+                         "(record a simulated session, e.g. with drivers.sim)")
+    truth = truths[0].data
+    if truth["q_rel"].shape[1:] != (len(bodies), 4):
+        raise ValueError(f"{path}: '{TRUTH}' q_rel has shape {truth['q_rel'].shape[1:]}, the "
+                         f"model's chain {chain} has {len(bodies)} bodies")
+    raw = {s.info.source: s.data for s in streams.values() if s.info.kind == RAW_IMU}
+    missing = [n for n in imus if n not in raw]
+    if missing:
+        raise ValueError(f"{path}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
+                         f"{sorted(raw)}")
+    t = truth["t_host"].astype(np.int64)
+    cols = []
+    for name in imus:
+        r = raw[name]
+        order = np.argsort(r["t_host"], kind="stable")
+        tr = r["t_host"][order].astype(np.float64)
+        for field_ in ("acc", "gyr"):
+            v = r[field_][order].astype(np.float64)
+            cols.append(np.stack([np.interp(t.astype(np.float64), tr, v[:, k]) for k in range(3)], 1))
+    imu = np.concatenate(cols, axis=1).astype(np.float32)[None]
+    dt = np.diff(t)
+    rate_hz = 1e9 / float(np.median(dt)) if len(dt) else 0.0
+    return ImuDataset(imu=imu, q_rel=truth["q_rel"][None].astype(np.float32), rate_hz=rate_hz,
+                      chain=chain, imus=tuple(imus), bodies=tuple(bodies),
+                      seeds=np.array([-1]), settings={"source": str(path)})
+
+
+__all__ = ["ImuDataset", "dataset_from_session", "load_dataset"]

@@ -96,3 +96,54 @@ def test_eval_refuses_wrong_imus_and_tampered_model(model_and_data: tuple[Path, 
     out = subprocess.run(IMUFLOW + ["eval", str(bad), str(data)], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "sha256" in out.stderr
+
+
+def _write_sim_session(path: Path, seed: int, duration_s: float) -> np.ndarray:
+    """A simulated arm3 session as the recorder writes it: imu.raw per sensor and chain.truth."""
+    from pipeline.chain import load_chain
+    from pipeline.imu_synth import simulate
+    from pipeline.message import StreamInfo
+    from pipeline.session_writer import SessionWriter
+    from pipeline.streams import RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
+    from pipeline.testing import make_block
+
+    chain = load_chain(REPO / "configs/chains/arm3.yaml")
+    rec = simulate(chain, duration_s, 100.0, seed)
+    t_host = 5_000_000_000 + np.arange(len(rec.t), dtype=np.int64) * 10_000_000
+    tdt = state_dtype(chain.n_bodies, len(chain.hinge_bodies))
+    truth_info = StreamInfo.for_array("sim/chain.truth", TRUTH, tdt, rate_hz=100.0)
+    infos = [raw_imu_info(f"sim/imu.raw:{n}", n, 100.0) for n in chain.imu_names]
+    w = SessionWriter(path)
+    try:
+        for a in range(0, len(t_host), 50):
+            b = slice(a, a + 50)
+            for j, info in enumerate(infos):
+                raw = np.zeros(len(t_host[b]), RAW_IMU_DTYPE)
+                raw["t_host"], raw["t_sensor"] = t_host[b], t_host[b] - 123
+                raw["acc"], raw["gyr"] = rec.acc[b, j], rec.gyr[b, j]
+                w.write_block(make_block(info, raw, t_host=int(t_host[a])), int(t_host[a]))
+            truth = np.zeros(len(t_host[b]), tdt)
+            truth["t_host"], truth["q_rel"], truth["angle"] = t_host[b], rec.q_rel[b], rec.joint_angles[b]
+            w.write_block(make_block(truth_info, truth, t_host=int(t_host[a])), int(t_host[a]))
+    finally:
+        w.close()
+    return np.concatenate([rec.acc, rec.gyr], axis=2).reshape(len(rec.t), -1)
+
+
+def test_eval_reads_an_mcap_session_with_truth(model_and_data: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    from pipeline.imu_dataset import ImuDataset, dataset_from_session
+
+    model, _ = model_and_data
+    mcap = tmp_path / "sim.mcap"
+    imu = _write_sim_session(mcap, 42, 7.0)
+    card = load_card(model)
+    ds = dataset_from_session(mcap, card.imus, card.chain, ("seg1", "seg2", "seg3"))
+    assert ds.imu.shape == (1, 700, 12) and ds.rate_hz == pytest.approx(100.0)
+    # arm3's IMUs are exactly seg1 and seg3, in that order: resampling onto equal stamps is exact
+    assert np.array_equal(ds.imu[0], imu.astype(np.float32))
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(mcap), "--json", "--warmup-s", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ref = evaluate(OnnxObserverModel(model), ImuDataset(**{**ds.__dict__, "rate_hz": 100.0}), 2.0)
+    assert json.loads(out.stdout)["per_joint"] == {b: s.as_dict() for b, s in ref.stats.items()}

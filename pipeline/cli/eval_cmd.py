@@ -1,7 +1,8 @@
 """``imuflow eval MODEL DATA``: per-joint angle errors of an observer model on data with ground truth.
 
 DATA is a dataset npz file (format in pipeline/imu_dataset.py; make one with
-``python tools/train_observer.py heldout``). The model runs in block mode through onnxruntime
+``python tools/train_observer.py heldout``) or an MCAP session with a ``chain.truth`` stream
+(IMU streams resampled onto the truth stamps). The model runs in block mode through onnxruntime
 with zero initial state; errors after ``--warmup-s`` are summarised per joint in degrees.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from pipeline.imu_dataset import load_dataset
+from pipeline.chain import load_chain
+from pipeline.imu_dataset import dataset_from_session, load_dataset
 from pipeline.joint_errors import format_table
-from pipeline.observer_eval import OnnxObserverModel, evaluate, plot_result
+from pipeline.observer_eval import REPO, OnnxObserverModel, evaluate, plot_result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the per-joint table (deg)."""
-    if args.data.suffix.lower() == ".mcap":
-        raise NotImplementedError(f"{args.data}: MCAP recordings are not supported by eval yet "
-                                  "(needs drivers/replay.py); convert to the npz dataset format")
     model = OnnxObserverModel(args.model)
-    data = load_dataset(args.data)
+    if args.data.suffix.lower() == ".mcap":
+        chain = load_chain(REPO / model.card.chain)
+        data = dataset_from_session(args.data, model.card.imus, model.card.chain, chain.body_names)
+        if abs(data.rate_hz - model.card.rate_hz) > 0.01 * model.card.rate_hz:
+            raise ValueError(f"{args.data}: truth stream runs at {data.rate_hz:.1f} Hz, model "
+                             f"'{model.card.name}' expects {model.card.rate_hz:g} Hz")
+        data = replace(data, rate_hz=model.card.rate_hz)
+    else:
+        data = load_dataset(args.data)
     result = evaluate(model, data, args.warmup_s)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data),
