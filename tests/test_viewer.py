@@ -241,3 +241,138 @@ def test_keyboard_space_pauses_and_q_closes(window, qapp):
     QTest.keyClick(win, QtCore.Qt.Key.Key_Q)
     _pump(qapp, 0.05)
     assert not win.isVisible() and stop.is_set()  # no graph around: closing stops this process
+
+
+# -- whole graphs: window in a worker process, real observer; headless PNGs -----------------------
+@pytest.fixture(scope="module")
+def arm3_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.observer_models import build_model
+
+    d = tmp_path_factory.mktemp("models")
+    return {"a": build_model(d, "arm3_a", chain="arm3", seed=1),
+            "b": build_model(d, "arm3_b", chain="arm3", hidden=8, layers=1, seed=2)}
+
+
+def _graph_yaml(models_dir: Path | None, model: Path | None, viewer_params: str,
+                duration_s: float = 0.0) -> str:
+    observer = f"""
+  - id: observer
+    kind: nodes.observer.RnnObserver
+    params: {{model: {model}}}
+    inputs: {{frame: demo/imu.frame}}""" if model else ""
+    state = "\n      state: observer/chain.state" if model else ""
+    dirs = f"model_dirs: [{models_dir}]\n" if models_dir else ""
+    return f"""version: 1
+name: viewtest
+chain: {ARM3}
+{dirs}nodes:
+  - id: demo
+    kind: tests.test_viewer.PoseDemo
+    params: {{rate_hz: 100, duration_s: {duration_s}}}{observer}
+  - id: viewer
+    kind: nodes.viewer.Viewer
+    params: {viewer_params}
+    inputs:
+      pose: demo/chain.pose
+      imu: [demo/imu.frame]
+      truth: demo/chain.truth{state}
+"""
+
+
+def _wait_for(what: str, check, timeout_s: float):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last: {last}")
+
+
+def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, list]:  # noqa: ANN001
+    """Run the graph in this (main) thread, ``drive(run_dir)`` in another; return (rc, s, errors)."""
+    from pipeline.graph import load_graph
+    from pipeline.supervisor import Supervisor
+
+    sup = Supervisor(load_graph(path))
+    errors: list = []
+    sup.start()
+    t0 = time.monotonic()
+
+    def target() -> None:
+        try:
+            drive(sup.run_dir)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    rc = sup.run(until=lambda: time.monotonic() - t0 > timeout_s)
+    elapsed = time.monotonic() - t0
+    thread.join(5)
+    assert all(w.proc is None or w.proc.poll() is not None for w in sup.workers.values())
+    return rc, elapsed, errors
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_models, tmp_path,
+                                                             monkeypatch):
+    from pipeline.control import send_command
+    from pipeline.node_loop import ctl_endpoint
+
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "graph.yaml"
+    path.write_text(_graph_yaml(arm3_models["a"].parent, arm3_models["a"], "{fps: 30}"))
+    shot = tmp_path / "window.png"
+    seen: dict = {}
+
+    def drive(run_dir: Path) -> None:
+        ctl = ctl_endpoint(run_dir, "viewer")
+
+        def state() -> dict:
+            return send_command(ctl, "view_state", timeout_s=15)
+
+        seen["first"] = _wait_for("the window to draw poses and plots", lambda: (
+            (s := state()).get("frames_drawn", 0) > 5 and s["pose_version"] > 20
+            and s["samples_drawn"] > 50 and "model arm3_a" in s["status_line"] and s), 40)
+        assert send_command(ctl, "screenshot", {"path": str(shot)}, timeout_s=15)["ok"]
+        assert send_command(ctl, "pick_model", {"model": str(arm3_models["b"])},
+                            timeout_s=15)["ok"]
+        seen["swapped"] = _wait_for("the swap reply and the new model in the status", lambda: (
+            (s := state())["model_reply"].get("ok") and "model arm3_b" in s["status_line"]
+            and s), 40)
+        assert send_command(ctl, "close", timeout_s=15)["ok"]
+
+    rc, elapsed, errors = _run_graph(path, drive)
+    assert not errors, errors
+    assert rc == 0 and elapsed < 80  # ended by the window closing, not by the time limit
+    assert seen["swapped"]["model_reply"]["cmd"] == "swap"
+    line = seen["swapped"]["status_line"]
+    assert "observer " in line and " Hz" in line and "end-to-end p99" in line
+    print("STATUS", seen["first"]["status_line"], "\nSTATUS", line)
+    img = __import__("PIL.Image", fromlist=["Image"]).open(shot)
+    assert img.size[0] >= 800 and len(set(img.convert("L").getdata())) > 20
+
+
+@pytest.mark.slow
+def test_headless_without_display_writes_pngs(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    png_dir = tmp_path / "frames"
+    path = tmp_path / "graph.yaml"
+    path.write_text(_graph_yaml(None, None, f"{{png_dir: {png_dir}, png_every_s: 0.25}}",
+                                duration_s=4.0))
+    rc, elapsed, errors = _run_graph(path, lambda run_dir: None, timeout_s=60)
+    assert rc == 0 and not errors and elapsed < 50  # ended with the streams
+    frames = sorted(png_dir.glob("frame_*.png"))
+    assert len(frames) >= 3
+    from PIL import Image
+
+    first, last = (np.asarray(Image.open(f).convert("RGB")) for f in (frames[0], frames[-1]))
+    assert first.shape[0] > 100 and len(np.unique(first.reshape(-1, 3), axis=0)) > 20
+    assert np.any(first != last)  # the arm moved between the first and the last frame
+    err = capfd.readouterr().err
+    assert "no display: running headless" in err

@@ -19,6 +19,7 @@ from pipeline.quaternion import np_qrotate, np_qto_matrix
 BACKGROUND = "#1e2127"
 FLOOR_STEP_M = 0.1
 LIGHT = (0.0, 1.0, 0.0, 0.0)
+FOLLOW_GAIN = 0.15  # per drawn frame: how fast the camera centre follows the chain
 IMU_COLOR = (1.0, 0.62, 0.1, 1.0)
 
 
@@ -48,8 +49,9 @@ class ChainScene:
     """
 
     def __init__(self, chain: Chain, *, size: tuple[int, int] = (800, 600), show: bool = False,
-                 segments: int = 20) -> None:
+                 segments: int = 20, follow: bool = True) -> None:
         self.chain = chain
+        self.follow = follow  # keep the camera centred on the chain (smoothed)
         self.kin = Kinematics(chain)
         self.canvas = scene.SceneCanvas(keys=None, size=size, show=show, bgcolor=BACKGROUND)
         self.view = self.canvas.central_widget.add_view()
@@ -70,7 +72,8 @@ class ChainScene:
             self._meshes.append((b, visual))
         zero_pos, zero_quat = self.kin.forward(chain.q_zero())
         extent = self._extent(zero_pos, zero_quat, mesh)
-        half = max(1.0, float(np.ceil(np.abs(extent[:, :2]).max() + 0.3)))
+        self._neutral_pos = zero_pos
+        half = max(2.0, float(np.ceil(np.abs(extent[:, :2]).max() + 1.0)))
         self.floor = scene.visuals.Line(_floor_lines(half, FLOOR_STEP_M), connect="segments",
                                         color=(0.55, 0.58, 0.62, 0.45), parent=self.view.scene)
         self.axes = scene.visuals.XYZAxis(parent=self.view.scene, width=3)
@@ -95,6 +98,7 @@ class ChainScene:
     def _frame_camera(self, extent: np.ndarray) -> None:
         """Orbit camera looking at the chain from the front-left, slightly above, floor in view."""
         center = extent.mean(0)
+        self._center_offset = center - self._neutral_pos.mean(0)  # view centre vs body origins
         size = float(np.linalg.norm(extent[1] - extent[0]))
         self.view.camera = TurntableCamera(fov=40.0, elevation=20.0, azimuth=-40.0,
                                            distance=max(1.5, 2.2 * size), center=tuple(center),
@@ -118,6 +122,10 @@ class ChainScene:
         """Move every body: pos (n_bodies, 3) m and quat (n_bodies, 4) wxyz, body to earth."""
         for b, visual in self._meshes:
             visual.transform.matrix = pose_matrix(pos[b], quat[b])
+        if self.follow:
+            cam = self.view.camera
+            target = np.asarray(pos, np.float64).mean(0) + self._center_offset
+            cam.center = tuple(np.asarray(cam.center) + FOLLOW_GAIN * (target - cam.center))
         if len(self.kin.site_body):
             spos, _ = self.kin.sites(pos[None].astype(np.float64), quat[None].astype(np.float64))
             self.imu_markers.set_data(spos[0].astype(np.float32), face_color=IMU_COLOR,
