@@ -10,7 +10,6 @@ each chunk, a chunk is parsed without a Python loop over its messages.
 from __future__ import annotations
 
 import logging
-import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,7 +95,6 @@ class SessionReader:
             self._file.close()
             raise SessionFileError(f"session '{self.path}': not an MCAP file (bad magic); "
                                    "import vendor files with `imuflow import`")
-        self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         self.channels: dict[int, SessionChannel] = {}
         self.metadata: dict[str, dict[str, str]] = {}
         self.truncated = False
@@ -105,7 +103,6 @@ class SessionReader:
 
     def close(self) -> None:
         """Release the file."""
-        self._buf.close()
         self._file.close()
 
     def __enter__(self) -> "SessionReader":
@@ -115,29 +112,33 @@ class SessionReader:
         self.close()
 
     # -- records -------------------------------------------------------------------------------
-    def _records(self, start: int = len(MAGIC)) -> Iterator[tuple[int, int, int]]:
-        """(opcode, content start, content end) of each top-level record of the data section."""
-        buf, pos, end = self._buf, start, len(self._buf)
-        while pos + 9 <= end:
-            op, length = struct.unpack_from("<BQ", buf, pos)
-            body = pos + 9
-            if body + length > end:
+    def _records(self) -> Iterator[tuple[int, bytes]]:
+        """(opcode, content) of each top-level record of the data section, read sequentially."""
+        f = self._file
+        f.seek(len(MAGIC))
+        while True:
+            pos = f.tell()
+            head = f.read(9)
+            if len(head) < 9:
+                self.truncated = True  # no DataEnd record: the writer did not finish
+                return
+            op, length = struct.unpack("<BQ", head)
+            body = f.read(length)
+            if len(body) < length:
                 self.truncated = True
                 log.warning("session '%s': torn record at byte %d (file ends early); read up "
                             "to the last complete chunk", self.path, pos)
                 return
-            yield op, body, body + length
+            yield op, body
             if op in (_OP_DATA_END, _OP_FOOTER):
                 return
-            pos = body + length
-        self.truncated = True  # no DataEnd record: the writer did not finish
 
     def _scan_preamble(self) -> None:
         """Read channels and metadata before the first chunk (and the first chunk's channels)."""
-        for op, a, b in self._records():
+        for op, body in self._records():
             if op == _OP_CHUNK:
                 break
-            self._handle(op, memoryview(self._buf)[a:b])
+            self._handle(op, memoryview(body))
 
     def _handle(self, op: int, rec: memoryview) -> None:
         if op == _OP_CHANNEL:
@@ -163,8 +164,8 @@ class SessionReader:
         return self.metadata.get(SESSION_METADATA, {})
 
     # -- chunks --------------------------------------------------------------------------------
-    def _chunk_records(self, a: int, b: int) -> bytes:
-        rec = memoryview(self._buf)[a:b]
+    def _chunk_records(self, body: bytes) -> bytes:
+        rec = memoryview(body)
         _t0, _t1, usize, _crc = struct.unpack_from("<QQQI", rec, 0)
         comp, p = _string(rec, 28)
         (rlen,) = struct.unpack_from("<Q", rec, p)
@@ -183,18 +184,17 @@ class SessionReader:
         """Yield, per chunk in file order, one :class:`ChannelRun` per channel present."""
         records = self._records()
         pending: tuple[bytes, dict[int, np.ndarray]] | None = None
-        for op, a, b in records:
+        for op, body in records:
             if op == _OP_CHUNK:
                 if pending is not None:
                     yield self._parse_chunk(*pending)
-                pending = (self._chunk_records(a, b), {})
+                pending = (self._chunk_records(body), {})
             elif op == _OP_MESSAGE_INDEX and pending is not None:
-                rec = memoryview(self._buf)[a:b]
-                (cid,) = struct.unpack_from("<H", rec, 0)
-                (n,) = struct.unpack_from("<I", rec, 2)
-                pending[1][cid] = np.frombuffer(rec[6:6 + n], dtype="<u8").reshape(-1, 2)
+                (cid, n) = struct.unpack_from("<HI", body, 0)
+                pending[1][cid] = np.frombuffer(body, dtype="<u8", count=n // 8,
+                                                offset=6).reshape(-1, 2)
             else:
-                self._handle(op, memoryview(self._buf)[a:b])
+                self._handle(op, memoryview(body))
         if pending is not None:
             yield self._parse_chunk(*pending)
 

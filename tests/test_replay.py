@@ -204,3 +204,13 @@ def test_real_broad_trial_imports_and_replays_bit_for_bit(realdata: Path, tmp_pa
         got = _samples(node, f"rp/{s.kind}:{s.name}")
         assert got.tobytes() == s.data.tobytes()
     assert {b.info.kind for b in node.emitted} == {"imu.raw", "orientation.truth"}
+
+
+def test_stop_in_the_middle_releases_the_file(session):
+    path, _ = session
+    node = Replay.create("rp", path=str(path), speed=1.0)
+    node.on_start()
+    assert node.poll(0.05)
+    node.on_stop()
+    node.teardown()  # a suspended reader must not keep the file pinned
+    assert 0 < len(node.emitted) < 400
