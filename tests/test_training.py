@@ -116,3 +116,12 @@ def test_targets_encode_true_hinge_angles_and_inclination() -> None:
     assert np.allclose(np.linalg.norm(y[:, :4], axis=1), 1, atol=1e-5)
     assert np.all(inclination_error_deg(y[:, :4], ds.q_rel[0, :, 0]) < 0.05)
     assert np.allclose(y[:, 4] ** 2 + y[:, 5] ** 2, 1, atol=1e-5)
+
+
+def test_compare_plots_runs_side_by_side(tiny_run: tuple[Path, TrainConfig], tmp_path: Path) -> None:
+    from tools.training.compare import compare_runs
+
+    run, _ = tiny_run
+    table = compare_runs([run, run], tmp_path / "cmp.png")
+    assert len(table.splitlines()) == 3 and "plain" in table.splitlines()[1]
+    assert (tmp_path / "cmp.png").stat().st_size > 10_000

@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python tools/train_observer.py train --run-dir /tmp/imuflow-train/arm3 --resume
     python tools/train_observer.py export --run-dir /tmp/imuflow-train/arm3 --out models/arm3-sparse
     python tools/train_observer.py heldout --problem arm3-sparse --out /tmp/heldout.npz
+    python tools/train_observer.py compare RUN_A RUN_B --out /tmp/compare.png
 
 See docs/training.md for the recipe, the loss options and how the held-out figures are made.
 """
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     _train_args(sub.add_parser("train", help="train (or resume) a run"))
     _export_args(sub.add_parser("export", help="export a checkpoint to ONNX + model card"))
+    c = sub.add_parser("compare", help="plot the curves of several runs side by side")
+    c.add_argument("runs", type=Path, nargs="+", help="run dirs")
+    c.add_argument("--out", type=Path, required=True, help="PNG file")
     h = sub.add_parser("heldout", help="generate a held-out set (seeds from 1_000_000) as npz")
     h.add_argument("--problem", required=True)
     h.add_argument("--sequences", type=int, default=32)
@@ -73,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         Trainer(cfg, args.run_dir, resume=args.resume).train(args.max_minutes)
+        return 0
+    if args.cmd == "compare":
+        from tools.training.compare import compare_runs
+
+        print(compare_runs(args.runs, args.out))
         return 0
     if args.cmd == "heldout":
         import numpy as np
