@@ -104,6 +104,15 @@ def format_table(stats: dict[str, ErrorStats], title: str = "") -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ErrorStats", "STAT_KEYS", "error_stats", "format_table", "heading_free",
-           "hinge_error_deg", "inclination_error_deg", "rotation_error_deg", "sincos_to_angle",
-           "wrap_deg"]
+__all__ = [
+    "STAT_KEYS",
+    "ErrorStats",
+    "error_stats",
+    "format_table",
+    "heading_free",
+    "hinge_error_deg",
+    "inclination_error_deg",
+    "rotation_error_deg",
+    "sincos_to_angle",
+    "wrap_deg",
+]

@@ -18,8 +18,14 @@ import numpy as np
 from pipeline.chain import Chain, load_chain
 from pipeline.fk import rel_to_hinge
 from pipeline.imu_dataset import ImuDataset
-from pipeline.joint_errors import (ErrorStats, error_stats, hinge_error_deg, inclination_error_deg,
-                                   rotation_error_deg, sincos_to_angle)
+from pipeline.joint_errors import (
+    ErrorStats,
+    error_stats,
+    hinge_error_deg,
+    inclination_error_deg,
+    rotation_error_deg,
+    sincos_to_angle,
+)
 from pipeline.model_card import ENCODING_SIZE, ModelCard, load_card
 
 log = logging.getLogger("imuflow.observer_eval")
@@ -111,7 +117,7 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
                          f"bodies {chain.body_names}")
     ys = [model.run(data.imu[i:i + batch])[0] for i in range(0, data.n_sequences, batch)]
     errs = body_errors(card, chain, np.concatenate(ys), data.q_rel)
-    k = int(round(warmup_s * data.rate_hz))
+    k = round(warmup_s * data.rate_hz)
     stats = {b: error_stats(e[:, k:]) for b, e in errs.items()}
     return EvalResult(errs, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s)
 
@@ -124,7 +130,7 @@ def plot_result(result: EvalResult, path: str | Path, title: str = "") -> None:
 
     n = len(result.errors)
     fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), squeeze=False)
-    k = int(round(result.warmup_s / (result.t_s[1] - result.t_s[0]))) if len(result.t_s) > 1 else 0
+    k = round(result.warmup_s / (result.t_s[1] - result.t_s[0])) if len(result.t_s) > 1 else 0
     for row, (body, e) in enumerate(result.errors.items()):
         a = np.abs(e)
         ax = axes[row, 0]

@@ -9,9 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.joint_errors import (error_stats, format_table, heading_free, hinge_error_deg,
-                                   inclination_error_deg, rotation_error_deg, sincos_to_angle,
-                                   wrap_deg)
+from pipeline.joint_errors import (
+    error_stats,
+    format_table,
+    heading_free,
+    hinge_error_deg,
+    inclination_error_deg,
+    rotation_error_deg,
+    sincos_to_angle,
+    wrap_deg,
+)
 from pipeline.quaternion import np_qfrom_axis_angle, np_qfrom_rotvec, np_qmul
 
 

@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.training.losses import (  # noqa: E402
-    LOSS_KINDS, output_errors, scaled_loss, scaling_weights)
+from tools.training.losses import LOSS_KINDS, output_errors, scaled_loss, scaling_weights
 
 SCALED = [k for k in LOSS_KINDS if k != "plain"]
 

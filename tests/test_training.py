@@ -13,16 +13,16 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.model_card import load_card  # noqa: E402
-from tools.training.data import SEEDS, encode_targets, generate  # noqa: E402
-from tools.training.export import export_onnx, export_run, load_checkpoint  # noqa: E402
-from tools.training.network import Observer  # noqa: E402
-from tools.training.problem import get_problem  # noqa: E402
-from tools.training.trainer import TrainConfig, Trainer  # noqa: E402
+from pipeline.model_card import load_card
+from tools.training.data import SEEDS, encode_targets, generate
+from tools.training.export import export_onnx, export_run, load_checkpoint
+from tools.training.network import Observer
+from tools.training.problem import get_problem
+from tools.training.trainer import TrainConfig, Trainer
 
-TINY = dict(problem="arm3-sparse", train_sequences=4, val_sequences=2, sequence_s=6.0,
-            window_s=2.0, batch=2, hidden=8, layers=1, epochs=2, checkpoint_every=1,
-            warmup_s=1.0)
+TINY = {"problem": "arm3-sparse", "train_sequences": 4, "val_sequences": 2, "sequence_s": 6.0,
+            "window_s": 2.0, "batch": 2, "hidden": 8, "layers": 1, "epochs": 2, "checkpoint_every": 1,
+            "warmup_s": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfi
 
 
 def test_tiny_run_writes_checkpoints_log_and_plot(tiny_run: tuple[Path, TrainConfig]) -> None:
-    run, cfg = tiny_run
+    run, _cfg = tiny_run
     for name in ("checkpoint.pt", "best.pt", "config.json", "log.jsonl", "curves.png"):
         assert (run / name).stat().st_size > 0, name
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

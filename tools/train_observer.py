@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.training.losses import LOSS_KINDS  # noqa: E402
-from tools.training.trainer import TrainConfig, Trainer  # noqa: E402
+from tools.training.losses import LOSS_KINDS
+from tools.training.trainer import TrainConfig, Trainer
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

@@ -20,8 +20,8 @@ def compare_runs(run_dirs: list[Path], out: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    rows = [f"{'run':<28}{'loss':>14}{'beta':>6}{'epochs':>7}{'mean':>8}{'p50':>8}{'p90':>8}"
-            f"{'p95':>8}{'p99':>8}   (last epoch, validation, deg)"]
+    rows = [(f"{'run':<28}{'loss':>14}{'beta':>6}{'epochs':>7}{'mean':>8}{'p50':>8}{'p90':>8}"
+            f"{'p95':>8}{'p99':>8}   (last epoch, validation, deg)")]
     for rd in run_dirs:
         cfg, log = load_log(Path(rd))
         label = f"{Path(rd).name}: {cfg['loss']} b={cfg['beta']:g}"

@@ -124,7 +124,7 @@ class Trainer:
     def _batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """One epoch: every training sequence once, a random window each, in random order."""
         n, total = self.x.shape[0], self.x.shape[1]
-        w = int(round(self.cfg.window_s * self.cfg.rate_hz))
+        w = round(self.cfg.window_s * self.cfg.rate_hz)
         order = self.rng.permutation(n)
         starts = self.rng.integers(0, total - w + 1, n)
         return [(order[i:i + self.cfg.batch], starts[order[i:i + self.cfg.batch]])
@@ -137,7 +137,7 @@ class Trainer:
             y, _ = self.model(self.vx, self.model.initial_state(self.vx.shape[0]))
             e = output_errors(y, self.vy, self.encodings)
         self.model.train()
-        k = int(round(self.cfg.warmup_s * self.cfg.rate_hz))
+        k = round(self.cfg.warmup_s * self.cfg.rate_hz)
         e = torch.rad2deg(e[:, k:]).numpy()
         out = {"val_mean_deg": float(e.mean())}
         for p in (50, 90, 95, 99):
@@ -150,7 +150,7 @@ class Trainer:
         """Run epochs until ``cfg.epochs`` (or max_minutes), checkpointing and logging."""
         c = self.cfg
         self.max_minutes = max_minutes
-        w = int(round(c.window_s * c.rate_hz))
+        w = round(c.window_s * c.rate_hz)
         while self.epoch < c.epochs and self.train_s / 60.0 < max_minutes:
             losses, t0 = [], time.monotonic()
             batches = self._batches()
