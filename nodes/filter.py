@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +18,8 @@ from pipeline.quaternion import qto_matrix
 from pipeline.streams import FRAME, FrameFlag
 
 _AXES = {"x": 0, "y": 1, "z": 2}
+_AT_REST = np.uint8(FrameFlag.AT_REST)
+STATS_PERIOD_NS = 250_000_000  # refresh rest and bias figures in status this often
 
 
 def rotation_from_spec(spec: Any, where: str = "remap") -> np.ndarray:
@@ -118,38 +121,53 @@ class Filter(Node):
         self._out_info = self.declare(FRAME, replace(info, stream=f"{self.id}/{FRAME}",
                                                      meta=meta))
         self._in_info = info
+        self._n_imu = n
+        self._last_flags: np.ndarray | None = None
+        self._stats_due_ns = 0
 
     def on_block(self, port: str, block: Block) -> None:
         if block.n == 0:
             return
-        if block.info != self._in_info:
+        if block.info is not self._in_info and block.info != self._in_info:
             if self._in_info is not None:
                 self.log.info("input stream changed (%s): filter states restart",
                               block.info.meta.get("imus"))
             self._configure(block.info)
         src = block.data
-        acc = src["acc"].astype(np.float64)
-        gyr = src["gyr"].astype(np.float64)
+        n, k = block.n, self._n_imu
+        x = np.empty((n, k, 6))  # per sensor acc (m/s^2) then gyr (rad/s), float64
+        x[:, :, :3] = src["acc"]
+        x[:, :, 3:] = src["gyr"]
         flags = src["flags"].copy()
         if self._bias is not None:
-            rest, bias = self._bias.update(acc, gyr)
-            gyr = gyr - bias
-            flags[rest] |= np.uint8(FrameFlag.AT_REST)
+            rest, bias = self._bias.update(x[:, :, :3], x[:, :, 3:])
+            x[:, :, 3:] -= bias
+            if rest.any():
+                flags[rest] |= _AT_REST
         if self._rot:
-            acc = np.einsum("kij,nkj->nki", self._r, acc)
-            gyr = np.einsum("kij,nkj->nki", self._r, gyr)
+            x[:, :, :3] = np.einsum("kij,nkj->nki", self._r, x[:, :, :3])
+            x[:, :, 3:] = np.einsum("kij,nkj->nki", self._r, x[:, :, 3:])
         if self._lowpass is not None:
-            n, k = acc.shape[:2]
-            y = self._lowpass(np.concatenate([acc, gyr], axis=2).reshape(n, k * 6))
-            y = y.reshape(n, k, 6)
-            acc, gyr = y[..., :3], y[..., 3:]
-        out = np.empty(block.n, src.dtype)
+            x = self._lowpass(x.reshape(n, k * 6)).reshape(n, k, 6)
+        out = np.empty(n, src.dtype)
         out["t_host"] = src["t_host"]
-        out["acc"] = acc
-        out["gyr"] = gyr
+        out["acc"] = x[:, :, :3]
+        out["gyr"] = x[:, :, 3:]
         out["flags"] = flags
-        self.stats.extra["at_rest"] = [bool(x) for x in
-                                       (flags[-1] & np.uint8(FrameFlag.AT_REST))]
+        self._last_flags = flags[-1]
+        now = time.monotonic_ns()
+        if now >= self._stats_due_ns:  # status goes out about once a second
+            self._stats_due_ns = now + STATS_PERIOD_NS
+            self._update_stats()
+        self.emit(FRAME, out, t_host=block.t_host, gap=block.gap)
+
+    def _update_stats(self) -> None:
+        """Rest state per sensor and the gyro bias estimate (rad/s) in ``status``."""
+        if self._last_flags is None:
+            return
+        self.stats.extra["at_rest"] = [bool(x) for x in (self._last_flags & _AT_REST)]
         if self._bias is not None:
             self.stats.extra["gyr_bias_rad_s"] = np.round(self._bias.bias, 5).tolist()
-        self.emit(FRAME, out, t_host=block.t_host, gap=block.gap)
+
+    def on_eos(self) -> None:
+        self._update_stats()

@@ -6,6 +6,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
+_ROOM = 256  # samples of room after the history before the buffer is shifted
+
 
 class RestBiasEstimator:
     """Detects rest per sensor and tracks the gyro bias while resting.
@@ -36,8 +38,10 @@ class RestBiasEstimator:
         self.alpha = 1.0 - np.exp(-1.0 / tau)
         self.bias = np.zeros((n_imu, 3))  # rad/s, sensor frame
         self.started = np.zeros(n_imu, bool)
-        self._hist_gyr = np.full((window - 1, n_imu, 3), np.nan)
-        self._hist_acc = np.full((window - 1, n_imu, 3), np.nan)
+        # the last window-1 samples (NaN before the first) followed by room for new ones:
+        # [pos - (window - 1), pos) is the history; a full buffer is shifted or grown
+        self._buf = np.full((window - 1 + _ROOM, n_imu, 2, 3), np.nan)  # [..., 0, :] acc, 1 gyr
+        self._pos = window - 1
 
     def update(self, acc: np.ndarray, gyr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed (n, n_imu, 3) acc (m/s^2) and gyr (rad/s), sensor frame.
@@ -46,18 +50,37 @@ class RestBiasEstimator:
         estimate after each sample (subtract it from ``gyr``).
         """
         n, n_imu = gyr.shape[:2]
-        g_all = np.concatenate([self._hist_gyr, gyr])
-        a_all = np.concatenate([self._hist_acc, acc])
-        gw = sliding_window_view(g_all, self.window, axis=0)  # (n, n_imu, 3, window)
-        aw = sliding_window_view(a_all, self.window, axis=0)
-        rest = (gw.std(axis=-1) < self.gyr_std).all(axis=-1) & (
-            aw.std(axis=-1) < self.acc_std).all(axis=-1)  # NaN compares False
+        both = self._append(acc, gyr)  # (window - 1 + n, n_imu, 2, 3): history + new
+        if n == 1:  # the one window is the whole buffer (same sums as sliding_window_view)
+            std = both.std(axis=0)[None]
+        else:
+            std = sliding_window_view(both, self.window, axis=0).std(axis=-1)
+        rest = (std[:, :, 1] < self.gyr_std).all(axis=-1) & (
+            std[:, :, 0] < self.acc_std).all(axis=-1)  # NaN compares False
         bias_out = np.empty((n, n_imu, 3))
+        resting = rest.any(axis=0)
         for i in range(n_imu):
-            bias_out[:, i] = self._track(i, rest[:, i], gyr[:, i], gw[:, i])
-        self._hist_gyr = g_all[len(g_all) - (self.window - 1):]
-        self._hist_acc = a_all[len(a_all) - (self.window - 1):]
+            if resting[i]:
+                windows = sliding_window_view(both[:, i, 1], self.window, axis=0)  # (n, 3, window)
+                bias_out[:, i] = self._track(i, rest[:, i], gyr[:, i], windows)
+            else:  # no rest in this block: the bias holds
+                bias_out[:, i] = self.bias[i]
         return rest, bias_out
+
+    def _append(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
+        """Store new samples after the history; return a view of history + new (n_imu, 2, 3)."""
+        n, h = len(gyr), self.window - 1
+        if self._pos + n > len(self._buf):
+            rows = h + max(n, _ROOM)
+            old = self._buf
+            buf = old if rows <= len(old) else np.empty((rows, *old.shape[1:]))
+            buf[:h] = old[self._pos - h:self._pos]
+            self._buf, self._pos = buf, h
+        a, b = self._pos, self._pos + n
+        self._buf[a:b, :, 0] = acc
+        self._buf[a:b, :, 1] = gyr
+        self._pos = b
+        return self._buf[a - h:b]
 
     def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, windows: np.ndarray) -> np.ndarray:
         """Bias after each sample for sensor ``i``: (n, 3) rad/s."""

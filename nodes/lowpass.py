@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+STEP_MAX_SAMPLES = 4  # blocks up to this long skip scipy's per-call overhead (same result)
+
 
 class StreamingLowpass:
     """``scipy.signal.butter`` + ``sosfilt`` with its ``zi`` state kept between calls.
@@ -29,11 +31,16 @@ class StreamingLowpass:
         self._z = np.zeros((len(self.sos), 2, n_channels))
         self._started = np.zeros(n_channels, bool)
         self._last = np.zeros(n_channels)  # last finite input per channel
+        self._all_started = n_channels == 0
+        self._coef = [tuple(float(v) for v in (b0, b1, b2, a1, a2))
+                      for b0, b1, b2, _, a1, a2 in self.sos]  # a0 == 1 (butter's sos)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter (n, n_channels) float64 samples; returns the same shape, NaN where x is NaN."""
         n, c = x.shape
         finite = np.isfinite(x)
+        if n <= STEP_MAX_SAMPLES and self._all_started and finite.all():
+            return self._step(x)
         y = np.full((n, c), np.nan)
         new = ~self._started & finite.any(axis=0)
         for ch in np.flatnonzero(new):  # first finite sample: start that channel in steady state
@@ -49,6 +56,26 @@ class StreamingLowpass:
             xs = self._held(x[:, cols], finite[:, cols], cols)
             y[:, cols], self._z[:, :, cols] = sosfilt(self.sos, xs, axis=0, zi=self._z[:, :, cols])
         y[~finite] = np.nan
+        self._all_started = bool(self._started.all())
+        return y
+
+    def _step(self, x: np.ndarray) -> np.ndarray:
+        """Few finite samples, every channel started: ``sosfilt``'s recursion written out.
+
+        Direct form II transposed per section, the same operations in the same order as
+        scipy's ``sosfilt`` (identical results), without its per-call overhead (~100 us).
+        """
+        y = np.empty(x.shape)
+        z = self._z
+        for k in range(len(x)):
+            xn = x[k]
+            for s, (b0, b1, b2, a1, a2) in enumerate(self._coef):
+                xc = b0 * xn + z[s, 0]
+                z[s, 0] = b1 * xn - a1 * xc + z[s, 1]
+                z[s, 1] = b2 * xn - a2 * xc
+                xn = xc
+            y[k] = xn
+        self._last[:] = x[-1]
         return y
 
     def _held(self, x: np.ndarray, finite: np.ndarray, cols: np.ndarray) -> np.ndarray:

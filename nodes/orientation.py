@@ -100,7 +100,7 @@ class Orientation(Node):
     def on_block(self, port: str, block: Block) -> None:
         if block.n == 0:
             return
-        if block.info != self._in_info:
+        if block.info is not self._in_info and block.info != self._in_info:
             self._configure(block.info)
         gyr = np.ascontiguousarray(block.data["gyr"][:, self._index], dtype=np.float64)
         acc = np.ascontiguousarray(block.data["acc"][:, self._index], dtype=np.float64)
