@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import warnings
 from pathlib import Path
@@ -88,6 +89,14 @@ def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, tr
         heldout=heldout, path=onnx_file.with_suffix(".json"))
 
 
+def train_command(cfg: dict, ck: dict) -> str:
+    """The ``train_observer.py train`` command line that reruns a checkpoint's recipe."""
+    skip = {"data_dir", "threads"}
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip)
+    budget = ck.get("max_minutes") or math.ceil(ck.get("train_s", 0.0) / 60.0)
+    return f"python tools/train_observer.py train --run-dir RUN {flags} --max-minutes {budget}"
+
+
 def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: int = 32,
                heldout_s: float = 60.0, warmup_s: float = 5.0) -> ModelCard:
     """Export ``checkpoint`` to ``out``.onnx + ``out``.json with held-out figures; returns the card."""
@@ -120,11 +129,10 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
         "epochs": ck["epoch"], "steps": ck["step"], "checkpoint": checkpoint.name,
         "last_val": {k: round(v, 3) for k, v in hist.items() if isinstance(v, float)},
         "onnx_vs_torch_max_abs_diff": diffs, "opset": OPSET,
-        "command": f"python tools/train_observer.py train --problem {cfg['problem']} "
-                   f"--hidden {cfg['hidden']} --layers {cfg['layers']} --batch {cfg['batch']} "
-                   f"--window-s {cfg['window_s']} --epochs {cfg['epochs']} "
-                   f"--train-sequences {cfg['train_sequences']} --loss {cfg['loss']} "
-                   f"--beta {cfg['beta']} --run-dir RUN",
+        "train_minutes": round(ck.get("train_s", 0.0) / 60.0, 1),
+        "command": train_command(cfg, ck),
+        "note": "the learning-rate schedule follows the time budget when it ends before the "
+                "epochs, so a rerun matches the recipe, not the weights bit for bit",
     }
     card = build_card(model, problem, out.stem, onnx_path, training, {})
     write_card(card, card.path)

@@ -98,7 +98,9 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "model_config": self.model.config(),
                     "opt": self.opt.state_dict(), "epoch": self.epoch, "step": self.step,
-                    "train_s": self.train_s, "history": self.history, "rng": self.rng.bit_generator.state,
+                    "train_s": self.train_s,
+                    "max_minutes": None if math.isinf(self.max_minutes) else self.max_minutes,
+                    "history": self.history, "rng": self.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "config": asdict(self.cfg)}, tmp)
         tmp.replace(path)
 
