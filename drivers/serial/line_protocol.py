@@ -86,12 +86,22 @@ class LineParser:
         if last >= 0:
             lines = bytes(buf[:last]).split(b"\n")
             del buf[:last + 1]
-            if self._skipping:
-                st.bytes_discarded += len(lines[0]) + 1
+            if self._skipping:  # end of an overlong line; a sentence may start inside it
                 self._skipping = False
-                lines = lines[1:]
+                k = lines[0].rfind(TAG)
+                if k < 0:
+                    st.bytes_discarded += len(lines[0]) + 1
+                    lines = lines[1:]
             for line in lines:
                 self._line(line, out)
+        if len(buf) > self.max_line + 1:
+            k = buf.rfind(TAG)
+            if k > 0 and len(buf) - k <= self.max_line + 1:
+                # an unterminated fragment precedes a new sentence: keep the sentence
+                st.bytes_discarded += k
+                st.resyncs += 1
+                del buf[:k]
+                self._skipping = False
         if len(buf) > self.max_line + 1:
             if not self._skipping:
                 st.length_errors += 1
@@ -108,6 +118,11 @@ class LineParser:
             line = line[:-1]
         if not line:
             return
+        k = line.rfind(TAG)
+        if k > 0:  # a truncated line (e.g. board reset) ran into this one: keep the tail
+            st.bytes_discarded += k
+            st.resyncs += 1
+            line = line[k:]
         if len(line) > self.max_line:
             st.length_errors += 1
             st.bytes_discarded += len(line) + 1

@@ -73,7 +73,8 @@ class WitSerialParser:
 
     A set is the run of frame types of one output cycle (time, acc, gyro, angle,
     mag, quaternion come in increasing type order); it is emitted when its last
-    type arrives (learned from the first cycle) or when a new cycle starts.
+    type arrives (learned from the last complete cycle), when a new cycle starts, or
+    when bytes were discarded (a set never mixes frames from both sides of a gap).
     Output: `acc` m/s^2 (g0 = 9.80665, +-16 g range), `gyr` rad/s (+-2000 deg/s
     range), `mag` raw counts a.u. (None without a 0x54 frame), sensor frame;
     `t_sensor_ns` from the 0x50 time frame (UTC-naive RTC date -> ns since 1970)
@@ -90,8 +91,10 @@ class WitSerialParser:
         self._prev_type = -1
         self._cycle_last = -1
         self._synced = True
+        self._broken = False
 
     def _discard(self, n: int) -> None:
+        self._broken = bool(self._set)  # frames after lost bytes must not join the open set
         self.stats.bytes_discarded += n
         if self._synced:
             self.stats.resyncs += 1
@@ -150,8 +153,11 @@ class WitSerialParser:
         self.last_register_reply = struct.unpack_from("<4H", buf, off)
 
     def _on_frame(self, typ: int, buf: bytearray, off: int, out: list[ImuSample]) -> None:
-        if self._set and typ <= self._prev_type:
-            self._cycle_last = self._prev_type
+        if self._set and (self._broken or typ <= self._prev_type):
+            # a new cycle starts (or bytes were lost): close the set, never mix cycles;
+            # learn the cycle's last type only from a complete, contiguous set
+            if not self._broken and T_ACC in self._set and T_GYR in self._set:
+                self._cycle_last = self._prev_type
             self._flush(out)
         self._set[typ] = (_TIME if typ == T_TIME else _I4).unpack_from(buf, off)
         self._prev_type = typ
@@ -161,6 +167,7 @@ class WitSerialParser:
     def _flush(self, out: list[ImuSample]) -> None:
         s = self._set
         self._set = {}
+        self._broken = False
         acc = s.get(T_ACC)
         gyr = s.get(T_GYR)
         if acc is None or gyr is None:
