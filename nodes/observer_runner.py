@@ -66,6 +66,8 @@ class ObserverRunner:
         x = self.fit.features(frames)
         q = out["q_rel"] if out is not None else np.empty((n, self.fit.n_bodies, 4), np.float32)
         ang = out["angle"] if out is not None else np.empty((n, self.fit.n_hinge), np.float32)
+        q[:] = (1.0, 0.0, 0.0, 0.0)  # bodies the model does not estimate: identity
+        ang[:] = 0.0
         i = 0
         while i < n:
             if not valid[i]:

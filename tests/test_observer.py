@@ -290,3 +290,13 @@ def test_output_decoding_matches_the_fk_hinge_helpers(models):
     np.testing.assert_allclose(angle[:, 1], a3, atol=1e-6)
     np.testing.assert_allclose(q_rel[:, 2], hinge_to_rel(a3, chain.rotations[2], chain.axes[2]),
                                atol=1e-6)
+
+
+def test_bodies_the_model_does_not_estimate_stay_identity(models, tmp_path):
+    """A knee model that outputs only the shank's hinge: the thigh's q_rel is identity."""
+    model = build_model(models["dir"], "knee_shank_only", outputs=(("shank", "sincos"),),
+                        layers=1)
+    node = RnnObserver.create("obs", context=ctx(models), model=str(model), mode="block")
+    out = feed(node, synth_frames(n=300, seed=5), sizes=37)
+    np.testing.assert_array_equal(out["q_rel"][:, 0], np.tile([1, 0, 0, 0], (len(out), 1)))
+    np.testing.assert_allclose(np.linalg.norm(out["q_rel"][:, 1], axis=1), 1.0, atol=1e-5)
