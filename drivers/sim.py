@@ -22,6 +22,7 @@ from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_
 from pipeline.message import StreamInfo
 
 CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
+AHEAD_S = 0.2  # samples are generated this far ahead (per-call cost), then sent when due
 
 
 class SimImu(Source):
@@ -83,6 +84,7 @@ class SimImu(Source):
         self._sim = ImuSimulator(self.chain, self.params.rate_hz, self.params.seed + self._chunk,
                                  noise, SimSettings(), duration_s=CHUNK_S + 1.0)
         self._chunk_start = self._sent
+        self._ahead: tuple[np.ndarray, ...] = ()  # generated, not yet sent: acc, gyr, q_rel, angles
 
     def on_start(self) -> None:
         # start on a multiple of the sample period: frames of a sync at the same rate then
@@ -120,7 +122,7 @@ class SimImu(Source):
             gap = True
         else:
             gap = False
-        rec = self._sim.next_block(n)
+        acc, gyr, q_rel, angles = self._take(n)
         k = self._sent + np.arange(n)
         t_sim_ns = (k * (1e9 / p.rate_hz)).astype(np.int64)
         if p.speed > 0:  # received now; earlier samples of the block a sample period apart
@@ -133,14 +135,32 @@ class SimImu(Source):
             out["t_sensor"] = self._offset_ns[i] + (t_sim_ns * (1 + self._drift[i])).astype(np.int64)
             out["t_host"] = t_host
             out["counter"] = k
-            out["acc"] = rec.acc[:, i]
-            out["gyr"] = rec.gyr[:, i]
+            out["acc"] = acc[:, i]
+            out["gyr"] = gyr[:, i]
             out["mag"] = np.nan
             self.emit(RAW_IMU, out, t_host=int(t_host[0]), t_sensor=int(out["t_sensor"][0]),
                       info=info, gap=gap)
         truth = np.empty(n, self._truth_dtype)
         truth["t_host"] = t_host
-        truth["q_rel"] = rec.q_rel
-        truth["angle"] = rec.joint_angles
+        truth["q_rel"] = q_rel
+        truth["angle"] = angles
         self.emit(TRUTH, truth, t_host=int(t_host[0]), gap=gap)
         self._sent += n
+        self._fill(p.block)  # generate ahead now, in the time before the next sample is due
+
+    def _fill(self, n: int) -> None:
+        """Make sure ``n`` generated samples wait in ``_ahead`` (generates AHEAD_S at a time)."""
+        have = len(self._ahead[0]) if self._ahead else 0
+        if have >= n:
+            return
+        rec = self._sim.next_block(max(n - have, round(AHEAD_S * self.params.rate_hz)))
+        new = (rec.acc, rec.gyr, rec.q_rel, rec.joint_angles)
+        self._ahead = tuple(np.concatenate([a, b]) for a, b in zip(self._ahead, new)) if have \
+            else new
+
+    def _take(self, n: int) -> tuple[np.ndarray, ...]:
+        """The next ``n`` generated samples: acc, gyr (n, m, 3), q_rel (n, bodies, 4), angles."""
+        self._fill(n)
+        out = tuple(a[:n] for a in self._ahead)
+        self._ahead = tuple(a[n:] for a in self._ahead)
+        return out
