@@ -30,8 +30,14 @@ def xvfb_display() -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_fd)
     try:
-        ready, _, _ = select.select([read_fd], [], [], 20.0)
-        number = os.read(read_fd, 32).decode().strip() if ready else ""
+        number = b""
+        while not number.endswith(b"\n"):  # the whole line, or Xvfb dies of SIGPIPE later
+            ready, _, _ = select.select([read_fd], [], [], 20.0)
+            chunk = os.read(read_fd, 32) if ready else b""
+            if not chunk:
+                break
+            number += chunk
+        number = number.decode().strip()
         if not number:
             pytest.fail("Xvfb did not report a display number within 20 s")
         yield f":{number}"

@@ -1,4 +1,4 @@
-"""The 3D view of a chain: shaded body meshes moved by per-body transforms, floor, axes, IMUs.
+"""The 3D view of a chain: one shaded mesh placed by the numba vertex kernel, floor, axes, IMUs.
 
 Needs an OpenGL context: a Qt window (``vispy.use("pyside6")``) or vispy's EGL backend for
 off-screen rendering. Only the thread that owns the canvas may call its methods.
@@ -9,26 +9,18 @@ from __future__ import annotations
 import numpy as np
 from vispy import scene
 from vispy.scene.cameras import TurntableCamera
-from vispy.visuals.transforms import MatrixTransform, STTransform
+from vispy.visuals.transforms import STTransform
 
 from pipeline.chain import Chain
 from pipeline.fk import Kinematics
-from pipeline.mesh import build_mesh
-from pipeline.quaternion import np_qrotate, np_qto_matrix
+from pipeline.mesh import build_mesh, vertices_to_world_into
 
 BACKGROUND = "#1e2127"
 FLOOR_STEP_M = 0.1
 LIGHT = (0.0, 1.0, 0.0, 0.0)
 FOLLOW_GAIN = 0.15  # per drawn frame: how fast the camera centre follows the chain
+FOLLOW_MIN_STEP_M = 0.005
 IMU_COLOR = (1.0, 0.62, 0.1, 1.0)
-
-
-def pose_matrix(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
-    """vispy 4x4 row-vector matrix of a body pose: pos (3,) m, quat (4,) wxyz body to earth."""
-    m = np.eye(4, dtype=np.float64)
-    m[:3, :3] = np_qto_matrix(np.asarray(quat, np.float64)).T
-    m[3, :3] = pos
-    return m
 
 
 def _floor_lines(half_m: float, step_m: float) -> np.ndarray:
@@ -55,24 +47,17 @@ class ChainScene:
         self.kin = Kinematics(chain)
         self.canvas = scene.SceneCanvas(keys=None, size=size, show=show, bgcolor=BACKGROUND)
         self.view = self.canvas.central_widget.add_view()
-        self._meshes: list[tuple[int, scene.visuals.Mesh]] = []
-        self._filters = []
-        mesh = build_mesh(chain, segments)
-        for b in range(chain.n_bodies):
-            v0, v1 = int(mesh.body_start[b]), int(mesh.body_start[b + 1])
-            if v1 == v0:
-                continue
-            sel = np.all((mesh.faces >= v0) & (mesh.faces < v1), axis=1)
-            visual = scene.visuals.Mesh(vertices=mesh.vertices[v0:v1],
-                                        faces=(mesh.faces[sel] - v0).astype(np.uint32),
-                                        vertex_colors=mesh.colors[v0:v1], shading="smooth",
-                                        parent=self.view.scene)
-            visual.transform = MatrixTransform()
-            self._filters.append(visual.shading_filter)
-            self._meshes.append((b, visual))
+        self.mesh = build_mesh(chain, segments)
+        self._world = np.empty_like(self.mesh.vertices)
+        self._body_visual = scene.visuals.Mesh(shading="smooth", parent=self.view.scene)
         zero_pos, zero_quat = self.kin.forward(chain.q_zero())
-        extent = self._extent(zero_pos, zero_quat, mesh)
+        extent = self._extent(zero_pos, zero_quat)
         self._neutral_pos = zero_pos
+        if len(self.mesh.faces):
+            self._body_visual.set_data(vertices=self._world, faces=self.mesh.faces,
+                                       vertex_colors=self.mesh.colors)
+        else:
+            self._body_visual.visible = False
         half = max(2.0, float(np.ceil(np.abs(extent[:, :2]).max() + 1.0)))
         self.floor = scene.visuals.Line(_floor_lines(half, FLOOR_STEP_M), connect="segments",
                                         color=(0.55, 0.58, 0.62, 0.45), parent=self.view.scene)
@@ -86,13 +71,11 @@ class ChainScene:
         self._attach_headlight()
         self.set_pose(zero_pos.astype(np.float32), zero_quat.astype(np.float32))
 
-    def _extent(self, pos: np.ndarray, quat: np.ndarray, mesh: object) -> np.ndarray:
-        """(2, 3) m bounding box of the chain in its neutral pose (earth frame)."""
-        pts = [pos]
-        for b, visual in self._meshes:
-            v0, v1 = int(mesh.body_start[b]), int(mesh.body_start[b + 1])
-            pts.append(np_qrotate(quat[b], mesh.vertices[v0:v1].astype(np.float64)) + pos[b])
-        allp = np.concatenate(pts)
+    def _extent(self, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """(2, 3) m bounding box of the chain in the pose ``pos``/``quat`` (earth frame)."""
+        vertices_to_world_into(self.mesh.vertices, self.mesh.body_start, pos.astype(np.float32),
+                               quat.astype(np.float32), self._world)
+        allp = np.concatenate([pos, self._world])
         return np.stack([allp.min(0), allp.max(0)])
 
     def _frame_camera(self, extent: np.ndarray) -> None:
@@ -112,20 +95,26 @@ class ChainScene:
 
         def follow(_event: object = None) -> None:
             d = self.view.camera.transform.map(initial)[:3]
-            for f in self._filters:
-                f.light_dir = d
+            self._body_visual.shading_filter.light_dir = d
 
         self.view.scene.transform.changed.connect(follow)
         follow()
 
     def set_pose(self, pos: np.ndarray, quat: np.ndarray) -> None:
         """Move every body: pos (n_bodies, 3) m and quat (n_bodies, 4) wxyz, body to earth."""
-        for b, visual in self._meshes:
-            visual.transform.matrix = pose_matrix(pos[b], quat[b])
+        m = self.mesh
+        if len(m.faces):
+            vertices_to_world_into(m.vertices, m.body_start, np.ascontiguousarray(pos, np.float32),
+                                   np.ascontiguousarray(quat, np.float32), self._world)
+            md = self._body_visual.mesh_data  # same faces and colours: update vertices only
+            md.set_vertices(self._world, indexed=None, reset_normals=True)
+            self._body_visual.mesh_data_changed()
         if self.follow:
             cam = self.view.camera
             target = np.asarray(pos, np.float64).mean(0) + self._center_offset
-            cam.center = tuple(np.asarray(cam.center) + FOLLOW_GAIN * (target - cam.center))
+            step = FOLLOW_GAIN * (target - np.asarray(cam.center))
+            if np.abs(step).max() > FOLLOW_MIN_STEP_M:  # moving the camera costs a full update
+                cam.center = tuple(np.asarray(cam.center) + step)
         if len(self.kin.site_body):
             spos, _ = self.kin.sites(pos[None].astype(np.float64), quat[None].astype(np.float64))
             self.imu_markers.set_data(spos[0].astype(np.float32), face_color=IMU_COLOR,
@@ -134,8 +123,7 @@ class ChainScene:
 
     def show_bodies(self, visible: bool) -> None:
         """Show or hide the body meshes (floor, axes and IMU markers stay)."""
-        for _b, visual in self._meshes:
-            visual.visible = visible
+        self._body_visual.visible = visible
         self.canvas.update()
 
     def render(self) -> np.ndarray:
