@@ -7,7 +7,6 @@ import os
 import threading
 import time
 import tty
-from pathlib import Path
 
 import numpy as np
 import pytest
