@@ -22,7 +22,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 from drivers.ble import movella_dot_protocol as dot
 from drivers.ble import witmotion_ble_protocol as wit
