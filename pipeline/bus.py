@@ -160,9 +160,9 @@ class Publisher:
                 return False
             self._sock.poll(20, zmq.POLLIN)
 
-    def close(self) -> None:
-        """Close the sockets (pending local messages get LINGER time to leave)."""
-        self._sock.close()
+    def close(self, linger_ms: int = 500) -> None:
+        """Close the sockets; queued local messages get ``linger_ms`` to reach subscribers."""
+        self._sock.close(linger=linger_ms)
         if self._remote is not None:
             self._remote.close()
             self._auth.stop()

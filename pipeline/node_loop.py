@@ -33,6 +33,7 @@ log = logging.getLogger("imuflow.node_loop")
 STATUS_PERIOD_S = 1.0
 DRAIN_TIMEOUT_S = 1.0
 READY_TIMEOUT_S = 120.0
+END_LINGER_MS = 60_000
 
 
 def pub_endpoints(run_dir: Path, node_id: str) -> dict[str, str]:
@@ -289,7 +290,9 @@ class NodeLoop:
         for sub in self.subs.values():
             sub.close()
         self.ctl.close()
-        self.pub.close()
+        # a stream that ended by itself must deliver its tail and EOS to slow subscribers;
+        # on a stop request the supervisor's 2 s deadline wins
+        self.pub.close(linger_ms=500 if self.stop_requested.is_set() else END_LINGER_MS)
 
 
 def _future_reply(future: concurrent.futures.Future) -> dict:

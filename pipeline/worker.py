@@ -20,6 +20,8 @@ import zmq
 
 from pipeline.errors import ConfigError, ModelRejected
 from pipeline.graph import load_graph
+from pipeline.session_reader import SessionFileError
+from pipeline.session_writer import RecordingError
 from pipeline.log_setup import setup_logging
 from pipeline.node_loop import NodeLoop
 from pipeline.registry import resolve
@@ -27,6 +29,7 @@ from pipeline.run_dir import read_manifest
 
 log = logging.getLogger("imuflow.worker")
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not restart
+NOT_TRANSIENT = (ConfigError, ModelRejected, RecordingError, SessionFileError)
 
 
 def die_with_parent() -> None:
@@ -59,7 +62,7 @@ def run_group(run_dir: Path, group: str) -> int:
         _name_os_thread(node_id)
         try:
             loops[node_id].run()
-        except (ConfigError, ModelRejected) as exc:  # not transient: restarting cannot help
+        except NOT_TRANSIENT as exc:  # restarting cannot help
             log.error("[%s] cannot run: %s", node_id, exc)
             logging.shutdown()
             os._exit(EXIT_CONFIG)
