@@ -249,7 +249,8 @@ def test_unwritable_path_stops_the_graph_with_one_clear_error(write_graph, tmp_p
     proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(graph), "--quiet"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode != 0
-    assert proc.stderr.count(f"RecordingError: recording '{target}': cannot create") == 1
+    assert proc.stderr.count(f"[rec] cannot run: recording '{target}': cannot create") == 1
+    assert "Traceback" not in proc.stderr
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
