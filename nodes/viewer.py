@@ -162,6 +162,7 @@ class Viewer(Node):
             self.calls.cancel_pending("the viewer closed")
             client.close()
             status.close()
+            self.log.info("viewer closed")
 
     def _run_headless(self, stop: threading.Event, status: StatusFeed) -> None:
         png = Path(self.params.png_dir) if self.params.png_dir else None
@@ -184,6 +185,11 @@ class Viewer(Node):
         self._view_ready.set()
         self.log.info("window open (%s, %d bodies)", self.chain.name, self.chain.n_bodies)
         app.exec()
+        # tear the window down here, in order: GL canvas first, while the X connection is up
+        window.scene.canvas.close()
+        window.deleteLater()
+        app.processEvents()
+        self._view = None
 
     def build_window(self, status: StatusFeed, client: ObserverClient,
                      stop: threading.Event) -> Any:

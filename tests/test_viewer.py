@@ -298,6 +298,7 @@ def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, 
     sup = Supervisor(load_graph(path))
     errors: list = []
     sup.start()
+    procs = {g: w.proc for g, w in sup.workers.items()}
     t0 = time.monotonic()
 
     def target() -> None:
@@ -311,14 +312,19 @@ def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, 
     rc = sup.run(until=lambda: time.monotonic() - t0 > timeout_s)
     elapsed = time.monotonic() - t0
     thread.join(5)
-    assert all(w.proc is None or w.proc.poll() is not None for w in sup.workers.values())
+    codes = {g: p.poll() for g, p in procs.items()}
+    # The viewer's process may be killed after STOP_TIMEOUT_S: interpreter finalisation with
+    # Qt, Mesa and numba loaded takes 1-3 s on a loaded machine (worker change requested:
+    # os._exit after a main-thread node). Every other worker must exit cleanly.
+    assert all(c == 0 for g, c in codes.items() if g != "viewer"), codes
+    assert codes["viewer"] in (0, -9), codes
     return rc, elapsed, errors
 
 
 @pytest.mark.gui
 @pytest.mark.slow
 def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_models, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, capfd):
     from pipeline.control import send_command
     from pipeline.node_loop import ctl_endpoint
 
@@ -347,6 +353,8 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
 
     rc, elapsed, errors = _run_graph(path, drive)
     assert not errors, errors
+    err = capfd.readouterr().err
+    assert "window closed: stopping the graph" in err and "[viewer] viewer closed" in err
     assert rc == 0 and elapsed < 80  # ended by the window closing, not by the time limit
     assert seen["swapped"]["model_reply"]["cmd"] == "swap"
     line = seen["swapped"]["status_line"]

@@ -23,7 +23,7 @@ from pipeline.chain import Chain
 
 PLOT_RATE_HZ = 30.0
 STATUS_PERIOD_MS = 500
-KEYS_HELP = "space: pause  r: reset state  m: model picker  q: quit"
+KEYS_HELP = "keys: space pause, r reset, m model, q quit"
 
 
 class ViewerWindow(QtWidgets.QMainWindow):
@@ -53,7 +53,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._build_toolbar()
         self.status_label = QtWidgets.QLabel("waiting for data")
         self.statusBar().addWidget(self.status_label, 1)
-        self.statusBar().addPermanentWidget(QtWidgets.QLabel(KEYS_HELP))
+        self.status_label.setToolTip(KEYS_HELP)
         self.paused = False
         self.frames_drawn = 0
         self._drawn_version = -1
@@ -80,6 +80,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
         bar.addAction(reset)
         bar.addSeparator()
         bar.addWidget(self.picker)
+        bar.addSeparator()
+        keys = QtWidgets.QLabel(f"  {KEYS_HELP}  ")
+        keys.setStyleSheet("color: gray")
+        bar.addWidget(keys)
 
     def _shortcuts(self) -> None:
         ctx = QtCore.Qt.ShortcutContext.ApplicationShortcut
