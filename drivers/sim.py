@@ -42,6 +42,8 @@ class SimImu(Source):
         chain: Path | None = None  # chain YAML; default: the graph's `chain:`
         rate_hz: float = 100.0  # sensor sample rate, Hz
         speed: float = 1.0  # 1 = real time, 2 = twice as fast, 0 = as fast as possible
+        # t_host: at speed 1 the receive time (now); at any other speed the simulated timeline
+        # (start + sample time), as a replay keeps its recorded stamps, so sync sees 100 Hz data
         duration_s: float = 0.0  # simulated seconds before the stream ends; 0 = endless
         block: int = 1  # samples per message per sensor
         seed: int = 0
@@ -125,10 +127,10 @@ class SimImu(Source):
         acc, gyr, q_rel, angles = self._take(n)
         k = self._sent + np.arange(n)
         t_sim_ns = (k * (1e9 / p.rate_hz)).astype(np.int64)
-        if p.speed > 0:  # received now; earlier samples of the block a sample period apart
+        if p.speed == 1.0:  # received now; earlier samples of the block a sample period apart
             t_host = time.monotonic_ns() - ((n - 1 - np.arange(n)) * (1e9 / p.rate_hz)).astype(
                 np.int64)
-        else:  # as fast as possible: host time on the simulated timeline
+        else:  # faster or slower than real time: host time on the simulated timeline
             t_host = self._t0_ns + t_sim_ns
         for i, info in enumerate(self._sensor_infos):
             out = np.empty(n, RAW_IMU_DTYPE)

@@ -28,7 +28,9 @@ class Sync(Node):
     host times ``round(k * 1e9 / rate_hz)`` ns. A frame is emitted once every
     sensor has a sample at or after its time, or once a sensor has sent nothing
     for ``latency_s`` of wall-clock time (it then counts as stalled and does not
-    hold frames back). Per sensor and frame:
+    hold frames back; a sensor whose data is less than ``latency_s`` behind the newest
+    sensor's is not stalled, so a busy host catching up on queued messages does not
+    mark sensors missing). Per sensor and frame:
 
     - gap between the samples around the frame time <= ``max_gap_s``: interpolated
       (flag INTERPOLATED if samples were lost, i.e. the gap exceeds 1.5 periods);
@@ -78,7 +80,8 @@ class Sync(Node):
         self._dtype = frame_dtype(len(names))
         self._k_next: int | None = None  # index of the next grid time to emit
         self._latency_ns = int(p.latency_s * 1e9)
-        self._started_ns = time.monotonic_ns()
+        self._started_ns: int | None = None  # wall time of the first block: sensors that sent
+        # nothing count as stalled latency_s after data started flowing, not after setup
         self._unknown: set[str] = set()
         self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0}
         self._period_ns = 1e9 / p.rate_hz
@@ -122,6 +125,8 @@ class Sync(Node):
                 self.stats.extra["ignored_sensors"] = sorted(self._unknown)
             return
         now = time.monotonic_ns()
+        if self._started_ns is None:
+            self._started_ns = now
         track.add(block.data, block.info.rate_hz, now)
         if self._k_next is None:
             self._k_next = math.ceil(int(track.t[0]) * self.params.rate_hz / 1e9)
@@ -136,10 +141,12 @@ class Sync(Node):
     def _horizon(self, now_ns: int) -> int:
         """Latest host time (ns) up to which frames can be emitted now."""
         horizon = None
+        newest = max((t.last_t for t in self._tracks if t.last_t is not None), default=None)
         for track in self._tracks:
             arrived = track.last_arrival_ns
-            if now_ns - (self._started_ns if arrived is None else arrived) > self._latency_ns:
-                continue  # stalled: does not hold frames back
+            if (now_ns - (self._started_ns if arrived is None else arrived) > self._latency_ns
+                    and (track.last_t is None or newest - track.last_t > self._latency_ns)):
+                continue  # stalled (no message for latency_s and its data lags): not waited for
             last = track.last_t
             if last is None:
                 return -(2 ** 62)
