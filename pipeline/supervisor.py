@@ -134,7 +134,19 @@ class Supervisor:
         return reply.get("state")
 
     def run(self, until: Callable[[], bool] | None = None) -> int:
-        """Supervise until the graph ends, a signal arrives, or ``until()`` is true; return 0/1."""
+        """Supervise until the graph ends, a signal arrives, or ``until()`` is true; then stop."""
+        try:
+            self.supervise(until)
+            return 0
+        finally:
+            self.stop()
+
+    def supervise(self, until: Callable[[], bool] | None = None) -> bool:
+        """Watch the workers without stopping them afterwards; True if the graph ended itself.
+
+        Returns on Ctrl-C/SIGTERM, a ``stop`` control command, ``until()`` being true, or
+        when every stream ended.
+        """
         stop_now = False
 
         def request_stop(*_: object) -> None:
@@ -147,18 +159,17 @@ class Supervisor:
             while not stop_now and not (until and until()):
                 if self._serve_control():
                     log.info("stop requested over the control channel")
-                    break
+                    return False
                 self._watch_workers()
                 self._collect_status()
                 if all(w.finished for w in self.workers.values()):
                     log.info("graph '%s' finished: every stream ended", self.name)
-                    return 0
+                    return True
                 if time.monotonic() >= next_report:
                     next_report += 1.0
                     self._report()
-            return 0
+            return False
         finally:
-            self.stop()
             for s, h in old.items():
                 signal.signal(s, h)
 
