@@ -63,6 +63,16 @@ class ModelPicker(QtWidgets.QWidget):
         if i >= 0:
             self.combo.setCurrentIndex(i)
 
+    def show_running(self, model: str) -> None:
+        """Select the entry of the running ``model`` (card name or file stem) unless the user is choosing."""
+        if not model or self.combo.hasFocus() or self.combo.view().isVisible():
+            return
+        for i in range(self.combo.count()):
+            data = self.combo.itemData(i)
+            if data and Path(data).stem == model and i != self.combo.currentIndex():
+                self.combo.setCurrentIndex(i)
+                return
+
     def swap_selected(self) -> None:
         """Send ``swap`` for the selected model (no-op if there is none)."""
         path = self.combo.currentData()

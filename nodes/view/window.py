@@ -18,7 +18,7 @@ from nodes.view.model_picker import ModelPicker
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
 from nodes.view.signal_plots import SignalPlots
-from nodes.view.status_feed import StatusFeed, format_status
+from nodes.view.status_feed import StatusFeed, format_status, running_model
 from pipeline.chain import Chain
 
 PLOT_RATE_HZ = 30.0
@@ -132,7 +132,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def refresh_status(self) -> None:
         """Status timer: read the supervisor feed and update the status bar."""
-        self.status.poll()
+        if self.status.poll():
+            self.picker.show_running(running_model(self.status.latest, self.observer))
         self.status_label.setText(self.status_line())
 
     def status_line(self) -> str:
