@@ -51,6 +51,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output stem, e.g. models/arm3-sparse")
     p.add_argument("--heldout-sequences", type=int, default=32)
     p.add_argument("--heldout-s", type=float, default=60.0)
+    p.add_argument("--max-minutes", type=float, help="the run's time budget, for the card's "
+                   "command line (only needed for checkpoints that do not store it)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tools.training.export import export_run
     export_run(args.run_dir, args.run_dir / args.checkpoint, args.out,
-               args.heldout_sequences, args.heldout_s)
+               args.heldout_sequences, args.heldout_s, max_minutes=args.max_minutes)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -89,16 +88,18 @@ def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, tr
         heldout=heldout, path=onnx_file.with_suffix(".json"))
 
 
-def train_command(cfg: dict, ck: dict) -> str:
+def train_command(cfg: dict, ck: dict, max_minutes: float | None = None) -> str:
     """The ``train_observer.py train`` command line that reruns a checkpoint's recipe."""
     skip = {"data_dir", "threads"}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip)
-    budget = ck.get("max_minutes") or math.ceil(ck.get("train_s", 0.0) / 60.0)
-    return f"python tools/train_observer.py train --run-dir RUN {flags} --max-minutes {budget}"
+    budget = ck.get("max_minutes") or max_minutes
+    tail = f" --max-minutes {budget:g}" if budget else ""
+    return f"python tools/train_observer.py train --run-dir RUN {flags}{tail}"
 
 
 def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: int = 32,
-               heldout_s: float = 60.0, warmup_s: float = 5.0) -> ModelCard:
+               heldout_s: float = 60.0, warmup_s: float = 5.0,
+               max_minutes: float | None = None) -> ModelCard:
     """Export ``checkpoint`` to ``out``.onnx + ``out``.json with held-out figures; returns the card."""
     model, ck = load_checkpoint(checkpoint)
     cfg = ck["config"]
@@ -127,10 +128,10 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
                  "train_seeds": [SEEDS["train"], SEEDS["train"] + cfg["train_sequences"] - 1],
                  "window_s": cfg["window_s"], "batch": cfg["batch"]},
         "epochs": ck["epoch"], "steps": ck["step"], "checkpoint": checkpoint.name,
-        "last_val": {k: round(v, 3) for k, v in hist.items() if isinstance(v, float)},
+        "last_val": {k: float(f"{v:.4g}") for k, v in hist.items() if isinstance(v, float)},
         "onnx_vs_torch_max_abs_diff": diffs, "opset": OPSET,
         "train_minutes": round(ck.get("train_s", 0.0) / 60.0, 1),
-        "command": train_command(cfg, ck),
+        "command": train_command(cfg, ck, max_minutes),
         "note": "the learning-rate schedule follows the time budget when it ends before the "
                 "epochs, so a rerun matches the recipe, not the weights bit for bit",
     }
