@@ -203,7 +203,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=200, help="frames per frame-time run")
     ap.add_argument("--child", choices=sorted(CHAINS), help=argparse.SUPPRESS)
     ap.add_argument("--part", choices=("frame", "cpu"), default="frame", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args([a for a in sys.argv[1:] if a != "--"])
     os.chdir(REPO)
     if args.child:
         print(json.dumps(run_part(args.child, args.part, args.seconds, args.frames)))
