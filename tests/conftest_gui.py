@@ -45,8 +45,9 @@ def xvfb_display() -> Iterator[str]:
         os.close(read_fd)
         # Qt keeps its X connection until the interpreter exits and aborts if the server
         # goes away first: stop Xvfb only once this test process has ended.
-        subprocess.Popen(["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.2; "
-                                      f"done; kill {proc.pid}"], start_new_session=True)
+        watch = (f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.2; done; "
+                 f"kill {proc.pid}")
+        subprocess.Popen(["sh", "-c", watch], start_new_session=True)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def display(xvfb_display: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def qapp(xvfb_display: str):  # noqa: ANN201 - QApplication, imported lazily
+def qapp(xvfb_display: str):
     """The process's QApplication on the test X server, with vispy on PySide6."""
     old = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = xvfb_display

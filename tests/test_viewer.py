@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,8 +17,16 @@ from pipeline.chain import load_chain
 from pipeline.imu_synth import ImuNoise, simulate
 from pipeline.message import StreamInfo
 from pipeline.node import GraphContext, Source
-from pipeline.streams import (FRAME, POSE, STATE, TRUTH, frame_dtype, frame_info, pose_dtype,
-                              state_dtype)
+from pipeline.streams import (
+    FRAME,
+    POSE,
+    STATE,
+    TRUTH,
+    frame_dtype,
+    frame_info,
+    pose_dtype,
+    state_dtype,
+)
 
 pytest_plugins = ["tests.conftest_gui"]
 
@@ -119,6 +126,22 @@ def test_status_line_has_rates_gaps_model_latency():
     assert "model arm3_b" in line and "p99 2.3 ms" in line and "60 fps" in line
     assert running_model(snap, "nobody") == ""
     assert format_status({}, "observer") == "no supervisor status yet"
+
+
+def test_software_renderer_draws_the_chain_and_follows_pose():
+    from nodes.view.software_render import AggChainRenderer
+    from pipeline.fk import Kinematics
+
+    chain = load_chain(ARM3)
+    kin = Kinematics(chain)
+    renderer = AggChainRenderer(chain, (320, 240))
+    q = chain.q_zero()
+    a = renderer.render(*kin.forward(q))
+    q[chain.q_start[1]] = 1.4
+    b = renderer.render(*kin.forward(q))
+    assert a.shape == (240, 320, 4) and a.dtype == np.uint8
+    assert len(np.unique(a.reshape(-1, 4), axis=0)) > 20  # shaded bodies, not just background
+    assert np.mean(np.any(a != b, axis=-1)) > 0.002
 
 
 # -- the window, in this process, on the test X server --------------------------------------------
@@ -279,7 +302,7 @@ chain: {ARM3}
 """
 
 
-def _wait_for(what: str, check, timeout_s: float):  # noqa: ANN001, ANN202
+def _wait_for(what: str, check, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -290,7 +313,7 @@ def _wait_for(what: str, check, timeout_s: float):  # noqa: ANN001, ANN202
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last: {last}")
 
 
-def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, list]:  # noqa: ANN001
+def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, list]:
     """Run the graph in this (main) thread, ``drive(run_dir)`` in another; return (rc, s, errors)."""
     from pipeline.graph import load_graph
     from pipeline.supervisor import Supervisor
@@ -360,7 +383,9 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
     line = seen["swapped"]["status_line"]
     assert "observer " in line and " Hz" in line and "end-to-end p99" in line
     print("STATUS", seen["first"]["status_line"], "\nSTATUS", line)
-    img = __import__("PIL.Image", fromlist=["Image"]).open(shot)
+    from PIL import Image
+
+    img = Image.open(shot)
     assert img.size[0] >= 800 and len(set(img.convert("L").getdata())) > 20
 
 
