@@ -58,26 +58,33 @@ class ClockUnwrap:
     def update(self, raw: int) -> int:
         """Feed one raw counter value (0 <= raw < modulus); return unwrapped ns."""
         last = self._last_raw
-        self.last_was_reset = False
-        if last is None:
-            raw %= self.modulus
-            self._ticks = raw
-        else:
+        if last is not None:
             delta = (raw - last) % self.modulus
-            if delta <= self._max_fwd:
+            if delta <= self._max_fwd:  # fast path: time went forward (maybe across a wrap)
                 if raw < last:
                     self.wraps += 1
-                self._ticks += delta
-            else:
-                self.resets += 1
-                self.last_was_reset = True
-                _log.warning(
-                    "device clock stepped back from %d to %d (modulus %d): reset #%d",
-                    last, raw, self.modulus, self.resets,
-                )
-                self._base_ns = self._last_ns + self._reset_step - raw * self._num // self._den
-                self._ticks = raw
+                self._last_raw = raw
+                self._ticks = ticks = self._ticks + delta
+                self._last_ns = ns = self._base_ns + ticks * self._num // self._den
+                self.last_was_reset = False
+                return ns
+        return self._first_or_reset(raw)
+
+    def _first_or_reset(self, raw: int) -> int:
+        """Handle the first value and backward jumps (device reset)."""
+        last = self._last_raw
+        if last is None:
+            self.last_was_reset = False
+            raw %= self.modulus
+        else:
+            self.resets += 1
+            self.last_was_reset = True
+            _log.warning(
+                "device clock stepped back from %d to %d (modulus %d): reset #%d",
+                last, raw, self.modulus, self.resets,
+            )
+            self._base_ns = self._last_ns + self._reset_step - raw * self._num // self._den
+        self._ticks = raw
         self._last_raw = raw
-        ns = self._base_ns + self._ticks * self._num // self._den
-        self._last_ns = ns
+        self._last_ns = ns = self._base_ns + raw * self._num // self._den
         return ns

@@ -104,7 +104,7 @@ def set_output_imu(rate_hz: int, with_mag: bool = True) -> bytes:
 class _Layout:
     """A compiled MTData2 packet layout: one struct call decodes a whole payload."""
 
-    __slots__ = ("st", "hdr_get", "hdr", "slots", "unknown")
+    __slots__ = ("st", "hdr_get", "hdr", "unknown", "ia", "ig", "istf", "ipc", "imag", "extras")
 
     def __init__(self, payload: bytes | memoryview, n: int) -> None:
         fmt = [">"]
@@ -139,7 +139,15 @@ class _Layout:
         self.st = struct.Struct("".join(fmt))
         self.hdr_get = itemgetter(*hdr_pos)
         self.hdr = tuple(hdr_vals)
-        self.slots = slots
+        self.ia, self.ig = slots.get("acc", -1), slots.get("gyr", -1)
+        self.istf, self.ipc = slots.get("stf", -1), slots.get("pc", -1)
+        self.imag = slots.get("mag", -1)
+        # (extra key, value index, arity): quat (w, x, y, z), temperature_c (deg C), status
+        self.extras = tuple((key, slots[name], _ARITY[_FIELDS[did][1]])
+                            for name, key, did in (("quat", "quat", ID_QUATERNION),
+                                                   ("temp", "temperature_c", ID_TEMPERATURE),
+                                                   ("status", "status", ID_STATUS_WORD))
+                            if name in slots)
 
 
 class XbusParser:
@@ -247,8 +255,8 @@ class XbusParser:
 
     def _mtdata2(self, buf: bytearray, start: int, n: int) -> ImuSample | bool | None:
         """Decode one MTData2 payload: a sample, False (valid, no acc+gyr) or None (corrupt)."""
-        key = bytes(buf[start:start + 3]) + n.to_bytes(2, "big")
-        lay = self._layouts.get(key)
+        # layouts are cached by length and verified by their packet headers on every use
+        lay = self._layouts.get(n)
         vals = None
         if lay is not None:
             vals = lay.st.unpack_from(buf, start)
@@ -262,34 +270,26 @@ class XbusParser:
                 return None
             if len(self._layouts) >= 64:
                 self._layouts.clear()
-            self._layouts[key] = lay
+            self._layouts[n] = lay
             vals = lay.st.unpack_from(buf, start)
-        sl = lay.slots
         self.unknown_packets += lay.unknown
-        ia = sl.get("acc")
-        ig = sl.get("gyr")
-        if ia is None or ig is None:
+        ia = lay.ia
+        ig = lay.ig
+        if ia < 0 or ig < 0:
             self.stats.unknown_type += 1  # valid MTData2 without acc+gyr (e.g. quaternion only)
             return False
-        i = sl.get("stf")
-        t = self._stf.update(vals[i]) if i is not None else -1
-        if i is not None and self._stf.last_was_reset:
-            self.stats.clock_resets += 1
-        i = sl.get("pc")
-        c = self._pc.update(vals[i]) if i is not None else -1
-        i = sl.get("mag")
-        mag = vals[i:i + 3] if i is not None else None
+        i = lay.istf
+        if i >= 0:
+            t = self._stf.update(vals[i])
+            if self._stf.last_was_reset:
+                self.stats.clock_resets += 1
+        else:
+            t = -1
+        i = lay.ipc
+        c = self._pc.update(vals[i]) if i >= 0 else -1
+        i = lay.imag
+        mag = vals[i:i + 3] if i >= 0 else None
         extra = None
-        if len(sl) > 4 or ("mag" not in sl and len(sl) > 3):
-            extra = {}
-            i = sl.get("quat")
-            if i is not None:
-                extra["quat"] = vals[i:i + 4]
-            i = sl.get("temp")
-            if i is not None:
-                extra["temperature_c"] = vals[i]
-            i = sl.get("status")
-            if i is not None:
-                extra["status"] = vals[i]
-            extra = extra or None
+        if lay.extras:
+            extra = {name: (vals[i] if k == 1 else vals[i:i + k]) for name, i, k in lay.extras}
         return ImuSample(t, c, vals[ia:ia + 3], vals[ig:ig + 3], mag, extra)
