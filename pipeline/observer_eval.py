@@ -106,8 +106,10 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
              batch: int = 16) -> EvalResult:
     """Run ``model`` over every sequence of ``data`` and collect per-joint errors after warm-up."""
     card = model.card
-    if tuple(data.imus) != tuple(card.imus):
-        raise ValueError(f"dataset IMUs {data.imus} do not match model '{card.name}' IMUs {card.imus}")
+    missing = [n for n in card.imus if n not in data.imus]
+    if missing:
+        raise ValueError(f"dataset IMUs {data.imus} do not match model '{card.name}': it needs "
+                         f"{card.imus}, missing {missing}")
     if abs(data.rate_hz - card.rate_hz) > 1e-6:
         raise ValueError(f"dataset rate {data.rate_hz} Hz differs from model rate {card.rate_hz} Hz; "
                          "resample the data first")
@@ -115,7 +117,10 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
     if tuple(chain.body_names) != tuple(data.bodies):
         raise ValueError(f"dataset bodies {data.bodies} differ from chain {card.chain} "
                          f"bodies {chain.body_names}")
-    ys = [model.run(data.imu[i:i + batch])[0] for i in range(0, data.n_sequences, batch)]
+    s_, t_ = data.imu.shape[:2]
+    cols = [data.imus.index(n) for n in card.imus]  # the model's IMUs, in its order
+    imu = data.imu.reshape(s_, t_, len(data.imus), 6)[:, :, cols].reshape(s_, t_, -1)
+    ys = [model.run(imu[i:i + batch])[0] for i in range(0, s_, batch)]
     errs = body_errors(card, chain, np.concatenate(ys), data.q_rel)
     k = round(warmup_s * data.rate_hz)
     stats = {b: error_stats(e[:, k:]) for b, e in errs.items()}

@@ -147,3 +147,19 @@ def test_eval_reads_an_mcap_session_with_truth(model_and_data: tuple[Path, Path]
     assert out.returncode == 0, out.stderr
     ref = evaluate(OnnxObserverModel(model), ImuDataset(**{**ds.__dict__, "rate_hz": 100.0}), 2.0)
     assert json.loads(out.stdout)["per_joint"] == {b: s.as_dict() for b, s in ref.stats.items()}
+
+
+def test_eval_picks_the_model_imus_from_a_larger_dataset(model_and_data: tuple[Path, Path]) -> None:
+    from pipeline.imu_dataset import ImuDataset
+
+    model, data = model_and_data
+    ds = load_dataset(data)
+    s, t = ds.imu.shape[:2]
+    per = ds.imu.reshape(s, t, 2, 6)
+    extra = np.random.default_rng(0).normal(size=(s, t, 1, 6)).astype(np.float32)
+    wide = ImuDataset(**{**ds.__dict__, "imu": np.concatenate([per[:, :, 1:], extra, per[:, :, :1]],
+                                                              axis=2).reshape(s, t, 18),
+                         "imus": ("seg3", "other", "seg1")})
+    m = OnnxObserverModel(model)
+    a, b = evaluate(m, ds, 2.0), evaluate(m, wide, 2.0)
+    assert all(a.stats[k] == b.stats[k] for k in a.stats)
