@@ -128,6 +128,35 @@ def test_status_line_has_rates_gaps_model_latency():
     assert format_status({}, "observer") == "no supervisor status yet"
 
 
+def test_viewer_config_errors_name_the_fix():
+    from nodes.viewer import Viewer
+    from pipeline.errors import ConfigError
+    from pipeline.testing import make_block
+
+    with pytest.raises(ConfigError, match="no chain to draw: set params.chain"):
+        Viewer.create("viewer")
+    with pytest.raises(ConfigError, match="headless must be"):
+        Viewer.create("viewer", context=GraphContext(chain_file=ARM3), headless="maybe")
+    viewer = Viewer.create("viewer", context=GraphContext(chain_file=ARM3))
+    info = StreamInfo.for_array("fk/chain.pose", POSE, pose_dtype(5))
+    with pytest.raises(ValueError, match="has 5 bodies, chain 'arm3' has 3"):
+        viewer.on_block("pose", make_block(info, np.zeros(1, pose_dtype(5))))
+
+
+def test_viewer_buffers_raw_imu_per_sensor():
+    from nodes.viewer import Viewer
+    from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
+    from pipeline.testing import make_block
+
+    viewer = Viewer.create("viewer", context=GraphContext(chain_file=ARM3))
+    raw = np.zeros(4, RAW_IMU_DTYPE)
+    raw["t_host"], raw["acc"][:, 2], raw["gyr"][:, 0] = np.arange(1, 5), 9.81, 0.5
+    viewer.on_block("imu", make_block(raw_imu_info("dot/imu.raw:wrist", "wrist", 60.0), raw))
+    t, v = viewer.rings.imu["wrist"].snapshot()
+    assert viewer.rings.names() == ["wrist"] and t.tolist() == [1, 2, 3, 4]
+    assert np.allclose(v[:, 2], 9.81) and np.allclose(v[:, 3], 0.5)  # acc m/s^2, gyr rad/s
+
+
 def test_software_renderer_draws_the_chain_and_follows_pose():
     from nodes.view.software_render import AggChainRenderer
     from pipeline.fk import Kinematics
