@@ -21,7 +21,13 @@ import zstandard
 
 from pipeline.errors import ImuflowError
 from pipeline.message import StreamInfo
-from pipeline.session_format import FIXED_SIZE, META_BUS_TOPIC, META_STREAM_INFO, SESSION_METADATA
+from pipeline.session_format import (
+    FIXED_SIZE,
+    MESSAGE_ENCODINGS,
+    META_BUS_TOPIC,
+    META_STREAM_INFO,
+    SESSION_METADATA,
+)
 
 log = logging.getLogger("imuflow.session_reader")
 
@@ -75,7 +81,7 @@ class ChannelRun:
         return len(self.log_time)
 
     def payload_bytes(self, start: int, stop: int) -> np.ndarray:
-        """Payloads of messages ``start:stop`` concatenated, (nbytes,) uint8 (a copy)."""
+        """Payloads of messages ``start:stop`` concatenated, (nbytes,) uint8 (do not modify)."""
         if isinstance(self.payload, np.ndarray):
             return self.payload[start:stop].reshape(-1)
         return np.concatenate(self.payload[start:stop]) if stop > start else np.empty(0, np.uint8)
@@ -144,8 +150,12 @@ class SessionReader:
         if op == _OP_CHANNEL:
             cid, _schema = struct.unpack_from("<HH", rec, 0)
             topic, p = _string(rec, 4)
-            _enc, p = _string(rec, p)
+            enc, p = _string(rec, p)
             meta = _string_map(rec, p)
+            if enc not in MESSAGE_ENCODINGS:
+                raise SessionFileError(f"session '{self.path}': channel '{topic}' has message "
+                                       f"encoding '{enc}'; this imuflow reads "
+                                       f"{', '.join(MESSAGE_ENCODINGS)}: update imuflow")
             if cid not in self.channels:
                 raw = meta.get(META_STREAM_INFO)
                 if raw is None:
@@ -200,6 +210,9 @@ class SessionReader:
 
     def _parse_chunk(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
         arr = np.frombuffer(raw, np.uint8)
+        runs = self._uniform_runs(raw, arr)
+        if runs is not None:
+            return runs
         offsets = self._index_offsets(raw, arr, index)
         for cid in offsets:
             if cid not in self.channels:
@@ -211,7 +224,7 @@ class SessionReader:
         bounds = np.cumsum([0] + [len(offsets[c]) for c in cids])
         fixed = _rows(arr, offs + 1, _MSG_HEAD - 1)  # every message of the chunk at once
         lengths = np.ascontiguousarray(fixed[:, 0:8]).view("<u8").ravel().astype(np.int64)
-        log_time = np.ascontiguousarray(fixed[:, 22:30]).view("<i8").ravel()
+        log_time = np.ascontiguousarray(fixed[:, 14:22]).view("<i8").ravel()
         start = offs + _MSG_HEAD
         header = _rows(arr, start, FIXED_SIZE).view(HEADER_DTYPE).ravel()
         pstart = start + FIXED_SIZE + header["info_len"].astype(np.int64)
@@ -230,6 +243,56 @@ class SessionReader:
                 payload = [arr[s:s + n] for s, n in zip(pstart[a:b].tolist(), pl.tolist())]
             runs.append(ChannelRun(self.channels[cid], log_time[a:b], header[a:b], payload))
         return runs
+
+    def _uniform_runs(self, raw: bytes, arr: np.ndarray) -> list[ChannelRun] | None:
+        """Runs of a chunk whose messages all have one record length, in bulk; else None.
+
+        Typical chunks qualify (one payload size per stream, v2 headers): the messages
+        are then rows of a (k, length) byte matrix and each channel's headers, log
+        times and payloads are gathered with one fancy index each, no per-message work.
+        """
+        first = self._first_message(raw)
+        if first >= len(raw):
+            return []
+        (length,) = struct.unpack_from("<Q", raw, first + 1)
+        width = 9 + length
+        if width < _MSG_HEAD + FIXED_SIZE or (len(raw) - first) % width:
+            return None
+        rows = arr[first:].reshape(-1, width)
+        # every row a message record of the same length: then parsing record by record
+        # from ``first`` lands exactly on these rows
+        if not ((rows[:, 0] == _OP_MESSAGE).all() and (rows[:, 1:9] == rows[0, 1:9]).all()):
+            return None
+        info_len = rows[:, _MSG_HEAD + FIXED_SIZE - 4:_MSG_HEAD + FIXED_SIZE]
+        if not (info_len == info_len[0]).all():
+            return None
+        pstart = _MSG_HEAD + FIXED_SIZE + int(np.frombuffer(info_len[0].tobytes(), "<u4")[0])
+        if pstart > width:
+            return None
+        cid = np.ascontiguousarray(rows[:, 9:11]).view("<u2").ravel()
+        order = np.argsort(cid, kind="stable")
+        cids, starts = np.unique(cid[order], return_index=True)
+        for c in cids.tolist():
+            if c not in self.channels:
+                raise SessionFileError(f"session '{self.path}': message on unknown channel {c}")
+        log_time = rows[order, 15:23].view("<i8").ravel()
+        header = rows[order, _MSG_HEAD:_MSG_HEAD + FIXED_SIZE].view(HEADER_DTYPE).ravel()
+        payload = rows[order, pstart:]
+        bounds = starts.tolist() + [len(rows)]
+        return [ChannelRun(self.channels[c], log_time[a:b], header[a:b], payload[a:b])
+                for c, a, b in zip(cids.tolist(), bounds[:-1], bounds[1:])]
+
+    def _first_message(self, raw: bytes) -> int:
+        """Offset of the chunk's first message record (records before it are handled)."""
+        mv = memoryview(raw)
+        pos = 0
+        while pos + 9 <= len(raw):
+            op, length = struct.unpack_from("<BQ", mv, pos)
+            if op == _OP_MESSAGE:
+                return pos
+            self._handle(op, mv[pos + 9:pos + 9 + length])
+            pos += 9 + length
+        return len(raw)
 
     def _index_offsets(self, raw: bytes, arr: np.ndarray,
                        index: dict[int, np.ndarray]) -> dict[int, np.ndarray]:

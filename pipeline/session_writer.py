@@ -33,7 +33,8 @@ from pipeline.session_format import (
     SCHEMA_TEXT,
     SESSION_METADATA,
     bus_topic,
-    pack_block,
+    pack_record,
+    to_record,
 )
 
 log = logging.getLogger("imuflow.session_writer")
@@ -123,14 +124,22 @@ class SessionWriter:
         return cid
 
     def write_block(self, block: Block, log_time: int | None = None) -> None:
-        """Store one received block (its exact bus frames); ``log_time`` int64 ns, default now."""
-        data = pack_block(block, self._enc)
-        self.write_raw(block.info, data, log_time=time.monotonic_ns() if log_time is None
-                       else log_time, publish_time=block.t_host, sequence=block.header.seq)
+        """Store one received block (header fields and payload bytes); ``log_time`` int64 ns."""
+        self._write(block.info, pack_record(block), log_time=time.monotonic_ns()
+                    if log_time is None else log_time, publish_time=block.t_host,
+                    sequence=block.header.seq)
 
     def write_raw(self, info: StreamInfo, data: bytes, *, log_time: int, publish_time: int,
                   sequence: int = 0) -> None:
-        """Store already packed bus frames of stream ``info``; times int64 ns."""
+        """Store packed bus frames (:func:`pack_array`) of stream ``info``; times int64 ns.
+
+        The StreamInfo JSON in ``data`` is not stored again: the channel holds it.
+        """
+        self._write(info, to_record(data), log_time=log_time, publish_time=publish_time,
+                    sequence=sequence)
+
+    def _write(self, info: StreamInfo, data: bytes, *, log_time: int, publish_time: int,
+               sequence: int) -> None:
         with self._lock:
             if self._closed:
                 raise RecordingError(f"recording '{self.path}': write after close")
