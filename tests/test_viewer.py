@@ -415,7 +415,7 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
     from PIL import Image
 
     img = Image.open(shot)
-    assert img.size[0] >= 800 and len(set(img.convert("L").getdata())) > 20
+    assert img.size[0] >= 800 and len(np.unique(np.asarray(img.convert("L")))) > 20
 
 
 @pytest.mark.slow
