@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
     if not script.exists():
         raise LookupError(f"no benchmark '{args.name}' ({script} not found); "
                           f"available: {', '.join(available()) or 'none'}")
-    cmd = [sys.executable, str(script)] + (["--json"] if args.json else []) + args.rest
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    cmd = [sys.executable, str(script)] + (["--json"] if args.json else []) + rest
     return subprocess.call(cmd)
