@@ -365,11 +365,8 @@ def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, 
     elapsed = time.monotonic() - t0
     thread.join(5)
     codes = {g: p.poll() for g, p in procs.items()}
-    # The viewer's process may be killed after STOP_TIMEOUT_S: interpreter finalisation with
-    # Qt, Mesa and numba loaded takes 1-3 s on a loaded machine (worker change requested:
-    # os._exit after a main-thread node). Every other worker must exit cleanly.
-    assert all(c == 0 for g, c in codes.items() if g != "viewer"), codes
-    assert codes["viewer"] in (0, -9), codes
+    # every worker, the viewer's included, exits by itself (no kill after the stop deadline)
+    assert all(c == 0 for c in codes.values()), codes
     return rc, elapsed, errors
 
 
