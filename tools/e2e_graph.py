@@ -24,7 +24,7 @@ _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 def graph_yaml(chain_file: Path, model_dir: Path, model: str, report: Path, *,
                layout: str, duration_s: float, speed: float = 1.0, block: int = 1,
                cutoff_hz: float = 10.0, skip_s: float = 2.0, seed: int = 0,
-               latencies: bool = True) -> str:
+               latencies: bool = True, sync_latency_s: float = 0.1) -> str:
     """YAML text of the processing graph (chain, model in ``model_dir``, probe report path)."""
     if layout not in ("processes", "threads"):
         raise ValueError(f"layout must be 'processes' or 'threads', got {layout!r}")
@@ -42,7 +42,7 @@ nodes:
     params: {{rate_hz: 100, speed: {speed}, duration_s: {duration_s}, block: {block}, seed: {seed}}}
   - id: sync
     kind: nodes.sync.Sync{group}
-    params: {{rate_hz: 100}}
+    params: {{rate_hz: 100, latency_s: {sync_latency_s}}}
     inputs: {{raw: sim/imu.raw}}
   - id: filter
     kind: nodes.filter.Filter{group}

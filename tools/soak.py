@@ -9,7 +9,9 @@ the end of the graph and missing ones (from the pose time stamps), gaps counted 
 every node, RSS of every process after the warm-up and at the end (goal: growth
 < 10 MB), wall time and the multiple of real time achieved. The simulator starts
 new motion every 600 s (drivers/sim.py CHUNK_S) and flags that as a gap on each
-sensor stream: those gaps are expected and listed apart.
+sensor stream: those gaps are expected and listed apart. Sync waits up to 3 blocks
+(at least 0.1 s) for a late sensor: a message carries ``block`` samples, so a shorter
+wait would mark sensors missing whenever the busy host delays one message.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def run_soak(duration_s: float, *, n_imu: int = 10, speed: float = 10.0, block: 
         path = work / "soak.yaml"
         path.write_text(graph_yaml(chain_file, work / "models", model.name, report,
                                    layout="processes", duration_s=duration_s, speed=speed,
-                                   block=block, skip_s=0.0, latencies=False))
+                                   block=block, skip_s=0.0, latencies=False,
+                                   sync_latency_s=max(0.1, 3 * block / 100.0)))
         status: dict[str, dict] = {}
         sup = Supervisor(load_graph(path), on_status=lambda s: status.update(s["nodes"]))
         sup.start()
@@ -68,6 +71,8 @@ def run_soak(duration_s: float, *, n_imu: int = 10, speed: float = 10.0, block: 
                         rss = rss_mb(pid)
                     except (FileNotFoundError, ProcessLookupError):
                         continue  # exited meanwhile
+                    if rss <= 0:
+                        continue  # exiting (zombie): no memory figure
                     rss_last[group] = rss
                     if now - t0 >= warmup_s and group not in rss_start:
                         rss_start[group] = rss
