@@ -303,3 +303,44 @@ def test_fake_scanner_lists_devices_like_bleak():
     assert [(d.address, d.kind) for d in found] == [(A1, BleKind.MOVELLA_DOT),
                                                      ("E8:00:00:00:00:01", BleKind.WITMOTION)]
     assert threading.active_count() >= 1
+
+
+@pytest.mark.slow
+def test_shipped_knee_config_runs_from_fake_dots_to_poses(tmp_path, monkeypatch):
+    """configs/movella_dot_knee.yaml as shipped, with the fake backend and without the window."""
+    import yaml
+
+    from tests.conftest import REPO
+    monkeypatch.setenv("IMUFLOW_FAKE_BLE", json.dumps([
+        {"kind": "dot", "address": "D4:22:CD:00:00:01"},
+        {"kind": "dot", "address": "D4:22:CD:00:00:02"}]))
+    doc = yaml.safe_load((REPO / "configs/movella_dot_knee.yaml").read_text())
+    doc["chain"] = str(REPO / doc["chain"])
+    doc["model_dirs"] = [str(REPO / "models")]
+    rec = tmp_path / "knee.mcap"
+    nodes = []
+    for n in doc["nodes"]:
+        if n["id"] == "viewer":
+            continue
+        if n["id"] == "dots":
+            n["params"]["backend"] = "tests.fake_bleak"
+        if n["id"] == "observer":
+            n["params"]["model"] = str(REPO / n["params"]["model"])
+        if n["id"] == "recorder":
+            n["params"]["path"] = str(rec)
+            n["inputs"] = {"in": ["dots/imu.raw", "observer/chain.state", "fk/chain.pose"]}
+        nodes.append(n)
+    doc["nodes"] = nodes
+    path = tmp_path / "knee.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    sup = Supervisor(load_graph(path))
+    sup.start()
+    t0 = time.monotonic()
+    sup.run(until=lambda: sup.status.get("fk", {}).get("samples_out", 0) >= 200
+            or time.monotonic() - t0 > 60)
+    streams = read_streams(rec)
+    assert {"dots/imu.raw:thigh", "dots/imu.raw:shank"} <= set(streams)
+    state = streams["observer/chain.state"].data
+    pose = streams["fk/chain.pose"].data
+    assert len(state) >= 100 and np.all(np.isfinite(state["angle"]))
+    assert len(pose) >= 100 and np.all(np.isfinite(pose["pos"]))

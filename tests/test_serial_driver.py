@@ -27,8 +27,9 @@ BUILDERS = {"xbus": mti_frame, "witmotion": wit_sample, "line": line_sample}
 def feed(node: SerialImu, data: bytes, chunk: int = 97) -> None:
     """Write ``data`` into the node's loop:// port in chunks, polling after each."""
     for i in range(0, len(data), chunk):
-        node.serial_port.write(data[i:i + chunk])
-        node.poll(0.0)
+        node.serial_port.write(data[i:i + chunk])  # loop:// holds at most 4096 bytes
+        while node.serial_port.in_waiting:  # a loaded CPU can cut a read short
+            node.poll(0.0)
     for _ in range(5):
         node.poll(0.005)
 

@@ -195,10 +195,10 @@ class BleLink:
             await self.client.connect()
         if self._stopping:
             return
+        self.connects += 1
+        self._push("connected")  # queued before any notification of this connection
         await self._profile.start(self.client, self._push)
         self.connected = True
-        self.connects += 1
-        self._push("connected")
         self._log.info("%s (%s) streaming (connection #%d)", self.sensor, self.address,
                        self.connects)
         await self._dropped.wait()
