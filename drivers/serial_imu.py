@@ -179,6 +179,8 @@ class SerialImu(Source):
             if self._is_path and not os.path.exists(self.params.port):
                 raise serial.SerialException(f"device path {self.params.port} vanished")
             data = ser.read(max(ser.in_waiting, 1))
+            if data and ser.in_waiting:  # the rest of what arrived while waiting
+                data += ser.read(ser.in_waiting)
         except (serial.SerialException, OSError) as exc:
             self._lose(str(exc))
             return
