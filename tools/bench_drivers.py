@@ -25,12 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.movella_dot import MovellaDot  # noqa: E402
-from drivers.serial_imu import SerialImu  # noqa: E402
-from pipeline.message import Flag, StreamInfo  # noqa: E402
-from pipeline.params import build_params  # noqa: E402
-from tests import fake_bleak  # noqa: E402
-from tests.serial_frames import mti_frame  # noqa: E402
+from drivers.movella_dot import MovellaDot
+from drivers.serial_imu import SerialImu
+from pipeline.message import Flag, StreamInfo
+from pipeline.params import build_params
+from tests import fake_bleak
+from tests.serial_frames import mti_frame
 
 
 class TimingEmitter:
