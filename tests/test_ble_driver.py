@@ -344,3 +344,17 @@ def test_shipped_knee_config_runs_from_fake_dots_to_poses(tmp_path, monkeypatch)
     pose = streams["fk/chain.pose"].data
     assert len(state) >= 100 and np.all(np.isfinite(state["angle"]))
     assert len(pose) >= 100 and np.all(np.isfinite(pose["pos"]))
+
+
+def test_a_device_that_breaks_the_protocol_fails_the_node_loudly():
+    dev = fb.add_device(fb.FakeDot(A1))
+    dev.control = bytearray(10)  # a device control value too short to hold the output rate
+    node = MovellaDot.create(sensors=[{"name": "thigh", "address": A1}], rate_hz=30,
+                             backend="tests.fake_bleak")
+    node.on_start()
+    try:
+        with pytest.raises(RuntimeError, match="thigh.*device control value too short"):
+            run_for(node, 2.0)
+    finally:
+        node.on_stop()
+        node.teardown()

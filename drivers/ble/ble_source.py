@@ -155,6 +155,10 @@ class BleImuSource(Source):
                 st.ever_connected = True
             elif ev.kind == "disconnected":
                 st.gap_pending = True
+            elif ev.kind == "failed":
+                raise RuntimeError(f"node '{self.id}': sensor '{ev.sensor}' "
+                                   f"({st.sensor.address}): {ev.data.decode()}; this is not a "
+                                   "connection problem (those are retried): see the log above")
         for st in self._states.values():
             self._flush(st)
 

@@ -28,7 +28,7 @@ from pipeline.errors import ConfigError, DeviceTimeout
 _log = logging.getLogger("imuflow.ble_connection")
 
 RECONNECT_START_S = 0.5
-EventKind = Literal["data", "battery", "connected", "disconnected"]
+EventKind = Literal["data", "battery", "connected", "disconnected", "failed"]
 Notify = Callable[[str, "bytes | bytearray"], None]  # (event kind, payload) from a notification
 
 
@@ -160,6 +160,16 @@ class BleLink:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.sensor)
 
     async def _run(self) -> None:
+        try:
+            await self._keep_connected()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the node, which raises it in poll
+            self.connected = False
+            self._log.exception("%s (%s): BLE link failed", self.sensor, self.address)
+            self._push("failed", f"{type(exc).__name__}: {exc}".encode())
+
+    async def _keep_connected(self) -> None:
         backoff = RECONNECT_START_S
         while not self._stopping:
             try:
