@@ -17,6 +17,7 @@ from pipeline.streams import FRAME, RAW_IMU, STATE, TRUTH
 
 ORIENTATION_TRUTH = "orientation.truth"
 _SPEED0_MERGE_S = 1.0
+_GAP, _JSON = int(Flag.GAP), int(Flag.JSON)  # plain ints: enum operators cost per message
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,14 @@ class Replay(Source):
         flags = run.header["flags"]
         if (self._merge_ns > 0 and t0 >= p.start_s * 1e9 and (not p.end_s or t1 < p.end_s * 1e9)
                 and t0 // self._merge_ns == t1 // self._merge_ns
-                and not (flags[1:] & int(Flag.GAP | Flag.JSON)).any()
-                and not flags[0] & int(Flag.JSON)):
+                and (not flags.any() or (not (flags[1:] & (_GAP | _JSON)).any()
+                                         and not flags[0] & _JSON))):
             return [_Item(int(run.log_time[0]), run, 0, len(run))]  # the whole run: one block
         t = run.log_time - self._t0_file
         keep = t >= int(p.start_s * 1e9)
         if p.end_s:
             keep &= t < int(p.end_s * 1e9)
-        keep &= (run.header["flags"] & int(Flag.JSON)) == 0
+        keep &= (flags & _JSON) == 0
         idx = np.flatnonzero(keep)
         if not len(idx):
             return []
@@ -150,7 +151,7 @@ class Replay(Source):
         # runs of consecutive kept messages, split at merge windows and at publisher gaps
         win = t[idx] // self._merge_ns
         cut = (np.diff(idx) != 1) | (np.diff(win) != 0) | (
-            (run.header["flags"][idx[1:]] & int(Flag.GAP)) != 0)
+            (flags[idx[1:]] & _GAP) != 0)
         bounds = np.concatenate(([0], np.flatnonzero(cut) + 1, [len(idx)]))
         return [_Item(int(run.log_time[idx[a]]), run, int(idx[a]), int(idx[b - 1]) + 1)
                 for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
@@ -194,7 +195,7 @@ class Replay(Source):
             raise ValueError(f"session '{self.path}': stream {run.channel.stream}: payload holds "
                              f"{len(data)} samples, headers say {n_expected}; the file is corrupt")
         t_host = int(head["t_host"][a])
-        gap = bool(head["flags"][a] & int(Flag.GAP))
+        gap = bool(head["flags"][a] & _GAP)
         if self._loops and run.channel.id not in self._restarted:
             self._restarted.add(run.channel.id)  # first block of a stream after a loop restart
             gap = True

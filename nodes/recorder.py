@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pipeline.message import Block
 from pipeline.node import Node
 from pipeline.ports import Input
-from pipeline.session_writer import COMPRESSIONS, RecordingError, SessionWriter, expand_path
+from pipeline.session_writer import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    RecordingError,
+    SessionWriter,
+    expand_path,
+)
 
 
 class Recorder(Node):
@@ -33,7 +39,7 @@ class Recorder(Node):
     @dataclass(frozen=True)
     class Params:
         path: str  # session file; "{time}" becomes the UTC start time (YYYYmmddTHHMMSSZ)
-        compression: str = "zstd"  # zstd, lz4 or none (per chunk)
+        compression: str = DEFAULT_COMPRESSION  # lz4 (fast), zstd (smaller) or none, per chunk
         flush_s: float = 1.0  # close the chunk and write it out at least this often, seconds
         chunk_bytes: int = 1 << 20  # close a chunk once it holds this many uncompressed bytes
 

@@ -43,6 +43,7 @@ META_KIND = "kind"
 FIXED_HEADER = struct.Struct("<HHIQqqII")
 FIXED_SIZE = FIXED_HEADER.size
 _INFO_LEN = struct.Struct("<I")  # the last field of the fixed header
+_JSON = int(Flag.JSON)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def pack_record(block: Block) -> bytes:
     h = block.header
     fixed = FIXED_HEADER.pack(h.schema, h.flags, h.epoch & 0xFFFFFFFF, h.seq, h.t_host,
                               h.t_sensor, h.n, 0)
-    if h.flags & Flag.JSON:
+    if h.flags & _JSON:
         return fixed + json.dumps(block.data, separators=(",", ":")).encode()
     if block.data is None:
         return fixed

@@ -19,9 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mcap.writer import CompressionType, Writer
-
 from pipeline.errors import ImuflowError
+from pipeline.mcap_writer import COMPRESSIONS, McapWriter
 from pipeline.message import Block, Encoder, StreamInfo
 from pipeline.session_format import (
     MESSAGE_ENCODING,
@@ -39,8 +38,9 @@ from pipeline.session_format import (
 
 log = logging.getLogger("imuflow.session_writer")
 
-COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
-                "none": CompressionType.NONE}
+DEFAULT_COMPRESSION = "lz4"  # see docs/recordings.md, "Compression"
+__all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "RecordingError", "SessionWriter",
+           "expand_path", "utc_anchor"]
 
 
 class RecordingError(ImuflowError):
@@ -67,7 +67,7 @@ def utc_anchor() -> dict[str, str]:
 class SessionWriter:
     """Writes bus messages to an MCAP file; thread-safe (a flush timer may call :meth:`flush`)."""
 
-    def __init__(self, path: str | Path, *, compression: str = "zstd",
+    def __init__(self, path: str | Path, *, compression: str = DEFAULT_COMPRESSION,
                  chunk_bytes: int = 1 << 20, flush_s: float = 1.0,
                  session_meta: dict[str, Any] | None = None) -> None:
         if compression not in COMPRESSIONS:
@@ -89,8 +89,7 @@ class SessionWriter:
         except OSError as exc:
             raise RecordingError(self._why("cannot create the file", exc)) from None
         try:
-            self._mcap = Writer(self._file, chunk_size=chunk_bytes,
-                                compression=COMPRESSIONS[compression])
+            self._mcap = McapWriter(self._file, chunk_bytes=chunk_bytes, compression=compression)
             self._mcap.start(profile="imuflow", library="imuflow")
             self._schema = self._mcap.register_schema(SCHEMA_NAME, SCHEMA_ENCODING, SCHEMA_TEXT)
             self.anchor = utc_anchor()
@@ -145,8 +144,8 @@ class SessionWriter:
                 raise RecordingError(f"recording '{self.path}': write after close")
             try:
                 cid = self.channel(info)
-                self._mcap.add_message(cid, log_time=log_time, data=data,
-                                       publish_time=publish_time, sequence=sequence & 0xFFFFFFFF)
+                self._mcap.add_message(cid, log_time=log_time, publish_time=publish_time,
+                                       sequence=sequence, data=data)
                 self.messages += 1
                 self.bytes_in += len(data)
                 self._dirty = True

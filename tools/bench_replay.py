@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import lz4.frame
+import lz4.version
 import numpy as np
 import yaml
 import zstandard
@@ -33,6 +35,7 @@ from pipeline.graph import load_graph  # noqa: E402
 from pipeline.message import Encoder  # noqa: E402
 from pipeline.session_format import (  # noqa: E402
     MESSAGE_ENCODING,
+    MESSAGE_ENCODING_V1,
     META_BUS_TOPIC,
     META_KIND,
     META_STREAM_INFO,
@@ -41,10 +44,11 @@ from pipeline.session_format import (  # noqa: E402
     SCHEMA_TEXT,
     SESSION_METADATA,
 )
-from pipeline.session_reader import HEADER_DTYPE, MAGIC  # noqa: E402
+from pipeline.session_reader import HEADER_DTYPE, MAGIC, SessionReader  # noqa: E402
 from pipeline.session_writer import utc_anchor  # noqa: E402
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 from pipeline.supervisor import Supervisor  # noqa: E402
+from tools.replay_profile import profile_chain  # noqa: E402
 
 RATE_HZ = 100.0
 
@@ -63,8 +67,13 @@ def _map(d: dict[str, str]) -> bytes:
     return struct.pack("<I", len(body)) + body
 
 
-def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
-    """Write the session (no summary section: valid MCAP); return the message count."""
+def synthesise(path: Path, minutes: float, imus: int, block: int, compression: str = "lz4",
+               fmt: str = "v2") -> int:
+    """Write the session (no summary section: valid MCAP); return the message count.
+
+    ``fmt`` v2 is what the recorder writes now; v1 repeats the StreamInfo JSON in
+    every message (files recorded before). ``compression``: lz4, zstd or none.
+    """
     n = int(minutes * 60 * RATE_HZ)
     names = [f"imu{i:02d}" for i in range(imus)]
     infos = [raw_imu_info(f"bench/imu.raw:{s}", s, RATE_HZ, simulated=True) for s in names]
@@ -74,7 +83,8 @@ def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
     period = int(1e9 / RATE_HZ)
     t = np.arange(n, dtype=np.int64) * period + 10**12
     rng = np.random.default_rng(0)
-    hdr_len = HEADER_DTYPE.itemsize + len(raw_infos[0])
+    info_len = len(raw_infos[0]) if fmt == "v1" else 0
+    hdr_len = HEADER_DTYPE.itemsize + info_len
     data_len = hdr_len + block * RAW_IMU_DTYPE.itemsize
     rec_len = 1 + 8 + 2 + 4 + 8 + 8 + data_len
     out = open(path, "wb")  # noqa: SIM115
@@ -84,10 +94,12 @@ def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
     out.write(_rec(0x0C, _s(SESSION_METADATA) + _map(dict(utc_anchor(), format="imuflow-session-v1",
                                                           synthetic="bench_replay"))))
     for cid, (info, raw) in enumerate(zip(infos, raw_infos), start=1):
-        out.write(_rec(4, struct.pack("<HH", cid, 1) + _s(info.stream) + _s(MESSAGE_ENCODING)
+        encoding = MESSAGE_ENCODING_V1 if fmt == "v1" else MESSAGE_ENCODING
+        out.write(_rec(4, struct.pack("<HH", cid, 1) + _s(info.stream) + _s(encoding)
                        + _map({META_STREAM_INFO: raw.decode(), META_BUS_TOPIC: "bench/imu.raw",
                                META_KIND: info.kind})))
-    zc = zstandard.ZstdCompressor(level=1)
+    compress = {"zstd": zstandard.ZstdCompressor(level=1).compress,
+                "lz4": lz4.frame.compress, "none": bytes}[compression]
     per_chunk = max(1, int(RATE_HZ / block))  # one second of messages per sensor per chunk
     messages = 0
     for c0 in range(0, k, per_chunk):
@@ -105,7 +117,7 @@ def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
             head = np.zeros(m, HEADER_DTYPE)
             head["schema"], head["epoch"], head["seq"] = 1, 1, c0 + np.arange(m)
             head["t_host"], head["t_sensor"] = samples["t_host"][:, 0], samples["t_sensor"][:, 0]
-            head["n"], head["info_len"] = block, len(raw_infos[i])
+            head["n"], head["info_len"] = block, info_len
             r = recs[:, i]
             r[:, 0] = 5
             r[:, 1:9] = np.frombuffer(struct.pack("<Q", rec_len - 9), np.uint8)
@@ -115,12 +127,14 @@ def synthesise(path: Path, minutes: float, imus: int, block: int) -> int:
             r[:, 15:23] = log_time.view(np.uint8).reshape(m, 8)
             r[:, 23:31] = np.ascontiguousarray(head["t_host"]).view(np.uint8).reshape(m, 8)
             r[:, 31:31 + HEADER_DTYPE.itemsize] = head.view(np.uint8).reshape(m, -1)
-            r[:, 31 + HEADER_DTYPE.itemsize:31 + hdr_len] = np.frombuffer(raw_infos[i], np.uint8)
+            if info_len:
+                r[:, 31 + HEADER_DTYPE.itemsize:31 + hdr_len] = np.frombuffer(raw_infos[i],
+                                                                               np.uint8)
             r[:, 31 + hdr_len:] = samples.view(np.uint8).reshape(m, -1)
         flat = recs.reshape(-1)
-        comp = zc.compress(flat.tobytes())
+        comp = compress(flat.tobytes())
         t_lo, t_hi = int(t[c0 * block]), int(t[min((c0 + m) * block, n) - 1]) + 50_000
-        out.write(_rec(6, struct.pack("<QQQI", t_lo, t_hi, flat.nbytes, 0) + _s("zstd")
+        out.write(_rec(6, struct.pack("<QQQI", t_lo, t_hi, flat.nbytes, 0) + _s("" if compression == "none" else compression)
                        + struct.pack("<Q", len(comp)) + comp))
         offs = (np.arange(m)[:, None] * imus + np.arange(imus)) * rec_len
         for i in range(imus):
@@ -155,14 +169,49 @@ def _graph(folder: Path, session: Path, imus: int, full: bool) -> Path:
     return path
 
 
+def _describe(session: Path) -> tuple[int, float]:
+    """Message count and duration (s, from the log times) of an existing session file."""
+    messages, t_lo, t_hi = 0, None, None
+    with SessionReader(session) as reader:
+        for runs in reader.runs():
+            for run in runs:
+                messages += len(run)
+                lo, hi = int(run.log_time.min()), int(run.log_time.max())
+                t_lo = lo if t_lo is None else min(t_lo, lo)
+                t_hi = hi if t_hi is None else max(t_hi, hi)
+    return messages, ((t_hi - t_lo) / 1e9 + 1 / RATE_HZ) if messages else 0.0
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid``, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run(graph_path: Path) -> dict:
+    """Run the graph to its end; wall time and CPU seconds per worker process from ready on."""
     sup = Supervisor(load_graph(graph_path))
     sup.start()
     t0 = time.perf_counter()
-    code = sup.run()
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+
+    def sample() -> bool:  # called by the supervisor loop (every few ms): never stops the graph
+        for group, w in sup.workers.items():
+            c = _cpu_s(w.proc.pid) if w.proc is not None else None
+            if c is not None:
+                first.setdefault(group, c)
+                last[group] = c
+        return False
+
+    sample()
+    code = sup.run(until=sample)
     elapsed = time.perf_counter() - t0
-    stats = {nid: s for nid, s in sup.status.items()}
-    return {"elapsed_s": elapsed, "exit": code, "status": stats}
+    cpu = {g: round(last[g] - first[g], 2) for g in last}
+    return {"elapsed_s": elapsed, "exit": code, "status": dict(sup.status), "cpu_s": cpu}
 
 
 def machine() -> dict:
@@ -180,7 +229,8 @@ def machine() -> dict:
     return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,
             "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-            "mcap": getattr(mcap, "__version__", "?"), "zstandard": zstandard.__version__}
+            "mcap": getattr(mcap, "__version__", "?"), "zstandard": zstandard.__version__,
+            "lz4": lz4.version.version, "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> int:
@@ -190,21 +240,34 @@ def main() -> int:
     ap.add_argument("--imus", type=int, default=10)
     ap.add_argument("--block", type=int, default=1, help="samples per recorded message")
     ap.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    ap.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "none"),
+                    help="chunk compression of the synthesised session")
+    ap.add_argument("--format", default="v2", choices=("v1", "v2"),
+                    help="session message layout (v1: StreamInfo JSON in every message)")
+    ap.add_argument("--session", help="replay this session file instead of synthesising one")
+    ap.add_argument("--only", choices=("rec", "full"), help="run one graph only")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also run the full chain in one process under cProfile, print the "
+                         "top N functions (to stderr) and per-node CPU seconds")
     args = ap.parse_args()
     os.environ.setdefault("IMUFLOW_RUNS", tempfile.mkdtemp(prefix="imf"))
     os.environ.setdefault("IMUFLOW_LOG_LEVEL", "WARNING")
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_replay_"))
     folder.mkdir(parents=True, exist_ok=True)
-    session = folder / "session.mcap"
+    session = Path(args.session) if args.session else folder / "session.mcap"
     t0 = time.perf_counter()
-    messages = synthesise(session, args.minutes, args.imus, args.block)
+    if args.session:
+        messages, duration_s = _describe(session)
+    else:
+        messages = synthesise(session, args.minutes, args.imus, args.block, args.compression,
+                              args.format)
+        duration_s = args.minutes * 60
     synth_s = time.perf_counter() - t0
-    duration_s = args.minutes * 60
     samples = int(duration_s * RATE_HZ) * args.imus
     results = {}
     have_full = all(importlib.util.find_spec(m) for m in ("nodes.sync", "nodes.filter"))
     for label, full in (("replay_recorder", False), ("replay_sync_filter_recorder", True)):
-        if full and not have_full:
+        if (full and not have_full) or (args.only and args.only != ("full" if full else "rec")):
             continue
         r = _run(_graph(folder, session, args.imus, full))
         out_blocks = r["status"].get("replay", {}).get("blocks_out")
@@ -212,22 +275,32 @@ def main() -> int:
                           "x_real_time": round(duration_s / r["elapsed_s"], 1),
                           "recorded_messages_per_s": round(messages / r["elapsed_s"]),
                           "samples_per_s": round(samples / r["elapsed_s"]),
-                          "replay_blocks_out": out_blocks, "exit": r["exit"]}
+                          "replay_blocks_out": out_blocks, "exit": r["exit"],
+                          "cpu_s_per_process": r["cpu_s"],
+                          "x_real_time_per_busiest_process_cpu": round(
+                              duration_s / max(max(r["cpu_s"].values(), default=0), 1e-9), 1)}
     report = {"bench": "replay", "command": " ".join(["imuflow", "bench", "replay"] + sys.argv[1:]),
               "session": {"minutes": args.minutes, "imus": args.imus, "rate_hz": RATE_HZ,
                           "messages": messages, "samples_per_message": args.block,
                           "file_mb": round(session.stat().st_size / 1e6, 1),
                           "synthesis_s": round(synth_s, 2)},
               "results": results, "machine": machine()}
+    if args.profile:
+        report["profile_in_one_process"] = profile_chain(session, folder, args.imus,
+                                                         args.profile)
     if args.json:
         print(json.dumps(report))
     else:
         print(f"session: {args.minutes:g} min, {args.imus} IMUs at {RATE_HZ:g} Hz, {messages} "
               f"messages, {report['session']['file_mb']} MB (synthesised in {synth_s:.1f} s)")
-        print(f"{'graph':32s} {'elapsed s':>10s} {'x real time':>12s} {'msgs/s':>10s}")
+        print(f"{'graph':30s} {'elapsed s':>9s} {'x real time':>11s} {'msgs/s':>8s}  "
+              "CPU s per process (x real time per busiest process CPU)")
         for label, r in results.items():
-            print(f"{label:32s} {r['elapsed_s']:10.2f} {r['x_real_time']:12.1f} "
-                  f"{r['recorded_messages_per_s']:10d}")
+            print(f"{label:30s} {r['elapsed_s']:9.2f} {r['x_real_time']:11.1f} "
+                  f"{r['recorded_messages_per_s']:8d}  {r['cpu_s_per_process']} "
+                  f"({r['x_real_time_per_busiest_process_cpu']}x)")
+        if args.profile:
+            print(f"in one process, no bus (CPU s): {report['profile_in_one_process']}")
         print(f"machine: {report['machine']['cpu']}, python {report['machine']['python']}")
     return 0
 
