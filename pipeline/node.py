@@ -78,7 +78,8 @@ class CollectingEmitter:
             data.flags.writeable = False
             n = len(data)
         header = Header(info=info, seq=seq, t_host=t_host, t_sensor=t_sensor, n=n, flags=flags)
-        self.blocks.append(Block(topic=topic, header=header, data=data))
+        self.blocks.append(Block(topic=topic, header=header, data=data,
+                                 gap=bool(flags & Flag.GAP)))
         return seq
 
 
