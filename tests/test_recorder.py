@@ -310,3 +310,171 @@ def test_full_disk_stops_only_the_recorder(write_graph, tmp_path: Path, capfd):
             assert reader.truncated
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# -- format v2 (StreamInfo once per channel), McapWriter, compressions -----------------------------
+
+def _write_v1_session(path: Path, seconds: float = 1.0) -> dict[str, np.ndarray]:
+    """A session as imuflow wrote it before format v2: StreamInfo JSON in every message."""
+    from mcap.writer import Writer
+
+    from pipeline.session_format import (
+        MESSAGE_ENCODING_V1,
+        META_BUS_TOPIC,
+        META_KIND,
+        META_STREAM_INFO,
+        SCHEMA_NAME,
+    )
+    n = int(seconds * 100)
+    infos = [raw_imu_info(f"drv/imu.raw:{s}", s, 100.0) for s in ("left", "right")]
+    arrays = [_raw(n, seed=i) for i in range(2)]
+    with open(path, "wb") as f:
+        w = Writer(f)
+        w.start(profile="imuflow", library="imuflow 0.x")
+        sid = w.register_schema(SCHEMA_NAME, MESSAGE_ENCODING_V1, b"v1")
+        w.add_metadata(SESSION_METADATA, {"format": "imuflow-session-v1", "utc_ns": "0",
+                                          "monotonic_ns": "0"})
+        cids = [w.register_channel(i.stream, MESSAGE_ENCODING_V1, sid, {
+            META_STREAM_INFO: i.to_json().decode(), META_BUS_TOPIC: "drv/imu.raw",
+            META_KIND: "imu.raw"}) for i in infos]
+        for k in range(n):
+            for cid, info, arr in zip(cids, infos, arrays):
+                t = int(arr["t_host"][k])
+                w.add_message(cid, log_time=t, publish_time=t, sequence=k,
+                              data=pack_array(info, arr[k:k + 1], seq=k, t_host=t))
+        w.finish()
+    return {i.stream: a for i, a in zip(infos, arrays)}
+
+
+def test_messages_hold_the_header_and_payload_only(tmp_path: Path):
+    """v2: the StreamInfo JSON is in the channel metadata, once; a message is 40 bytes + payload."""
+    info = raw_imu_info("drv/imu.raw:left", "left", 100.0, device="x" * 300)
+    path = tmp_path / "s.mcap"
+    w = SessionWriter(path)
+    data = _raw(30)
+    for k in range(0, 30, 3):
+        w.write_block(make_block(info, data[k:k + 3], t_host=int(data["t_host"][k]), seq=k))
+    w.close()
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        (ch,) = reader.get_summary().channels.values()
+        assert ch.message_encoding == "imuflow-bus-frame-v2"
+        assert ch.metadata["stream_info"] == info.to_json().decode()
+        msgs = [m for _, _, m in reader.iter_messages()]
+    assert len(msgs) == 10
+    assert {len(m.data) for m in msgs} == {FIXED_HEADER.size + 3 * RAW_IMU_DTYPE.itemsize}
+    blk = decode_message(msgs[1].data, info=info)
+    assert blk.header.seq == 3 and blk.data.tobytes() == data[3:6].tobytes() and blk.info == info
+    with pytest.raises(Exception, match="pass the channel's info"):
+        decode_message(msgs[1].data)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_mcap_library_reads_what_the_writer_writes(tmp_path: Path, compression: str):
+    """Summary, chunk and message indexes are valid MCAP: the mcap library reads every message."""
+    from mcap.reader import SeekingReader, StreamReader
+    path = tmp_path / f"s-{compression}.mcap"
+    truth = synth_session(path, 3.0, sensors=("a", "b", "c"), block=3, chunk_bytes=8_000)
+    w = SessionWriter(tmp_path / "x.mcap", compression=compression)
+    w.close()
+    path2 = tmp_path / f"t-{compression}.mcap"
+    w = SessionWriter(path2, compression=compression, chunk_bytes=8_000)
+    infos = {s: raw_imu_info(f"drv/imu.raw:{s}", s, 100.0) for s in ("a", "b", "c")}
+    for k in range(0, 300, 3):
+        for s, info in infos.items():
+            arr = truth[info.stream][k:k + 3]
+            w.write_block(make_block(info, arr, t_host=int(arr["t_host"][0]), seq=k // 3),
+                          log_time=int(arr["t_host"][0]) + 7)
+    w.close()
+    with open(path2, "rb") as f:
+        seeking = SeekingReader(f)
+        summary = seeking.get_summary()
+        assert summary.statistics.message_count == 300
+        assert summary.statistics.chunk_count == len(summary.chunk_indexes) > 3
+        assert sorted(summary.statistics.channel_message_counts.values()) == [100, 100, 100]
+        got: dict[str, list[bytes]] = {}
+        for _, ch, msg in seeking.iter_messages(log_time_order=True):
+            assert msg.log_time == msg.publish_time + 7
+            got.setdefault(ch.topic, []).append(bytes(msg.data[FIXED_HEADER.size:]))
+        f.seek(0)
+        streamed = sum(1 for _ in StreamReader(f, validate_crcs=True).records)
+        assert streamed > 300
+    for stream, arr in truth.items():
+        assert b"".join(got[stream]) == arr.tobytes()
+    assert {k: v.data.tobytes() for k, v in read_streams(path2).items()} == {
+        k: v.tobytes() for k, v in truth.items()}
+    assert {k: v.data.tobytes() for k, v in read_streams(path).items()} == {
+        k: v.tobytes() for k, v in truth.items()}
+
+
+def test_log_times_are_the_recorders_receive_times(tmp_path: Path):
+    """ChannelRun.log_time is MCAP log_time (receive time), not publish_time, in every chunk."""
+    path = tmp_path / "s.mcap"
+    info_a = raw_imu_info("drv/imu.raw:a", "a", 100.0)
+    info_b = raw_imu_info("drv/imu.raw:b", "b", 100.0)
+    w = SessionWriter(path, chunk_bytes=4096)
+    data = _raw(40)
+    for k in range(40):  # b's blocks alternate in size: chunks with mixed record lengths
+        w.write_block(make_block(info_a, data[k:k + 1], t_host=k), log_time=10_000 + k)
+        if k % 2:
+            w.write_block(make_block(info_b, data[k - 1:k + 1], t_host=k), log_time=20_000 + k)
+        else:
+            w.write_block(make_block(info_b, data[k:k + 1], t_host=k), log_time=20_000 + k)
+    w.close()
+    with SessionReader(path) as r:
+        runs = [run for chunk in r.runs() for run in chunk]
+    la = np.concatenate([x.log_time for x in runs if x.channel.stream.endswith(":a")])
+    lb = np.concatenate([x.log_time for x in runs if x.channel.stream.endswith(":b")])
+    np.testing.assert_array_equal(la, 10_000 + np.arange(40))
+    np.testing.assert_array_equal(lb, 20_000 + np.arange(40))
+    hb = np.concatenate([x.header for x in runs if x.channel.stream.endswith(":b")])
+    np.testing.assert_array_equal(hb["t_host"], np.arange(40))
+    assert read_streams(path)["drv/imu.raw:b"].data.tobytes() == np.concatenate(
+        [data[k - 1:k + 1] if k % 2 else data[k:k + 1] for k in range(40)]).tobytes()
+
+
+def test_sessions_of_format_v1_still_read(tmp_path: Path):
+    path = tmp_path / "v1.mcap"
+    truth = _write_v1_session(path)
+    streams = read_streams(path)
+    assert set(streams) == set(truth)
+    for name, arr in truth.items():
+        assert streams[name].data.tobytes() == arr.tobytes()
+        assert streams[name].info.source == name.rsplit(":", 1)[1]
+        np.testing.assert_array_equal(streams[name].header["t_host"], arr["t_host"])
+
+
+def test_write_raw_stores_bus_frames_without_their_stream_info(tmp_path: Path):
+    """Importers hand packed bus frames (pack_array): stored as v2, read back the same."""
+    info = raw_imu_info("imp/imu.raw:x", "x", 50.0)
+    data = _raw(10)
+    path = tmp_path / "s.mcap"
+    w = SessionWriter(path)
+    frames = pack_array(info, data, seq=4, t_host=99, t_sensor=5)
+    assert len(frames) > FIXED_HEADER.size + data.nbytes  # JSON inside the bus frames
+    w.write_raw(info, frames, log_time=1, publish_time=99, sequence=4)
+    w.close()
+    with open(path, "rb") as f:
+        (msg,) = [m for _, _, m in make_reader(f).iter_messages()]
+    assert len(msg.data) == FIXED_HEADER.size + data.nbytes
+    blk = decode_message(msg.data, info=info)
+    assert (blk.header.seq, blk.header.t_host, blk.header.t_sensor) == (4, 99, 5)
+    assert blk.data.tobytes() == data.tobytes()
+
+
+def test_unknown_message_encoding_is_refused_with_the_file(tmp_path: Path):
+    from mcap.writer import Writer
+
+    from pipeline.session_reader import SessionFileError
+    path = tmp_path / "future.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f)
+        w.start()
+        sid = w.register_schema("x", "x", b"")
+        info = raw_imu_info("a/imu.raw:a", "a", 1.0)
+        cid = w.register_channel("a/imu.raw:a", "imuflow-bus-frame-v9", sid,
+                                 {"stream_info": info.to_json().decode()})
+        w.add_message(cid, log_time=1, publish_time=1, data=b"\0" * 40)
+        w.finish()
+    with pytest.raises(SessionFileError, match=f"session '{path}'.*imuflow-bus-frame-v9"):
+        read_streams(path)

@@ -214,3 +214,30 @@ def test_stop_in_the_middle_releases_the_file(session):
     node.on_stop()
     node.teardown()  # a suspended reader must not keep the file pinned
     assert 0 < len(node.emitted) < 400
+
+
+def test_replays_a_format_v1_session_bit_for_bit(tmp_path: Path):
+    """Sessions recorded before format v2 (StreamInfo JSON in every message) replay unchanged."""
+    from tests.test_recorder import _write_v1_session
+    path = tmp_path / "v1.mcap"
+    truth = _write_v1_session(path, seconds=2.0)
+    for merge_s in (0, -1):
+        node = Replay.create("rp", path=str(path), speed=0, merge_s=merge_s)
+        _play(node)
+        assert len(node.emitted) == (400 if merge_s == 0 else 4)
+        for src in ("left", "right"):
+            got = _samples(node, f"rp/imu.raw:{src}")
+            assert got.tobytes() == truth[f"drv/imu.raw:{src}"].tobytes()
+
+
+def test_speed0_blocks_are_whole_seconds_of_one_stream(tmp_path: Path):
+    """At speed 0 a stream's messages merge into <= 1 s blocks with the first message's header."""
+    path = tmp_path / "s.mcap"
+    truth = synth_session(path, 3.0, sensors=("a",), chunk_bytes=1 << 22)
+    node = Replay.create("rp", path=str(path), speed=0)
+    _play(node)
+    sizes = [b.n for b in node.emitted]
+    assert sum(sizes) == 300 and max(sizes) <= 100 and len(sizes) <= 4
+    first = [int(b.data["t_host"][0]) for b in node.emitted]
+    assert [b.t_host for b in node.emitted] == first
+    assert _samples(node, "rp/imu.raw:a").tobytes() == truth["drv/imu.raw:a"].tobytes()
