@@ -22,10 +22,17 @@ _GAP, _JSON = int(Flag.GAP), int(Flag.JSON)  # plain ints: enum operators cost p
 
 @dataclass(frozen=True)
 class _Item:
+    """Messages ``start:stop`` of ``run``, then ``more`` pieces of the same stream (next chunks)."""
+
     log_time: int
     run: ChannelRun
     start: int
     stop: int
+    more: tuple["_Item", ...] = ()
+
+    def pieces(self) -> tuple["_Item", ...]:
+        """Every piece of the block in order."""
+        return (self, *self.more)
 
 
 class Replay(Source):
@@ -107,6 +114,7 @@ class Replay(Source):
     def _iter_items(self) -> Iterator[_Item]:
         p = self.params
         reader = self._reader
+        pending: dict[int, _Item] = {}  # per channel: the block still growing (merge windows)
         for runs in reader.runs():
             items: list[_Item] = []
             if not runs:
@@ -120,7 +128,11 @@ class Replay(Source):
                     continue
                 items.extend(self._split(run))
             items.sort(key=lambda it: it.log_time)
+            if self._merge_ns > 0:
+                horizon = max(int(r.log_time[-1]) for r in runs)
+                items = self._merge_across_chunks(items, pending, horizon)
             yield from items
+        yield from sorted(pending.values(), key=lambda it: it.log_time)
         if p.loop and self._t0_file is not None:
             self._loops += 1
             self._restarted: set[int] = set()
@@ -128,6 +140,34 @@ class Replay(Source):
             self._reader = SessionReader(self.path)
             self._wall0 = time.monotonic_ns()
             yield from self._iter_items()
+
+    def _merge_across_chunks(self, items: list[_Item], pending: dict[int, _Item],
+                             horizon: int) -> list[_Item]:
+        """Join a stream's pieces from consecutive chunks within one merge window.
+
+        Returns the blocks that are complete: their window ended before ``horizon``
+        (the chunk's last log time, ns; chunks are in time order) or the stream's
+        next piece cannot join (new window, gap flag, messages left out between).
+        """
+        done: list[_Item] = []
+        m, t0 = self._merge_ns, self._t0_file
+        for it in items:
+            cid = it.run.channel.id
+            prev = pending.get(cid)
+            if prev is not None:
+                last = prev.more[-1] if prev.more else prev
+                if (last.stop == len(last.run) and it.start == 0
+                        and (prev.log_time - t0) // m == (int(it.run.log_time[it.stop - 1]) - t0) // m
+                        and not it.run.header["flags"][it.start] & _GAP):
+                    pending[cid] = replace(prev, more=prev.more + (it,))
+                    continue
+                done.append(prev)
+            pending[cid] = it
+        window_end = ((horizon - t0) // m) * m + t0  # start of the horizon's window
+        for cid in [c for c, it in pending.items() if it.log_time < window_end]:
+            done.append(pending.pop(cid))
+        done.sort(key=lambda it: it.log_time)
+        return done
 
     def _split(self, run: ChannelRun) -> list[_Item]:
         p = self.params
@@ -187,10 +227,14 @@ class Replay(Source):
         if dtype is None:
             dtype = self._dtypes[run.channel.id] = info.np_dtype
         head = run.header
-        a, b = item.start, item.stop
-        data = np.frombuffer(run.payload_bytes(a, b), dtype=dtype)
-        data = data.reshape((-1, *info.shape))
-        n_expected = int(head["n"][a:b].sum())
+        a = item.start
+        if item.more:
+            raw = np.concatenate([x.run.payload_bytes(x.start, x.stop) for x in item.pieces()])
+            n_expected = sum(int(x.run.header["n"][x.start:x.stop].sum()) for x in item.pieces())
+        else:
+            raw = run.payload_bytes(a, item.stop)
+            n_expected = int(head["n"][a:item.stop].sum())
+        data = np.frombuffer(raw, dtype=dtype).reshape((-1, *info.shape))
         if len(data) != n_expected:
             raise ValueError(f"session '{self.path}': stream {run.channel.stream}: payload holds "
                              f"{len(data)} samples, headers say {n_expected}; the file is corrupt")

@@ -230,14 +230,45 @@ def test_replays_a_format_v1_session_bit_for_bit(tmp_path: Path):
             assert got.tobytes() == truth[f"drv/imu.raw:{src}"].tobytes()
 
 
-def test_speed0_blocks_are_whole_seconds_of_one_stream(tmp_path: Path):
-    """At speed 0 a stream's messages merge into <= 1 s blocks with the first message's header."""
+@pytest.mark.parametrize("chunk_bytes", [1 << 22, 3000])
+def test_speed0_blocks_are_whole_seconds_of_one_stream(tmp_path: Path, chunk_bytes: int):
+    """At speed 0 a stream's messages merge into 1 s blocks, across chunk boundaries too."""
     path = tmp_path / "s.mcap"
-    truth = synth_session(path, 3.0, sensors=("a",), chunk_bytes=1 << 22)
+    truth = synth_session(path, 3.0, sensors=("a", "b"), chunk_bytes=chunk_bytes)
+    with SessionReader(path) as r:
+        assert (sum(1 for _ in r.runs()) > 6) == (chunk_bytes < 10_000)
     node = Replay.create("rp", path=str(path), speed=0)
     _play(node)
-    sizes = [b.n for b in node.emitted]
-    assert sum(sizes) == 300 and max(sizes) <= 100 and len(sizes) <= 4
+    assert [b.n for b in node.emitted] == [100] * 6  # 3 windows x 2 streams
     first = [int(b.data["t_host"][0]) for b in node.emitted]
-    assert [b.t_host for b in node.emitted] == first
-    assert _samples(node, "rp/imu.raw:a").tobytes() == truth["drv/imu.raw:a"].tobytes()
+    assert [b.t_host for b in node.emitted] == first  # the first message's header
+    for s in ("a", "b"):
+        assert _samples(node, f"rp/imu.raw:{s}").tobytes() == truth[f"drv/imu.raw:{s}"].tobytes()
+    ts = [b.t_host for b in node.emitted]
+    assert ts == sorted(ts)
+
+
+def test_speed0_merging_stops_at_a_gap_across_chunks(tmp_path: Path):
+    """A message flagged GAP starts a new block even when it opens a chunk."""
+    from pipeline.message import Flag
+    from pipeline.session_format import pack_array
+    from pipeline.session_writer import SessionWriter
+    from pipeline.streams import raw_imu_info
+    from tests.test_recorder import _raw
+    path = tmp_path / "gap.mcap"
+    info = raw_imu_info("drv/imu.raw:a", "a", 100.0)
+    data = _raw(100)
+    w = SessionWriter(path, flush_s=3600.0)
+    for k in range(100):
+        t = int(data["t_host"][k])
+        if k in (30, 50):
+            w.flush()  # chunk boundary; k=50 opens its chunk with a gap
+        w.write_raw(info, pack_array(info, data[k:k + 1], seq=k, t_host=t,
+                                     flags=Flag.GAP if k == 50 else Flag.NONE),
+                    log_time=t, publish_time=t, sequence=k)
+    w.close()
+    node = Replay.create("rp", path=str(path), speed=0)
+    _play(node)
+    assert [b.n for b in node.emitted] == [50, 50]
+    assert [b.gap for b in node.emitted] == [False, True]
+    assert _samples(node, "rp/imu.raw:a").tobytes() == data.tobytes()

@@ -149,10 +149,10 @@ def synthesise(path: Path, minutes: float, imus: int, block: int, compression: s
     return messages
 
 
-def _graph(folder: Path, session: Path, imus: int, full: bool) -> Path:
+def _graph(folder: Path, session: Path, imus: int, full: bool, merge_s: float) -> Path:
     names = [f"imu{i:02d}" for i in range(imus)]
     nodes = [{"id": "replay", "kind": "drivers.replay.Replay", "outputs": ["imu.raw"],
-              "params": {"path": str(session), "speed": 0}}]
+              "params": {"path": str(session), "speed": 0, "merge_s": merge_s}}]
     rec_inputs = ["replay/imu.raw"]
     if full:
         nodes += [{"id": "sync", "kind": "nodes.sync.Sync", "inputs": {"raw": "replay/imu.raw"},
@@ -244,6 +244,8 @@ def main() -> int:
                     help="chunk compression of the synthesised session")
     ap.add_argument("--format", default="v2", choices=("v1", "v2"),
                     help="session message layout (v1: StreamInfo JSON in every message)")
+    ap.add_argument("--merge-s", type=float, default=-1.0,
+                    help="replay param merge_s (-1: its default, 1 s blocks at speed 0)")
     ap.add_argument("--session", help="replay this session file instead of synthesising one")
     ap.add_argument("--only", choices=("rec", "full"), help="run one graph only")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
@@ -269,7 +271,7 @@ def main() -> int:
     for label, full in (("replay_recorder", False), ("replay_sync_filter_recorder", True)):
         if (full and not have_full) or (args.only and args.only != ("full" if full else "rec")):
             continue
-        r = _run(_graph(folder, session, args.imus, full))
+        r = _run(_graph(folder, session, args.imus, full, args.merge_s))
         out_blocks = r["status"].get("replay", {}).get("blocks_out")
         results[label] = {"elapsed_s": round(r["elapsed_s"], 2),
                           "x_real_time": round(duration_s / r["elapsed_s"], 1),
@@ -277,6 +279,8 @@ def main() -> int:
                           "samples_per_s": round(samples / r["elapsed_s"]),
                           "replay_blocks_out": out_blocks, "exit": r["exit"],
                           "cpu_s_per_process": r["cpu_s"],
+                          "sync_frames": {k: r["status"].get("sync", {}).get(k) for k in (
+                              "frames", "missing", "interpolated", "invalid")} if full else None,
                           "x_real_time_per_busiest_process_cpu": round(
                               duration_s / max(max(r["cpu_s"].values(), default=0), 1e-9), 1)}
     report = {"bench": "replay", "command": " ".join(["imuflow", "bench", "replay"] + sys.argv[1:]),
