@@ -28,9 +28,9 @@ class _Item:
     run: ChannelRun
     start: int
     stop: int
-    more: tuple["_Item", ...] = ()
+    more: tuple[_Item, ...] = ()
 
-    def pieces(self) -> tuple["_Item", ...]:
+    def pieces(self) -> tuple[_Item, ...]:
         """Every piece of the block in order."""
         return (self, *self.more)
 

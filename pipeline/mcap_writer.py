@@ -137,8 +137,7 @@ class McapWriter:
         self._size += _MSG.size + n
         if self._t0 is None or log_time < self._t0:
             self._t0 = log_time
-        if log_time > self._t1:
-            self._t1 = log_time
+        self._t1 = max(self._t1, log_time)
         self.message_count += 1
         if self._size >= self._chunk_bytes:
             self.close_chunk()

@@ -375,13 +375,11 @@ def test_mcap_library_reads_what_the_writer_writes(tmp_path: Path, compression: 
     from mcap.reader import SeekingReader, StreamReader
     path = tmp_path / f"s-{compression}.mcap"
     truth = synth_session(path, 3.0, sensors=("a", "b", "c"), block=3, chunk_bytes=8_000)
-    w = SessionWriter(tmp_path / "x.mcap", compression=compression)
-    w.close()
     path2 = tmp_path / f"t-{compression}.mcap"
     w = SessionWriter(path2, compression=compression, chunk_bytes=8_000)
     infos = {s: raw_imu_info(f"drv/imu.raw:{s}", s, 100.0) for s in ("a", "b", "c")}
     for k in range(0, 300, 3):
-        for s, info in infos.items():
+        for info in infos.values():
             arr = truth[info.stream][k:k + 3]
             w.write_block(make_block(info, arr, t_host=int(arr["t_host"][0]), seq=k // 3),
                           log_time=int(arr["t_host"][0]) + 7)
