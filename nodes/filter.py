@@ -94,6 +94,7 @@ class Filter(Node):
         self._rot = {name: rotation_from_spec(spec, f"node '{self.id}': remap.{name}")
                      for name, spec in self.params.remap.items()}
         self._in_info: StreamInfo | None = None
+        self._last_flags: np.ndarray | None = None  # stays None until the first frame
 
     def _configure(self, info: StreamInfo) -> None:
         """Build per-stream state for the IMUs and rate of ``info``."""

@@ -119,3 +119,10 @@ def test_lowpass_matches_scipy_and_attenuates() -> None:
     ref_slow, _ = sosfilt(sos, x_slow, zi=sosfilt_zi(sos) * x_slow[0])
     residual = out["acc"][100:, 0, 0] - ref_slow[100:]
     assert np.abs(residual).max() < 0.01  # the 30 Hz component (0.5 m/s^2) is filtered out
+
+
+def test_end_of_stream_before_any_frame_is_not_an_error():
+    node = Filter.create("filter")
+    node.on_eos()
+    node.teardown()
+    assert node.emitted == []

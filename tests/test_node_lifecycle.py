@@ -1,0 +1,31 @@
+"""Every registered processing node survives a graph that ends before any data arrived."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.node import GraphContext, Source
+from pipeline.registry import aliases, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def params_for(alias: str, tmp_path: Path) -> dict:
+    return {"observer": {"model": str(REPO / "models" / "knee.onnx")},
+            "recorder": {"path": str(tmp_path / "rec.mcap")},
+            "sequence_check": {"report": tmp_path / "r.json"},
+            "viewer": {"headless": True}}.get(alias, {})
+
+
+@pytest.mark.parametrize("alias", sorted(a for a in aliases()
+                                         if not issubclass(resolve(a), Source)))
+def test_end_of_stream_before_any_input(alias, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    ctx = GraphContext(config_file=REPO / "configs" / "default.yaml",
+                       chain_file=REPO / "configs" / "chains" / "knee.yaml",
+                       model_dirs=(REPO / "models",), run_dir=tmp_path)
+    node = resolve(alias).create(alias, context=ctx, **params_for(alias, tmp_path))
+    node.on_eos()
+    node.teardown()
