@@ -17,9 +17,9 @@ import numpy as np
 from pipeline.chain import load_chain
 from pipeline.errors import ConfigError
 from pipeline.imu_synth import ImuNoise, ImuSimulator, SimSettings
+from pipeline.message import StreamInfo
 from pipeline.node import Source
 from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
-from pipeline.message import StreamInfo
 
 CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
 AHEAD_S = 0.2  # samples are generated this far ahead (per-call cost), then sent when due
@@ -96,7 +96,7 @@ class SimImu(Source):
 
     def _total(self) -> int:
         d = self.params.duration_s
-        return int(round(d * self.params.rate_hz)) if d > 0 else -1
+        return round(d * self.params.rate_hz) if d > 0 else -1
 
     def poll(self, timeout_s: float) -> bool:
         p = self.params

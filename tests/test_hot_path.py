@@ -50,7 +50,7 @@ def test_frame_on_a_sample_followed_by_an_invalid_one_takes_that_sample() -> Non
     track = SensorTrack("s", max_gap_ns=100_000_000, dejitter=False, limits=Limits())
     track.add(_raw(t, acc), 100.0, 0)
     for grid in (t[1:2], t):  # one grid time (scalar path) and several (vector path)
-        a, g, flags = track.resample(grid)
+        a, _, flags = track.resample(grid)
         k = list(grid).index(t[1])
         assert a[k, 0] == 2.0 and flags[k] == FrameFlag.OK
     a, _, flags = track.resample(np.array([15_000_000, 25_000_000]))  # between 1 and 2 / 2 and 3

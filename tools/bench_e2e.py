@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.e2e_graph import CHAINS, cpu_percent, cpu_snapshot, graph_yaml, machine  # noqa: E402
-from tools.random_observer import export_random_observer  # noqa: E402
+from tools.e2e_graph import CHAINS, cpu_percent, cpu_snapshot, graph_yaml, machine
+from tools.random_observer import export_random_observer
 
 BUDGET_P99_MS = 2.0
 WARMUP_S = 3.0  # latencies and CPU of the first seconds are not counted
@@ -145,7 +145,7 @@ def run_baseline(chain_file: Path, model_path: Path, duration_s: float, seed: in
             frame["gyr"][0] = rec.gyr[j]
             y, h = sess.run(["y", "hn"], {"imu": fit.features(frame)[None], "h0": h})
             fit.decode(y[0], q_rel, angle)
-            pos, quat = kin.forward_rel(q_rel.astype(np.float64), root_pos)
+            pos, _ = kin.forward_rel(q_rel.astype(np.float64), root_pos)
             lat.extend(time.monotonic_ns() - first[used:k])
             _ = verts @ np.eye(3) + pos[0, 0]  # draw stand-in
             used = k
@@ -154,7 +154,7 @@ def run_baseline(chain_file: Path, model_path: Path, duration_s: float, seed: in
     warm = int(WARMUP_S * 100 / BASELINE_PHASES)
     kept = np.concatenate([np.asarray(lat[i * per_phase + warm:(i + 1) * per_phase])
                            for i in range(BASELINE_PHASES)]) / 1e6
-    return {**_percentiles(kept), "latency_count": int(len(kept)),
+    return {**_percentiles(kept), "latency_count": len(kept),
             "cpu_percent_of_one_core": round(100.0 * cpu / wall, 1),
             "note": f"{BASELINE_PHASES} runs with the loop's tick phase spread evenly over the "
                     "10 ms sample period; frames that arrived while the loop was busy or "

@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.chain import JointType, load_chain  # noqa: E402
-from pipeline.model_card import write_card  # noqa: E402
-from tools.training.problem import Problem  # noqa: E402
+from pipeline.chain import JointType, load_chain
+from pipeline.model_card import write_card
+from tools.training.problem import Problem
 
 HIDDEN = 128  # shipped architecture (tools/training/trainer.py TrainConfig)
 LAYERS = 2

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.e2e_graph import CHAINS, graph_yaml, group_pids, machine, rss_mb  # noqa: E402
-from tools.random_observer import export_random_observer  # noqa: E402
+from tools.e2e_graph import CHAINS, graph_yaml, group_pids, machine, rss_mb
+from tools.random_observer import export_random_observer
 
 RSS_GOAL_MB = 10.0
 SIM_CHUNK_S = 600.0  # drivers/sim.py CHUNK_S
@@ -95,7 +95,7 @@ def run_soak(duration_s: float, *, n_imu: int = 10, speed: float = 10.0, block: 
     gaps_unexpected = sum(n["gaps"] or 0 for n in nodes.values()) - expected_chunk_gaps
     return {
         "exit": code, "duration_s": duration_s, "imus": n_imu, "speed": speed, "block": block,
-        "samples_expected": int(round(duration_s * 100)), "samples": probe["samples"],
+        "samples_expected": round(duration_s * 100), "samples": probe["samples"],
         "missing_samples": probe["missing_samples"], "gaps_flagged_at_sink": probe["gaps_flagged"],
         "gaps_per_node": {nid: n["gaps"] for nid, n in nodes.items()},
         "gaps_expected_sim_chunks": expected_chunk_gaps, "gaps_unexpected": gaps_unexpected,
