@@ -10,6 +10,7 @@ each chunk, a chunk is parsed without a Python loop over its messages.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ class SessionReader:
         self.path = Path(path)
         try:
             self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-            size = self.path.stat().st_size
+            size = self._size = self.path.stat().st_size
         except OSError as exc:
             raise SessionFileError(f"session '{self.path}': cannot open: {exc.strerror}") from None
         if size < len(MAGIC) or self._file.read(len(MAGIC)) != MAGIC:
@@ -118,17 +119,30 @@ class SessionReader:
         self.close()
 
     # -- records -------------------------------------------------------------------------------
-    def _records(self) -> Iterator[tuple[int, bytes]]:
-        """(opcode, content) of each top-level record of the data section, read sequentially."""
+    def _records(self, skip: set[int] | frozenset[int] = frozenset()
+                 ) -> Iterator[tuple[int, bytes]]:
+        """(opcode, content) of each top-level record of the data section, read sequentially.
+
+        Records whose opcode is in ``skip`` (checked as the reading goes on) are
+        stepped over without reading their content.
+        """
         f = self._file
         f.seek(len(MAGIC))
+        pos = len(MAGIC)
         while True:
-            pos = f.tell()
             head = f.read(9)
             if len(head) < 9:
                 self.truncated = True  # no DataEnd record: the writer did not finish
                 return
             op, length = struct.unpack("<BQ", head)
+            if op in skip:
+                end = pos + 9 + length
+                if end > self._size:  # the file may still be growing: look again
+                    self._size = os.fstat(f.fileno()).st_size
+                if end <= self._size:
+                    f.seek(end)
+                    pos = end
+                    continue
             body = f.read(length)
             if len(body) < length:
                 self.truncated = True
@@ -136,6 +150,7 @@ class SessionReader:
                             "to the last complete chunk", self.path, pos)
                 return
             yield op, body
+            pos += 9 + length
             if op in (_OP_DATA_END, _OP_FOOTER):
                 return
 
@@ -192,13 +207,22 @@ class SessionReader:
 
     def runs(self) -> Iterator[list[ChannelRun]]:
         """Yield, per chunk in file order, one :class:`ChannelRun` per channel present."""
-        records = self._records()
+        skip: set[int] = set()  # message indexes are read only for chunks that need them
+        records = self._records(skip)
         pending: tuple[bytes, dict[int, np.ndarray]] | None = None
         for op, body in records:
             if op == _OP_CHUNK:
                 if pending is not None:
                     yield self._parse_chunk(*pending)
-                pending = (self._chunk_records(body), {})
+                    pending = None
+                raw = self._chunk_records(body)
+                runs = self._uniform_runs(raw, np.frombuffer(raw, np.uint8))
+                if runs is not None:
+                    skip.add(_OP_MESSAGE_INDEX)
+                    yield runs
+                else:
+                    skip.discard(_OP_MESSAGE_INDEX)
+                    pending = (raw, {})
             elif op == _OP_MESSAGE_INDEX and pending is not None:
                 (cid, n) = struct.unpack_from("<HI", body, 0)
                 pending[1][cid] = np.frombuffer(body, dtype="<u8", count=n // 8,
@@ -209,10 +233,8 @@ class SessionReader:
             yield self._parse_chunk(*pending)
 
     def _parse_chunk(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
+        """Runs of a chunk whose messages differ in length: from the message indexes."""
         arr = np.frombuffer(raw, np.uint8)
-        runs = self._uniform_runs(raw, arr)
-        if runs is not None:
-            return runs
         offsets = self._index_offsets(raw, arr, index)
         for cid in offsets:
             if cid not in self.channels:
