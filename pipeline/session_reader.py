@@ -292,6 +292,9 @@ class SessionReader:
         if pstart > width:
             return None
         cid = np.ascontiguousarray(rows[:, 9:11]).view("<u2").ravel()
+        runs = self._interleaved_runs(rows, cid, pstart)
+        if runs is not None:
+            return runs
         order = np.argsort(cid, kind="stable")
         cids, starts = np.unique(cid[order], return_index=True)
         for c in cids.tolist():
@@ -303,6 +306,30 @@ class SessionReader:
         bounds = starts.tolist() + [len(rows)]
         return [ChannelRun(self.channels[c], log_time[a:b], header[a:b], payload[a:b])
                 for c, a, b in zip(cids.tolist(), bounds[:-1], bounds[1:])]
+
+    def _interleaved_runs(self, rows: np.ndarray, cid: np.ndarray,
+                          pstart: int) -> list[ChannelRun] | None:
+        """Runs as strided views when channels repeat in a fixed order (no copy); else None.
+
+        Sensors sampled together and recorded in turn give rows ``c1 c2 .. cn c1 c2 ..``;
+        each channel is then every n-th row of the chunk (the chunk may start mid-cycle).
+        """
+        matches = np.flatnonzero(cid == cid[0])
+        period = int(matches[1]) if len(matches) > 1 else len(cid)
+        cycle = cid[:period]
+        if len(set(cycle.tolist())) != period or not (cid == np.resize(cycle, len(cid))).all():
+            return None
+        for c in cycle.tolist():
+            if c not in self.channels:
+                raise SessionFileError(f"session '{self.path}': message on unknown channel {c}")
+        runs = []
+        for j in np.argsort(cycle).tolist():
+            mine = rows[j::period]  # a chunk may start and end anywhere in the cycle
+            runs.append(ChannelRun(
+                self.channels[int(cycle[j])], mine[:, 15:23].view("<i8")[:, 0],
+                mine[:, _MSG_HEAD:_MSG_HEAD + FIXED_SIZE].view(HEADER_DTYPE)[:, 0],
+                mine[:, pstart:]))
+        return runs
 
     def _first_message(self, raw: bytes) -> int:
         """Offset of the chunk's first message record (records before it are handled)."""
