@@ -1,12 +1,17 @@
 """Replay throughput: a one-hour, 100 Hz, 10-IMU session replayed as fast as possible.
 
 Synthesises the session file (vectorised: MCAP records built with numpy, one
-message per sample per sensor as a live driver sends them, or ``--block``),
-then runs graphs on it with the real runtime and reports the multiple of real
-time and messages/s:
+message per sample per sensor as a live driver sends them, or ``--block``; in
+the recorder's current layout v2 with lz4 chunks unless ``--format``/``--compression``
+say otherwise), then runs graphs on it with the real runtime and reports the
+multiple of real time, messages/s and CPU seconds per worker process:
   replay -> recorder                         (replay and record)
   replay -> sync -> filter -> recorder        (if nodes/sync.py and nodes/filter.py exist)
-Run: ``imuflow bench replay [--json] [--minutes 60] [--imus 10] [--block 1]``.
+``--profile N`` also runs the full chain in one process without the bus under
+cProfile (tools/replay_profile.py): top N functions to stderr, CPU s per node.
+Run: ``imuflow bench replay [--json] [--minutes 60] [--imus 10] [--block 1]
+[--compression lz4|zstd|none] [--format v2|v1] [--session FILE] [--only rec|full]
+[--merge-s S] [--profile N] [--keep DIR]``.
 """
 
 from __future__ import annotations
@@ -289,7 +294,8 @@ def main() -> int:
               "session": {"minutes": args.minutes, "imus": args.imus, "rate_hz": RATE_HZ,
                           "messages": messages, "samples_per_message": args.block,
                           "file_mb": round(session.stat().st_size / 1e6, 1),
-                          "synthesis_s": round(synth_s, 2)},
+                          "synthesis_s" if not args.session else "scan_s": round(synth_s, 2),
+                          "file": str(session) if args.session else None},
               "results": results, "machine": machine()}
     if args.profile:
         report["profile_in_one_process"] = profile_chain(session, folder, args.imus,
@@ -298,7 +304,8 @@ def main() -> int:
         print(json.dumps(report))
     else:
         print(f"session: {args.minutes:g} min, {args.imus} IMUs at {RATE_HZ:g} Hz, {messages} "
-              f"messages, {report['session']['file_mb']} MB (synthesised in {synth_s:.1f} s)")
+              f"messages, {report['session']['file_mb']} MB ("
+              f"{'read' if args.session else 'synthesised'} in {synth_s:.1f} s)")
         print(f"{'graph':30s} {'elapsed s':>9s} {'x real time':>11s} {'msgs/s':>8s}  "
               "CPU s per process (x real time per busiest process CPU)")
         for label, r in results.items():
