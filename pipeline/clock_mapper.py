@@ -94,6 +94,8 @@ class ClockMapper:
         if ts.shape != th.shape or ts.ndim != 1:
             raise ValueError(f"ClockMapper.update: t_sensor {ts.shape} and t_host {th.shape} "
                              "must be 1-D arrays of the same length")
+        if len(ts) == 1:  # live streams: one sample per message; same result, ~5x cheaper
+            return np.array([self._update_one(int(ts[0]), int(th[0]))], dtype=np.int64)
         out = np.empty(len(ts), dtype=np.int64)
         i = 0
         while i < len(ts):
@@ -146,6 +148,40 @@ class ClockMapper:
             return i + j
         self._absorb(seg_t, seg_d, pred, ts[i:stop], out, i)
         return stop
+
+    def _update_one(self, ts: int, th: int) -> int:
+        """:meth:`update` for one sample with Python scalars (the steps of ``_segment``)."""
+        while True:
+            if self._t_ref is None:
+                self._start(ts, th)
+            if self._last_t is not None and ts < self._last_t:
+                self._reset(ts, th, "sensor time went backwards")
+                continue
+            rel = ts - self._t_ref
+            b = rel // self.bin_ns
+            if b != self._cur_bin:  # a new bin starts here
+                self._close_bin(b)
+                continue
+            seg_t, seg_d = float(rel), float(th - ts - self._d_ref)
+            pred = self._offset + self._drift * seg_t if self._bins_t else min(seg_d, self._cur_d)
+            resid = seg_d - pred
+            if resid < -self.reset_ns:
+                self._reset(ts, th, f"sample arrived {-resid / 1e6:.1f} ms before its capture "
+                            "time (sensor clock jumped)")
+                continue
+            if resid > self.reset_ns:
+                if self._late_since is None:
+                    self._late_since = ts
+                elif ts - self._late_since >= self.reset_after_ns:
+                    self._reset(ts, th, f"samples arrived > {self.reset_ns / 1e6:.0f} ms late for "
+                                "too long (sensor clock jumped back or host stalled)")
+                    continue
+            if seg_d < self._cur_d:
+                self._cur_d, self._cur_t = seg_d, seg_t
+            if not self._bins_t:
+                self._offset = min(self._offset, self._cur_d)
+            self._last_t = ts
+            return ts + self._d_ref + int(np.rint(pred))
 
     def _absorb(self, seg_t: np.ndarray, seg_d: np.ndarray, pred: np.ndarray, ts: np.ndarray,
                 out: np.ndarray, i: int) -> None:

@@ -64,6 +64,11 @@ def test_sensor_clock_reset_is_detected_and_followed(jump_s: float) -> None:
     err_ms = np.abs(mapped - t_true) / 1e6
     assert err_ms[int(2 * FS):half].max() < 1.0
     assert err_ms[half + int(2 * FS):].max() < 1.0
+    one = ClockMapper()  # the one-sample fast path takes the same decisions
+    stepped = np.concatenate([one.update(t_sensor[i:i + 1], t_host[i:i + 1])
+                              for i in range(len(t_sensor))])
+    np.testing.assert_array_equal(stepped, mapped)
+    assert one.resets == 1
 
 
 def test_host_latency_step_is_followed() -> None:
