@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if not script.exists():
         raise LookupError(f"no benchmark '{args.name}' ({script} not found); "
                           f"available: {', '.join(available()) or 'none'}")
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-    cmd = [sys.executable, str(script)] + (["--json"] if args.json else []) + rest
+    rest = [a for a in args.rest if a != "--"]  # REMAINDER keeps options after NAME
+    if args.json and "--json" not in rest:
+        rest.insert(0, "--json")
+    cmd = [sys.executable, str(script)] + rest
     return subprocess.call(cmd)
