@@ -13,7 +13,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools import bench_machine  # noqa: E402
 from pipeline.bus import Publisher, Subscriber  # noqa: E402
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 
@@ -32,15 +32,7 @@ INFO = raw_imu_info("bench/imu.raw:s0", "s0", 100.0)
 
 def machine() -> dict:
     """Platform, CPU model and library versions."""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "pyzmq": zmq.__version__,
-            "libzmq": zmq.zmq_version(), "numpy": np.__version__}
+    return bench_machine.machine("numpy", "zmq")
 
 
 def _block(n: int) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tools import bench_machine  # noqa: E402
 from nodes.observer_fit import ModelFit
 from nodes.observer_runner import ObserverRunner
 from nodes.observer_session import load_session
@@ -40,23 +40,8 @@ EXPORTED = [  # (name, chain, hidden, layers, outputs)
 
 def machine() -> dict:
     """Platform, CPU model, Python and key library versions."""
-    import onnxruntime
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    libs = {"numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
-    try:
-        import torch
-        libs["torch"] = torch.__version__
-    except ImportError:
-        libs["torch"] = None
-    return {"platform": platform.platform(), "cpu": cpu, "python": platform.python_version(),
-            **libs}
+    return bench_machine.machine("numpy", "onnxruntime", "torch")
+
 
 
 def _torch_net(n_in: int, hidden: int, layers: int, n_out: int):

@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import struct
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tools import bench_machine  # noqa: E402
 from pipeline.graph import load_graph  # noqa: E402
 from pipeline.message import Encoder  # noqa: E402
 from pipeline.session_format import (  # noqa: E402
@@ -223,21 +223,7 @@ def _run(graph_path: Path) -> dict:
 
 def machine() -> dict:
     """Platform, CPU model, Python and key library versions."""
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import mcap
-    import zmq
-    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-            "mcap": getattr(mcap, "__version__", "?"), "zstandard": zstandard.__version__,
-            "lz4": lz4.version.version, "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+    return bench_machine.machine("numpy", "zmq", "mcap", "zstandard", "lz4")
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools import bench_machine  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAINS = {"arm3": "configs/chains/arm3.yaml", "chain24": "configs/chains/chain24.yaml"}
@@ -61,21 +61,8 @@ def _proc_cpu_s(pid: int) -> float:
 
 def machine(gl_renderer: str) -> dict:
     """Platform, CPU model, OpenGL renderer and library versions."""
-    import pyqtgraph
-    import PySide6
-    import vispy
+    return bench_machine.machine("numpy", "vispy", "PySide6", "pyqtgraph", gl_renderer=gl_renderer)
 
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "vispy": vispy.__version__, "PySide6": PySide6.__version__,
-            "pyqtgraph": pyqtgraph.__version__, "gl_renderer": gl_renderer,
-            "load_avg_1min": os.getloadavg()[0]}
 
 
 def _poses(chain, n: int) -> tuple[np.ndarray, np.ndarray]:

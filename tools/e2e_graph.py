@@ -9,10 +9,10 @@ threads of one process (``layout="threads"``).
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
-import numpy as np
+
+from tools import bench_machine
 
 CHAINS = {2: "configs/chains/knee.yaml", 5: "tools/bench_chains/chain5.yaml",
           10: "tools/bench_chains/chain10.yaml"}
@@ -122,20 +122,4 @@ def cpu_percent(before: dict[str, float], after: dict[str, float], wall_s: float
 
 def machine() -> dict:
     """Platform, CPU model, core count, Python and key library versions."""
-    import onnxruntime
-    import scipy
-    import vqf
-    import zmq
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "load_avg_1_5_15": [round(x, 2) for x in load],
-            "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "onnxruntime": onnxruntime.__version__,
-            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-            "vqf": getattr(vqf, "__version__", "?")}
+    return bench_machine.machine("numpy", "scipy", "onnxruntime", "zmq", "vqf")
