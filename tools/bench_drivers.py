@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools import bench_machine  # noqa: E402
 from drivers.movella_dot import MovellaDot
 from drivers.serial_imu import SerialImu
 from pipeline.message import Flag, StreamInfo
@@ -132,16 +133,6 @@ def bench_ble(seconds: float, sensors: int) -> dict:
             "callback_to_emit_latency": _pct(ages)}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def run(seconds: float, sensors: int) -> dict:
     """Run both benchmarks; return one JSON-able dict."""
     from importlib.metadata import version
@@ -149,7 +140,7 @@ def run(seconds: float, sensors: int) -> dict:
     import serial
     return {
         "command": "imuflow bench drivers " + " ".join(sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(),
+        "machine": {"platform": platform.platform(), "cpu": bench_machine.cpu_model(),
                     "cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "numpy": np.__version__, "pyserial": serial.VERSION,
                     "bleak": version("bleak")},

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numba
 
+from tools import bench_machine  # noqa: E402
 from pipeline.chain import load_chain
 from pipeline.fk import Kinematics, fk_q_into
 from pipeline.imu_synth import simulate
@@ -32,17 +33,6 @@ from pipeline.mesh import build_mesh, vertices_to_world_into
 from pipeline.motion import generate_motion
 
 CHAINS = {"arm3": 3, "lower_body": 7, "chain24": 24}
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timer_overhead_ns(n: int) -> float:
@@ -96,7 +86,7 @@ def bench(calls: int) -> dict:
         sim[name] = {"sim_s_per_wall_s": round(duration / wall, 1), "rate_hz": 100.0,
                      "n_imu": len(chain.imus)}
     return {
-        "machine": {"platform": platform.platform(), "cpu": cpu_model(),
+        "machine": {"platform": platform.platform(), "cpu": bench_machine.cpu_model(),
                     "python": platform.python_version(), "numba": numba.__version__,
                     "numpy": np.__version__},
         "timer_overhead_ns": overhead,
