@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from pipeline.bus import Publisher, Subscriber  # noqa: E402
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 
@@ -32,7 +32,7 @@ INFO = raw_imu_info("bench/imu.raw:s0", "s0", 100.0)
 
 def machine() -> dict:
     """Platform, CPU model and library versions."""
-    return bench_machine.machine("numpy", "zmq")
+    return machine_info.machine("numpy", "zmq")
 
 
 def _block(n: int) -> np.ndarray:

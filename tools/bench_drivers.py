@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from drivers.movella_dot import MovellaDot
 from drivers.serial_imu import SerialImu
 from pipeline.message import Flag, StreamInfo
@@ -140,7 +140,7 @@ def run(seconds: float, sensors: int) -> dict:
     import serial
     return {
         "command": "imuflow bench drivers " + " ".join(sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "cpu": bench_machine.cpu_model(),
+        "machine": {"platform": platform.platform(), "cpu": machine_info.cpu_model(),
                     "cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "numpy": np.__version__, "pyserial": serial.VERSION,
                     "bleak": version("bleak")},

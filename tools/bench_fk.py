@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numba
 
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from pipeline.chain import load_chain
 from pipeline.fk import Kinematics, fk_q_into
 from pipeline.imu_synth import simulate
@@ -86,7 +86,7 @@ def bench(calls: int) -> dict:
         sim[name] = {"sim_s_per_wall_s": round(duration / wall, 1), "rate_hz": 100.0,
                      "n_imu": len(chain.imus)}
     return {
-        "machine": {"platform": platform.platform(), "cpu": bench_machine.cpu_model(),
+        "machine": {"platform": platform.platform(), "cpu": machine_info.cpu_model(),
                     "python": platform.python_version(), "numba": numba.__version__,
                     "numpy": np.__version__},
         "timer_overhead_ns": overhead,

@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from nodes.observer_fit import ModelFit
 from nodes.observer_runner import ObserverRunner
 from nodes.observer_session import load_session
@@ -40,7 +40,7 @@ EXPORTED = [  # (name, chain, hidden, layers, outputs)
 
 def machine() -> dict:
     """Platform, CPU model, Python and key library versions."""
-    return bench_machine.machine("numpy", "onnxruntime", "torch")
+    return machine_info.machine("numpy", "onnxruntime", "torch")
 
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from drivers.ble.movella_dot_protocol import DotPayloadDecoder  # noqa: E402
 from drivers.ble.witmotion_ble_protocol import WitBleParser  # noqa: E402
 from drivers.serial.line_protocol import LineParser, format_line  # noqa: E402
@@ -108,7 +108,7 @@ def run(frames: int, seed: int) -> dict:
     res["witmotion_ble"] = _bench_packets(WitBleParser(), _wit_ble(frames))
     res["movella_dot_mode21"] = _bench_packets(DotPayloadDecoder(21), _dot(frames))
     return {
-        "machine": {"platform": platform.platform(), "cpu": bench_machine.cpu_model(),
+        "machine": {"platform": platform.platform(), "cpu": machine_info.cpu_model(),
                     "python": sys.version.split()[0], "implementation": platform.python_implementation()},
         "results": res,
     }

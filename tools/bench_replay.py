@@ -35,7 +35,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 from pipeline.graph import load_graph  # noqa: E402
 from pipeline.message import Encoder  # noqa: E402
 from pipeline.session_format import (  # noqa: E402
@@ -223,7 +223,7 @@ def _run(graph_path: Path) -> dict:
 
 def machine() -> dict:
     """Platform, CPU model, Python and key library versions."""
-    return bench_machine.machine("numpy", "zmq", "mcap", "zstandard", "lz4")
+    return machine_info.machine("numpy", "zmq", "mcap", "zstandard", "lz4")
 
 
 def main() -> int:

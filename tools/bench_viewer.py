@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools import bench_machine  # noqa: E402
+from tools import machine_info  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAINS = {"arm3": "configs/chains/arm3.yaml", "chain24": "configs/chains/chain24.yaml"}
@@ -61,7 +61,7 @@ def _proc_cpu_s(pid: int) -> float:
 
 def machine(gl_renderer: str) -> dict:
     """Platform, CPU model, OpenGL renderer and library versions."""
-    return bench_machine.machine("numpy", "vispy", "PySide6", "pyqtgraph", gl_renderer=gl_renderer)
+    return machine_info.machine("numpy", "vispy", "PySide6", "pyqtgraph", gl_renderer=gl_renderer)
 
 
 

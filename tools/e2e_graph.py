@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 
-from tools import bench_machine
+from tools import machine_info
 
 CHAINS = {2: "configs/chains/knee.yaml", 5: "tools/bench_chains/chain5.yaml",
           10: "tools/bench_chains/chain10.yaml"}
@@ -122,4 +122,4 @@ def cpu_percent(before: dict[str, float], after: dict[str, float], wall_s: float
 
 def machine() -> dict:
     """Platform, CPU model, core count, Python and key library versions."""
-    return bench_machine.machine("numpy", "scipy", "onnxruntime", "zmq", "vqf")
+    return machine_info.machine("numpy", "scipy", "onnxruntime", "zmq", "vqf")
