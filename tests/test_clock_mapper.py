@@ -91,3 +91,14 @@ def test_rejects_bad_arguments() -> None:
         ClockMapper().update(np.zeros(3, np.int64), np.zeros(2, np.int64))
     with pytest.raises(RuntimeError, match="no samples"):
         ClockMapper().map(np.zeros(3, np.int64))
+
+
+def test_line_fit_equals_polyfit() -> None:
+    from pipeline.clock_mapper import _line_fit
+    rng = np.random.default_rng(7)
+    t = np.sort(rng.uniform(0, 3e10, 60))
+    d = 1234.5 + 3e-5 * t + rng.normal(0, 2e4, 60)
+    drift, offset = _line_fit(t, d)
+    ref_drift, ref_offset = np.polyfit(t, d, 1)
+    assert drift == pytest.approx(ref_drift, rel=1e-9)
+    assert offset == pytest.approx(ref_offset, rel=1e-9, abs=1e-3)
