@@ -22,7 +22,7 @@ import zmq
 from pipeline.bus import Publisher, Subscriber
 from pipeline.curve import ServerKeys
 from pipeline.graph import GraphSpec, NodeSpec
-from pipeline.message import Block, Flag
+from pipeline.message import Block
 from pipeline.node import GraphContext, Node, Source
 from pipeline.params import build_params
 from pipeline.ports import QueuePolicy
