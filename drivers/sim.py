@@ -22,7 +22,8 @@ from pipeline.node import Source
 from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
 
 CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
-AHEAD_S = 0.2  # samples are generated this far ahead (per-call cost), then sent when due
+AHEAD_S = 1.0  # motion is generated this much at a time (a few ms of CPU), then sent when due
+REFILL_S = 0.5  # generate more when fewer seconds than this are left
 
 
 class SimImu(Source):
@@ -100,20 +101,27 @@ class SimImu(Source):
 
     def poll(self, timeout_s: float) -> bool:
         p = self.params
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic_ns() + int(timeout_s * 1e9)
         total = self._total()
         while total < 0 or self._sent < total:
             n = p.block if total < 0 else min(p.block, total - self._sent)
             if p.speed > 0:
                 due_ns = self._t0_ns + int((self._sent + n) / p.rate_hz / p.speed * 1e9)
-                wait_s = (due_ns - time.monotonic_ns()) / 1e9
-                if wait_s > 0:
-                    if time.monotonic() + wait_s > deadline:
-                        time.sleep(max(deadline - time.monotonic(), 0.0))
+                if self._ahead_len() < n + REFILL_S * p.rate_hz:
+                    # generate in the second half of the wait: by then the previous message has
+                    # been processed downstream, so generating does not delay it (one GIL)
+                    generate_ns = due_ns - int(0.5e9 * n / p.rate_hz / p.speed)
+                    if generate_ns > deadline:
+                        _sleep_until(deadline)
                         return True
-                    time.sleep(wait_s)
+                    _sleep_until(generate_ns)
+                    self._fill(n)
+                if due_ns > deadline:
+                    _sleep_until(deadline)
+                    return True
+                _sleep_until(due_ns)
             self._emit_block(n)
-            if time.monotonic() >= deadline:
+            if time.monotonic_ns() >= deadline:
                 return True
         return False
 
@@ -132,37 +140,47 @@ class SimImu(Source):
                 np.int64)
         else:  # faster or slower than real time: host time on the simulated timeline
             t_host = self._t0_ns + t_sim_ns
-        for i, info in enumerate(self._sensor_infos):
-            out = np.empty(n, RAW_IMU_DTYPE)
-            out["t_sensor"] = self._offset_ns[i] + (t_sim_ns * (1 + self._drift[i])).astype(np.int64)
-            out["t_host"] = t_host
-            out["counter"] = k
-            out["acc"] = acc[:, i]
-            out["gyr"] = gyr[:, i]
-            out["mag"] = np.nan
-            self.emit(RAW_IMU, out, t_host=int(t_host[0]), t_sensor=int(out["t_sensor"][0]),
-                      info=info, gap=gap)
+        raw = np.empty((len(self._sensor_infos), n), RAW_IMU_DTYPE)  # row i: sensor i
+        raw["t_sensor"] = self._offset_ns[:, None] + (
+            t_sim_ns[None, :] * (1 + self._drift[:, None])).astype(np.int64)
+        raw["t_host"] = t_host
+        raw["counter"] = k
+        raw["acc"] = acc.swapaxes(0, 1)
+        raw["gyr"] = gyr.swapaxes(0, 1)
+        raw["mag"] = np.nan
+        t0 = int(t_host[0])
+        for info, out in zip(self._sensor_infos, raw):
+            self.emit(RAW_IMU, out, t_host=t0, t_sensor=int(out["t_sensor"][0]), info=info, gap=gap)
         truth = np.empty(n, self._truth_dtype)
         truth["t_host"] = t_host
         truth["q_rel"] = q_rel
         truth["angle"] = angles
-        self.emit(TRUTH, truth, t_host=int(t_host[0]), gap=gap)
+        self.emit(TRUTH, truth, t_host=t0, gap=gap)
         self._sent += n
-        self._fill(p.block)  # generate ahead now, in the time before the next sample is due
+
+    def _ahead_len(self) -> int:
+        """Generated samples not yet sent."""
+        return len(self._ahead[0]) if self._ahead else 0
 
     def _fill(self, n: int) -> None:
-        """Make sure ``n`` generated samples wait in ``_ahead`` (generates AHEAD_S at a time)."""
-        have = len(self._ahead[0]) if self._ahead else 0
-        if have >= n:
-            return
-        rec = self._sim.next_block(max(n - have, round(AHEAD_S * self.params.rate_hz)))
+        """Generate AHEAD_S more seconds of samples (at least ``n``) into ``_ahead``."""
+        have = self._ahead_len()
+        rec = self._sim.next_block(max(n, round(AHEAD_S * self.params.rate_hz)))
         new = (rec.acc, rec.gyr, rec.q_rel, rec.joint_angles)
         self._ahead = tuple(np.concatenate([a, b]) for a, b in zip(self._ahead, new)) if have \
             else new
 
     def _take(self, n: int) -> tuple[np.ndarray, ...]:
         """The next ``n`` generated samples: acc, gyr (n, m, 3), q_rel (n, bodies, 4), angles."""
-        self._fill(n)
+        if self._ahead_len() < n:
+            self._fill(n - self._ahead_len())
         out = tuple(a[:n] for a in self._ahead)
         self._ahead = tuple(a[n:] for a in self._ahead)
         return out
+
+
+def _sleep_until(t_ns: int) -> None:
+    """Sleep until monotonic time ``t_ns`` (ns); return at once if it has passed."""
+    wait_ns = t_ns - time.monotonic_ns()
+    if wait_ns > 0:
+        time.sleep(wait_ns / 1e9)

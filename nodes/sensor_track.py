@@ -44,6 +44,8 @@ class SensorTrack:
         self.name = name
         self.max_gap_ns = max_gap_ns
         self.limits = limits
+        self._acc2_max = limits.acc_max ** 2  # squared limits: the one-sample path skips sqrt
+        self._gyr2_max = limits.gyr_max ** 2
         self.mapper = ClockMapper(window_s=clock_window_s) if dejitter else None
         self.period_ns = 0  # nominal sample period from the stream info, 0 if unknown
         self._rate_hz = 0.0
@@ -84,6 +86,9 @@ class SensorTrack:
             if rate_hz > 0:
                 self.period_ns = round(1e9 / rate_hz)
         n = len(raw)
+        if n == 1:
+            self._add_one(raw, now_ns)
+            return
         t_host = raw["t_host"]
         t_sensor = self._sensor_times(raw)
         if self.mapper is not None and t_sensor is not None:
@@ -113,6 +118,35 @@ class SensorTrack:
         self.last_arrival_ns = now_ns
         self.samples += n
         self.invalid_samples += n - int(np.count_nonzero(valid))
+
+    def _add_one(self, raw: np.ndarray, now_ns: int) -> None:
+        """:meth:`add` for a one-sample block (live streams), with Python scalars."""
+        ts, th, _, acc, gyr, _ = raw.item(0)  # t_sensor, t_host, counter, acc, gyr, mag
+        t = th
+        if self.mapper is not None:
+            if ts < 0:  # no device clock: sample count times the nominal period
+                ts = self._sensor_times(raw)
+                ts = None if ts is None else int(ts[0])
+            if ts is not None:
+                t = self.mapper.map_one(ts, th)
+        if self.last_t is not None and t < self.last_t:
+            t = self.last_t  # monotonic across clock refits
+        a, _ = self._reserve(1)
+        self._t[a] = t
+        ag = self._ag[a]
+        ag[0] = acc
+        ag[1] = gyr
+        ax, ay, az = acc.tolist()
+        gx, gy, gz = gyr.tolist()
+        # NaN compares False and inf exceeds any limit: one test covers finiteness and range
+        ok = (ax * ax + ay * ay + az * az <= self._acc2_max
+              and gx * gx + gy * gy + gz * gz <= self._gyr2_max)
+        self._valid[a] = ok
+        self._end = a + 1
+        self.last_t = t
+        self.last_arrival_ns = now_ns
+        self.samples += 1
+        self.invalid_samples += not ok
 
     def _reserve(self, n: int) -> tuple[int, int]:
         """Room for ``n`` more samples at the end: returns the slice ``[end, end + n)``."""
@@ -200,7 +234,7 @@ class SensorTrack:
         """:meth:`resample_into` for one grid time ``g`` (ns), with scalar arithmetic."""
         s, e = self._start, self._end
         t = self._t
-        jp = s + int(np.searchsorted(t[s:e], g, side="right")) - 1
+        jp = s + int(t[s:e].searchsorted(g, side="right")) - 1
         if jp < s:  # before the first sample
             ag[0] = np.nan
             flags[0] = _MISSING
@@ -232,6 +266,6 @@ class SensorTrack:
 
     def trim_before(self, t_ns: int) -> None:
         """Drop samples not needed for grid times >= ``t_ns`` (keeps the one before it)."""
-        j = int(np.searchsorted(self._t[self._start:self._end], t_ns, side="right")) - 1
+        j = int(self._t[self._start:self._end].searchsorted(t_ns, side="right")) - 1
         if j > 0:
             self._start += j

@@ -95,7 +95,7 @@ class ClockMapper:
             raise ValueError(f"ClockMapper.update: t_sensor {ts.shape} and t_host {th.shape} "
                              "must be 1-D arrays of the same length")
         if len(ts) == 1:  # live streams: one sample per message; same result, ~5x cheaper
-            return np.array([self._update_one(int(ts[0]), int(th[0]))], dtype=np.int64)
+            return np.array([self.map_one(int(ts[0]), int(th[0]))], dtype=np.int64)
         out = np.empty(len(ts), dtype=np.int64)
         i = 0
         while i < len(ts):
@@ -149,8 +149,8 @@ class ClockMapper:
         self._absorb(seg_t, seg_d, pred, ts[i:stop], out, i)
         return stop
 
-    def _update_one(self, ts: int, th: int) -> int:
-        """:meth:`update` for one sample with Python scalars (the steps of ``_segment``)."""
+    def map_one(self, ts: int, th: int) -> int:
+        """:meth:`update` for one sample, Python ints in and out (ns; the steps of ``_segment``)."""
         while True:
             if self._t_ref is None:
                 self._start(ts, th)
@@ -181,7 +181,7 @@ class ClockMapper:
             if not self._bins_t:
                 self._offset = min(self._offset, self._cur_d)
             self._last_t = ts
-            return ts + self._d_ref + int(np.rint(pred))
+            return ts + self._d_ref + round(pred)  # round half to even, as np.rint
 
     def _absorb(self, seg_t: np.ndarray, seg_d: np.ndarray, pred: np.ndarray, ts: np.ndarray,
                 out: np.ndarray, i: int) -> None:

@@ -20,7 +20,8 @@ from pipeline.ports import QueuePolicy
 from pipeline.registry import resolve
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_TOP_KEYS = {"version", "name", "description", "chain", "nodes", "model_dirs"}
+_TOP_KEYS = {"version", "name", "description", "chain", "nodes", "model_dirs",
+             "direct_groups"}
 _NODE_KEYS = {"id", "kind", "params", "inputs", "outputs", "group", "endpoint", "allow_remote",
               "curve", "restart"}
 _EDGE_KEYS = {"source", "queue_size", "queue_policy"}
@@ -115,10 +116,22 @@ class GraphSpec:
     model_dirs: tuple[Path, ...] = (Path("models"),)
     description: str = ""
     groups: dict[str, list[str]] = field(default_factory=dict)
+    direct_groups: frozenset[str] = frozenset()  # groups whose nodes call each other directly
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with id ``node_id``."""
         return next(n for n in self.nodes if n.id == node_id)
+
+    def direct_edge(self, consumer: NodeSpec, edge: EdgeSpec) -> bool:
+        """True when ``edge`` into ``consumer`` is a direct call, not a bus message.
+
+        That is when both nodes are in the same group, the group is listed in
+        ``direct_groups``, the edge is lossless and neither node needs the main thread (GUI).
+        """
+        src = self.node(edge.node)
+        return (consumer.group in self.direct_groups and src.group == consumer.group
+                and edge.policy is QueuePolicy.LOSSLESS
+                and not resolve(consumer.kind).main_thread and not resolve(src.kind).main_thread)
 
     def subscribers(self, source: str) -> int:
         """How many input edges read ``node/topic``."""
@@ -157,7 +170,22 @@ def load_graph(path: str | Path) -> GraphSpec:
         groups.setdefault(spec.group, []).append(spec.id)
     return GraphSpec(file=path, name=str(doc.get("name", path.stem)), nodes=order, chain=chain,
                      model_dirs=model_dirs, description=str(doc.get("description", "")),
-                     groups=groups)
+                     groups=groups, direct_groups=_direct_groups(doc, groups, f))
+
+
+def _direct_groups(doc: _LineDict, groups: dict[str, list[str]], f: str) -> frozenset[str]:
+    """The ``direct_groups:`` list: names of groups defined by the nodes' ``group`` keys."""
+    value = doc.get("direct_groups", [])
+    line = doc.lines.get("direct_groups")
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise ConfigError("'direct_groups' must be a list of group names, e.g. [live]", file=f,
+                          line=line, key="direct_groups")
+    for g in value:
+        if g not in groups:
+            raise ConfigError(f"'direct_groups': no node is in group '{g}'; groups: "
+                              f"{', '.join(sorted(groups))}", file=f, line=line,
+                              key="direct_groups")
+    return frozenset(value)
 
 
 def _resolve_rel(p: Path, config: Path) -> Path:

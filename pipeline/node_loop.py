@@ -21,6 +21,7 @@ import zmq
 
 from pipeline.bus import Publisher, Subscriber
 from pipeline.curve import ServerKeys
+from pipeline.direct import DirectEmitter
 from pipeline.graph import GraphSpec, NodeSpec
 from pipeline.message import Block
 from pipeline.node import GraphContext, Node, Source
@@ -46,6 +47,16 @@ def ctl_endpoint(run_dir: Path, node_id: str) -> str:
     return f"ipc://{run_dir}/{node_id}.ctl"
 
 
+def connect_direct(loops: dict[str, "NodeLoop"], graph: GraphSpec) -> None:
+    """Wire the direct edges (``direct_groups``) between the loops of one process, before run()."""
+    for loop in loops.values():
+        for port, edges in loop.spec.inputs.items():
+            for edge in edges:
+                if edge.node in loops and graph.direct_edge(loop.spec, edge):
+                    loops[edge.node].direct_out.setdefault(edge.source, []).append((loop, port))
+                    loop.direct_in.add(edge.source)
+
+
 class NodeLoop:
     """Runs one node of a graph in the calling thread."""
 
@@ -61,6 +72,12 @@ class NodeLoop:
         self._eos: set[str] = set()
         self._status_due = 0.0
         self._last_status: dict[str, Any] = {}
+        # direct delivery (pipeline/direct.py), wired by connect_direct() before run():
+        self.lock = threading.RLock()  # on_block, on_command, status: never two at once
+        self.direct_out: dict[str, list[tuple[NodeLoop, str]]] = {}  # topic -> consumers
+        self.direct_in: set[str] = set()  # sources that call deliver() instead of the bus
+        self._last_activity = time.monotonic()
+        self._ended = False  # on_eos ran and the outputs were ended
 
     # -- setup -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -76,12 +93,15 @@ class NodeLoop:
         context = GraphContext(config_file=graph.file, chain_file=graph.chain,
                                run_dir=self.run_dir, model_dirs=graph.model_dirs,
                                sources={p: [e.source for e in es] for p, es in spec.inputs.items()})
-        self.node: Node = cls(spec.id, params, context=context, emitter=self.pub)
+        emitter = DirectEmitter(self.pub, self.direct_out) if self.direct_out else self.pub
+        self.node: Node = cls(spec.id, params, context=context, emitter=emitter)
         self.subs: dict[str, Subscriber] = {}
         self.queues: dict[str, deque[Block]] = {}
         for port, edges in spec.inputs.items():
-            sources = [(self._connect_endpoint(e.node), e.source) for e in edges]
-            self.subs[port] = Subscriber(self.ctx, sources)
+            sources = [(self._connect_endpoint(e.node), e.source) for e in edges
+                       if e.source not in self.direct_in]
+            if sources:
+                self.subs[port] = Subscriber(self.ctx, sources)
             maxlen = edges[0].queue_size if edges[0].policy is QueuePolicy.DROP_OLDEST else None
             self.queues[port] = deque(maxlen=maxlen)
         self.expected_eos = {e.source for es in spec.inputs.values() for e in es}
@@ -101,7 +121,8 @@ class NodeLoop:
     def _expected_subscribers(self) -> dict[str, int]:
         out = {}
         for topic in self.spec.outputs:
-            n = self.graph.subscribers(f"{self.spec.id}/{topic}")
+            full = f"{self.spec.id}/{topic}"
+            n = self.graph.subscribers(full) - len(self.direct_out.get(full, ()))
             if n:
                 out[f"{self.spec.id}/{topic}"] = n
         return out
@@ -133,11 +154,13 @@ class NodeLoop:
                 self._run_inputs()
             self.state = "stopped"
         finally:
-            try:
-                node.teardown()
-            finally:
-                self._publish_status(force=True)
-                self._close()
+            with self.lock:  # direct producers may still call deliver(): they find it ended
+                self._ended = True
+                try:
+                    node.teardown()
+                finally:
+                    self._publish_status(force=True)
+                    self._close()
 
     def _wait_ready(self) -> None:
         expected = self._expected_subscribers()
@@ -171,29 +194,49 @@ class NodeLoop:
             poller.register(sub.socket, zmq.POLLIN)
             by_socket[sub.socket] = port
         drain_deadline = None
-        last_activity = time.monotonic()
-        while True:
+        while not self._ended:
             ready = dict(poller.poll(20))
             if self.ctl in ready or self._pending:
                 self._serve_control(0)
-            for sock, port in by_socket.items():
-                if sock in ready:
-                    self._enqueue(port, self.subs[port].drain())
-            progressed = self._process_queues()
-            self._publish_status()
-            if ready or progressed:
-                last_activity = time.monotonic()
-            if self._eos >= self.expected_eos:
-                self.node.on_eos()
-                self._end_outputs()
-                return
+            with self.lock:
+                for sock, port in by_socket.items():
+                    if sock in ready:
+                        self._enqueue(port, self.subs[port].drain())
+                progressed = self._process_queues()
+                self._publish_status()
+                if ready or progressed:
+                    self._last_activity = time.monotonic()
+                if self._eos >= self.expected_eos:
+                    self._finish()
+                    return
             if self.stop_requested.is_set():
                 now = time.monotonic()
                 drain_deadline = drain_deadline or now + DRAIN_TIMEOUT_S
-                if now > drain_deadline or now - last_activity > 0.2:
-                    self.node.on_eos()
-                    self._end_outputs()
+                if now > drain_deadline or now - self._last_activity > 0.2:
+                    with self.lock:
+                        self._finish()
                     return
+
+    def deliver(self, port: str, blk: Block) -> None:
+        """Direct delivery: handle ``blk`` now, in the caller's (the producer's) thread."""
+        if not self.setup_done.is_set():
+            self.setup_done.wait(READY_TIMEOUT_S)
+        with self.lock:
+            if self._ended or self.node is None:
+                if self.node is not None:
+                    self.node.stats.drops += 1  # arrived after this node ended its outputs
+                return
+            self._handle(port, blk)
+            self._last_activity = time.monotonic()
+            if blk.eos and self._eos >= self.expected_eos:
+                self._finish()
+
+    def _finish(self) -> None:
+        """Inputs ended or drained: flush the node and end its outputs (once; lock held)."""
+        if not self._ended:
+            self._ended = True
+            self.node.on_eos()
+            self._end_outputs()
 
     def _enqueue(self, port: str, blocks: list[Block]) -> None:
         q = self.queues[port]
@@ -247,6 +290,10 @@ class NodeLoop:
             self.ctl.send_json({"ok": False, "error": f"bad request: {exc}"})
             return
         t0 = time.monotonic()
+        with self.lock:
+            self._answer(cmd, args, t0)
+
+    def _answer(self, cmd: str, args: dict, t0: float) -> None:
         reply = self._builtin(cmd)
         if reply is None:
             try:

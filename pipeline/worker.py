@@ -23,7 +23,7 @@ from pipeline.graph import load_graph
 from pipeline.session_reader import SessionFileError
 from pipeline.session_writer import RecordingError
 from pipeline.log_setup import setup_logging
-from pipeline.node_loop import NodeLoop
+from pipeline.node_loop import NodeLoop, connect_direct
 from pipeline.registry import resolve
 from pipeline.run_dir import read_manifest
 
@@ -57,6 +57,7 @@ def run_group(run_dir: Path, group: str) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
+    connect_direct(loops, graph)
 
     def target(node_id: str) -> None:
         _name_os_thread(node_id)

@@ -93,6 +93,11 @@ BAD = {
     "remote endpoint": (GOOD.replace("group: pair\n    inputs: {in: src/count}",
                                      "group: pair\n    endpoint: http://x\n    inputs: {in: src/count}"),
                         "'endpoint' must be tcp://HOST:PORT"),
+    "direct group unknown": (GOOD.replace("nodes:\n", "direct_groups: [live]\nnodes:\n", 1),
+                             "graph.yaml:3: 'direct_groups': no node is in group 'live'; groups: "
+                             "pair, src"),
+    "direct groups not a list": (GOOD.replace("nodes:\n", "direct_groups: pair\nnodes:\n", 1),
+                                 "'direct_groups' must be a list of group names"),
 }
 
 
@@ -118,3 +123,16 @@ def test_validate_command_reports_errors_with_exit_code(write_graph, capsys):
     assert main(["validate", str(write_graph(GOOD))]) == 0
     assert "ok: graph 't', 3 nodes in 2 process(es)" in capsys.readouterr().out
     assert main(["validate", str(write_graph(GOOD.replace("total: 10", "total: x")))]) == 2
+
+
+def test_direct_edges_are_lossless_same_group_only(write_graph):
+    """In a direct group, the lossless edge is a call; the drop_oldest one stays on the bus."""
+    graph = load_graph(write_graph(GOOD.replace("nodes:\n", "direct_groups: [pair]\nnodes:\n", 1)))
+    mid, sink = graph.node("mid"), graph.node("sink")
+    assert graph.direct_groups == {"pair"}
+    assert not graph.direct_edge(mid, mid.inputs["in"][0])  # src is in another group
+    assert not graph.direct_edge(sink, sink.inputs["in"][0])  # drop_oldest
+    lossless = load_graph(write_graph(GOOD.replace("nodes:\n", "direct_groups: [pair]\nnodes:\n", 1)
+                                      .replace("queue_policy: drop_oldest", "queue_policy: lossless")))
+    sink = lossless.node("sink")
+    assert lossless.direct_edge(sink, sink.inputs["in"][0])

@@ -21,7 +21,7 @@ from pipeline.supervisor import Supervisor, supervisor_ctl_endpoint
 CHAIN = """\
 version: 1
 name: chain
-nodes:
+{direct}nodes:
   - id: src
     kind: nodes.counter.Counter
     params: {{total: {total}, block: {block}}}
@@ -49,12 +49,15 @@ def run_to_end(graph_path: Path, timeout_s: float = 120.0) -> Supervisor:
 
 
 @pytest.mark.parametrize("block", [1, 256])
-@pytest.mark.parametrize("layout", ["processes", "threads", "mixed"])
+@pytest.mark.parametrize("layout", ["processes", "threads", "mixed", "direct", "direct_mixed"])
 def test_100k_samples_arrive_complete_in_order(block, layout, write_graph, tmp_path):
+    """Every layout delivers everything; direct_mixed: a direct pair, then the bus to the sink."""
     groups = {"processes": ("a", "b", "c"), "threads": ("a", "a", "a"),
-              "mixed": ("a", "b", "b")}[layout]
+              "mixed": ("a", "b", "b"), "direct": ("a", "a", "a"),
+              "direct_mixed": ("a", "a", "b")}[layout]
+    direct = "direct_groups: [a]\n" if layout.startswith("direct") else ""
     report = tmp_path / "report.json"
-    path = write_graph(CHAIN.format(total=100_000, block=block, report=report,
+    path = write_graph(CHAIN.format(total=100_000, block=block, report=report, direct=direct,
                                     g_src=groups[0], g_mid=groups[1], g_sink=groups[2]))
     run_to_end(path)
     r = json.loads(report.read_text())
@@ -65,7 +68,7 @@ def test_100k_samples_arrive_complete_in_order(block, layout, write_graph, tmp_p
 
 def test_kill_9_of_a_node_is_restarted_and_downstream_counts_a_gap(write_graph, tmp_path):
     report = tmp_path / "report.json"
-    text = CHAIN.format(total=0, block=1, report=report, g_src="a", g_mid="b", g_sink="c")
+    text = CHAIN.format(total=0, block=1, report=report, direct="", g_src="a", g_mid="b", g_sink="c")
     path = write_graph(text.replace("params: {total: 0, block: 1}",
                                     "params: {total: 0, block: 1, rate_hz: 500}"))
     sup = Supervisor(load_graph(path))
@@ -98,7 +101,7 @@ def test_kill_9_of_a_node_is_restarted_and_downstream_counts_a_gap(write_graph, 
 
 def test_ctrl_c_stops_every_process_within_2_s(write_graph, tmp_path, runs_dir):
     report = tmp_path / "report.json"
-    path = write_graph(CHAIN.format(total=0, block=1, report=report, g_src="a", g_mid="b",
+    path = write_graph(CHAIN.format(total=0, block=1, report=report, direct="", g_src="a", g_mid="b",
                                     g_sink="c").replace("block: 1}", "block: 1, rate_hz: 200}"))
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(path), "--quiet"],
                             stderr=subprocess.PIPE, text=True,

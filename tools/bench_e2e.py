@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.e2e_graph import CHAINS, cpu_percent, cpu_snapshot, graph_yaml, machine
+from tools.e2e_graph import CHAINS, LAYOUTS, cpu_percent, cpu_snapshot, graph_yaml, machine
 from tools.random_observer import export_random_observer
 
 BUDGET_P99_MS = 2.0
@@ -167,8 +167,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--duration-s", type=float, default=20.0, help="simulated seconds per run")
     ap.add_argument("--imus", type=int, nargs="+", default=[2, 5, 10], choices=sorted(CHAINS))
-    ap.add_argument("--layouts", nargs="+", default=["processes", "threads", "baseline"],
-                    choices=["processes", "threads", "baseline"])
+    ap.add_argument("--layouts", nargs="+", default=["processes", "threads", "direct", "baseline"],
+                    choices=[*LAYOUTS, "baseline"])
     ap.add_argument("--out", type=Path, help="also write the JSON result to this file")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imfe2e"))

@@ -1,0 +1,90 @@
+"""Direct delivery: nodes of one thread group hand messages to each other by function call.
+
+In a group listed under ``direct_groups:`` of a graph, a lossless edge between two
+of its nodes skips ZeroMQ: the producer's emit publishes on the bus as usual (for
+subscribers in other groups, the recorder, remote viewers) and then calls the
+consumer's ``on_block`` in the producer's thread, under the consumer's lock. A
+sample thus crosses the whole group in one thread, with no socket, no wake-up of
+another thread and no serialisation: the lowest latency Python allows. The price:
+a slow consumer slows its producer (there is no queue in between), so keep
+recorders and viewers out of the group or on ``drop_oldest`` edges.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.bus import Publisher
+from pipeline.message import Block, Flag, Header, StreamInfo
+
+_COPY_BELOW = 65536  # bytes: smaller arrays are copied, as ZeroMQ copies them on the bus
+_GAP, _JSON = int(Flag.GAP), int(Flag.JSON)
+
+
+class Consumer(Protocol):
+    """What a direct route calls: the consumer's node loop."""
+
+    def deliver(self, port: str, block: Block) -> None: ...
+
+
+class DirectEmitter:
+    """A node's emitter in a direct group: publish on the bus, then call in-group consumers.
+
+    Args:
+        pub: the node's bus publisher.
+        routes: for each full topic ``node/topic``, the (consumer, input port) pairs
+            that receive it by direct call.
+    """
+
+    def __init__(self, pub: Publisher, routes: dict[str, list[tuple[Consumer, str]]]) -> None:
+        self.pub = pub
+        self.routes = routes
+        self._dtypes: dict[int, tuple[StreamInfo, np.dtype]] = {}
+
+    def publish(self, topic: str, info: StreamInfo, data: Any, *, t_host: int,
+                t_sensor: int = -1, flags: Flag = Flag.NONE) -> int:
+        """Send one block on the bus and to the direct consumers of ``topic``; return its seq."""
+        seq = self.pub.publish(topic, info, data, t_host=t_host, t_sensor=t_sensor, flags=flags)
+        targets = self.routes.get(topic)
+        if targets:
+            block = self._block(topic, info, data, seq, t_host, t_sensor, int(flags))
+            for consumer, port in targets:
+                consumer.deliver(port, block)
+        return seq
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Raw frames go to the bus only (bridges, fault injection)."""
+        self.pub.send_frames(frames)
+
+    def _block(self, topic: str, info: StreamInfo, data: Any, seq: int, t_host: int,
+               t_sensor: int, flags: int) -> Block:
+        """The Block a bus subscriber would decode: read-only samples of info's dtype."""
+        if flags & _JSON:
+            payload, n = json.loads(json.dumps(data)), 1
+        elif data is None:
+            payload, n = np.empty((0, *info.shape), self._dtype(info)), 0
+        else:
+            payload, n = self._samples(info, data), len(data)
+        header = Header(info=info, seq=seq, t_host=t_host, t_sensor=t_sensor, n=n, flags=flags,
+                        epoch=self.pub.epoch)
+        return Block(topic=topic, header=header, data=payload, gap=bool(flags & _GAP))
+
+    def _samples(self, info: StreamInfo, data: Any) -> np.ndarray:
+        arr = np.ascontiguousarray(data)
+        # the producer may reuse a small buffer (ZeroMQ copies those on the bus); large ones
+        # go out zero-copy on the bus too, so the producer must not touch them after emit
+        arr = arr.copy() if arr.nbytes < _COPY_BELOW else arr.view()
+        dt = self._dtype(info)
+        if arr.dtype != dt or arr.shape[1:] != tuple(info.shape):
+            arr = arr.view(dt).reshape((len(data), *info.shape))
+        arr.flags.writeable = False
+        return arr
+
+    def _dtype(self, info: StreamInfo) -> np.dtype:
+        hit = self._dtypes.get(id(info))
+        if hit is None or hit[0] is not info:
+            hit = self._dtypes[id(info)] = (info, info.np_dtype)
+        return hit[1]
