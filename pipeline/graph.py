@@ -21,7 +21,7 @@ from pipeline.registry import resolve
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {"version", "name", "description", "chain", "nodes", "model_dirs",
-             "direct_groups"}
+             "direct_groups", "realtime_groups"}
 _NODE_KEYS = {"id", "kind", "params", "inputs", "outputs", "group", "endpoint", "allow_remote",
               "curve", "restart"}
 _EDGE_KEYS = {"source", "queue_size", "queue_policy"}
@@ -117,6 +117,7 @@ class GraphSpec:
     description: str = ""
     groups: dict[str, list[str]] = field(default_factory=dict)
     direct_groups: frozenset[str] = frozenset()  # groups whose nodes call each other directly
+    realtime_groups: frozenset[str] = frozenset()  # groups whose threads run under SCHED_FIFO
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with id ``node_id``."""
@@ -170,21 +171,21 @@ def load_graph(path: str | Path) -> GraphSpec:
         groups.setdefault(spec.group, []).append(spec.id)
     return GraphSpec(file=path, name=str(doc.get("name", path.stem)), nodes=order, chain=chain,
                      model_dirs=model_dirs, description=str(doc.get("description", "")),
-                     groups=groups, direct_groups=_direct_groups(doc, groups, f))
+                     groups=groups, direct_groups=_group_list(doc, "direct_groups", groups, f),
+                     realtime_groups=_group_list(doc, "realtime_groups", groups, f))
 
 
-def _direct_groups(doc: _LineDict, groups: dict[str, list[str]], f: str) -> frozenset[str]:
-    """The ``direct_groups:`` list: names of groups defined by the nodes' ``group`` keys."""
-    value = doc.get("direct_groups", [])
-    line = doc.lines.get("direct_groups")
+def _group_list(doc: _LineDict, key: str, groups: dict[str, list[str]], f: str) -> frozenset[str]:
+    """A top-level list of group names (``direct_groups``, ``realtime_groups``), checked."""
+    value = doc.get(key, [])
+    line = doc.lines.get(key)
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise ConfigError("'direct_groups' must be a list of group names, e.g. [live]", file=f,
-                          line=line, key="direct_groups")
+        raise ConfigError(f"'{key}' must be a list of group names, e.g. [live]", file=f,
+                          line=line, key=key)
     for g in value:
         if g not in groups:
-            raise ConfigError(f"'direct_groups': no node is in group '{g}'; groups: "
-                              f"{', '.join(sorted(groups))}", file=f, line=line,
-                              key="direct_groups")
+            raise ConfigError(f"'{key}': no node is in group '{g}'; groups: "
+                              f"{', '.join(sorted(groups))}", file=f, line=line, key=key)
     return frozenset(value)
 
 

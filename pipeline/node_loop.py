@@ -27,6 +27,7 @@ from pipeline.message import Block
 from pipeline.node import GraphContext, Node, Source
 from pipeline.params import build_params
 from pipeline.ports import QueuePolicy
+from pipeline.realtime import enter_realtime
 from pipeline.registry import resolve
 
 log = logging.getLogger("imuflow.node_loop")
@@ -148,6 +149,8 @@ class NodeLoop:
             while not self._started.is_set() and not self.stop_requested.is_set():
                 self._serve_control(50)
             self.state = "running"
+            if self.spec.group in self.graph.realtime_groups:
+                enter_realtime(self.spec.id)  # after setup: loading and JIT run at normal priority
             if isinstance(node, Source):
                 self._run_source(node)
             else:

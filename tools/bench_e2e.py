@@ -167,7 +167,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--duration-s", type=float, default=20.0, help="simulated seconds per run")
     ap.add_argument("--imus", type=int, nargs="+", default=[2, 5, 10], choices=sorted(CHAINS))
-    ap.add_argument("--layouts", nargs="+", default=["processes", "threads", "direct", "baseline"],
+    ap.add_argument("--layouts", nargs="+", default=["processes", "threads", "direct", "realtime", "baseline"],
                     choices=[*LAYOUTS, "baseline"])
     ap.add_argument("--out", type=Path, help="also write the JSON result to this file")
     args = ap.parse_args()
