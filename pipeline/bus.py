@@ -26,6 +26,9 @@ from pipeline.curve import ClientKeys, ServerKeys, secure_client, secure_server
 from pipeline.errors import ConfigError, MessageError
 from pipeline.message import Block, Decoder, Encoder, Flag, Header, StreamInfo
 
+_JSON = int(Flag.JSON)
+SUBSCRIPTION_POLL_S = 0.005  # publish() re-reads (un)subscriptions at most this often
+
 log = logging.getLogger("imuflow.bus")
 
 PUB_HWM = 100_000
@@ -98,6 +101,8 @@ class Publisher:
         self._seq: dict[str, int] = {}
         self._enc = Encoder()
         self.subscriptions: Counter[str] = Counter()
+        self._wanted_cache: dict[str, bool] = {}  # topic -> a subscription matches it
+        self._subs_due = 0.0  # monotonic time of the next subscription poll in publish()
         self._json_infos: dict[str, StreamInfo] = {}
 
     @staticmethod
@@ -115,9 +120,12 @@ class Publisher:
     def publish(self, topic: str, info: StreamInfo, data: Any, *, t_host: int,
                 t_sensor: int = -1, flags: Flag = Flag.NONE) -> int:
         """Send one block; ``data`` is (n, *info.shape) of info's dtype, or a JSON object."""
-        n = 1 if flags & Flag.JSON else (0 if data is None else len(data))
+        flags = int(flags)
+        n = 1 if flags & _JSON else (0 if data is None else len(data))
         seq = self._seq.get(info.stream, 0)
         self._seq[info.stream] = seq + 1
+        if self._remote is None and not self._wanted(topic):
+            return seq  # nobody subscribes (e.g. all consumers are direct): skip the encoding
         header = Header(info=info, seq=seq, t_host=t_host, t_sensor=t_sensor, n=n,
                         flags=flags, epoch=self.epoch)
         payload = data if data is not None else np.empty(0, np.uint8)
@@ -148,6 +156,23 @@ class Publisher:
             if msg:
                 topic = msg[1:].decode(errors="replace")
                 self.subscriptions[topic] += 1 if msg[0] == 1 else -1
+                self._wanted_cache.clear()
+
+    def _wanted(self, topic: str) -> bool:
+        """True if a subscription matches ``topic`` (prefix match, as ZeroMQ filters).
+
+        Subscriptions are re-read at most every SUBSCRIPTION_POLL_S, so a subscriber that
+        connects mid-stream misses at most that much more than ZeroMQ would make it miss.
+        """
+        now = time.monotonic()
+        if now >= self._subs_due:
+            self._subs_due = now + SUBSCRIPTION_POLL_S
+            self.poll_subscriptions()
+        hit = self._wanted_cache.get(topic)
+        if hit is None:
+            hit = self._wanted_cache[topic] = any(
+                k > 0 and topic.startswith(s) for s, k in self.subscriptions.items())
+        return hit
 
     def wait_subscribers(self, expected: dict[str, int], timeout_s: float) -> bool:
         """Block until each topic has at least the expected number of subscriptions."""

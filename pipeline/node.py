@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from pipeline.message import Block, Flag, Header, StreamInfo
+
+_GAP = int(Flag.GAP)
 from pipeline.params import NoParams, build_params
 from pipeline.ports import Input
 from pipeline.stats import NodeStats
@@ -176,7 +178,7 @@ class Node:
     def emit(self, topic: str, data: Any, *, t_host: int, t_sensor: int = -1,
              info: StreamInfo | None = None, gap: bool = False) -> None:
         """Publish ``data`` (n, *shape) on ``topic``; ``t_host``/``t_sensor`` in int64 ns."""
-        flags = Flag.GAP if gap else Flag.NONE
+        flags = _GAP if gap else 0  # plain ints on the hot path (enum operators are slow)
         info = info or self.output_info(topic)
         self._emitter.publish(f"{self.id}/{topic}", info, data, t_host=t_host, t_sensor=t_sensor,
                               flags=flags)
