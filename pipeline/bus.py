@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError, MessageError
 from pipeline.message import Block, Decoder, Encoder, Flag, Header, StreamInfo
 
 _JSON = int(Flag.JSON)
-SUBSCRIPTION_POLL_S = 0.005  # publish() re-reads (un)subscriptions at most this often
+SUBSCRIPTION_POLL_S = 0.02  # publish() re-reads (un)subscriptions at most this often
 
 log = logging.getLogger("imuflow.bus")
 
@@ -148,15 +148,13 @@ class Publisher:
 
     def poll_subscriptions(self) -> Counter[str]:
         """Read pending (un)subscribe messages; return the live count per topic."""
-        while True:
-            try:
-                msg = self._sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return self.subscriptions
+        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # no exception when none waits
+            msg = self._sock.recv(zmq.NOBLOCK)
             if msg:
                 topic = msg[1:].decode(errors="replace")
                 self.subscriptions[topic] += 1 if msg[0] == 1 else -1
                 self._wanted_cache.clear()
+        return self.subscriptions
 
     def _wanted(self, topic: str) -> bool:
         """True if a subscription matches ``topic`` (prefix match, as ZeroMQ filters).
