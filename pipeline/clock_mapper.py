@@ -20,6 +20,7 @@ the estimation (the count is in :attr:`ClockMapper.resets`).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,10 +98,97 @@ class ClockMapper:
         if len(ts) == 1:  # live streams: one sample per message; same result, ~5x cheaper
             return np.array([self.map_one(int(ts[0]), int(th[0]))], dtype=np.int64)
         out = np.empty(len(ts), dtype=np.int64)
+        if len(ts) and self._block(ts, th, out):
+            return out
         i = 0
         while i < len(ts):
             i = self._segment(ts, th, i, out)
         return out
+
+    def _block(self, ts: np.ndarray, th: np.ndarray, out: np.ndarray) -> bool:
+        """A whole block at once, if nothing unusual happens in it; False (state untouched) if not.
+
+        The usual case offline: a line exists, sensor time never goes backwards, no sample
+        is more than ``reset_s`` early or late. The samples are cut where bins change; the
+        bins that close in the block are fitted one after the other (:meth:`_fit_closes`,
+        the same arithmetic as :meth:`_close_bin`) and every sample is mapped with the fit
+        of the bins closed before it: exactly what :meth:`_segment` and :meth:`map_one`
+        compute sample by sample. Anything else (first bin, reset) goes the general way.
+        """
+        if not self._bins_t or (self._last_t is not None and ts[0] < self._last_t):
+            return False
+        n = len(ts)
+        if n > 1 and (ts[1:] < ts[:-1]).any():
+            return False
+        rel = ts - self._t_ref
+        b = rel // self.bin_ns
+        d = th - ts - self._d_ref
+        cut = np.flatnonzero(b[1:] != b[:-1])
+        bounds = np.empty(len(cut) + 2, np.intp)  # segments: [bounds[s], bounds[s + 1])
+        bounds[0], bounds[-1] = 0, n
+        np.add(cut, 1, out=bounds[1:-1])
+        starts = bounds[:-1]
+        lens = bounds[1:] - starts
+        mins = np.minimum.reduceat(d, starts)  # per segment: first minimum of d and its time
+        where = np.flatnonzero(d == mins.repeat(lens))
+        tmin = rel[where[where.searchsorted(starts)]]
+        seg_d, seg_t = mins.tolist(), tmin.tolist()
+        # bins that close in this block, in order; the last segment's bin stays open
+        close_t: list[float] = []
+        close_d: list[float] = []
+        cur_t, cur_d = self._cur_t, self._cur_d
+        first_bin = int(b[0])
+        if first_bin != self._cur_bin:
+            if math.isfinite(cur_d):
+                close_t.append(cur_t)
+                close_d.append(cur_d)
+            cur_t, cur_d = float(seg_t[0]), float(seg_d[0])
+        elif seg_d[0] < cur_d:
+            cur_t, cur_d = float(seg_t[0]), float(seg_d[0])
+        ahead = len(close_t)  # closes before segment 0
+        for s in range(1, len(starts)):
+            close_t.append(cur_t)
+            close_d.append(cur_d)
+            cur_t, cur_d = float(seg_t[s]), float(seg_d[s])
+        offsets, drifts = self._fit_closes(close_t, close_d)
+        # fit per segment: segment s follows ahead + s closes (0: the current fit)
+        seg_off = np.array(([self._offset] + offsets)[ahead:])
+        seg_dr = np.array(([self._drift] + drifts)[ahead:])
+        if len(starts) == 1:
+            pred = seg_off[0] + seg_dr[0] * rel.astype(np.float64)
+        else:
+            pred = seg_off.repeat(lens) + seg_dr.repeat(lens) * rel.astype(np.float64)
+        resid = d.astype(np.float64) - pred
+        if (np.abs(resid) > self.reset_ns).any():
+            return False  # early or late samples: the general path decides (resets)
+        # commit
+        if close_t:
+            keep = self.max_bins
+            self._bins_t = (self._bins_t + close_t)[-keep:]
+            self._bins_d = (self._bins_d + close_d)[-keep:]
+            self._offset, self._drift = offsets[-1], drifts[-1]
+        self._cur_bin = int(b[-1])
+        self._cur_t, self._cur_d = cur_t, cur_d
+        self._last_t = int(ts[-1])
+        self._late_since = None
+        np.add(ts + self._d_ref, np.rint(pred).astype(np.int64), out=out)
+        return True
+
+    def _fit_closes(self, close_t: list[float], close_d: list[float]
+                    ) -> tuple[list[float], list[float]]:
+        """Offsets and drifts after each of the bins ``close_t``/``close_d`` closes, in one
+        :func:`_fit_windows` call (no state changes; :meth:`_refit` fits one window the same way).
+        """
+        if not close_t:
+            return [], []
+        w = self.max_bins
+        first, m = len(self._bins_t), len(close_t)
+        pad = [0.0] * (w - 1)
+        win_t = _windows(np.array(pad + self._bins_t + close_t), first, m, w)
+        win_d = _windows(np.array(pad + self._bins_d + close_d), first, m, w)
+        count = np.minimum(np.arange(first + 1, first + m + 1), w)  # bins in each window
+        valid = np.arange(w) >= (w - count)[:, None]
+        return _fit_windows(win_t, win_d, valid, self.bin_ns, self.outlier_ns)
 
     def _segment(self, ts: np.ndarray, th: np.ndarray, i: int, out: np.ndarray) -> int:
         """Process samples from ``i`` up to a bin boundary or a reset; return the next index."""
@@ -129,25 +217,23 @@ class ClockMapper:
             pred = seg_min
         resid = seg_d - pred
         early = np.flatnonzero(resid < -self.reset_ns)
-        if len(early):
-            k = int(early[0])
-            if k > 0:
-                self._absorb(seg_t[:k], seg_d[:k], pred[:k], ts[i:i + k], out, i)
-                return i + k
+        k = int(early[0]) if len(early) else stop - i  # samples before the first early one
+        if k == 0:
             self._reset(int(ts[i]), int(th[i]), f"sample arrived {-resid[0] / 1e6:.1f} ms before "
                         "its capture time (sensor clock jumped)")
             return i
-        late = resid > self.reset_ns
-        j = self._late_check(late, ts[i:stop]) if late.any() else -1
+        late = resid[:k] > self.reset_ns
+        j = self._late_check(late, ts[i:i + k]) if late.any() else -1
         if j == 0:
             self._reset(int(ts[i]), int(th[i]), f"samples arrived > {self.reset_ns / 1e6:.0f} ms "
                         "late for too long (sensor clock jumped back or host stalled)")
             return i
-        if j > 0:
-            self._absorb(seg_t[:j], seg_d[:j], pred[:j], ts[i:i + j], out, i)
-            return i + j
-        self._absorb(seg_t, seg_d, pred, ts[i:stop], out, i)
-        return stop
+        if j < 0:
+            j = k
+            if not late[-1]:
+                self._late_since = None  # the last sample was on time
+        self._absorb(seg_t[:j], seg_d[:j], pred[:j], ts[i:i + j], out, i)
+        return i + j
 
     def map_one(self, ts: int, th: int) -> int:
         """:meth:`update` for one sample, Python ints in and out (ns; the steps of ``_segment``)."""
@@ -176,6 +262,8 @@ class ClockMapper:
                     self._reset(ts, th, f"samples arrived > {self.reset_ns / 1e6:.0f} ms late for "
                                 "too long (sensor clock jumped back or host stalled)")
                     continue
+            elif self._late_since is not None:  # on time: a run of late samples ends
+                self._late_since = None
             if seg_d < self._cur_d:
                 self._cur_d, self._cur_t = seg_d, seg_t
             if not self._bins_t:
@@ -217,7 +305,7 @@ class ClockMapper:
         self._start(t_sensor, t_host)
 
     def _close_bin(self, new_bin: int) -> None:
-        if np.isfinite(self._cur_d):
+        if math.isfinite(self._cur_d):
             self._bins_t.append(self._cur_t)
             self._bins_d.append(self._cur_d)
             if len(self._bins_t) > self.max_bins:
@@ -226,22 +314,39 @@ class ClockMapper:
         self._cur_bin, self._cur_d, self._cur_t = new_bin, np.inf, 0.0
 
     def _refit(self) -> None:
-        t = np.asarray(self._bins_t)
-        d = np.asarray(self._bins_d)
-        if len(t) < 2 or t[-1] - t[0] < self.bin_ns:
-            self._offset, self._drift = float(d.min()), 0.0
+        """Line through the closed bins' minima (see the module docstring).
+
+        One window: Python floats, the same operations in the same order as
+        :func:`_fit_windows` (so the same bits as a block's fits), ~4x cheaper than
+        arrays; a window with outliers goes to :func:`_fit_windows` itself.
+        """
+        t, d = self._bins_t, self._bins_d
+        k = len(t)
+        if k < 2 or t[-1] - t[0] < self.bin_ns:
+            self._offset, self._drift = float(min(d)), 0.0
             return
-        keep = np.ones(len(t), dtype=bool)
-        for _ in range(3):
-            drift, offset = _line_fit(t[keep], d[keep])
-            resid = d - (offset + drift * t)
-            new_keep = resid <= self.outlier_ns
-            if new_keep.sum() < 2 or (new_keep == keep).all():
-                break
-            keep = new_keep
-        # shift the line down onto the lowest kept bin: the envelope, not the mean of minima
-        offset += float(min(0.0, resid[keep].min()))
-        self._offset, self._drift = float(offset), float(drift)
+        t0, d0 = t[-1], d[-1]
+        su = sv = 0.0
+        for x, y in zip(t, d):
+            su += x - t0
+            sv += y - d0
+        mu, mv = su / k, sv / k
+        suu = suv = 0.0
+        for x, y in zip(t, d):
+            uc = (x - t0) - mu
+            suv += uc * (y - d0)
+            suu += uc * uc
+        drift = suv / suu
+        offset = (d0 + mv) - drift * (t0 + mu)
+        resid = [y - (offset + drift * x) for x, y in zip(t, d)]
+        if max(resid) <= self.outlier_ns:
+            self._offset, self._drift = offset + min(0.0, min(resid)), drift
+            return
+        w = self.max_bins
+        pad = [0.0] * (w - k)
+        off, dr = _fit_windows(np.array([pad + t]), np.array([pad + d]),
+                               (np.arange(w) >= w - k)[None], self.bin_ns, self.outlier_ns)
+        self._offset, self._drift = off[0], dr[0]
 
     def map(self, t_sensor_ns: np.ndarray) -> np.ndarray:
         """Host-time estimate (int64 ns) of sensor times (int64 ns) with the current fit."""
@@ -252,10 +357,89 @@ class ClockMapper:
         return ts + self._d_ref + np.rint(self._offset + self._drift * rel).astype(np.int64)
 
 
-def _line_fit(t: np.ndarray, d: np.ndarray) -> tuple[float, float]:
-    """Least-squares line ``d = offset + drift * t`` (closed form, centred; np.polyfit's
-    lstsq costs ~100 us per call and runs once per closed bin)."""
-    tm, dm = t.mean(), d.mean()
-    tc = t - tm
-    drift = float(np.dot(tc, d - dm) / np.dot(tc, tc))
-    return drift, float(dm - drift * tm)
+def _windows(x: np.ndarray, first: int, m: int, w: int) -> np.ndarray:
+    """Read-only (m, w) view of contiguous float64 ``x``: row j = ``x[first + j:first + j + w]``
+    (sliding_window_view's result without its ~50 us of argument handling)."""
+    return np.ndarray((m, w), np.float64, x, first * 8, (8, 8))
+
+
+def _fit_windows(t: np.ndarray, d: np.ndarray, valid: np.ndarray, bin_ns: float,
+                 outlier_ns: float) -> tuple[list[float], list[float]]:
+    """Clock lines through windows of bin minima, one window per row: (offsets, drifts).
+
+    ``t`` (sensor time of each bin's minimum, rel. t_ref) and ``d`` (the minimum) are
+    (m, w) float arrays of whole nanoseconds; ``valid`` marks the bins present (a
+    window holds its bins at its right end, the newest last). Per row, as the module
+    docstring says: fewer than two bins or less than a bin's span: the lowest minimum,
+    no drift; else a least-squares line, bins more than ``outlier_ns`` above it dropped
+    and the line fitted again (up to 3 fits), then shifted down onto the lowest kept
+    bin. Every operation is elementwise or a per-row reduction (sums by sequential
+    accumulation), so a row's result does not depend on the other rows: a window fitted
+    alone (one bin closing, live) and among others (a block) gives the same bits.
+    """
+    m, w = t.shape
+    rows = np.arange(m)
+    k = valid.sum(axis=1)
+    t_first = t[rows, w - k]
+    short = (k < 2) | (t[:, -1] - t_first < bin_ns)
+    keep = valid
+    done = short.copy()
+    off = np.zeros(m)
+    drift = np.zeros(m)
+    lo = np.zeros(m)
+    for it in range(3):
+        o, r = _fit_rows(t, d, keep)
+        resid = d - (o[:, None] + r[:, None] * t)
+        new_keep = valid & (resid <= outlier_ns)
+        n_new = new_keep.sum(axis=1)
+        same = (new_keep == keep).all(axis=1)
+        stop = (n_new < 2) | same
+        open_ = ~done
+        if open_.all() and stop.all():  # the usual case: no outliers anywhere
+            off, drift = o, r
+            lo = np.where(keep, resid, np.inf).min(axis=1)
+            break
+        off = np.where(open_, o, off)
+        drift = np.where(open_, r, drift)
+        lo_keep = np.where(keep, resid, np.inf).min(axis=1)
+        go_on = open_ & ~stop
+        if it == 2:  # the last fit: its residuals over the last kept set (as the loop leaves it)
+            lo_keep = np.where(go_on, np.where(new_keep, resid, np.inf).min(axis=1), lo_keep)
+        lo = np.where(open_, lo_keep, lo)
+        done = done | stop
+        keep = np.where(go_on[:, None], new_keep, keep)
+        if done.all():
+            break
+    off = off + np.minimum(0.0, lo)
+    if short.any():
+        off = np.where(short, np.where(valid, d, np.inf).min(axis=1), off)
+        drift = np.where(short, 0.0, drift)
+    return off.tolist(), drift.tolist()
+
+
+def _fit_rows(t: np.ndarray, d: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares line ``d = offset + drift * t`` through the kept points of each row.
+
+    Centred on each row's newest bin and then on the kept points' mean (two passes: no
+    cancellation); sums are sequential accumulations along the row, so each row's result
+    is the same whatever rows it is computed with. Rows with fewer than 2 distinct kept
+    times give NaN/inf (the caller uses those rows' minima instead).
+    """
+    t0, d0 = t[:, -1:], d[:, -1:]
+    k = keep.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.where(keep, t - t0, 0.0)
+        v = np.where(keep, d - d0, 0.0)
+        mu = np.add.accumulate(u, axis=1)[:, -1] / k
+        mv = np.add.accumulate(v, axis=1)[:, -1] / k
+        uc = np.where(keep, u - mu[:, None], 0.0)
+        drift = np.add.accumulate(uc * v, axis=1)[:, -1] / np.add.accumulate(uc * uc, axis=1)[:, -1]
+        offset = (d0[:, 0] + mv) - drift * (t0[:, 0] + mu)
+    return offset, drift
+
+
+def _line_fit(t: np.ndarray | list[float], d: np.ndarray | list[float]) -> tuple[float, float]:
+    """Least-squares line through the points ``t``, ``d`` (floats): (drift, offset)."""
+    t, d = np.asarray(t, dtype=np.float64)[None], np.asarray(d, dtype=np.float64)[None]
+    offset, drift = _fit_rows(t, d, np.ones(t.shape, bool))
+    return float(drift[0]), float(offset[0])

@@ -46,6 +46,56 @@ def test_independent_of_block_size() -> None:
         np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+@pytest.mark.parametrize("case", ["bursts", "long_bursts", "jump", "back", "late"])
+def test_block_path_equals_sample_by_sample_over_long_runs(case: str) -> None:
+    """Beyond the 30 s window, with delay bursts longer than a bin (outlier bins dropped),
+    clock jumps and a lasting latency step: blocks of any size (the vectorised block path)
+    and the general per-segment path give the very same times and resets."""
+    t_sensor, t_host, _ = _clocks(8, seconds=90.0, bursts=40 if case == "bursts" else 5)
+    t_sensor, t_host = t_sensor.copy(), t_host.copy()
+    half = len(t_sensor) // 2
+    if case == "long_bursts":  # 1.5 s of +20 ms: whole bins far above the line
+        for start in (1500, 4000, 6000, 7700):
+            t_host[start:start + 150] += 20_000_000
+    elif case == "jump":
+        t_sensor[half:] += 10**10
+    elif case == "back":
+        t_sensor[half:] -= 3 * 10**8
+    elif case == "late":
+        t_host[half:] += 10**9
+    ref = ClockMapper()
+    ref._block = lambda *args: False  # the general path only
+    whole = ref.update(t_sensor, t_host)
+    for size in (1, 7, 160, 1000, len(t_sensor)):
+        mapper = ClockMapper()
+        parts = [mapper.update(t_sensor[i:i + size], t_host[i:i + size])
+                 for i in range(0, len(t_sensor), size)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+        assert mapper.resets == ref.resets == (case in ("jump", "back", "late"))
+        assert (mapper._offset, mapper._drift) == (ref._offset, ref._drift)
+
+
+def test_one_window_fit_equals_the_batched_fit() -> None:
+    """_refit (one window, Python floats) and _fit_windows (rows of windows) agree bit for bit,
+    with and without outlier bins, for full and partial windows."""
+    from pipeline.clock_mapper import _fit_windows
+    rng = np.random.default_rng(9)
+    mapper = ClockMapper()
+    w = mapper.max_bins
+    for trial in range(200):
+        k = int(rng.integers(1, w + 1))
+        t = np.sort(rng.choice(10**6, k, replace=False)).astype(np.float64) * 5e8 + 3e12
+        d = np.rint(4e5 + 3e-5 * (t - 3e12) + rng.exponential(3e5, k))
+        d[rng.random(k) < 0.1] += 5e6  # outliers
+        mapper._bins_t, mapper._bins_d = t.tolist(), d.tolist()
+        mapper._refit()
+        pad = w - k
+        off, drift = _fit_windows(np.concatenate((np.zeros(pad), t))[None],
+                                  np.concatenate((np.zeros(pad), d))[None],
+                                  (np.arange(w) >= pad)[None], mapper.bin_ns, mapper.outlier_ns)
+        assert (mapper._offset, mapper._drift) == (off[0], drift[0]), trial
+
+
 def test_mapped_times_never_later_than_receipt_once_converged() -> None:
     t_sensor, t_host, _ = _clocks(4)
     mapped = ClockMapper().update(t_sensor, t_host)
@@ -96,9 +146,14 @@ def test_rejects_bad_arguments() -> None:
 def test_line_fit_equals_polyfit() -> None:
     from pipeline.clock_mapper import _line_fit
     rng = np.random.default_rng(7)
-    t = np.sort(rng.uniform(0, 3e10, 60))
-    d = 1234.5 + 3e-5 * t + rng.normal(0, 2e4, 60)
+    t = np.rint(np.sort(rng.uniform(0, 3e10, 60)))  # bins: whole ns
+    d = np.rint(1234.5 + 3e-5 * t + rng.normal(0, 2e4, 60))
     drift, offset = _line_fit(t, d)
     ref_drift, ref_offset = np.polyfit(t, d, 1)
     assert drift == pytest.approx(ref_drift, rel=1e-9)
     assert offset == pytest.approx(ref_offset, rel=1e-9, abs=1e-3)
+    # centred sums: points on a line an hour from t = 0 give that line to rounding
+    t = np.arange(60) * 500_000_000.0 + 3.6e12
+    drift, offset = _line_fit(t, 7_000 + (t - 3.6e12) // 50_000)
+    assert drift == pytest.approx(2e-5, rel=1e-12)
+    assert offset == pytest.approx(7_000 - 3.6e12 * 2e-5, rel=1e-12)
