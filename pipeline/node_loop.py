@@ -96,6 +96,8 @@ class NodeLoop:
                                sources={p: [e.source for e in es] for p, es in spec.inputs.items()})
         emitter = DirectEmitter(self.pub, self.direct_out) if self.direct_out else self.pub
         self.node: Node = cls(spec.id, params, context=context, emitter=emitter)
+        if isinstance(emitter, DirectEmitter) and not isinstance(self.node, Source):
+            emitter.stats = self.node.stats  # consumers' time is theirs, not this node's
         self.subs: dict[str, Subscriber] = {}
         self.queues: dict[str, deque[Block]] = {}
         for port, edges in spec.inputs.items():
@@ -268,7 +270,9 @@ class NodeLoop:
             self._eos.add(blk.topic)
             return
         stats.record_in(blk.n)
+        t0 = time.perf_counter_ns()
         self.node.on_block(port, blk)
+        stats.busy_ns += time.perf_counter_ns() - t0
 
     def _end_outputs(self) -> None:
         for topic in self.spec.outputs:

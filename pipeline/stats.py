@@ -27,11 +27,13 @@ class NodeStats:
     drops: int = 0  # messages dropped by drop_oldest input queues
     bad_messages: int = 0  # malformed messages received and skipped
     errors: int = 0
+    busy_ns: int = 0  # wall time in on_block, without direct consumers' share (ns)
     extra: dict[str, Any] = field(default_factory=dict)  # node-specific (parser counters, model)
     _lat_ns: list[int] = field(default_factory=list)
     _last_t: float = field(default_factory=time.monotonic)
     _last_in: int = 0
     _last_out: int = 0
+    _last_busy: int = 0
 
     def record_in(self, n: int) -> None:
         """Count an input block of ``n`` samples."""
@@ -60,8 +62,10 @@ class NodeStats:
             "latency_ms_max": float(lat.max()) if lat.size else None,
             "gaps": self.gaps, "missed": self.missed, "drops": self.drops,
             "bad_messages": self.bad_messages, "errors": self.errors,
+            "busy_percent": round(100.0 * (self.busy_ns - self._last_busy) / 1e9 / dt, 2),
             **self.extra,
         }
         self._last_t, self._last_in, self._last_out = now, self.samples_in, self.samples_out
+        self._last_busy = self.busy_ns
         self._lat_ns.clear()
         return snap

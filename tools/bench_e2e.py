@@ -48,11 +48,18 @@ def run_graph(yaml_text: str, folder: Path, layout: str, duration_s: float) -> d
     path = folder / f"graph_{layout}.yaml"
     path.write_text(yaml_text)
     fk_status: list[tuple[float, float]] = []
+    busy: dict[str, list[float]] = {}  # per node: % of wall time in on_block, per status
+    t_first: list[float] = []
 
     def on_status(snap: dict) -> None:
         fk = snap["nodes"].get("fk", {})
         if fk.get("latency_ms_p50") is not None:
             fk_status.append((fk["latency_ms_p50"], fk["latency_ms_p99"]))
+        t_first.append(t_first[0] if t_first else time.monotonic())
+        if time.monotonic() - t_first[0] >= WARMUP_S:
+            for node, st in snap["nodes"].items():
+                if st.get("busy_percent") is not None and st.get("samples_in"):
+                    busy.setdefault(node, []).append(st["busy_percent"])
 
     sup = Supervisor(load_graph(path), on_status=on_status)
     sup.start()
@@ -76,6 +83,9 @@ def run_graph(yaml_text: str, folder: Path, layout: str, duration_s: float) -> d
     if "a" in marks and "b" in marks:
         (ta, ca), (tb, cb) = marks["a"], marks["b"]
         result["cpu_percent_of_one_core"] = cpu_percent(ca, cb, tb - ta)
+    if busy:  # exclusive of direct consumers: per-node cost inside a direct group's one thread
+        result["busy_percent_in_on_block"] = {k: round(float(np.median(v)), 1)
+                                              for k, v in sorted(busy.items())}
     if fk_status:
         p50s, p99s = zip(*fk_status[int(WARMUP_S):] or fk_status)
         result["fk_status_latency_ms"] = {"median_of_p50": round(float(np.median(p50s)), 3),
@@ -213,6 +223,8 @@ def main() -> None:
         for layout, r in res.items():
             print(f"{key.split('_')[0]:>5s} {layout:10s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
                   f"{r['max_ms']:8.3f}  {r.get('cpu_percent_of_one_core')}")
+            if "busy_percent_in_on_block" in r:
+                print(f"{'':16s} busy % in on_block: {r['busy_percent_in_on_block']}")
 
 
 if __name__ == "__main__":
