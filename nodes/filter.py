@@ -136,24 +136,24 @@ class Filter(Node):
             self._configure(block.info)
         src = block.data
         n, k = block.n, self._n_imu
-        x = np.empty((n, k, 6))  # per sensor acc (m/s^2) then gyr (rad/s), float64
-        x[:, :, :3] = src["acc"]
-        x[:, :, 3:] = src["gyr"]
+        x = np.empty((n, k, 2, 3))  # per sensor acc (m/s^2) then gyr (rad/s), float64
+        x[:, :, 0] = src["acc"]
+        x[:, :, 1] = src["gyr"]
         flags = src["flags"].copy()
         if self._bias is not None:
-            rest, bias = self._bias.update(x[:, :, :3], x[:, :, 3:])
-            x[:, :, 3:] -= bias
+            rest, bias = self._bias.update_samples(x)
+            x[:, :, 1] -= bias
             if rest.any():
                 flags[rest] |= _AT_REST
         if self._rot:
-            x[:, :, :3] = np.einsum("kij,nkj->nki", self._r, x[:, :, :3])
-            x[:, :, 3:] = np.einsum("kij,nkj->nki", self._r, x[:, :, 3:])
+            x[:, :, 0] = np.einsum("kij,nkj->nki", self._r, x[:, :, 0])
+            x[:, :, 1] = np.einsum("kij,nkj->nki", self._r, x[:, :, 1])
         if self._lowpass is not None:
-            x = self._lowpass(x.reshape(n, k * 6)).reshape(n, k, 6)
+            x = self._lowpass(x.reshape(n, k * 6)).reshape(n, k, 2, 3)
         out = np.empty(n, src.dtype)
         out["t_host"] = src["t_host"]
-        out["acc"] = x[:, :, :3]
-        out["gyr"] = x[:, :, 3:]
+        out["acc"] = x[:, :, 0]
+        out["gyr"] = x[:, :, 1]
         out["flags"] = flags
         self._last_flags = flags[-1]
         now = time.monotonic_ns()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 from scipy.signal import lfilter
 
-_ROOM = 256  # samples of room after the history before the buffer is shifted
+EPOCH = 4096  # samples: the running window sums are recomputed from the window this often
 
 
 class RestBiasEstimator:
@@ -17,9 +19,18 @@ class RestBiasEstimator:
     every acc axis less than ``acc_std`` (m/s^2); windows with NaN are never at
     rest. At the first rest of a sensor the bias starts at the window's gyro
     mean; afterwards each rest sample moves it by ``alpha`` towards the sample
-    (first-order low-pass, time constant ``window_tau`` samples). Outside rest the
-    bias holds. All state is carried between calls, so results do not depend on
-    block sizes.
+    (first-order low-pass ``scipy.signal.lfilter``, time constant ``tau`` samples).
+    Outside rest the bias holds.
+
+    Rest detection is O(1) per sample (:func:`_rest_scan`, compiled): per channel,
+    running sums of ``y = x - ref`` and ``y**2`` over the window (a sample enters,
+    the one ``window`` samples older leaves), with ``ref`` a recent value of the
+    channel so the variance ``E[y^2] - E[y]^2`` loses no digits. Every ``EPOCH``
+    samples (counted from the first) the sums are recomputed from the stored window
+    with a new ``ref``, so rounding never builds up over long streams. The state
+    (window, sums, sample count) is carried exactly between calls and the same code
+    runs per sample, so every result is the same bits whatever the block sizes (one
+    sample at a time, live, or an hour at once).
 
     Args:
         n_imu: number of sensors.
@@ -38,10 +49,12 @@ class RestBiasEstimator:
         self.alpha = 1.0 - np.exp(-1.0 / tau)
         self.bias = np.zeros((n_imu, 3))  # rad/s, sensor frame
         self.started = np.zeros(n_imu, bool)
-        # the last window-1 samples (NaN before the first) followed by room for new ones:
-        # [pos - (window - 1), pos) is the history; a full buffer is shifted or grown
-        self._buf = np.full((window - 1 + _ROOM, n_imu, 2, 3), np.nan)  # [..., 0, :] acc, 1 gyr
-        self._pos = window - 1
+        self._var_max = np.array([acc_std ** 2] * 3 + [gyr_std ** 2] * 3)  # acc, gyr axes
+        self._k = 0  # samples seen
+        self._ring = np.full((window, n_imu, 6), np.nan)  # last `window` samples (slot k % window)
+        self._ref = np.zeros((n_imu, 6))  # the current epoch's reference value per channel
+        self._s = np.zeros((2, n_imu, 6))  # window sums of y and y*y up to sample k - 1
+        self._last_bad = np.full(n_imu, -1, np.int64)  # last sample with NaN (-1: before start)
 
     def update(self, acc: np.ndarray, gyr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed (n, n_imu, 3) acc (m/s^2) and gyr (rad/s), sensor frame.
@@ -50,39 +63,32 @@ class RestBiasEstimator:
         estimate after each sample (subtract it from ``gyr``).
         """
         n, n_imu = gyr.shape[:2]
-        both = self._append(acc, gyr)  # (window - 1 + n, n_imu, 2, 3): history + new
-        if n == 1:  # the one window is the whole buffer (same sums as sliding_window_view)
-            std = both.std(axis=0)[None]
-        else:
-            std = sliding_window_view(both, self.window, axis=0).std(axis=-1)
-        rest = (std[:, :, 1] < self.gyr_std).all(axis=-1) & (
-            std[:, :, 0] < self.acc_std).all(axis=-1)  # NaN compares False
-        bias_out = np.empty((n, n_imu, 3))
+        x = np.empty((n, n_imu, 2, 3))
+        x[:, :, 0] = acc
+        x[:, :, 1] = gyr
+        return self.update_samples(x)
+
+    def update_samples(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`update` for (n, n_imu, 2, 3) float64 samples: ``[..., 0, :]`` acc (m/s^2),
+        ``[..., 1, :]`` gyr (rad/s). The returned bias may be a read-only broadcast view."""
+        n, n_imu = x.shape[:2]
+        rest = np.empty((n, n_imu), bool)
+        mean_g = np.empty((n, n_imu, 3))  # window gyro mean (for a sensor's first rest)
+        self._k = _rest_scan(np.ascontiguousarray(x, dtype=np.float64).reshape(n, n_imu, 6),
+                             self._k, EPOCH, self._ring, self._ref, self._s, self._last_bad,
+                             self._var_max, rest, mean_g)
         resting = rest.any(axis=0)
+        if not resting.any():  # no rest in this block: the bias holds
+            return rest, np.broadcast_to(self.bias.copy(), (n, n_imu, 3))
+        bias_out = np.empty((n, n_imu, 3))
         for i in range(n_imu):
             if resting[i]:
-                windows = sliding_window_view(both[:, i, 1], self.window, axis=0)  # (n, 3, window)
-                bias_out[:, i] = self._track(i, rest[:, i], gyr[:, i], windows)
-            else:  # no rest in this block: the bias holds
+                bias_out[:, i] = self._track(i, rest[:, i], x[:, i, 1], mean_g[:, i])
+            else:
                 bias_out[:, i] = self.bias[i]
         return rest, bias_out
 
-    def _append(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
-        """Store new samples after the history; return a view of history + new (n_imu, 2, 3)."""
-        n, h = len(gyr), self.window - 1
-        if self._pos + n > len(self._buf):
-            rows = h + max(n, _ROOM)
-            old = self._buf
-            buf = old if rows <= len(old) else np.empty((rows, *old.shape[1:]))
-            buf[:h] = old[self._pos - h:self._pos]
-            self._buf, self._pos = buf, h
-        a, b = self._pos, self._pos + n
-        self._buf[a:b, :, 0] = acc
-        self._buf[a:b, :, 1] = gyr
-        self._pos = b
-        return self._buf[a - h:b]
-
-    def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
         """Bias after each sample for sensor ``i``: (n, 3) rad/s."""
         old = self.bias[i].copy()
         idx = np.flatnonzero(rest)
@@ -91,7 +97,7 @@ class RestBiasEstimator:
         vals = np.empty((len(idx), 3))  # bias after each rest sample
         cur, start = old, 0
         if not self.started[i]:  # first rest: start from the window mean
-            cur = vals[0] = windows[idx[0]].mean(axis=-1)
+            cur = vals[0] = mean_g[idx[0]]
             self.started[i], start = True, 1
         if len(idx) > start:
             a = self.alpha
@@ -102,3 +108,64 @@ class RestBiasEstimator:
         pos[idx] = np.arange(len(idx))
         last = np.maximum.accumulate(pos)  # last rest sample at or before each sample
         return np.where((last >= 0)[:, None], vals[np.maximum(last, 0)], old)
+
+
+@njit(cache=True)
+def _rest_scan(x: np.ndarray, k: int, epoch: int, ring: np.ndarray, ref: np.ndarray,
+               s: np.ndarray, last_bad: np.ndarray, var_max: np.ndarray, rest: np.ndarray,
+               mean_g: np.ndarray) -> int:
+    """Rest flags (n, n_imu) and window gyro means (n, n_imu, 3) of samples ``x`` (n, n_imu, 6).
+
+    ``k`` is the index of ``x[0]`` in the stream; ``ring`` (window, n_imu, 6) the raw
+    samples, sample j in slot j % window (NaN before the first); ``ref`` (n_imu, 6) the
+    epoch's reference; ``s`` (2, n_imu, 6) the sums of y and y*y over samples
+    k-window .. k-1; ``last_bad`` (n_imu,) the last sample with a non-finite value.
+    All updated in place. Returns the index after the last sample.
+    """
+    w = ring.shape[0]
+    n_imu = x.shape[1]
+    for t in range(x.shape[0]):
+        slot = k % w
+        if k % epoch == 0:  # new epoch: reference = the latest sample, sums from the window
+            prev = (k - 1) % w
+            for i in range(n_imu):
+                for c in range(6):
+                    v = ring[prev, i, c]
+                    if math.isfinite(v):
+                        ref[i, c] = v
+                    s1 = 0.0
+                    s2 = 0.0
+                    for j in range(k - w, k):
+                        y = ring[j % w, i, c] - ref[i, c]
+                        if math.isfinite(y):
+                            s1 += y
+                            s2 += y * y
+                    s[0, i, c] = s1
+                    s[1, i, c] = s2
+        for i in range(n_imu):
+            bad = False
+            still = True
+            for c in range(6):
+                xv = x[t, i, c]
+                yn = xv - ref[i, c]
+                if not math.isfinite(yn):
+                    yn = 0.0
+                    bad = True
+                yo = ring[slot, i, c] - ref[i, c]  # the sample leaving the window
+                if not math.isfinite(yo):
+                    yo = 0.0
+                ring[slot, i, c] = xv
+                s1 = s[0, i, c] + (yn - yo)
+                s2 = s[1, i, c] + (yn * yn - yo * yo)
+                s[0, i, c] = s1
+                s[1, i, c] = s2
+                mean = s1 / w
+                if not s2 / w - mean * mean < var_max[c]:
+                    still = False
+                if c >= 3:
+                    mean_g[t, i, c - 3] = ref[i, c] + mean
+            if bad:
+                last_bad[i] = k
+            rest[t, i] = still and k - w + 1 > last_bad[i]
+        k += 1
+    return k

@@ -51,6 +51,35 @@ def test_same_output_whatever_the_block_size(block: int) -> None:
     np.testing.assert_allclose(parts["gyr"], whole["gyr"], atol=1e-6, rtol=0)
 
 
+def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None:
+    """Running window sums restart every EPOCH samples; rest flags and bias must not depend
+    on how the samples are split (one at a time, live, or all at once), NaN stretches included."""
+    from nodes.gyro_bias import EPOCH, RestBiasEstimator
+    rng = np.random.default_rng(5)
+    n = 2 * EPOCH + 1500
+    gyr = rng.normal(0, 0.3, (n, 2, 3))
+    acc = np.array([0.0, 0.0, 9.81]) + rng.normal(0, 1.0, (n, 2, 3))
+    for a in (1000, EPOCH - 60, 2 * EPOCH - 30):  # rests across the epoch boundaries
+        gyr[a:a + 700] = [0.03, -0.02, 0.01] + rng.normal(0, 0.004, (700, 2, 3))
+        acc[a:a + 700] = [0.3, 0.1, 9.8] + rng.normal(0, 0.02, (700, 2, 3))
+    gyr[EPOCH + 100:EPOCH + 110, 1] = np.nan
+    acc[EPOCH - 1, 0] = np.nan  # the reference sample of an epoch is NaN
+
+    def run(size: int) -> tuple[np.ndarray, np.ndarray]:
+        est = RestBiasEstimator(2, window=100, gyr_std=0.03, acc_std=0.3, tau=200.0)
+        parts = [est.update(acc[i:i + size], gyr[i:i + size]) for i in range(0, n, size)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    rest, bias = run(n)
+    assert rest[1200:1600].all() and rest[EPOCH + 200:EPOCH + 500, 0].all()
+    assert not rest[EPOCH + 100:EPOCH + 209, 1].any()  # NaN within the window: never at rest
+    assert not rest[:99].any() and rest.mean() < 0.5
+    for size in (1, 13, 1000):
+        r, b = run(size)
+        np.testing.assert_array_equal(r, rest)
+        np.testing.assert_array_equal(b, bias)
+
+
 def test_bias_removed_at_rest_and_rest_flagged() -> None:
     data = _frames(8.0, 2)
     node = Filter.create()
