@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class RnnObserver(Node):
     ok false and the reason); ``model`` (what runs now).
     """
 
-    inputs = {"frame": Input(accepts=(FRAME,))}
+    inputs: ClassVar[dict[str, Input]] = {"frame": Input(accepts=(FRAME,))}
     outputs = (STATE,)
 
     @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class RnnObserver(Node):
                 self._switch(self._ready, by="node")
             held = self._runner.process(frames, out)
             self._ring.push(frames)
-        n_held = int(held.sum())
+        n_held = int(np.count_nonzero(held))
         self._held += n_held
         self.stats.extra["resets"] = self._resets_done + self._runner.resets
         self.stats.extra["held_frames"] = self._held

@@ -12,7 +12,9 @@ Rules (the same in step and block mode, so both give the same numbers):
   since the last fed frame, the hidden state is reset to zeros: a long drop-out
   (missing frames, a lost message, a paused sensor) starts the model afresh.
 - Block mode runs each run of consecutive valid frames without a reset in one
-  ``session.run``; step mode runs one frame per call.
+  ``session.run``; step mode runs one frame per call. One-frame runs go through
+  preallocated bound buffers (``observer_session.StepBinding``): same numbers, less
+  per-call work.
 """
 
 from __future__ import annotations
@@ -20,15 +22,31 @@ from __future__ import annotations
 import numpy as np
 
 from nodes.observer_fit import ModelFit
-from nodes.observer_session import ObserverSession
+from nodes.observer_session import ObserverSession, StepBinding
 from pipeline.streams import FrameFlag
 
-BAD_FLAGS = int(FrameFlag.MISSING | FrameFlag.INVALID)
+BAD_FLAGS = np.uint8(FrameFlag.MISSING | FrameFlag.INVALID)
+_GOOD_FLAGS = bytes(v for v in range(256) if not v & int(BAD_FLAGS))  # of a usable sensor
 
 
-def valid_frames(frames: np.ndarray) -> np.ndarray:
-    """(n,) bool: frames with no MISSING/INVALID sensor and finite acc (m/s^2) and gyr (rad/s)."""
-    ok = ((frames["flags"] & BAD_FLAGS) == 0).all(axis=1)
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, made read-only."""
+    a.flags.writeable = False
+    return a
+
+
+_HELD = (_read_only(np.zeros(1, bool)), _read_only(np.ones(1, bool)))  # one-frame held masks
+
+
+def valid_frames(frames: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool: frames with no MISSING/INVALID sensor and finite acc (m/s^2) and gyr (rad/s).
+
+    ``x``: the frames' model input (n, n_imu*6), checked for finiteness instead of ``frames``
+    (give it only when it holds every sensor's acc and gyr).
+    """
+    ok = ~np.bitwise_and(frames["flags"], BAD_FLAGS).any(axis=1)
+    if x is not None:
+        return ok & np.isfinite(x).all(axis=1)
     ok &= np.isfinite(frames["acc"]).all(axis=(1, 2)) & np.isfinite(frames["gyr"]).all(axis=(1, 2))
     return ok
 
@@ -47,6 +65,7 @@ class ObserverRunner:
         self._last_q = np.zeros((fit.n_bodies, 4), dtype=np.float32)
         self._last_q[:, 0] = 1.0
         self._last_angle = np.zeros(fit.n_hinge, dtype=np.float32)
+        self._step: StepBinding | None = None  # bound buffers for one-frame runs, made on use
 
     def reset(self) -> None:
         """Zero the hidden state (the next valid frame starts the model afresh)."""
@@ -58,16 +77,18 @@ class ObserverRunner:
         """Feed ``frames`` (n,) imu.frame samples, fill ``out`` (n,) chain.state if given.
 
         Returns the ``held`` mask (n,) bool: True where the frame was not valid and the
-        previous estimate was repeated. ``out["t_host"]`` is left to the caller.
+        previous estimate was repeated (read-only for one frame). ``out["t_host"]`` is left
+        to the caller.
         """
-        n = len(frames)
-        valid = valid_frames(frames)
+        n, fit = len(frames), self.fit
+        q = out["q_rel"] if out is not None else np.empty((n, fit.n_bodies, 4), np.float32)
+        ang = out["angle"] if out is not None else np.empty((n, fit.n_hinge), np.float32)
+        if n == 1:
+            return _HELD[self._process_one(frames, q, ang)]
+        x = fit.features(frames)
+        valid = valid_frames(frames, x if self._x_has_all(frames) else None)
         t = frames["t_host"]
-        x = self.fit.features(frames)
-        q = out["q_rel"] if out is not None else np.empty((n, self.fit.n_bodies, 4), np.float32)
-        ang = out["angle"] if out is not None else np.empty((n, self.fit.n_hinge), np.float32)
-        q[:] = (1.0, 0.0, 0.0, 0.0)  # bodies the model does not estimate: identity
-        ang[:] = 0.0
+        fit.fill_unestimated(q, ang)  # bodies the model does not estimate: identity, angle 0
         i = 0
         while i < n:
             if not valid[i]:
@@ -80,12 +101,56 @@ class ObserverRunner:
             if self.block_mode:
                 while j < n and valid[j] and t[j] - t[j - 1] <= self.reset_gap_ns:
                     j += 1
-            y, self.state = self.session.run(x[i:j], self.state)
+            if j - i > 1:
+                y, self.state = self.session.run(x[i:j], self.state)
+            else:
+                y = self._run_one(x[i])
             self.t_last = int(t[j - 1])
-            self.fit.decode(y, q[i:j], ang[i:j])
+            fit.decode(y, q[i:j], ang[i:j])
             self._last_q, self._last_angle = q[j - 1].copy(), ang[j - 1].copy()
             i = j
         return ~valid
+
+    def _process_one(self, frames: np.ndarray, q: np.ndarray, ang: np.ndarray) -> bool:
+        """:meth:`process` for one frame (step mode); features go straight into the bound input."""
+        step = self._step or self._bind()
+        x = self.fit.features(frames, step.x)
+        if not self._valid_one(frames, x):
+            q[0], ang[0] = self._last_q, self._last_angle
+            return True
+        t = int(frames["t_host"][0])
+        if self.t_last is not None and t - self.t_last > self.reset_gap_ns:
+            self.reset()
+        y, self.state = step.run(self.state)
+        self.t_last = t
+        self.fit.fill_unestimated(q, ang)
+        self.fit.decode(y, q, ang)
+        self._last_q, self._last_angle = q[0].copy(), ang[0].copy()
+        return False
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        """Model output (1, n_outputs) for one frame's features ``x`` (n_features,)."""
+        step = self._step or self._bind()
+        step.x[0] = x
+        y, self.state = step.run(self.state)
+        return y
+
+    def _bind(self) -> StepBinding:
+        """The one-frame binding, made now."""
+        self._step = StepBinding(self.session)
+        return self._step
+
+    def _x_has_all(self, frames: np.ndarray) -> bool:
+        """True when the model input holds every sensor of ``frames`` (check finiteness on it)."""
+        return self.fit.all_sensors and len(self.fit.perm) == frames.dtype["flags"].shape[0]
+
+    def _valid_one(self, frames: np.ndarray, x: np.ndarray) -> bool:
+        """:func:`valid_frames` for one frame (1,) with its model input ``x`` (1, n_features)."""
+        if frames.dtype["flags"].base != np.uint8 or not self._x_has_all(frames):
+            return bool(valid_frames(frames)[0])
+        if frames["flags"].tobytes().translate(None, _GOOD_FLAGS):  # a MISSING/INVALID sensor
+            return False
+        return bool(np.isfinite(x).all())
 
     def advance(self, frames: np.ndarray) -> None:
         """Update the hidden state on ``frames`` without keeping outputs (warm-up, catch-up)."""
@@ -104,6 +169,10 @@ class FrameRing:
     def push(self, frames: np.ndarray) -> None:
         """Append (n,) frames, overwriting the oldest."""
         n = len(frames)
+        if n == 1:  # element assignment: much cheaper than a one-element slice of records
+            self.buf[self.count % self.capacity] = frames[0]
+            self.count += 1
+            return
         if n >= self.capacity:
             frames = frames[-self.capacity:]
             self.count += n - self.capacity

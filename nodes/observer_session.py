@@ -10,13 +10,15 @@ the card, and its inputs and outputs must be exactly what the card says:
 - output ``card.output_name``: (batch, T, card.n_outputs) float32.
 
 Sessions use one intra-op thread and sequential execution: one step at batch 1
-is latency-bound, and the machines running the graph have few cores.
+is latency-bound, and the machines running the graph have few cores. One-frame
+steps go through :class:`StepBinding` (ONNX IO bound once to preallocated buffers).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,50 @@ class ObserverSession:
             feeds[name] = h
         out = self.session.run(self._fetch, feeds)
         return out[0][0], out[1:]
+
+
+class StepBinding:
+    """One-frame steps of a session through preallocated, bound buffers (no per-step allocation).
+
+    Write the frame's features into ``x`` (1, n_features) float32, then ``run(state)``. The
+    hidden state ping-pongs between two buffer sets owned here; ``y`` (1, n_outputs) float32
+    is overwritten by the next run. One binding serves one thread at a time.
+    """
+
+    def __init__(self, session: ObserverSession) -> None:
+        card, sess = session.card, session.session
+        self._sess = sess
+        self._x = np.zeros((1, 1, card.n_features), dtype=np.float32)
+        self._y = np.zeros((1, 1, card.n_outputs), dtype=np.float32)
+        self.x, self.y = self._x[0], self._y[0]
+        self._states = (session.zero_state(), session.zero_state())
+        self._bindings = tuple(self._bind(card, k) for k in (0, 1))
+
+    def _bind(self, card: ModelCard, k: int) -> ort.IOBinding:
+        """Binding that reads the state from buffer set ``k`` and writes it to the other."""
+        b = self._sess.io_binding()
+        _bind_array(b.bind_input, card.input_name, self._x)
+        _bind_array(b.bind_output, card.output_name, self._y)
+        for s, h_in, h_out in zip(card.state, self._states[k], self._states[1 - k]):
+            _bind_array(b.bind_input, s.input, h_in)
+            _bind_array(b.bind_output, s.output, h_out)
+        return b
+
+    def run(self, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One step on ``x`` from ``state``: ``y`` (1, n_outputs) view and the new state."""
+        states = self._states
+        k = 0 if state is states[0] else 1 if state is states[1] else -1
+        if k < 0:  # a state from elsewhere (fresh, or from a block run): copy it in
+            for dst, src in zip(states[0], state):
+                np.copyto(dst, src)
+            k = 0
+        self._sess.run_with_iobinding(self._bindings[k])
+        return self.y, states[1 - k]
+
+
+def _bind_array(bind: Callable, name: str, arr: np.ndarray) -> None:
+    """Bind the C-contiguous float32 ``arr`` as the ONNX input or output ``name`` (no copy)."""
+    bind(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
 
 
 def load_session(path: str | Path, model_dirs: tuple[Path, ...]) -> ObserverSession:

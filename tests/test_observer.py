@@ -300,3 +300,126 @@ def test_bodies_the_model_does_not_estimate_stay_identity(models, tmp_path):
     out = feed(node, synth_frames(n=300, seed=5), sizes=37)
     np.testing.assert_array_equal(out["q_rel"][:, 0], np.tile([1, 0, 0, 0], (len(out), 1)))
     np.testing.assert_allclose(np.linalg.norm(out["q_rel"][:, 1], axis=1), 1.0, atol=1e-5)
+
+
+ODD_CHAIN = """\
+name: odd
+units: {length: m, angle: rad}
+bodies:
+  - {name: root, parent: null, joint: {type: free}}
+  - {name: b1, parent: root, joint: {type: hinge, axis: [0, -1, 0],
+     rotation: [0.9238795325112867, 0.0, 0.0, 0.3826834323650898]}}
+  - {name: b2, parent: b1, joint: {type: hinge, axis: [0.6, 0.0, 0.8]}}
+  - {name: b3, parent: b1, joint: {type: hinge, axis: [1, 0, 0]}}
+  - {name: b4, parent: b3, joint: {type: hinge, axis: [0, 0, 1],
+     rotation: [0.7071067811865476, 0.7071067811865476, 0.0, 0.0]}}
+imus:
+  - {name: root, body: root}
+"""
+
+
+def _reference_decode(fit, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
+    """The per-output decode loop that the vectorised ``ModelFit.decode`` replaced."""
+    from nodes.observer_fit import _left_matrix
+
+    ch = fit.chain
+    hinges = [int(i) for i in ch.hinge_bodies]
+    col, quat, sincos = 0, [], []
+    for o in fit.card.outputs:
+        b = ch.index(o.body)
+        (quat if o.encoding == "quat" else sincos).append(
+            (col, b, hinges.index(b) if b in hinges else -1))
+        col += 4 if o.encoding == "quat" else 2
+    for col, b, h in quat:
+        q = y[:, col:col + 4].astype(np.float64)
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q_rel[:, b] = q
+        if h >= 0:
+            qj = q @ _left_matrix(ch.rotations[b] * [1, -1, -1, -1]).T
+            a = 2.0 * np.arctan2(qj[:, 1:] @ ch.axes[b], qj[:, 0])
+            angle[:, h] = np.where(a > np.pi, a - 2 * np.pi,
+                                   np.where(a <= -np.pi, a + 2 * np.pi, a))
+    for col, b, h in sincos:
+        a = np.arctan2(y[:, col], y[:, col + 1])
+        angle[:, h] = a
+        qa = np.empty((len(a), 4))
+        qa[:, 0] = np.cos(0.5 * a)
+        qa[:, 1:] = np.sin(0.5 * a)[:, None] * ch.axes[b]
+        q_rel[:, b] = qa @ _left_matrix(ch.rotations[b]).T
+
+
+@pytest.mark.parametrize("chain_name, outputs", [
+    ("odd", (("root", "quat"), ("b1", "sincos"), ("b2", "quat"), ("b3", "sincos"),
+             ("b4", "sincos"))),
+    ("odd", (("b4", "sincos"), ("b1", "quat"), ("b2", "sincos"), ("root", "quat"),
+             ("b3", "quat"))),
+    ("arm3", (("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos"))),  # simple axes path
+    ("arm3", (("seg3", "sincos"), ("seg2", "sincos"))),
+    ("knee", (("shank", "sincos"),)),
+])
+def test_vectorised_decode_equals_the_per_output_loop(models, tmp_path, chain_name, outputs):
+    import dataclasses
+
+    from nodes.observer_fit import ModelFit
+    from pipeline.chain import load_chain
+    from pipeline.model_card import OutputBody
+
+    if chain_name == "odd":
+        (tmp_path / "odd.yaml").write_text(ODD_CHAIN)
+        chain = load_chain(tmp_path / "odd.yaml")
+    else:
+        chain = load_chain(CHAINS / f"{chain_name}.yaml")
+    card = dataclasses.replace(load_card(models["arm3"]),
+                               outputs=tuple(OutputBody(b, e) for b, e in outputs))
+    fit = ModelFit(card, chain, np.arange(2), tuple(b for b, _ in outputs))
+    rng = np.random.default_rng(3)
+    n_out, n_hinge = card.n_outputs, len(chain.hinge_bodies)
+    for n in (1, 2, 57):
+        y = (rng.normal(size=(n, n_out)) * rng.choice([1e-6, 1.0, 30.0], (n, 1))).astype(
+            np.float32)
+        if n > 2:
+            y[0] = 0.0  # zero quaternion / atan2(0, 0)
+            y[1, 1] = np.nan  # a NaN output stays NaN where the loop made it NaN
+        for dtype in (np.float64, np.float32):
+            got = np.zeros((n, chain.n_bodies, 4), dtype), np.zeros((n, n_hinge), dtype)
+            ref = np.zeros((n, chain.n_bodies, 4), dtype), np.zeros((n, n_hinge), dtype)
+            fit.decode(y, *got)
+            _reference_decode(fit, y, *ref)
+            for g, r in zip(got, ref):
+                np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+                np.testing.assert_allclose(g, r, rtol=0, atol=1e-12 if dtype == np.float64
+                                           else 1e-7)
+
+
+def test_one_frame_messages_give_the_same_numbers_as_blocks(models):
+    """Step mode one frame per message (bound buffers) vs blocks, with held and reset frames."""
+    frames = synth_frames(n=300, seed=11)
+    frames["flags"][40:45, 0] = int(FrameFlag.MISSING | FrameFlag.AT_REST)
+    frames["acc"][40:45, 0] = np.nan
+    frames["flags"][60:70] = int(FrameFlag.INTERPOLATED | FrameFlag.AT_REST)  # usable
+    frames["flags"][80, 1] = int(FrameFlag.INVALID)
+    frames["gyr"][90, 1, 2] = -np.inf
+    frames["t_host"][200:] += int(1e9)  # reset
+    outs = []
+    for sizes in (1, 10):
+        node = RnnObserver.create("obs", context=ctx(models), model=str(models["a"]))
+        outs.append(feed(node, frames, sizes=sizes))
+        assert node.stats.extra["held_frames"] == 7 and node.stats.extra["resets"] == 1
+    assert np.array_equal(outs[0]["angle"][40:45], np.repeat(outs[0]["angle"][39:40], 5, 0))
+    assert np.abs(outs[0]["angle"] - outs[1]["angle"]).max() < 1e-6
+    assert np.abs(outs[0]["q_rel"] - outs[1]["q_rel"]).max() < 1e-6
+    node.on_command("reset", {})  # a fresh state is copied into the bound buffers
+    again = feed(node, frames[:100], sizes=1)
+    assert np.abs(again["angle"] - outs[0]["angle"][:100]).max() < 1e-6
+
+
+def test_frame_ring_single_frame_pushes():
+    dt = np.dtype([("t_host", "<i8"), ("acc", "<f4", (2, 3))])
+    ring = FrameRing(dt, 5)
+    for k in range(12):
+        f = np.zeros(1, dt)
+        f["t_host"], f["acc"] = k, k
+        ring.push(f)
+    frames, first = ring.since(0)
+    assert first == 7 and frames["t_host"].tolist() == list(range(7, 12))
+    assert np.array_equal(frames["acc"][:, 1, 2], np.arange(7, 12))
