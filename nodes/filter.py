@@ -93,6 +93,9 @@ class Filter(Node):
     def setup(self) -> None:
         self._rot = {name: rotation_from_spec(spec, f"node '{self.id}': remap.{name}")
                      for name, spec in self.params.remap.items()}
+        if self.params.bias:  # load (or compile) the rest-detection kernel now, not on a frame
+            RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(
+                np.zeros((1, 1, 3)), np.zeros((1, 1, 3)))
         self._in_info: StreamInfo | None = None
         self._last_flags: np.ndarray | None = None  # stays None until the first frame
 

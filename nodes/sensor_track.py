@@ -104,15 +104,15 @@ class SensorTrack:
         ag = self._ag[a:b]
         ag[:, 0] = raw["acc"]
         ag[:, 1] = raw["gyr"]
-        finite = np.isfinite(ag).all(axis=(1, 2))
-        if finite.all():
-            norm = np.linalg.norm(ag, axis=2)
-        else:
-            with np.errstate(invalid="ignore"):
-                norm = np.linalg.norm(ag, axis=2)
+        # squared norms against squared limits, summed x, y, z as _add_one does (same
+        # decisions at the limits); NaN compares False and inf exceeds any limit
+        sq = ag * ag
+        norm2 = sq[:, :, 0] + sq[:, :, 1]
+        norm2 += sq[:, :, 2]
         valid = self._valid[a:b]
-        np.logical_and(finite, norm[:, 0] <= self.limits.acc_max, out=valid)
-        valid &= norm[:, 1] <= self.limits.gyr_max
+        with np.errstate(invalid="ignore"):
+            np.less_equal(norm2[:, 0], self._acc2_max, out=valid)
+            valid &= norm2[:, 1] <= self._gyr2_max
         self._end = b
         self.last_t = int(self._t[b - 1]) if n else self.last_t
         self.last_arrival_ns = now_ns
@@ -206,7 +206,39 @@ class SensorTrack:
             self._resample_one(int(grid[0]), ag, flags)
             return ag, flags
         t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
-        j = np.searchsorted(t, grid, side="right") - 1  # last sample at or before grid
+        j = t.searchsorted(grid, side="right") - 1  # last sample at or before grid
+        if j[0] >= 0 and (j[-1] < n - 1 or t[-1] == grid[-1]):
+            # every grid time has samples on both sides (or, the last, one at its time)
+            jn = np.minimum(j + 1, n - 1)
+            tp = t[j]
+            span = t[jn] - tp
+            exact = tp == grid
+            if ((span <= self.max_gap_ns) | exact).all() and valid_s[j].all() and (
+                    valid_s[jn].all()):
+                # the usual case: every grid time interpolated between two valid samples
+                w = (grid - tp) / np.maximum(span, 1)
+                vp = vals[j]
+                np.subtract(vals[jn], vp, out=ag)
+                ag *= w[:, None, None]
+                ag += vp  # vp + w * (vn - vp), as _resample_one computes it
+                hit = exact.any()
+                if hit:  # a sample at the grid time: taken as it is
+                    np.copyto(ag, vp, where=exact[:, None, None])
+                if self.period_ns > 0:
+                    lost = span > 1.5 * self.period_ns  # samples lost in between
+                    if hit:
+                        lost &= ~exact
+                    np.multiply(lost, _INTERPOLATED, out=flags)
+                else:
+                    flags[...] = _OK
+                return ag, flags
+        return self._resample_general(grid, j, ag, flags)
+
+    def _resample_general(self, grid: np.ndarray, j: np.ndarray, ag: np.ndarray,
+                          flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`resample_into` with gaps, invalid samples or grid times outside the samples."""
+        n = self._end - self._start
+        t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
         has_prev = j >= 0
         jp = np.clip(j, 0, n - 1)
         jn = np.clip(j + 1, 0, n - 1)

@@ -165,14 +165,15 @@ class Sync(Node):
             return
         grid = self.grid_time(np.arange(k0, k1 + 1))
         m = len(grid)
-        ag = np.empty((m, len(self._tracks), 2, 3))  # acc, gyr per sensor (float64)
-        flags = np.empty((m, len(self._tracks)), np.uint8)
-        for i, track in enumerate(self._tracks):
-            track.resample_into(grid, ag[:, i], flags[:, i])
+        ag = np.empty((len(self._tracks), m, 2, 3))  # acc, gyr per sensor (float64)
+        flags = np.empty((len(self._tracks), m), np.uint8)
+        for i, track in enumerate(self._tracks):  # each sensor into contiguous memory
+            track.resample_into(grid, ag[i], flags[i])
         out = np.empty(m, self._dtype)
         out["t_host"] = grid
-        out["acc"] = ag[:, :, 0]
-        out["gyr"] = ag[:, :, 1]
+        out["acc"] = ag[:, :, 0].transpose(1, 0, 2)
+        out["gyr"] = ag[:, :, 1].transpose(1, 0, 2)
+        flags = flags.T
         out["flags"] = flags
         self._k_next = k1 + 1
         next_t = self._grid_time_one(self._k_next)
