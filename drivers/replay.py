@@ -115,7 +115,7 @@ class Replay(Source):
         p = self.params
         reader = self._reader
         pending: dict[int, _Item] = {}  # per channel: the block still growing (merge windows)
-        for runs in reader.runs():
+        for runs in reader.runs(batch_ns=self._merge_ns):  # chunks of one window parsed as one
             items: list[_Item] = []
             if not runs:
                 continue

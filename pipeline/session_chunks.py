@@ -120,6 +120,17 @@ class ChunkParser:
             runs.append(ChannelRun(self.channels[cid], log_time[a:b], header[a:b], payload))
         return runs
 
+    def uniform(self, raw: bytes) -> bool:
+        """True if the chunk holds only message records, all of one length (cheap test)."""
+        if len(raw) < 9 or raw[0] != _OP_MESSAGE:
+            return False
+        (length,) = struct.unpack_from("<Q", raw, 1)
+        width = 9 + length
+        if len(raw) % width:
+            return False
+        rows = np.frombuffer(raw, np.uint8).reshape(-1, width)
+        return bool((rows[:, 0] == _OP_MESSAGE).all() and (rows[:, 1:9] == rows[0, 1:9]).all())
+
     def bulk(self, raw: bytes, arr: np.ndarray) -> list[ChannelRun] | None:
         """Runs of a chunk whose messages all have one record length, in bulk; else None.
 

@@ -163,17 +163,38 @@ class SessionReader:
             raise SessionFileError(f"session '{self.path}': chunk compression '{comp}' unknown")
         return raw
 
-    def runs(self) -> Iterator[list[ChannelRun]]:
-        """Yield, per chunk in file order, one :class:`ChannelRun` per channel present."""
+    def runs(self, batch_ns: int = 0) -> Iterator[list[ChannelRun]]:
+        """Yield, per chunk in file order, one :class:`ChannelRun` per channel present.
+
+        ``batch_ns`` > 0 (offline replay): consecutive chunks whose messages all lie in
+        one window of that length (windows counted from the first chunk's first message
+        time; chunk headers tell) are parsed as one when they share one record layout,
+        so a run then spans several chunks and the per-chunk work is done once.
+        """
         skip: set[int] = set()  # message indexes are read only for chunks that need them
         records = self._records(skip)
         pending: tuple[bytes, dict[int, np.ndarray]] | None = None
+        group: list[bytes] = []  # decompressed chunks of one batch window, parsed in bulk
+        window = origin = None
         for op, body in records:
             if op == _OP_CHUNK:
                 if pending is not None:
                     yield self._chunks.indexed(*pending)
                     pending = None
                 raw = self._chunk_records(body)
+                if batch_ns > 0:
+                    t0, t1 = struct.unpack_from("<QQ", body, 0)
+                    origin = t0 if origin is None else origin
+                    w0, w1 = (t0 - origin) // batch_ns, (t1 - origin) // batch_ns
+                    if group and w0 == w1 == window:
+                        group.append(raw)
+                        continue
+                    yield from self._parse_group(group)
+                    group = []
+                    if w0 == w1 and self._chunks.uniform(raw):
+                        group, window = [raw], w0
+                        skip.add(_OP_MESSAGE_INDEX)
+                        continue
                 runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
                 if runs is not None:
                     skip.add(_OP_MESSAGE_INDEX)
@@ -186,9 +207,26 @@ class SessionReader:
                 pending[1][cid] = np.frombuffer(body, dtype="<u8", count=n // 8,
                                                 offset=6).reshape(-1, 2)
             else:
+                if group and op != _OP_MESSAGE_INDEX:  # a record between chunks: keep order
+                    yield from self._parse_group(group)
+                    group = []
                 self._handle(op, memoryview(body))
+        yield from self._parse_group(group)
         if pending is not None:
             yield self._chunks.indexed(*pending)
+
+    def _parse_group(self, group: list[bytes]) -> Iterator[list[ChannelRun]]:
+        """Runs of a batch of chunks: as one chunk if their records line up, else one by one."""
+        if not group:
+            return
+        raw = group[0] if len(group) == 1 else b"".join(group)
+        runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+        if runs is not None:
+            yield runs
+            return
+        for raw in group:  # layouts differ between the chunks: each on its own (no indexes)
+            runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+            yield runs if runs is not None else self._chunks.indexed(raw, {})
 
 def _string(rec: memoryview, pos: int) -> tuple[str, int]:
     (n,) = struct.unpack_from("<I", rec, pos)
