@@ -98,10 +98,12 @@ class ClockMapper:
         if len(ts) == 1:  # live streams: one sample per message; same result, ~5x cheaper
             return np.array([self.map_one(int(ts[0]), int(th[0]))], dtype=np.int64)
         out = np.empty(len(ts), dtype=np.int64)
-        if len(ts) and self._block(ts, th, out):
-            return out
-        i = 0
+        i, tried = 0, False
         while i < len(ts):
+            if not tried and self._bins_t:  # a line exists: the rest of the block at once
+                tried = True
+                if self._block(ts[i:], th[i:], out[i:]):
+                    break
             i = self._segment(ts, th, i, out)
         return out
 
