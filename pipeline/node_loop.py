@@ -199,8 +199,11 @@ class NodeLoop:
             poller.register(sub.socket, zmq.POLLIN)
             by_socket[sub.socket] = port
         drain_deadline = None
+        # with only direct inputs this thread serves commands and status: wake it rarely,
+        # each wake-up takes the GIL from the thread that runs the data path
+        timeout_ms = 20 if by_socket else 100
         while not self._ended:
-            ready = dict(poller.poll(20))
+            ready = dict(poller.poll(timeout_ms))
             if self.ctl in ready or self._pending:
                 self._serve_control(0)
             with self.lock:
