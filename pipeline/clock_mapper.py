@@ -125,14 +125,14 @@ class ClockMapper:
         rel = ts - self._t_ref
         b = rel // self.bin_ns
         d = th - ts - self._d_ref
-        cut = np.flatnonzero(b[1:] != b[:-1])
+        cut = (b[1:] != b[:-1]).nonzero()[0]
         bounds = np.empty(len(cut) + 2, np.intp)  # segments: [bounds[s], bounds[s + 1])
         bounds[0], bounds[-1] = 0, n
         np.add(cut, 1, out=bounds[1:-1])
         starts = bounds[:-1]
         lens = bounds[1:] - starts
         mins = np.minimum.reduceat(d, starts)  # per segment: first minimum of d and its time
-        where = np.flatnonzero(d == mins.repeat(lens))
+        where = (d == mins.repeat(lens)).nonzero()[0]
         tmin = rel[where[where.searchsorted(starts)]]
         seg_d, seg_t = mins.tolist(), tmin.tolist()
         # bins that close in this block, in order; the last segment's bin stays open
@@ -161,7 +161,7 @@ class ClockMapper:
         else:
             pred = seg_off.repeat(lens) + seg_dr.repeat(lens) * rel.astype(np.float64)
         resid = d.astype(np.float64) - pred
-        if (np.abs(resid) > self.reset_ns).any():
+        if np.abs(resid).max() > self.reset_ns:
             return False  # early or late samples: the general path decides (resets)
         # commit
         if close_t:
@@ -188,6 +188,8 @@ class ClockMapper:
         pad = [0.0] * (w - 1)
         win_t = _windows(np.array(pad + self._bins_t + close_t), first, m, w)
         win_d = _windows(np.array(pad + self._bins_d + close_d), first, m, w)
+        if first + 1 >= w:  # every window full
+            return _fit_windows(win_t, win_d, None, self.bin_ns, self.outlier_ns, full=True)
         count = np.minimum(np.arange(first + 1, first + m + 1), w)  # bins in each window
         valid = np.arange(w) >= (w - count)[:, None]
         return _fit_windows(win_t, win_d, valid, self.bin_ns, self.outlier_ns)
@@ -365,8 +367,8 @@ def _windows(x: np.ndarray, first: int, m: int, w: int) -> np.ndarray:
     return np.ndarray((m, w), np.float64, x, first * 8, (8, 8))
 
 
-def _fit_windows(t: np.ndarray, d: np.ndarray, valid: np.ndarray, bin_ns: float,
-                 outlier_ns: float) -> tuple[list[float], list[float]]:
+def _fit_windows(t: np.ndarray, d: np.ndarray, valid: np.ndarray | None, bin_ns: float,
+                 outlier_ns: float, full: bool = False) -> tuple[list[float], list[float]]:
     """Clock lines through windows of bin minima, one window per row: (offsets, drifts).
 
     ``t`` (sensor time of each bin's minimum, rel. t_ref) and ``d`` (the minimum) are
@@ -378,8 +380,23 @@ def _fit_windows(t: np.ndarray, d: np.ndarray, valid: np.ndarray, bin_ns: float,
     bin. Every operation is elementwise or a per-row reduction (sums by sequential
     accumulation), so a row's result does not depend on the other rows: a window fitted
     alone (one bin closing, live) and among others (a block) gives the same bits.
+    ``full``: every bin is present (``valid`` None; the usual case, fewer operations).
     """
     m, w = t.shape
+    if full:  # every window full: no padding, and usually no outlier (same ops, fewer)
+        t0, d0 = t[:, -1:], d[:, -1:]
+        u = t - t0
+        v = d - d0
+        mu = np.add.accumulate(u, axis=1)[:, -1] / w
+        mv = np.add.accumulate(v, axis=1)[:, -1] / w
+        uc = u - mu[:, None]
+        drift = np.add.accumulate(uc * v, axis=1)[:, -1] / np.add.accumulate(uc * uc,
+                                                                              axis=1)[:, -1]
+        offset = (d0[:, 0] + mv) - drift * (t0[:, 0] + mu)
+        resid = d - (offset[:, None] + drift[:, None] * t)
+        if resid.max() <= outlier_ns:
+            return (offset + np.minimum(0.0, resid.min(axis=1))).tolist(), drift.tolist()
+        valid = np.ones((m, w), bool)
     rows = np.arange(m)
     k = valid.sum(axis=1)
     t_first = t[rows, w - k]
