@@ -23,6 +23,7 @@ import zmq
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tools import machine_info  # noqa: E402
 from pipeline.bus import Publisher, Subscriber  # noqa: E402
+from pipeline.direct import DirectEmitter  # noqa: E402
 from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 
 N_LAT = 3000
@@ -92,6 +93,33 @@ def latency_same_process(endpoint: str) -> list[int]:
     return lat
 
 
+class _LockedSink:
+    """Stands in for a node loop in a direct group: deliver() takes a lock, keeps the latency."""
+
+    def __init__(self) -> None:
+        import threading
+        self.lock = threading.RLock()
+        self.lat: list[int] = []
+
+    def deliver(self, port: str, blk) -> None:
+        with self.lock:
+            self.lat.append(time.monotonic_ns() - blk.t_host)
+
+
+def latency_direct() -> list[int]:
+    """Hop latency (ns) of a direct-group edge: emit -> consumer called in the same thread."""
+    ctx = zmq.Context()
+    pub = Publisher(ctx, ["inproc://bench_direct"])
+    sink = _LockedSink()
+    emitter = DirectEmitter(pub, {"bench/imu.raw": [(sink, "in")]})
+    data = _block(1)
+    for _ in range(N_LAT):
+        emitter.publish("bench/imu.raw", INFO, data, t_host=time.monotonic_ns())
+    pub.close()
+    ctx.term()
+    return sink.lat
+
+
 def latency_cross_process(endpoint: str) -> list[int]:
     """Hop latency (ns) from this process to a subscriber process, paced at 1 kHz."""
     ctx = zmq.Context()
@@ -157,6 +185,7 @@ def main() -> None:
             "ipc_same_process": stats_us(latency_same_process(ipc + "0")),
             "ipc_cross_process": stats_us(latency_cross_process(ipc + "1")),
             "tcp_loopback_cross_process": stats_us(latency_cross_process(tcp)),
+            "direct_group_same_thread": stats_us(latency_direct()),
         },
         "throughput_ipc_cross_process": {
             f"block_{b}": throughput(ipc + f"t{b}", b) for b in (1, 16, 256)},
