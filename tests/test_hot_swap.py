@@ -36,7 +36,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 class Graph:
     """`imuflow run CONFIG` in a subprocess, with the run folder in a short temp dir."""
 
-    def __init__(self, tmp: Path, models: dict, source: dict, observer: dict) -> None:
+    def __init__(self, tmp: Path, models: dict, source: dict, observer: dict,
+                 direct: bool = False) -> None:
         self.runs = tempfile.mkdtemp(prefix="imf")
         self.src_report, self.sink_report = tmp / "source.json", tmp / "sink.json"
         cfg = {"version": 1, "name": "swaptest", "chain": str(CHAINS / "knee.yaml"),
@@ -45,10 +46,12 @@ class Graph:
                     "params": dict(source, report=str(self.src_report))},
                    {"id": "observer", "kind": "nodes.observer.RnnObserver",
                     "params": dict({"model": str(models["a"])}, **observer),
-                    "inputs": {"frame": "src/imu.frame"}},
+                    "inputs": {"frame": "src/imu.frame"}, **({"group": "io"} if direct else {})},
                    {"id": "sink", "kind": "tests.observer_models.StateSink", "group": "io",
                     "params": {"report": str(self.sink_report)},
                     "inputs": {"state": "observer/chain.state"}}]}
+        if direct:  # one group whose edges are function calls (pipeline/direct.py)
+            cfg["direct_groups"] = ["io"]
         self.config = tmp / "graph.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
         self.env = dict(os.environ, IMUFLOW_RUNS=self.runs,
@@ -96,8 +99,10 @@ def check_continuous(src: dict, sink: dict) -> None:
 
 
 @pytest.mark.slow
-def test_fifty_swaps_keep_the_output_continuous(models, tmp_path):
-    g = Graph(tmp_path, models, {"total": 1400, "rate_hz": 100.0}, {"warmup_s": 0.5})
+@pytest.mark.parametrize("direct", [False, True], ids=["bus", "direct_group"])
+def test_fifty_swaps_keep_the_output_continuous(direct, models, tmp_path):
+    g = Graph(tmp_path, models, {"total": 1400, "rate_hz": 100.0}, {"warmup_s": 0.5},
+              direct=direct)
     g.wait_running()
     replies = []
     t0 = time.monotonic()
