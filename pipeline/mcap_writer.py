@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import lz4.frame
@@ -58,10 +60,19 @@ class McapWriter:
 
     Not thread-safe (the caller locks). Times are int64 ns as given. OSError from
     ``out`` propagates unchanged (the caller adds the file name and advice).
+
+    ``background``: a closed chunk is joined, compressed, checksummed and written by
+    one helper thread (lz4, zstd and crc32 release the GIL), so the caller goes on
+    with the next messages meanwhile; at most ``MAX_PENDING`` chunks wait, in order.
+    :meth:`flush` and :meth:`finish` wait for them; an OSError of a background write
+    is raised by the next call that waits (add_message, flush, finish). Records
+    written by the caller (channels, metadata) wait for the pending chunks first.
     """
 
+    MAX_PENDING = 2
+
     def __init__(self, out: BinaryIO, *, compression: str = "lz4", chunk_bytes: int = 1 << 20,
-                 crc: bool = True) -> None:
+                 crc: bool = True, background: bool = False) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
                              f"got {compression!r}")
@@ -79,6 +90,9 @@ class McapWriter:
         self._t_first: int | None = None
         self._t_last = 0
         self._chunk_count = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mcap-chunk") if background \
+            else None
+        self._pending: deque[Future] = deque()
         self._reset_chunk()
 
     def _reset_chunk(self) -> None:
@@ -95,6 +109,7 @@ class McapWriter:
 
     def register_schema(self, name: str, encoding: str, data: bytes) -> int:
         """Write a schema record now; return its id (1, 2, ...)."""
+        self.wait()
         sid = len(self._schemas) + 1
         rec = _record(OP_SCHEMA, struct.pack("<H", sid) + _s(name) + _s(encoding) + _s(data))
         self._schemas.append(rec)
@@ -104,6 +119,7 @@ class McapWriter:
     def register_channel(self, topic: str, message_encoding: str, schema_id: int,
                          metadata: dict[str, str]) -> int:
         """Write a channel record now (before the chunk that uses it); return its id."""
+        self.wait()
         cid = len(self._channels) + 1
         if cid > 0xFFFF:
             raise ValueError(f"MCAP allows 65535 channels; '{topic}' would be channel {cid}")
@@ -115,6 +131,7 @@ class McapWriter:
 
     def add_metadata(self, name: str, data: dict[str, str]) -> None:
         """Write a metadata record (indexed in the summary)."""
+        self.wait()
         rec = _record(OP_METADATA, _s(name) + _map(data))
         offset = self._out.tell()
         self._out.write(rec)
@@ -146,11 +163,27 @@ class McapWriter:
         """Compress and write the open chunk and its message indexes (nothing if empty)."""
         if not self._parts:
             return
-        raw = b"".join(self._parts)
+        job = (self._parts, self._index, self._t0, self._t1)
+        self._reset_chunk()
+        if self._pool is None:
+            self._write_chunk(*job)
+            return
+        while len(self._pending) >= self.MAX_PENDING:  # bounded memory, errors surface here
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write_chunk, *job))
+
+    def wait(self) -> None:
+        """Wait until every closed chunk is written (re-raises a background OSError)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def _write_chunk(self, parts: list[bytes], index: dict[int, list[int]], t0: int,
+                     t1: int) -> None:
+        raw = b"".join(parts)
         comp = self._compress(raw)
         crc = zlib.crc32(raw) if self._crc else 0
         start = self._out.tell()
-        body = (struct.pack("<QQQI", self._t0, self._t1, len(raw), crc) + _s(self._compression)
+        body = (struct.pack("<QQQI", t0, t1, len(raw), crc) + _s(self._compression)
                 + struct.pack("<Q", len(comp)))
         self._out.write(struct.pack("<BQ", OP_CHUNK, len(body) + len(comp)) + body)
         self._out.write(comp)
@@ -158,7 +191,7 @@ class McapWriter:
         index_start = start + chunk_len
         offsets = []
         pos = index_start
-        for cid, entries in self._index.items():
+        for cid, entries in index.items():
             pairs = np.asarray(entries, dtype="<u8").tobytes()
             rec = _record(OP_MESSAGE_INDEX, struct.pack("<HI", cid, len(pairs)) + pairs)
             self._out.write(rec)
@@ -166,23 +199,25 @@ class McapWriter:
             pos += len(rec)
             self._counts[cid] = self._counts.get(cid, 0) + len(entries) // 2
         self._chunk_index.append(_record(OP_CHUNK_INDEX, struct.pack(
-            "<QQQQI", self._t0, self._t1, start, chunk_len, 10 * len(offsets)) + b"".join(offsets)
+            "<QQQQI", t0, t1, start, chunk_len, 10 * len(offsets)) + b"".join(offsets)
             + struct.pack("<Q", pos - index_start) + _s(self._compression)
             + struct.pack("<QQ", len(comp), len(raw))))
-        if self._t_first is None or self._t0 < self._t_first:
-            self._t_first = self._t0
-        self._t_last = max(self._t_last, self._t1)
+        if self._t_first is None or t0 < self._t_first:
+            self._t_first = t0
+        self._t_last = max(self._t_last, t1)
         self._chunk_count += 1
-        self._reset_chunk()
 
     def flush(self) -> None:
         """Close the open chunk and hand everything written to the OS (no fsync)."""
         self.close_chunk()
+        self.wait()
         self._out.flush()
 
     def finish(self) -> None:
         """Close the chunk, write DataEnd, the summary section and the footer."""
         self.close_chunk()
+        self.wait()
+        self.shutdown()
         self._out.write(_record(OP_DATA_END, struct.pack("<I", 0)))
         summary_start = self._out.tell()
         counts = b"".join(struct.pack("<HQ", c, n) for c, n in sorted(self._counts.items()))
@@ -208,3 +243,10 @@ class McapWriter:
         crc = zlib.crc32(head, zlib.crc32(data)) if self._crc else 0
         self._out.write(data + head + struct.pack("<I", crc) + MAGIC)
         self._out.flush()
+
+    def shutdown(self) -> None:
+        """Stop the helper thread (after :meth:`wait`, or to abandon pending chunks)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            self._pending.clear()

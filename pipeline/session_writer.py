@@ -89,7 +89,10 @@ class SessionWriter:
         except OSError as exc:
             raise RecordingError(self._why("cannot create the file", exc)) from None
         try:
-            self._mcap = McapWriter(self._file, chunk_bytes=chunk_bytes, compression=compression)
+            # chunks are compressed and written by a helper thread: recording does not hold up
+            # the node that feeds it (flush/close wait for them; errors surface there)
+            self._mcap = McapWriter(self._file, chunk_bytes=chunk_bytes, compression=compression,
+                                    background=True)
             self._mcap.start(profile="imuflow", library="imuflow")
             self._schema = self._mcap.register_schema(SCHEMA_NAME, SCHEMA_ENCODING, SCHEMA_TEXT)
             self.anchor = utc_anchor()
@@ -100,6 +103,7 @@ class SessionWriter:
                 pid=str(os.getpid()), **meta))
             self._mcap.flush()
         except OSError as exc:
+            self._mcap.shutdown()
             self._file.close()
             raise RecordingError(self._why("cannot write the file header", exc)) from None
 
@@ -183,6 +187,7 @@ class SessionWriter:
                 self._mcap.finish()
                 self._file.close()
             except OSError as exc:
+                self._mcap.shutdown()
                 try:
                     self._file.close()
                 except OSError:
@@ -195,6 +200,7 @@ class SessionWriter:
         """Close the file without a summary (after a write error); flushed chunks stay readable."""
         with self._lock:
             self._closed = True
+            self._mcap.shutdown()  # a chunk being written is finished, waiting ones dropped
             try:
                 self._file.close()
             except OSError:

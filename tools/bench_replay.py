@@ -7,11 +7,14 @@ say otherwise), then runs graphs on it with the real runtime and reports the
 multiple of real time, messages/s and CPU seconds per worker process:
   replay -> recorder                         (replay and record)
   replay -> sync -> filter -> recorder        (if nodes/sync.py and nodes/filter.py exist)
+each in two layouts, one after the other: ``bus`` (a process per node, ZeroMQ between
+them) and ``direct`` (all nodes in one thread group under ``direct_groups``: blocks are
+handed on by function call, no serialisation, natural back-pressure).
 ``--profile N`` also runs the full chain in one process without the bus under
 cProfile (tools/replay_profile.py): top N functions to stderr, CPU s per node.
 Run: ``imuflow bench replay [--json] [--minutes 60] [--imus 10] [--block 1]
 [--compression lz4|zstd|none] [--format v2|v1] [--session FILE] [--only rec|full]
-[--merge-s S] [--profile N] [--keep DIR]``.
+[--layout both|bus|direct] [--merge-s S] [--profile N] [--keep DIR]``.
 """
 
 from __future__ import annotations
@@ -154,7 +157,13 @@ def synthesise(path: Path, minutes: float, imus: int, block: int, compression: s
     return messages
 
 
-def _graph(folder: Path, session: Path, imus: int, full: bool, merge_s: float) -> Path:
+LAYOUTS = ("bus", "direct")
+
+
+def _graph(folder: Path, session: Path, imus: int, full: bool, merge_s: float,
+           layout: str = "bus") -> Path:
+    """Graph file: ``bus``: one process per node, ZeroMQ between them; ``direct``: all nodes
+    in one thread group listed under direct_groups (function calls, no serialisation)."""
     names = [f"imu{i:02d}" for i in range(imus)]
     nodes = [{"id": "replay", "kind": "drivers.replay.Replay", "outputs": ["imu.raw"],
               "params": {"path": str(session), "speed": 0, "merge_s": merge_s}}]
@@ -167,12 +176,18 @@ def _graph(folder: Path, session: Path, imus: int, full: bool, merge_s: float) -
                   {"id": "filter", "kind": "nodes.filter.Filter",
                    "inputs": {"frame": "sync/imu.frame"}}]
         rec_inputs.append("filter/imu.frame")
+    tag = f"{'full' if full else 'rec'}_{layout}"
     nodes.append({"id": "recorder", "kind": "nodes.recorder.Recorder",
-                  "params": {"path": str(folder / f"out_{'full' if full else 'rec'}.mcap")},
+                  "params": {"path": str(folder / f"out_{tag}.mcap")},
                   "inputs": {"in": rec_inputs}})
-    path = folder / f"bench_{'full' if full else 'rec'}.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "name": "bench_replay", "nodes": nodes},
-                                   sort_keys=False))
+    doc: dict = {"version": 1, "name": f"bench_replay_{layout}"}
+    if layout == "direct":
+        for node in nodes:
+            node["group"] = "all"
+        doc["direct_groups"] = ["all"]
+    doc["nodes"] = nodes
+    path = folder / f"bench_{tag}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -238,7 +253,10 @@ def main() -> int:
     ap.add_argument("--format", default="v2", choices=("v1", "v2"),
                     help="session message layout (v1: StreamInfo JSON in every message)")
     ap.add_argument("--merge-s", type=float, default=-1.0,
-                    help="replay param merge_s (-1: its default, 1 s blocks at speed 0)")
+                    help="replay param merge_s (-1: its default at speed 0, see drivers/replay.py)")
+    ap.add_argument("--layout", choices=("both", *LAYOUTS), default="both",
+                    help="bus: a process per node over ZeroMQ; direct: one thread group with "
+                         "direct_groups (function calls); both: one after the other")
     ap.add_argument("--session", help="replay this session file instead of synthesising one")
     ap.add_argument("--only", choices=("rec", "full"), help="run one graph only")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
@@ -259,24 +277,29 @@ def main() -> int:
         duration_s = args.minutes * 60
     synth_s = time.perf_counter() - t0
     samples = int(duration_s * RATE_HZ) * args.imus
-    results = {}
+    results: dict[str, dict[str, dict]] = {}
     have_full = all(importlib.util.find_spec(m) for m in ("nodes.sync", "nodes.filter"))
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     for label, full in (("replay_recorder", False), ("replay_sync_filter_recorder", True)):
         if (full and not have_full) or (args.only and args.only != ("full" if full else "rec")):
             continue
-        r = _run(_graph(folder, session, args.imus, full, args.merge_s))
-        out_blocks = r["status"].get("replay", {}).get("blocks_out")
-        results[label] = {"elapsed_s": round(r["elapsed_s"], 2),
-                          "x_real_time": round(duration_s / r["elapsed_s"], 1),
-                          "recorded_messages_per_s": round(messages / r["elapsed_s"]),
-                          "samples_per_s": round(samples / r["elapsed_s"]),
-                          "replay_blocks_out": out_blocks, "exit": r["exit"],
-                          "cpu_s_per_process": r["cpu_s"],
-                          "sync_frames": {k: r["status"].get("sync", {}).get(k) for k in (
-                              "frames", "missing", "interpolated", "invalid")} if full else None,
-                          "x_real_time_per_busiest_process_cpu": round(
-                              duration_s / max(max(r["cpu_s"].values(), default=0), 1e-9), 1)}
+        for layout in layouts:  # side by side, one after the other on the same file
+            r = _run(_graph(folder, session, args.imus, full, args.merge_s, layout))
+            out_blocks = r["status"].get("replay", {}).get("blocks_out")
+            results.setdefault(label, {})[layout] = {
+                "elapsed_s": round(r["elapsed_s"], 2),
+                "x_real_time": round(duration_s / r["elapsed_s"], 1),
+                "recorded_messages_per_s": round(messages / r["elapsed_s"]),
+                "samples_per_s": round(samples / r["elapsed_s"]),
+                "replay_blocks_out": out_blocks, "exit": r["exit"],
+                "cpu_s_per_process": r["cpu_s"],
+                "cpu_s_total": round(sum(r["cpu_s"].values()), 2),
+                "sync_frames": {k: r["status"].get("sync", {}).get(k) for k in (
+                    "frames", "missing", "interpolated", "invalid")} if full else None,
+                "x_real_time_per_busiest_process_cpu": round(
+                    duration_s / max(max(r["cpu_s"].values(), default=0), 1e-9), 1)}
     report = {"bench": "replay", "command": " ".join(["imuflow", "bench", "replay"] + sys.argv[1:]),
+              "replay_merge_s": args.merge_s,
               "session": {"minutes": args.minutes, "imus": args.imus, "rate_hz": RATE_HZ,
                           "messages": messages, "samples_per_message": args.block,
                           "file_mb": round(session.stat().st_size / 1e6, 1),
@@ -285,19 +308,21 @@ def main() -> int:
               "results": results, "machine": machine()}
     if args.profile:
         report["profile_in_one_process"] = profile_chain(session, folder, args.imus,
-                                                         args.profile)
+                                                         args.profile, args.merge_s)
     if args.json:
         print(json.dumps(report))
     else:
         print(f"session: {args.minutes:g} min, {args.imus} IMUs at {RATE_HZ:g} Hz, {messages} "
               f"messages, {report['session']['file_mb']} MB ("
               f"{'read' if args.session else 'synthesised'} in {synth_s:.1f} s)")
-        print(f"{'graph':30s} {'elapsed s':>9s} {'x real time':>11s} {'msgs/s':>8s}  "
-              "CPU s per process (x real time per busiest process CPU)")
-        for label, r in results.items():
-            print(f"{label:30s} {r['elapsed_s']:9.2f} {r['x_real_time']:11.1f} "
-                  f"{r['recorded_messages_per_s']:8d}  {r['cpu_s_per_process']} "
-                  f"({r['x_real_time_per_busiest_process_cpu']}x)")
+        print(f"replay merge_s: {args.merge_s:g} ({'replay default' if args.merge_s < 0 else 'set'})")
+        print(f"{'graph':30s} {'layout':7s} {'elapsed s':>9s} {'x real time':>11s} "
+              f"{'blocks':>7s}  CPU s per process (x real time per busiest process CPU)")
+        for label, per_layout in results.items():
+            for layout, r in per_layout.items():
+                print(f"{label:30s} {layout:7s} {r['elapsed_s']:9.2f} {r['x_real_time']:11.1f} "
+                      f"{r['replay_blocks_out'] or 0:7d}  {r['cpu_s_per_process']} "
+                      f"({r['x_real_time_per_busiest_process_cpu']}x)")
         if args.profile:
             print(f"in one process, no bus (CPU s): {report['profile_in_one_process']}")
         print(f"machine: {report['machine']['cpu']}, python {report['machine']['python']}")
