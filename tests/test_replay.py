@@ -50,7 +50,7 @@ def test_replay_keeps_infos_samples_and_stamps(session):
 
 def test_as_fast_as_possible_merges_blocks_without_changing_samples(session):
     path, truth = session
-    node = Replay.create("rp", path=str(path), speed=0)  # merge_s auto: 1 s at speed 0
+    node = Replay.create("rp", path=str(path), speed=0)  # merge_s auto: 10 s at speed 0
     _play(node)
     assert len(node.emitted) <= 6
     assert _samples(node, "rp/imu.raw:left").tobytes() == truth["drv/imu.raw:left"].tobytes()
@@ -224,20 +224,24 @@ def test_replays_a_format_v1_session_bit_for_bit(tmp_path: Path):
     for merge_s in (0, -1):
         node = Replay.create("rp", path=str(path), speed=0, merge_s=merge_s)
         _play(node)
-        assert len(node.emitted) == (400 if merge_s == 0 else 4)
+        assert len(node.emitted) == (400 if merge_s == 0 else 2)  # 2 s: one block per stream
         for src in ("left", "right"):
             got = _samples(node, f"rp/imu.raw:{src}")
             assert got.tobytes() == truth[f"drv/imu.raw:{src}"].tobytes()
 
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 22, 3000])
-def test_speed0_blocks_are_whole_seconds_of_one_stream(tmp_path: Path, chunk_bytes: int):
-    """At speed 0 a stream's messages merge into 1 s blocks, across chunk boundaries too."""
+def test_speed0_blocks_are_whole_windows_of_one_stream(tmp_path: Path, chunk_bytes: int):
+    """At speed 0 a stream's messages merge into merge_s blocks, across chunk boundaries too
+    (the reader then parses a window's chunks as one)."""
     path = tmp_path / "s.mcap"
     truth = synth_session(path, 3.0, sensors=("a", "b"), chunk_bytes=chunk_bytes)
     with SessionReader(path) as r:
         assert (sum(1 for _ in r.runs()) > 6) == (chunk_bytes < 10_000)
-    node = Replay.create("rp", path=str(path), speed=0)
+    default = Replay.create("rp", path=str(path), speed=0)  # 10 s windows: one block each
+    _play(default)
+    assert [b.n for b in default.emitted] == [300] * 2
+    node = Replay.create("rp", path=str(path), speed=0, merge_s=1.0)
     _play(node)
     assert [b.n for b in node.emitted] == [100] * 6  # 3 windows x 2 streams
     first = [int(b.data["t_host"][0]) for b in node.emitted]
@@ -272,3 +276,38 @@ def test_speed0_merging_stops_at_a_gap_across_chunks(tmp_path: Path):
     assert [b.n for b in node.emitted] == [50, 50]
     assert [b.gap for b in node.emitted] == [False, True]
     assert _samples(node, "rp/imu.raw:a").tobytes() == data.tobytes()
+
+
+@pytest.mark.parametrize("batch_s", [0.3, 1.0, 10.0])
+def test_reader_batches_give_the_same_messages(tmp_path: Path, batch_s: float):
+    """runs(batch_ns) parses a window's chunks as one; messages, headers and payloads are the
+    same as chunk by chunk, for uniform chunks and for chunks mixing two record lengths."""
+    from pipeline.session_format import pack_array
+    from pipeline.session_writer import SessionWriter
+    from pipeline.streams import raw_imu_info
+    from tests.test_recorder import _raw
+    uniform = tmp_path / "u.mcap"
+    synth_session(uniform, 3.0, sensors=("a", "b", "c"), chunk_bytes=3000)
+    mixed = tmp_path / "m.mcap"  # blocks of 1 and 2 samples interleaved: two record lengths
+    w = SessionWriter(mixed, flush_s=3600.0, chunk_bytes=2500)
+    infos = [raw_imu_info(f"drv/imu.raw:{s}", s, 100.0) for s in ("a", "b")]
+    arr = _raw(300)
+    for k in range(0, 300, 2):
+        for j, info in enumerate(infos):
+            blk = arr[k:k + 1 + j]
+            t = int(blk["t_host"][0])
+            w.write_raw(info, pack_array(info, blk, seq=k, t_host=t), log_time=t,
+                        publish_time=t, sequence=k)
+    w.close()
+    for path in (uniform, mixed):
+        def read(batch_ns: int) -> dict[int, tuple[bytes, bytes, bytes]]:
+            parts: dict[int, list] = {}
+            with SessionReader(path) as r:
+                for runs in r.runs(batch_ns=batch_ns):
+                    for run in runs:
+                        parts.setdefault(run.channel.id, []).append(run)
+            return {c: (b"".join(x.log_time.tobytes() for x in rs),
+                        b"".join(x.header.tobytes() for x in rs),
+                        b"".join(x.payload_bytes(0, len(x)).tobytes() for x in rs))
+                    for c, rs in parts.items()}
+        assert read(int(batch_s * 1e9)) == read(0)
