@@ -15,7 +15,7 @@ from pipeline.message import Block, StreamInfo
 from pipeline.node import Node
 from pipeline.ports import Input
 from pipeline.quaternion import qto_matrix
-from pipeline.streams import FRAME, FrameFlag
+from pipeline.streams import FRAME, FrameFlag, frame_dtype
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 _AT_REST = np.uint8(FrameFlag.AT_REST)
@@ -94,8 +94,9 @@ class Filter(Node):
         self._rot = {name: rotation_from_spec(spec, f"node '{self.id}': remap.{name}")
                      for name, spec in self.params.remap.items()}
         if self.params.bias:  # load (or compile) the rest-detection kernel now, not on a frame
+            frame = np.zeros(1, frame_dtype(1))  # as the fields of a frame array (float32)
             RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(
-                np.zeros((1, 1, 3)), np.zeros((1, 1, 3)))
+                frame["acc"], frame["gyr"])
         self._in_info: StreamInfo | None = None
         self._last_flags: np.ndarray | None = None  # stays None until the first frame
 
@@ -139,24 +140,34 @@ class Filter(Node):
             self._configure(block.info)
         src = block.data
         n, k = block.n, self._n_imu
-        x = np.empty((n, k, 2, 3))  # per sensor acc (m/s^2) then gyr (rad/s), float64
-        x[:, :, 0] = src["acc"]
-        x[:, :, 1] = src["gyr"]
         flags = src["flags"].copy()
-        if self._bias is not None:
-            rest, bias = self._bias.update_samples(x)
-            x[:, :, 1] -= bias
-            if rest.any():
-                flags[rest] |= _AT_REST
-        if self._rot:
-            x[:, :, 0] = np.einsum("kij,nkj->nki", self._r, x[:, :, 0])
-            x[:, :, 1] = np.einsum("kij,nkj->nki", self._r, x[:, :, 1])
-        if self._lowpass is not None:
-            x = self._lowpass(x.reshape(n, k * 6)).reshape(n, k, 2, 3)
         out = np.empty(n, src.dtype)
         out["t_host"] = src["t_host"]
-        out["acc"] = x[:, :, 0]
-        out["gyr"] = x[:, :, 1]
+        if not self._rot and self._lowpass is None:  # bias only: on the frame's own fields
+            if self._bias is not None:
+                rest, bias = self._bias.update(src["acc"], src["gyr"])
+                if rest.any():
+                    flags[rest] |= _AT_REST
+                np.subtract(src["gyr"], bias, out=out["gyr"], casting="same_kind")
+            else:
+                out["gyr"] = src["gyr"]
+            out["acc"] = src["acc"]  # float32 in and out: as via float64, bit for bit
+        else:
+            x = np.empty((n, k, 2, 3))  # per sensor acc (m/s^2) then gyr (rad/s), float64
+            x[:, :, 0] = src["acc"]
+            x[:, :, 1] = src["gyr"]
+            if self._bias is not None:
+                rest, bias = self._bias.update(src["acc"], src["gyr"])
+                x[:, :, 1] -= bias
+                if rest.any():
+                    flags[rest] |= _AT_REST
+            if self._rot:
+                x[:, :, 0] = np.einsum("kij,nkj->nki", self._r, x[:, :, 0])
+                x[:, :, 1] = np.einsum("kij,nkj->nki", self._r, x[:, :, 1])
+            if self._lowpass is not None:
+                x = self._lowpass(x.reshape(n, k * 6)).reshape(n, k, 2, 3)
+            out["acc"] = x[:, :, 0]
+            out["gyr"] = x[:, :, 1]
         out["flags"] = flags
         self._last_flags = flags[-1]
         now = time.monotonic_ns()

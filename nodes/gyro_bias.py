@@ -63,30 +63,30 @@ class RestBiasEstimator:
         estimate after each sample (subtract it from ``gyr``).
         """
         n, n_imu = gyr.shape[:2]
-        x = np.empty((n, n_imu, 2, 3))
-        x[:, :, 0] = acc
-        x[:, :, 1] = gyr
-        return self.update_samples(x)
-
-    def update_samples(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`update` for (n, n_imu, 2, 3) float64 samples: ``[..., 0, :]`` acc (m/s^2),
-        ``[..., 1, :]`` gyr (rad/s). The returned bias may be a read-only broadcast view."""
-        n, n_imu = x.shape[:2]
+        acc = acc if isinstance(acc, np.ndarray) and acc.dtype.kind == "f" else np.asarray(
+            acc, np.float64)
+        gyr = gyr if isinstance(gyr, np.ndarray) and gyr.dtype.kind == "f" else np.asarray(
+            gyr, np.float64)
         rest = np.empty((n, n_imu), bool)
         mean_g = np.empty((n, n_imu, 3))  # window gyro mean (for a sensor's first rest)
-        self._k = _rest_scan(np.ascontiguousarray(x, dtype=np.float64).reshape(n, n_imu, 6),
-                             self._k, EPOCH, self._ring, self._ref, self._s, self._last_bad,
-                             self._var_max, rest, mean_g)
+        # float32 or float64, any strides (e.g. the fields of a frame array): no copies
+        self._k = _rest_scan(acc, gyr, self._k, EPOCH, self._ring, self._ref, self._s,
+                             self._last_bad, self._var_max, rest, mean_g)
         resting = rest.any(axis=0)
         if not resting.any():  # no rest in this block: the bias holds
             return rest, np.broadcast_to(self.bias.copy(), (n, n_imu, 3))
         bias_out = np.empty((n, n_imu, 3))
         for i in range(n_imu):
             if resting[i]:
-                bias_out[:, i] = self._track(i, rest[:, i], x[:, i, 1], mean_g[:, i])
+                bias_out[:, i] = self._track(i, rest[:, i], gyr[:, i], mean_g[:, i])
             else:
                 bias_out[:, i] = self.bias[i]
         return rest, bias_out
+
+    def update_samples(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`update` for (n, n_imu, 2, 3) samples: ``[..., 0, :]`` acc (m/s^2),
+        ``[..., 1, :]`` gyr (rad/s). The returned bias may be a read-only broadcast view."""
+        return self.update(x[:, :, 0], x[:, :, 1])
 
     def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
         """Bias after each sample for sensor ``i``: (n, 3) rad/s."""
@@ -101,7 +101,8 @@ class RestBiasEstimator:
             self.started[i], start = True, 1
         if len(idx) > start:
             a = self.alpha
-            vals[start:], _ = lfilter([a], [1.0, a - 1.0], gyr[idx[start:]], axis=0,
+            vals[start:], _ = lfilter([a], [1.0, a - 1.0],
+                                      np.asarray(gyr[idx[start:]], np.float64), axis=0,
                                       zi=((1.0 - a) * cur)[None, :])
         self.bias[i] = vals[-1]
         pos = np.full(len(rest), -1)
@@ -111,20 +112,21 @@ class RestBiasEstimator:
 
 
 @njit(cache=True)
-def _rest_scan(x: np.ndarray, k: int, epoch: int, ring: np.ndarray, ref: np.ndarray,
-               s: np.ndarray, last_bad: np.ndarray, var_max: np.ndarray, rest: np.ndarray,
-               mean_g: np.ndarray) -> int:
-    """Rest flags (n, n_imu) and window gyro means (n, n_imu, 3) of samples ``x`` (n, n_imu, 6).
+def _rest_scan(acc: np.ndarray, gyr: np.ndarray, k: int, epoch: int, ring: np.ndarray,
+               ref: np.ndarray, s: np.ndarray, last_bad: np.ndarray, var_max: np.ndarray,
+               rest: np.ndarray, mean_g: np.ndarray) -> int:
+    """Rest flags (n, n_imu) and window gyro means (n, n_imu, 3) of samples ``acc``, ``gyr``.
 
-    ``k`` is the index of ``x[0]`` in the stream; ``ring`` (window, n_imu, 6) the raw
-    samples, sample j in slot j % window (NaN before the first); ``ref`` (n_imu, 6) the
-    epoch's reference; ``s`` (2, n_imu, 6) the sums of y and y*y over samples
-    k-window .. k-1; ``last_bad`` (n_imu,) the last sample with a non-finite value.
-    All updated in place. Returns the index after the last sample.
+    ``acc``, ``gyr``: (n, n_imu, 3) float32 or float64, read as float64 (channels 0-2 acc,
+    3-5 gyr). ``k`` is the index of the first sample in the stream; ``ring`` (window,
+    n_imu, 6) the raw samples, sample j in slot j % window (NaN before the first); ``ref``
+    (n_imu, 6) the epoch's reference; ``s`` (2, n_imu, 6) the sums of y and y*y over
+    samples k-window .. k-1; ``last_bad`` (n_imu,) the last sample with a non-finite
+    value. All updated in place. Returns the index after the last sample.
     """
     w = ring.shape[0]
-    n_imu = x.shape[1]
-    for t in range(x.shape[0]):
+    n_imu = acc.shape[1]
+    for t in range(acc.shape[0]):
         slot = k % w
         if k % epoch == 0:  # new epoch: reference = the latest sample, sums from the window
             prev = (k - 1) % w
@@ -146,7 +148,7 @@ def _rest_scan(x: np.ndarray, k: int, epoch: int, ring: np.ndarray, ref: np.ndar
             bad = False
             still = True
             for c in range(6):
-                xv = x[t, i, c]
+                xv = np.float64(acc[t, i, c]) if c < 3 else np.float64(gyr[t, i, c - 3])
                 yn = xv - ref[i, c]
                 if not math.isfinite(yn):
                     yn = 0.0
