@@ -28,9 +28,10 @@ class Sync(Node):
     host times ``round(k * 1e9 / rate_hz)`` ns. A frame is emitted once every
     sensor has a sample at or after its time, or once a sensor has sent nothing
     for ``latency_s`` of wall-clock time (it then counts as stalled and does not
-    hold frames back; a sensor whose data is less than ``latency_s`` behind the newest
-    sensor's is not stalled, so a busy host catching up on queued messages does not
-    mark sensors missing). Per sensor and frame:
+    hold frames back; a sensor whose data is less than ``latency_s`` plus the span of
+    the newest sensor's last message behind the newest sample is not stalled, so a busy
+    host catching up on queued messages, or a replay sending each sensor's next seconds
+    in turn, does not mark sensors missing). Per sensor and frame:
 
     - gap between the samples around the frame time <= ``max_gap_s``: interpolated
       (flag INTERPOLATED if samples were lost, i.e. the gap exceeds 1.5 periods);
@@ -83,6 +84,8 @@ class Sync(Node):
         self._started_ns: int | None = None  # wall time of the first block: sensors that sent
         # nothing count as stalled latency_s after data started flowing, not after setup
         self._unknown: set[str] = set()
+        self._span: dict[str, int] = {}  # per sensor: t_host span of its last message, ns
+        self._first_t = 0  # host time of the first sample of any sensor, ns
         self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0}
         self._period_ns = 1e9 / p.rate_hz
         self._clock_due_ns = 0  # next wall time (monotonic ns) the clock stats are refreshed
@@ -127,9 +130,13 @@ class Sync(Node):
         now = time.monotonic_ns()
         if self._started_ns is None:
             self._started_ns = now
-        track.add(block.data, block.info.rate_hz, now)
+        raw = block.data
+        track.add(raw, block.info.rate_hz, now)
+        if block.n > 1 or self._span.get(name):  # the data span of this sensor's last message
+            self._span[name] = int(raw["t_host"][-1]) - int(raw["t_host"][0])
         if self._k_next is None:
-            self._k_next = math.ceil(int(track.t[0]) * self.params.rate_hz / 1e9)
+            self._first_t = int(track.t[0])
+            self._k_next = math.ceil(self._first_t * self.params.rate_hz / 1e9)
         self._emit_ready(self._horizon(now))
 
     def on_eos(self) -> None:
@@ -139,21 +146,31 @@ class Sync(Node):
             self._emit_ready(max(ends))
 
     def _horizon(self, now_ns: int) -> int:
-        """Latest host time (ns) up to which frames can be emitted now."""
+        """Latest host time (ns) up to which frames can be emitted now.
+
+        A sensor is stalled (not waited for) when nothing came from it for ``latency_s`` of
+        wall-clock time and its data lags the newest sample by more than ``latency_s`` plus
+        the span of the message that brought that newest sample: sensors sent in turn in
+        large blocks (offline replay) lag each other by up to a block, not a stall.
+        """
         horizon = None
-        newest = max((t.last_t for t in self._tracks if t.last_t is not None), default=None)
+        newest, span = None, 0
+        for track in self._tracks:
+            if track.last_t is not None and (newest is None or track.last_t > newest):
+                newest, span = track.last_t, self._span.get(track.name, 0)
+        allow = self._latency_ns + span
         for track in self._tracks:
             arrived = track.last_arrival_ns
-            if (now_ns - (self._started_ns if arrived is None else arrived) > self._latency_ns
-                    and (track.last_t is None or newest - track.last_t > self._latency_ns)):
-                continue  # stalled (no message for latency_s and its data lags): not waited for
             last = track.last_t
+            if (now_ns - (self._started_ns if arrived is None else arrived) > self._latency_ns
+                    and newest - (self._first_t if last is None else last) > allow):
+                continue  # stalled (no message for latency_s and its data lags): not waited for
             if last is None:
                 return -(2 ** 62)
             if horizon is None or last < horizon:
                 horizon = last
         if horizon is None:  # every sensor stalled: up to the newest sample
-            horizon = max(t.last_t for t in self._tracks if t.last_t is not None)
+            horizon = newest
         return horizon
 
     def _emit_ready(self, horizon_ns: int) -> None:

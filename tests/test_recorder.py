@@ -506,3 +506,34 @@ def test_every_chunk_layout_reads_back_exactly(tmp_path: Path, pattern: str):
         assert got[info.stream].data.tobytes() == arr[:n].tobytes()
         lt = np.concatenate([x.log_time for x in runs if x.channel.stream == info.stream])
         assert np.array_equal(lt, 1000 + np.flatnonzero(np.array(order) == infos.index(info)))
+
+
+def test_background_chunk_writing_gives_the_same_file(tmp_path: Path):
+    """McapWriter(background=True) (what SessionWriter uses) writes the same bytes as writing
+    each chunk in the caller's thread, with a channel registered between chunks too."""
+    import io
+
+    from pipeline.mcap_writer import McapWriter
+    data = [_raw(40, seed=s).tobytes() for s in range(3)]
+
+    def write(background: bool) -> bytes:
+        out = io.BytesIO()
+        w = McapWriter(out, chunk_bytes=3000, compression="lz4", background=background)
+        w.start(profile="imuflow", library="test")
+        sid = w.register_schema("s", "e", b"x")
+        cids = [w.register_channel("a", "e", sid, {})]
+        for k in range(300):
+            if k == 150:
+                cids.append(w.register_channel("b", "e", sid, {}))  # waits for pending chunks
+            for c in cids:
+                w.add_message(c, log_time=k, publish_time=k, sequence=k,
+                              data=data[c][k % 40 * 60:(k % 40 + 1) * 60])
+            if k % 97 == 0:
+                w.flush()
+        w.finish()
+        return out.getvalue()
+
+    ref = write(False)
+    assert write(True) == ref
+    reader = make_reader(io.BytesIO(ref))  # the mcap library reads it
+    assert sum(1 for _ in reader.iter_messages()) == 300 + 150

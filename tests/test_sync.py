@@ -176,6 +176,21 @@ def test_stalled_sensor_does_not_hold_frames_back_past_latency() -> None:
     assert (out["flags"][after, 0] == FrameFlag.OK).all()
 
 
+def test_sensors_sent_in_turn_in_large_blocks_are_not_stalled() -> None:
+    """Offline replay sends each sensor's next seconds in turn: the others then lag by a block
+    (and the first round by everything), even when the graph is slower than latency_s."""
+    streams = {n: _sensor(n, 100.0, 12.0, seed=s) for s, n in enumerate(("a", "b", "c"))}
+    node = Sync.create(imus=list(streams), rate_hz=100.0, latency_s=0.01, dejitter=False)
+    infos = {n: raw_imu_info(f"rp/imu.raw:{n}", n, 100.0) for n in streams}
+    for k in range(0, 1200, 400):  # 4 s blocks, a slow graph: 30 ms between messages
+        for n, raw in streams.items():
+            node.on_block("raw", make_block(infos[n], raw[k:k + 400]))
+            time.sleep(0.03)
+    node.on_eos()
+    out = _frames(node)
+    assert len(out) == 1200 and (out["flags"] == FrameFlag.OK).all()
+
+
 def test_imus_from_chain_file_and_unknown_sensors_ignored() -> None:
     chain = Path(__file__).resolve().parents[1] / "configs" / "chains" / "knee.yaml"
     node = Sync.create(context=GraphContext(chain_file=chain), latency_s=30.0)
