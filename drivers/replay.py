@@ -16,7 +16,7 @@ from pipeline.session_reader import ChannelRun, SessionChannel, SessionReader
 from pipeline.streams import FRAME, RAW_IMU, STATE, TRUTH
 
 ORIENTATION_TRUTH = "orientation.truth"
-_SPEED0_MERGE_S = 10.0  # s: speed 0 merges up to this span per message (see Params.merge_s)
+_SPEED0_MERGE_S = 60.0  # s: speed 0 merges up to this span per message (see Params.merge_s)
 _GAP, _JSON = int(Flag.GAP), int(Flag.JSON)  # plain ints: enum operators cost per message
 
 
@@ -63,9 +63,8 @@ class Replay(Source):
         restamp: bool = False  # shift t_host (header and samples) so the session starts now
         merge_s: float = -1.0  # merge one stream's consecutive blocks up to this span, s;
         # -1 = auto: as recorded when speed > 0 (real-time replay sends each recorded message
-        # on its own, on time), 10 s blocks when speed == 0 (as fast as possible: per-message
-        # costs in every node dominate below ~1000 samples per message; 10 s keeps a round of
-        # all sensors short, which sync's wall-clock stall rule needs); 0 = never merge
+        # on its own, on time), 60 s blocks when speed == 0 (as fast as possible: every node
+        # pays per message, so fewer, larger messages; docs/recordings.md); 0 = never merge
 
         def __post_init__(self) -> None:
             if self.speed < 0 or self.start_s < 0 or self.end_s < 0:

@@ -170,9 +170,8 @@ def _graph(folder: Path, session: Path, imus: int, full: bool, merge_s: float,
     rec_inputs = ["replay/imu.raw"]
     if full:
         nodes += [{"id": "sync", "kind": "nodes.sync.Sync", "inputs": {"raw": "replay/imu.raw"},
-                   # offline: never count a queued sensor as stalled (sync's stall rule is
-                   # wall-clock based; at 0.1 s it marks frames MISSING at 100x and more)
-                   "params": {"imus": names, "rate_hz": RATE_HZ, "latency_s": 60.0}},
+                   # default latency_s: sync does not take sensors sent in turn for stalled
+                   "params": {"imus": names, "rate_hz": RATE_HZ}},
                   {"id": "filter", "kind": "nodes.filter.Filter",
                    "inputs": {"frame": "sync/imu.frame"}}]
         rec_inputs.append("filter/imu.frame")
