@@ -149,8 +149,8 @@ class ChunkParser:
         rows = arr[first:].reshape(-1, width)
         # every row a message record of the same length: then parsing record by record
         # from ``first`` lands exactly on these rows
-        if not ((rows[:, 0] == _OP_MESSAGE).all() and (rows[:, 1:9] == rows[0, 1:9]).all()):
-            return None
+        if not (rows[:, 0:9] == rows[0, 0:9]).all() or rows[0, 0] != _OP_MESSAGE:
+            return None  # (opcode and length bytes in one pass)
         info_len = rows[:, _MSG_HEAD + FIXED_SIZE - 4:_MSG_HEAD + FIXED_SIZE]
         if not (info_len == info_len[0]).all():
             return None
@@ -183,7 +183,11 @@ class ChunkParser:
         matches = np.flatnonzero(cid == cid[0])
         period = int(matches[1]) if len(matches) > 1 else len(cid)
         cycle = cid[:period]
-        if len(set(cycle.tolist())) != period or not (cid == np.resize(cycle, len(cid))).all():
+        if len(set(cycle.tolist())) != period:
+            return None
+        whole = len(cid) - len(cid) % period  # full cycles, then the rest of one
+        if not ((cid[:whole].reshape(-1, period) == cycle).all()
+                and (cid[whole:] == cycle[:len(cid) - whole]).all()):
             return None
         for c in cycle.tolist():
             if c not in self.channels:
