@@ -4,7 +4,9 @@ Used by ``imuflow bench replay --profile N``. Nodes are wired by an emitter that
 hands each emitted block straight to the subscribers' ``on_block`` (arrays made
 read-only as on the bus), so the figures are the nodes' own CPU cost without
 ZeroMQ, process scheduling or other nodes competing. Each node's CPU seconds
-exclude the time spent in the nodes it feeds.
+exclude the time spent in the nodes it feeds. CPU time is the process's: the
+recorder's chunk compression runs in a helper thread and is counted against
+whichever node runs meanwhile.
 """
 
 from __future__ import annotations
