@@ -299,15 +299,16 @@ def test_reader_batches_give_the_same_messages(tmp_path: Path, batch_s: float):
             w.write_raw(info, pack_array(info, blk, seq=k, t_host=t), log_time=t,
                         publish_time=t, sequence=k)
     w.close()
+    def read(path: Path, batch_ns: int) -> dict[int, tuple[bytes, bytes, bytes]]:
+        parts: dict[int, list] = {}
+        with SessionReader(path) as r:
+            for runs in r.runs(batch_ns=batch_ns):
+                for run in runs:
+                    parts.setdefault(run.channel.id, []).append(run)
+        return {c: (b"".join(x.log_time.tobytes() for x in rs),
+                    b"".join(x.header.tobytes() for x in rs),
+                    b"".join(x.payload_bytes(0, len(x)).tobytes() for x in rs))
+                for c, rs in parts.items()}
+
     for path in (uniform, mixed):
-        def read(batch_ns: int) -> dict[int, tuple[bytes, bytes, bytes]]:
-            parts: dict[int, list] = {}
-            with SessionReader(path) as r:
-                for runs in r.runs(batch_ns=batch_ns):
-                    for run in runs:
-                        parts.setdefault(run.channel.id, []).append(run)
-            return {c: (b"".join(x.log_time.tobytes() for x in rs),
-                        b"".join(x.header.tobytes() for x in rs),
-                        b"".join(x.payload_bytes(0, len(x)).tobytes() for x in rs))
-                    for c, rs in parts.items()}
-        assert read(int(batch_s * 1e9)) == read(0)
+        assert read(path, int(batch_s * 1e9)) == read(path, 0)
