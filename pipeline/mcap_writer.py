@@ -41,6 +41,24 @@ def _compressors() -> dict[str, Callable[[bytes], bytes]]:
 COMPRESSIONS = ("lz4", "zstd", "none")
 
 
+def _coalesce(parts: list[bytes | memoryview], large: int = 16384) -> list[bytes | memoryview]:
+    """``parts`` with runs of small ones joined (fewer calls); parts of ``large`` bytes or
+    more are kept as they are (no copy)."""
+    out: list[bytes | memoryview] = []
+    small: list[bytes | memoryview] = []
+    for p in parts:
+        if len(p) >= large:
+            if small:
+                out.append(b"".join(small))
+                small = []
+            out.append(p)
+        else:
+            small.append(p)
+    if small:
+        out.append(b"".join(small) if len(small) > 1 else small[0])
+    return out
+
+
 def _s(text: str | bytes) -> bytes:
     raw = text.encode() if isinstance(text, str) else text
     return struct.pack("<I", len(raw)) + raw
@@ -140,12 +158,22 @@ class McapWriter:
 
     # -- messages -------------------------------------------------------------------------------
     def add_message(self, channel_id: int, *, log_time: int, publish_time: int, sequence: int,
-                    data: bytes | memoryview) -> None:
-        """Append a message to the open chunk (closed once it holds ``chunk_bytes``)."""
-        n = len(data)
-        self._parts.append(_MSG.pack(OP_MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF,
-                                     log_time, publish_time))
-        self._parts.append(data)
+                    data: bytes | memoryview | tuple[bytes | memoryview, ...]) -> int:
+        """Append a message to the open chunk (closed once it holds ``chunk_bytes``).
+
+        ``data`` may come in parts (kept, not joined, until the chunk is written: the
+        caller must not change them). Returns the message data's size in bytes.
+        """
+        if isinstance(data, tuple):
+            n = sum(map(len, data)) if len(data) > 1 else len(data[0])
+            self._parts.append(_MSG.pack(OP_MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF,
+                                         log_time, publish_time))
+            self._parts.extend(data)
+        else:
+            n = len(data)
+            self._parts.append(_MSG.pack(OP_MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF,
+                                         log_time, publish_time))
+            self._parts.append(data)
         idx = self._index.get(channel_id)
         if idx is None:
             idx = self._index[channel_id] = []
@@ -158,6 +186,7 @@ class McapWriter:
         self.message_count += 1
         if self._size >= self._chunk_bytes:
             self.close_chunk()
+        return n
 
     def close_chunk(self) -> None:
         """Compress and write the open chunk and its message indexes (nothing if empty)."""
@@ -179,15 +208,27 @@ class McapWriter:
 
     def _write_chunk(self, parts: list[bytes], index: dict[int, list[int]], t0: int,
                      t1: int) -> None:
-        raw = b"".join(parts)
-        comp = self._compress(raw)
-        crc = zlib.crc32(raw) if self._crc else 0
+        parts = _coalesce(parts)  # small records joined; large payloads stay views
+        size = sum(map(len, parts))
+        crc = 0
+        if self._crc:
+            for p in parts:
+                crc = zlib.crc32(p, crc)
+        if self._compression == "lz4":  # a streaming frame over the parts: no joined copy
+            lz4c = lz4.frame.LZ4FrameCompressor()
+            comp = [lz4c.begin(size), *map(lz4c.compress, parts), lz4c.flush()]
+        elif self._compression:
+            comp = [self._compress(b"".join(parts))]
+        else:
+            comp = parts
+        comp_len = sum(map(len, comp))
         start = self._out.tell()
-        body = (struct.pack("<QQQI", t0, t1, len(raw), crc) + _s(self._compression)
-                + struct.pack("<Q", len(comp)))
-        self._out.write(struct.pack("<BQ", OP_CHUNK, len(body) + len(comp)) + body)
-        self._out.write(comp)
-        chunk_len = 9 + len(body) + len(comp)
+        body = (struct.pack("<QQQI", t0, t1, size, crc) + _s(self._compression)
+                + struct.pack("<Q", comp_len))
+        self._out.write(struct.pack("<BQ", OP_CHUNK, len(body) + comp_len) + body)
+        for piece in comp:
+            self._out.write(piece)
+        chunk_len = 9 + len(body) + comp_len
         index_start = start + chunk_len
         offsets = []
         pos = index_start
@@ -201,7 +242,7 @@ class McapWriter:
         self._chunk_index.append(_record(OP_CHUNK_INDEX, struct.pack(
             "<QQQQI", t0, t1, start, chunk_len, 10 * len(offsets)) + b"".join(offsets)
             + struct.pack("<Q", pos - index_start) + _s(self._compression)
-            + struct.pack("<QQ", len(comp), len(raw))))
+            + struct.pack("<QQ", comp_len, size)))
         if self._t_first is None or t0 < self._t_first:
             self._t_first = t0
         self._t_last = max(self._t_last, t1)

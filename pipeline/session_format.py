@@ -78,6 +78,23 @@ def pack_record(block: Block) -> bytes:
     return fixed + memoryview(arr).cast("B") if arr.nbytes else fixed
 
 
+def record_parts(block: Block) -> tuple[bytes] | tuple[bytes, memoryview]:
+    """:func:`pack_record` in parts, without copying a large read-only payload.
+
+    Bus and direct deliveries hand out read-only arrays that nobody writes again, so
+    a writer may keep a view of a payload of 64 KB or more until it writes its chunk
+    (:class:`~pipeline.mcap_writer.McapWriter` compresses the parts without joining
+    them); other payloads are packed (copied) as pack_record does.
+    """
+    data = block.data
+    h = block.header
+    if (isinstance(data, np.ndarray) and data.nbytes >= 65536 and not data.flags.writeable
+            and data.flags.c_contiguous and not h.flags & _JSON):
+        return (FIXED_HEADER.pack(h.schema, h.flags, h.epoch & 0xFFFFFFFF, h.seq, h.t_host,
+                                  h.t_sensor, h.n, 0), memoryview(data).cast("B"))
+    return (pack_record(block),)
+
+
 def to_record(data: bytes | memoryview) -> bytes | memoryview:
     """Stored message data (v2) from bus frames (v1: StreamInfo JSON dropped) or v2 data."""
     (info_len,) = _INFO_LEN.unpack_from(data, FIXED_SIZE - 4)

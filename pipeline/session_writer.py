@@ -32,7 +32,7 @@ from pipeline.session_format import (
     SCHEMA_TEXT,
     SESSION_METADATA,
     bus_topic,
-    pack_record,
+    record_parts,
     to_record,
 )
 
@@ -127,8 +127,13 @@ class SessionWriter:
         return cid
 
     def write_block(self, block: Block, log_time: int | None = None) -> None:
-        """Store one received block (header fields and payload bytes); ``log_time`` int64 ns."""
-        self._write(block.info, pack_record(block), log_time=time.monotonic_ns()
+        """Store one received block (header fields and payload bytes); ``log_time`` int64 ns.
+
+        A read-only payload of 64 KB or more (as the bus and direct groups deliver) is kept
+        as a view until its chunk is written, not copied
+        (:func:`~pipeline.session_format.record_parts`).
+        """
+        self._write(block.info, record_parts(block), log_time=time.monotonic_ns()
                     if log_time is None else log_time, publish_time=block.t_host,
                     sequence=block.header.seq)
 
@@ -138,20 +143,20 @@ class SessionWriter:
 
         The StreamInfo JSON in ``data`` is not stored again: the channel holds it.
         """
-        self._write(info, to_record(data), log_time=log_time, publish_time=publish_time,
+        self._write(info, (to_record(data),), log_time=log_time, publish_time=publish_time,
                     sequence=sequence)
 
-    def _write(self, info: StreamInfo, data: bytes, *, log_time: int, publish_time: int,
-               sequence: int) -> None:
+    def _write(self, info: StreamInfo, data: tuple[bytes | memoryview, ...], *, log_time: int,
+               publish_time: int, sequence: int) -> None:
         with self._lock:
             if self._closed:
                 raise RecordingError(f"recording '{self.path}': write after close")
             try:
                 cid = self.channel(info)
-                self._mcap.add_message(cid, log_time=log_time, publish_time=publish_time,
-                                       sequence=sequence, data=data)
+                size = self._mcap.add_message(cid, log_time=log_time, publish_time=publish_time,
+                                              sequence=sequence, data=data)
                 self.messages += 1
-                self.bytes_in += len(data)
+                self.bytes_in += size
                 self._dirty = True
                 if time.monotonic() - self._last_flush >= self.flush_s:
                     self._flush_locked()
