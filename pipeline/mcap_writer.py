@@ -2,9 +2,10 @@
 
 Why not ``mcap.writer.Writer``: it builds every record through a ``BytesIO`` with
 a Python call per field (about 20 us per message) and compresses zstd at level
-3 only. Here a message costs one ``struct.pack`` and a list append; a chunk is
-joined, compressed and written in one go with its message indexes, built from
-arrays. The output follows the MCAP spec (https://mcap.dev/spec): header,
+3 only. Here a message costs one ``struct.pack`` and a list append (its data may
+come in parts, large payloads as views); a chunk is compressed (lz4: one streaming
+frame over the parts, no joined copy) and written in one go with its message
+indexes, built from arrays. The output follows the MCAP spec (https://mcap.dev/spec): header,
 schemas and channels as top-level records written when registered (always
 before the first chunk that uses them), metadata records, chunks each followed
 by their message indexes, and on :meth:`finish` DataEnd, a summary (schemas,
@@ -79,7 +80,7 @@ class McapWriter:
     Not thread-safe (the caller locks). Times are int64 ns as given. OSError from
     ``out`` propagates unchanged (the caller adds the file name and advice).
 
-    ``background``: a closed chunk is joined, compressed, checksummed and written by
+    ``background``: a closed chunk is compressed, checksummed and written by
     one helper thread (lz4, zstd and crc32 release the GIL), so the caller goes on
     with the next messages meanwhile; at most ``MAX_PENDING`` chunks wait, in order.
     :meth:`flush` and :meth:`finish` wait for them; an OSError of a background write
