@@ -25,6 +25,7 @@ import json
 import os
 import struct
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -246,7 +247,8 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--imus", type=int, default=10)
     ap.add_argument("--block", type=int, default=1, help="samples per recorded message")
-    ap.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    ap.add_argument("--keep", help="folder to keep the files in (default: a temp folder, "
+                    "removed at the end)")
     ap.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "none"),
                     help="chunk compression of the synthesised session")
     ap.add_argument("--format", default="v2", choices=("v1", "v2"),
@@ -264,7 +266,16 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("IMUFLOW_RUNS", tempfile.mkdtemp(prefix="imf"))
     os.environ.setdefault("IMUFLOW_LOG_LEVEL", "WARNING")
-    folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_replay_"))
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_replay_"))  # removed at the end
+    try:
+        return _bench(args, folder)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)  # ~1 GB of session and recordings
+
+
+def _bench(args: argparse.Namespace, folder: Path) -> int:
+    """Synthesise (or scan) the session in ``folder``, run the graphs, print the report."""
     folder.mkdir(parents=True, exist_ok=True)
     session = Path(args.session) if args.session else folder / "session.mcap"
     t0 = time.perf_counter()
