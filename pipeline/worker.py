@@ -8,6 +8,7 @@ the supervisor restarts it and downstream nodes see a gap rather than an end.
 
 from __future__ import annotations
 
+import cProfile
 import ctypes
 import gc
 import logging
@@ -60,6 +61,21 @@ def _freeze_after_setup(loops: list[NodeLoop]) -> None:
     gc.freeze()
 
 
+def _run_profiled(loop: NodeLoop, out: Path) -> None:
+    """Run a node loop under cProfile and write its stats to ``out`` (IMUFLOW_PROFILE_DIR).
+
+    The thread's profile covers the node and, in a direct group, the consumers it calls.
+    """
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        loop.run()
+    finally:
+        prof.disable()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(out)
+
+
 def run_group(run_dir: Path, group: str) -> int:
     """Run every node of ``group`` until they end; return the process exit status."""
     manifest = read_manifest(run_dir)
@@ -73,10 +89,15 @@ def run_group(run_dir: Path, group: str) -> int:
     loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
     connect_direct(loops, graph)
 
+    profile_dir = os.environ.get("IMUFLOW_PROFILE_DIR")
+
     def target(node_id: str) -> None:
         _name_os_thread(node_id)
         try:
-            loops[node_id].run()
+            if profile_dir:
+                _run_profiled(loops[node_id], Path(profile_dir) / f"{node_id}.prof")
+            else:
+                loops[node_id].run()
         except NOT_TRANSIENT as exc:  # restarting cannot help
             log.error("[%s] cannot run: %s", node_id, exc)
             logging.shutdown()
