@@ -64,6 +64,8 @@ class RnnObserver(Node):
         reset_gap_s: float = 0.5  # reset the hidden state after an input gap longer than this, s
         warmup_s: float = 2.0  # seconds of recent input that warm a swapped-in model's state
         mode: Literal["step", "block"] = "step"  # one session.run per frame, or per block
+        # one-frame steps: compiled GRU kernel when it matches onnxruntime (nodes/gru_step.py)
+        step_engine: Literal["auto", "onnxruntime"] = "auto"
 
         def __post_init__(self) -> None:
             if self.reset_gap_s <= 0 or self.warmup_s < 0:
@@ -94,7 +96,8 @@ class RnnObserver(Node):
 
     def _load(self, model: str | Path) -> ObserverSession:
         path = self.context.resolve(model)
-        return load_session(path if path.exists() else Path(model), self.context.model_dirs)
+        return load_session(path if path.exists() else Path(model), self.context.model_dirs,
+                            self.params.step_engine)
 
     # -- data --------------------------------------------------------------------------------------
     def on_block(self, port: str, block: Block) -> None:
@@ -151,7 +154,7 @@ class RnnObserver(Node):
     def _update_extra(self, session: ObserverSession) -> None:
         self.stats.extra.update(model=session.name, sha256=session.card.sha256[:12],
                                 swaps=self._swaps, refused_swaps=self._refused,
-                                mode=self.params.mode)
+                                mode=self.params.mode, step_engine=session.step_engine)
 
     # -- commands -------------------------------------------------------------------------------
     def on_command(self, command: str, args: dict) -> Any:
@@ -168,7 +171,7 @@ class RnnObserver(Node):
             card = self._current().card
             return {"ok": True, "model": card.name, "sha256": card.sha256, "imus": card.imus,
                     "rate_hz": card.rate_hz, "chain": card.chain, "mode": self.params.mode,
-                    "swaps": self._swaps}
+                    "swaps": self._swaps, "step_engine": self._current().step_engine}
         return super().on_command(command, args)
 
     def _current(self) -> ObserverSession:

@@ -13,8 +13,8 @@ Rules (the same in step and block mode, so both give the same numbers):
   (missing frames, a lost message, a paused sensor) starts the model afresh.
 - Block mode runs each run of consecutive valid frames without a reset in one
   ``session.run``; step mode runs one frame per call. One-frame runs go through
-  preallocated bound buffers (``observer_session.StepBinding``): same numbers, less
-  per-call work.
+  ``session.step_binding()`` (the compiled GRU kernel, checked against onnxruntime
+  to 1e-5 at load, or preallocated bound ONNX buffers): same numbers, less per-call work.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from nodes.observer_fit import ModelFit
+from nodes.gru_step import CompiledStep
 from nodes.observer_session import ObserverSession, StepBinding
 from pipeline.streams import FrameFlag
 
@@ -65,7 +66,7 @@ class ObserverRunner:
         self._last_q = np.zeros((fit.n_bodies, 4), dtype=np.float32)
         self._last_q[:, 0] = 1.0
         self._last_angle = np.zeros(fit.n_hinge, dtype=np.float32)
-        self._step: StepBinding | None = None  # bound buffers for one-frame runs, made on use
+        self._step: CompiledStep | StepBinding | None = None  # one-frame runs, made on use
 
     def reset(self) -> None:
         """Zero the hidden state (the next valid frame starts the model afresh)."""
@@ -135,9 +136,9 @@ class ObserverRunner:
         y, self.state = step.run(self.state)
         return y
 
-    def _bind(self) -> StepBinding:
-        """The one-frame binding, made now."""
-        self._step = StepBinding(self.session)
+    def _bind(self) -> CompiledStep | StepBinding:
+        """The one-frame step buffers, made now."""
+        self._step = self.session.step_binding()
         return self._step
 
     def _x_has_all(self, frames: np.ndarray) -> bool:

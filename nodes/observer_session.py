@@ -11,7 +11,10 @@ the card, and its inputs and outputs must be exactly what the card says:
 
 Sessions use one intra-op thread and sequential execution: one step at batch 1
 is latency-bound, and the machines running the graph have few cores. One-frame
-steps go through :class:`StepBinding` (ONNX IO bound once to preallocated buffers).
+steps go through :meth:`ObserverSession.step_binding`: the compiled GRU kernel of
+``nodes/gru_step.py`` when the model is the project's GRU observer and the kernel
+matches onnxruntime at load (``step_engine="auto"``), else :class:`StepBinding`
+(ONNX IO bound once to preallocated buffers).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nodes.gru_step import CompiledStep, GruWeights, NotCompilable, compile_step
 from pipeline.errors import ModelRejected
 from pipeline.model_card import ModelCard, card_path_for, load_card
 
@@ -89,6 +93,26 @@ class ObserverSession:
         self.card, self.session, self.times = card, session, times
         self._state_in = [s.input for s in card.state]
         self._fetch = [card.output_name] + [s.output for s in card.state]
+        self.weights: GruWeights | None = None  # set when the compiled step is verified
+        self.step_engine = "onnxruntime"
+
+    def use_compiled_step(self, onnx_path: Path) -> None:
+        """Step frames with the compiled GRU kernel if it matches onnxruntime on this model."""
+        if len(self.card.state) != 1:
+            self.step_engine = "onnxruntime (compiled step: one state tensor only)"
+            return
+        try:
+            self.weights = compile_step(onnx_path, self.run, self.card.n_features,
+                                        self.card.state[0].shape)
+        except NotCompilable as exc:
+            self.step_engine = f"onnxruntime (compiled step: {exc})"
+            log.info("model %s: one-frame steps stay on onnxruntime: %s", self.name, exc)
+            return
+        self.step_engine = "compiled"
+
+    def step_binding(self) -> CompiledStep | StepBinding:
+        """Buffers and runner for one-frame steps: compiled kernel, else bound ONNX IO."""
+        return CompiledStep(self.weights) if self.weights is not None else StepBinding(self)
 
     @property
     def name(self) -> str:
@@ -152,8 +176,15 @@ def _bind_array(bind: Callable, name: str, arr: np.ndarray) -> None:
     bind(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
 
 
-def load_session(path: str | Path, model_dirs: tuple[Path, ...]) -> ObserverSession:
+STEP_ENGINES = ("auto", "onnxruntime")
+
+
+def load_session(path: str | Path, model_dirs: tuple[Path, ...],
+                 step_engine: str = "auto") -> ObserverSession:
     """Load the model ``path`` (.onnx or card) from inside ``model_dirs``; check card and IO.
+
+    ``step_engine``: ``auto`` steps single frames with the compiled GRU kernel when it
+    applies (``nodes/gru_step.py``), ``onnxruntime`` always with onnxruntime.
 
     Raises ModelRejected with the reason when the file is outside the model folders,
     the card is missing or malformed, the hash differs, the file is not a valid ONNX
@@ -176,7 +207,12 @@ def load_session(path: str | Path, model_dirs: tuple[Path, ...]) -> ObserverSess
     session = ObserverSession(card, sess, LoadTimes(
         (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3))
     _check_run(session, onnx_path)
-    log.info("loaded model %s (%s, sha256 %s...)", card.name, onnx_path, card.sha256[:12])
+    if step_engine not in STEP_ENGINES:
+        raise ValueError(f"step_engine must be one of {STEP_ENGINES}, got {step_engine!r}")
+    if step_engine == "auto":
+        session.use_compiled_step(onnx_path)
+    log.info("loaded model %s (%s, sha256 %s..., one-frame steps: %s)", card.name, onnx_path,
+             card.sha256[:12], session.step_engine)
     return session
 
 

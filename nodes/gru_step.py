@@ -1,0 +1,226 @@
+"""Compiled one-frame step of the project's GRU observer: numba, weights read from the ONNX file.
+
+Why: at 100 Hz a step runs every 10 ms, and on the machines measured (KVM guests)
+the onnxruntime call then costs 270-390 us of CPU instead of the 36 us of a hot
+loop: its large code path is cold again by the next frame. This kernel does the
+same arithmetic in a few hundred instructions (cold: about 85 us, BENCHMARKS.md).
+
+Only graphs exported by ``tools/training/export.py`` from
+``tools.training.network.Observer`` are recognised: per-feature normalisation,
+Linear + GELU embedding, stacked ONNX GRU layers (``linear_before_reset=1``,
+forward, default activations), Linear + GELU + Linear head. The weights are read
+from the ONNX initializers (no pickle) and the step is checked against
+onnxruntime on random input at load (:func:`compile_step`); any other graph, or
+a mismatch above :data:`MATCH_TOL`, keeps the onnxruntime step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+MATCH_TOL = 1e-5  # max abs difference to onnxruntime (outputs and state) to use the kernel
+CHECK_STEPS = 64  # random frames the kernel is checked on at load
+
+_GELU = ["Div", "Erf", "Add", "Mul", "Mul"]  # x * (1 + erf(x / sqrt 2)) * 0.5, as torch exports
+
+
+class NotCompilable(Exception):
+    """The ONNX graph is not the GRU observer this kernel implements (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class GruWeights:
+    """Weights of a GRU observer, float32, laid out for the kernel (``in x out``, C order).
+
+    ``w_in``/``w_hid`` (layers, hidden, 3*hidden): input and recurrent GRU weights,
+    gates z, r, h; ``b_in``/``b_hid`` (layers, 3*hidden).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    w_embed: np.ndarray
+    b_embed: np.ndarray
+    w_in: np.ndarray
+    w_hid: np.ndarray
+    b_in: np.ndarray
+    b_hid: np.ndarray
+    w_head1: np.ndarray
+    b_head1: np.ndarray
+    w_head2: np.ndarray
+    b_head2: np.ndarray
+
+    @property
+    def layers(self) -> int:
+        """Number of GRU layers."""
+        return self.w_in.shape[0]
+
+    @property
+    def hidden(self) -> int:
+        """GRU hidden size."""
+        return self.w_in.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        """Output size per frame."""
+        return self.w_head2.shape[1]
+
+
+def read_gru_weights(onnx_path: str | Path) -> GruWeights:
+    """The observer weights of ``onnx_path``; NotCompilable if its graph is another network."""
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type != "Constant"]
+    ops = [n.op_type for n in nodes]
+    grus = [n for n in nodes if n.op_type == "GRU"]
+    layers = len(grus)
+    stack = ["GRU", "Squeeze", "Transpose"] if layers == 1 else (
+        ["Slice", "GRU", "Squeeze"] * layers + ["Transpose", "Concat"])  # one layer: no h0 split
+    expect = ["Sub", "Div", "MatMul", "Add", *_GELU, "Transpose", *stack, "MatMul", "Add", *_GELU,
+              "MatMul", "Add"]
+    if not layers or ops != expect:
+        raise NotCompilable(f"graph ops {ops[:12]}... are not the GRU observer's")
+    for g in grus:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in g.attribute}
+        extra = set(attrs) - {"hidden_size", "linear_before_reset"}
+        if attrs.get("linear_before_reset") != 1 or extra:
+            raise NotCompilable(f"GRU attributes {attrs} (need linear_before_reset=1 only)")
+
+    def weight(node: onnx.NodeProto) -> np.ndarray:
+        names = [i for i in node.input if i in init]
+        if len(names) != 1:
+            raise NotCompilable(f"{node.op_type} {node.name} has {len(names)} initializers")
+        return init[names[0]].astype(np.float32)
+
+    sub, div, mm1, add1 = nodes[:4]
+    mm2, add2, mm3, add3 = nodes[-9], nodes[-8], nodes[-2], nodes[-1]
+    w_in, w_hid, biases = [], [], []
+    for g in grus:
+        w, r, b = (init.get(name) for name in g.input[1:4])
+        if w is None or r is None or b is None or (len(g.input) > 4 and g.input[4]):
+            raise NotCompilable("GRU weights are not constant or a sequence_lens input is set")
+        w_in.append(w[0].T)
+        w_hid.append(r[0].T)
+        biases.append(b[0])
+    shapes = {a.shape for a in w_in} | {a.shape for a in w_hid}
+    if len(shapes) != 1:
+        raise NotCompilable(f"GRU layers of different sizes {sorted(shapes)}")
+    hidden = w_hid[0].shape[0]
+    b = np.stack(biases).astype(np.float32)
+    c = np.ascontiguousarray
+    return GruWeights(
+        mean=c(weight(sub)), std=c(weight(div)), w_embed=c(weight(mm1)), b_embed=c(weight(add1)),
+        w_in=c(np.stack(w_in), np.float32), w_hid=c(np.stack(w_hid), np.float32),
+        b_in=c(b[:, :3 * hidden]), b_hid=c(b[:, 3 * hidden:]),
+        w_head1=c(weight(mm2)), b_head1=c(weight(add2)), w_head2=c(weight(mm3)),
+        b_head2=c(weight(add3)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _affine(v: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = v @ w + b (w: in x out), accumulated in float32 in input order."""
+    out[:] = b
+    for i in range(w.shape[0]):
+        vi = v[i]
+        for j in range(w.shape[1]):
+            out[j] += vi * w[i, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gelu(v: np.ndarray) -> None:
+    """Exact GELU in place: v * (1 + erf(v / sqrt 2)) / 2."""
+    for i in range(v.shape[0]):
+        v[i] = v[i] * (1.0 + math.erf(v[i] / math.sqrt(2.0))) * 0.5
+
+
+@numba.njit(cache=True, nogil=True)
+def _gru_step(x, mean, std, w_embed, b_embed, w_in, w_hid, b_in, b_hid, w_head1, b_head1,
+              w_head2, b_head2, h_in, h_out, y, xn, e, gx, gh, z1):  # pragma: no cover - numba
+    """One frame: x (n_features,) raw SI -> y (n_outputs,); h_in -> h_out (layers, 1, hidden)."""
+    for i in range(x.shape[0]):
+        xn[i] = (x[i] - mean[i]) / std[i]
+    _affine(xn, w_embed, b_embed, e)
+    _gelu(e)
+    hid = w_hid.shape[1]
+    for layer in range(w_in.shape[0]):
+        h = h_in[layer, 0]
+        _affine(e, w_in[layer], b_in[layer], gx)
+        _affine(h, w_hid[layer], b_hid[layer], gh)
+        out = h_out[layer, 0]
+        for j in range(hid):
+            z = 1.0 / (1.0 + math.exp(-(gx[j] + gh[j])))
+            r = 1.0 / (1.0 + math.exp(-(gx[hid + j] + gh[hid + j])))
+            n = math.tanh(gx[2 * hid + j] + r * gh[2 * hid + j])
+            out[j] = (1.0 - z) * n + z * h[j]
+        e[:] = out
+    _affine(e, w_head1, b_head1, z1)
+    _gelu(z1)
+    _affine(z1, w_head2, b_head2, y)
+
+
+class CompiledStep:
+    """One-frame steps with the compiled kernel; the interface of ``StepBinding``.
+
+    Write the frame's features into ``x`` (1, n_features) float32 (acc m/s^2 then gyr
+    rad/s per IMU, sensor frame), then ``run(state)``. The hidden state ping-pongs
+    between two buffer sets owned here; ``y`` (1, n_outputs) is overwritten by the next run.
+    """
+
+    def __init__(self, weights: GruWeights) -> None:
+        self.w = weights
+        f, hid = weights.w_embed.shape
+        self.x = np.zeros((1, f), np.float32)
+        self.y = np.zeros((1, weights.n_outputs), np.float32)
+        shape = (weights.layers, 1, hid)
+        self._states = ([np.zeros(shape, np.float32)], [np.zeros(shape, np.float32)])
+        self._scratch = (np.zeros(f, np.float32), np.zeros(hid, np.float32),
+                         np.zeros(3 * hid, np.float32), np.zeros(3 * hid, np.float32),
+                         np.zeros(hid, np.float32))
+
+    def run(self, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One step on ``x`` from ``state``: ``y`` (1, n_outputs) view and the new state."""
+        states = self._states
+        k = 0 if state is states[0] else 1 if state is states[1] else -1
+        if k < 0:  # a state from elsewhere (fresh, or from a block run): copy it in
+            np.copyto(states[0][0], state[0])
+            k = 0
+        w = self.w
+        _gru_step(self.x[0], w.mean, w.std, w.w_embed, w.b_embed, w.w_in, w.w_hid, w.b_in,
+                  w.b_hid, w.w_head1, w.b_head1, w.w_head2, w.b_head2, states[k][0],
+                  states[1 - k][0], self.y[0], *self._scratch)
+        return self.y, states[1 - k]
+
+
+def compile_step(onnx_path: str | Path, run_onnx, n_features: int, state_shape: tuple[int, int],
+                 seed: int = 0) -> GruWeights:
+    """Read the weights and check the kernel against onnxruntime on random frames.
+
+    ``run_onnx(x (T, n_features), state) -> (y, state)`` is the session's block run.
+    Raises NotCompilable with the reason (other graph, other sizes, or a difference
+    above MATCH_TOL).
+    """
+    w = read_gru_weights(onnx_path)
+    if (w.w_embed.shape[0], (w.layers, w.hidden)) != (n_features, tuple(state_shape)):
+        raise NotCompilable(f"weights take {w.w_embed.shape[0]} features and state "
+                            f"{(w.layers, w.hidden)}; the card says {n_features}, {state_shape}")
+    rng = np.random.default_rng(seed)
+    x = (w.mean + w.std * rng.normal(size=(CHECK_STEPS, n_features))).astype(np.float32)
+    y_ref, state_ref = run_onnx(x, [np.zeros((w.layers, 1, w.hidden), np.float32)])
+    step = CompiledStep(w)
+    state = [np.zeros((w.layers, 1, w.hidden), np.float32)]
+    worst = 0.0
+    for t in range(CHECK_STEPS):
+        step.x[0] = x[t]
+        y, state = step.run(state)
+        worst = max(worst, float(np.abs(y[0] - y_ref[t]).max()))
+    worst = max(worst, float(np.abs(state[0] - state_ref[0]).max()))
+    if not worst <= MATCH_TOL:
+        raise NotCompilable(f"kernel differs from onnxruntime by {worst:.3g} > {MATCH_TOL}")
+    return w
