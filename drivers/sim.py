@@ -87,7 +87,7 @@ class SimImu(Source):
         self._sim = ImuSimulator(self.chain, self.params.rate_hz, self.params.seed + self._chunk,
                                  noise, SimSettings(), duration_s=CHUNK_S + 1.0)
         self._chunk_start = self._sent
-        self._ahead: tuple[np.ndarray, ...] = ()  # generated, not yet sent: acc, gyr, q_rel, angles
+        self._ahead: tuple[np.ndarray, ...] = ()  # generated, not yet sent: raw and truth records
 
     def on_start(self) -> None:
         # start on a multiple of the sample period: frames of a sync at the same rate then
@@ -132,51 +132,57 @@ class SimImu(Source):
             gap = True
         else:
             gap = False
-        acc, gyr, q_rel, angles = self._take(n)
-        k = self._sent + np.arange(n)
-        t_sim_ns = (k * (1e9 / p.rate_hz)).astype(np.int64)
+        raw, truth = self._take(n)  # built ahead: only the receive time is stamped now
         if p.speed == 1.0:  # received now; earlier samples of the block a sample period apart
-            t_host = time.monotonic_ns() - ((n - 1 - np.arange(n)) * (1e9 / p.rate_hz)).astype(
-                np.int64)
+            t0 = time.monotonic_ns()
+            t_host = t0 - ((n - 1 - np.arange(n)) * (1e9 / p.rate_hz)).astype(np.int64) \
+                if n > 1 else t0
         else:  # faster or slower than real time: host time on the simulated timeline
-            t_host = self._t0_ns + t_sim_ns
-        raw = np.empty((len(self._sensor_infos), n), RAW_IMU_DTYPE)  # row i: sensor i
-        raw["t_sensor"] = self._offset_ns[:, None] + (
-            t_sim_ns[None, :] * (1 + self._drift[:, None])).astype(np.int64)
+            t_host = self._t0_ns + ((self._sent + np.arange(n)) * (1e9 / p.rate_hz)).astype(
+                np.int64)
+            t0 = int(t_host[0])
         raw["t_host"] = t_host
-        raw["counter"] = k
-        raw["acc"] = acc.swapaxes(0, 1)
-        raw["gyr"] = gyr.swapaxes(0, 1)
-        raw["mag"] = np.nan
-        t0 = int(t_host[0])
         for info, out in zip(self._sensor_infos, raw):
             self.emit(RAW_IMU, out, t_host=t0, t_sensor=int(out["t_sensor"][0]), info=info, gap=gap)
-        truth = np.empty(n, self._truth_dtype)
         truth["t_host"] = t_host
-        truth["q_rel"] = q_rel
-        truth["angle"] = angles
         self.emit(TRUTH, truth, t_host=t0, gap=gap)
         self._sent += n
 
     def _ahead_len(self) -> int:
         """Generated samples not yet sent."""
-        return len(self._ahead[0]) if self._ahead else 0
+        return self._ahead[1].shape[0] if self._ahead else 0
 
     def _fill(self, n: int) -> None:
-        """Generate AHEAD_S more seconds of samples (at least ``n``) into ``_ahead``."""
+        """Generate AHEAD_S more seconds of samples (at least ``n``) into ``_ahead``.
+
+        The records go out as built here, but for ``t_host``: the send path only stamps it.
+        """
         have = self._ahead_len()
         rec = self._sim.next_block(max(n, round(AHEAD_S * self.params.rate_hz)))
-        new = (rec.acc, rec.gyr, rec.q_rel, rec.joint_angles)
-        self._ahead = tuple(np.concatenate([a, b]) for a, b in zip(self._ahead, new)) if have \
-            else new
+        k = self._sent + have + np.arange(len(rec.acc))  # sample numbers since the start
+        t_sim_ns = (k * (1e9 / self.params.rate_hz)).astype(np.int64)
+        raw = np.empty((len(self._sensor_infos), len(k)), RAW_IMU_DTYPE)  # row i: sensor i
+        raw["t_sensor"] = self._offset_ns[:, None] + (
+            t_sim_ns[None, :] * (1 + self._drift[:, None])).astype(np.int64)
+        raw["t_host"] = -1
+        raw["counter"] = k
+        raw["acc"] = rec.acc.swapaxes(0, 1)
+        raw["gyr"] = rec.gyr.swapaxes(0, 1)
+        raw["mag"] = np.nan
+        truth = np.empty(len(k), self._truth_dtype)
+        truth["t_host"] = -1
+        truth["q_rel"] = rec.q_rel
+        truth["angle"] = rec.joint_angles
+        self._ahead = (np.concatenate([self._ahead[0], raw], axis=1),
+                       np.concatenate([self._ahead[1], truth])) if have else (raw, truth)
 
-    def _take(self, n: int) -> tuple[np.ndarray, ...]:
-        """The next ``n`` generated samples: acc, gyr (n, m, 3), q_rel (n, bodies, 4), angles."""
+    def _take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` samples: raw (sensors, n) RAW_IMU_DTYPE and truth (n,) records."""
         if self._ahead_len() < n:
             self._fill(n - self._ahead_len())
-        out = tuple(a[:n] for a in self._ahead)
-        self._ahead = tuple(a[n:] for a in self._ahead)
-        return out
+        raw, truth = self._ahead
+        self._ahead = (raw[:, n:], truth[n:])
+        return raw[:, :n], truth[:n]
 
 
 def _sleep_until(t_ns: int) -> None:
