@@ -4,6 +4,11 @@ Run with ``imuflow bench observer [--json] [--steps N]``. Models: every shipped
 ``models/*.onnx`` with a card, plus GRU observers exported here with the model-card IO
 (tiny test sizes and the shipped size, hidden 128 x 2 layers). Budget (DESIGN.md):
 observer step, default model, batch 1: median <= 100 us.
+
+Each one-frame engine is timed twice: in a hot loop, and "at 100 Hz" (a 10 ms sleep
+before each step, CPU time of the step alone), which is how the graph runs it. The
+engines: the onnxruntime step and, where the model is the project's GRU observer, the
+compiled kernel of ``nodes/gru_step.py`` that the node uses for one-frame steps.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from tools import machine_info  # noqa: E402
 from nodes.observer_fit import ModelFit
 from nodes.observer_runner import ObserverRunner
-from nodes.observer_session import load_session
+from nodes.observer_session import StepBinding, load_session
 from pipeline.chain import load_chain
 from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
 from pipeline.streams import frame_dtype
@@ -93,6 +98,41 @@ def _percentiles(samples_ns: list[int]) -> dict:
             "p99_us": round(float(np.percentile(us, 99)), 2)}
 
 
+PACED_STEPS = 200  # steps timed with a 10 ms pause before each (as at 100 Hz)
+
+
+def _step_times(step, x: np.ndarray, state: list[np.ndarray], pause_s: float) -> dict:
+    """p50/p99 of one-frame ``step.run`` (StepBinding or CompiledStep) over the rows of ``x``.
+
+    With ``pause_s`` > 0 each step follows a sleep and its CPU time is taken (thread time):
+    the cost when caches have gone cold between frames, as in a 100 Hz stream.
+    """
+    clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
+    lat = []
+    for row in x:
+        if pause_s > 0:
+            time.sleep(pause_s)
+        step.x[0] = row
+        t0 = clock()
+        _, state = step.run(state)
+        lat.append(clock() - t0)
+    return _percentiles(lat)
+
+
+def _engines(session, x: np.ndarray, steps: int) -> dict:
+    """Hot and 100 Hz-paced one-frame step times of onnxruntime and, if used, the kernel."""
+    out = {}
+    engines = {"onnxruntime": StepBinding(session)}
+    if session.weights is not None:
+        engines["compiled"] = session.step_binding()
+    for name, step in engines.items():
+        _step_times(step, x[:200], session.zero_state(), 0.0)  # warm-up
+        out[name] = {"hot": _step_times(step, x[:steps], session.zero_state(), 0.0),
+                     "paced_100hz": _step_times(step, x[:PACED_STEPS], session.zero_state(),
+                                                0.01)}
+    return out
+
+
 def bench_model(path: Path, steps: int, net: object | None) -> dict:
     """Latency and throughput of one model."""
     session = load_session(path, (path.parent,))
@@ -109,7 +149,8 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
         lat.append(time.perf_counter_ns() - t0)
     row = {"model": card.name, "hidden": [list(s.shape) for s in card.state],
            "features": card.n_features, "outputs": card.n_outputs,
-           "onnx_step": _percentiles(lat)}
+           "onnx_step": _percentiles(lat), "step_engine": session.step_engine,
+           "one_frame_steps": _engines(session, x, steps)}
     # one frame through the node's runner: features, session.run, output decoding
     chain = load_chain(REPO / "configs" / "chains" / f"{Path(card.chain).stem}.yaml")
     fit = ModelFit(card, chain, np.arange(len(card.imus)), tuple(o.body for o in card.outputs))
@@ -185,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:<18} {r['hidden']!s:<10} {o['p50_us']:>7.1f}/{o['p99_us']:<8.1f} "
               f"{n['p50_us']:>7.1f}/{n['p99_us']:<8.1f} {tt:>17} {r['block_samples_per_s']:>16}  "
               f"{'ok' if r['within_budget'] else 'OVER'}")
+    print("\none-frame step engines, p50/p99 us: hot loop | at 100 Hz (10 ms sleep before each, "
+          "CPU time)")
+    for r in rows:
+        for name, e in r["one_frame_steps"].items():
+            h, c = e["hot"], e["paced_100hz"]
+            print(f"{r['model']:<18} {name:<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "
+                  f"{c['p50_us']:>7.1f}/{c['p99_us']:<8.1f}")
     return 0
 
 
