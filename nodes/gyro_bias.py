@@ -75,6 +75,8 @@ class RestBiasEstimator:
         resting = rest.any(axis=0)
         if not resting.any():  # no rest in this block: the bias holds
             return rest, np.broadcast_to(self.bias.copy(), (n, n_imu, 3))
+        if n == 1:
+            return rest, self._track_one(resting, gyr[0], mean_g[0])
         bias_out = np.empty((n, n_imu, 3))
         for i in range(n_imu):
             if resting[i]:
@@ -87,6 +89,21 @@ class RestBiasEstimator:
         """:meth:`update` for (n, n_imu, 2, 3) samples: ``[..., 0, :]`` acc (m/s^2),
         ``[..., 1, :]`` gyr (rad/s). The returned bias may be a read-only broadcast view."""
         return self.update(x[:, :, 0], x[:, :, 1])
+
+    def _track_one(self, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
+        """:meth:`_track` of one sample for all sensors at once: (1, n_imu, 3) rad/s.
+
+        The same operations as the per-sensor filter (a * g + (1 - a) * bias, or the window
+        mean at a sensor's first rest), so the result does not depend on the block size.
+        """
+        g = np.asarray(gyr, np.float64)
+        a = self.alpha
+        step = rest & self.started
+        first = rest & ~self.started
+        self.bias[step] = a * g[step] + (1.0 - a) * self.bias[step]
+        self.bias[first] = mean_g[first]
+        self.started |= rest
+        return self.bias.copy()[None]
 
     def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
         """Bias after each sample for sensor ``i``: (n, 3) rad/s."""
