@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,6 +77,7 @@ class Orientation(Node):
         self._filter: vqf.VQF | None = None
         self._index = 0
         self._last_gyr = np.zeros(3)
+        self.stats.extra["bridged_frames"] = 0
 
     def _configure(self, info: StreamInfo) -> None:
         imus = list(info.meta.get("imus", []))
@@ -102,6 +104,8 @@ class Orientation(Node):
             return
         if block.info is not self._in_info and block.info != self._in_info:
             self._configure(block.info)
+        if block.n == 1 and self._one_frame(block):
+            return
         gyr = np.ascontiguousarray(block.data["gyr"][:, self._index], dtype=np.float64)
         acc = np.ascontiguousarray(block.data["acc"][:, self._index], dtype=np.float64)
         bad = ~(np.isfinite(gyr).all(axis=1) & np.isfinite(acc).all(axis=1))
@@ -113,10 +117,25 @@ class Orientation(Node):
         out = np.empty(block.n, ROOT_DTYPE)
         out["t_host"] = block.data["t_host"]
         out["q"] = q
-        self.stats.extra["bridged_frames"] = self.stats.extra.get("bridged_frames", 0) + int(
-            bad.sum())
+        self.stats.extra["bridged_frames"] += int(bad.sum())
         self.stats.extra["rest"] = bool(self._filter.getRestDetected())
         self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
+
+    def _one_frame(self, block: Block) -> bool:
+        """A one-frame block with finite values, as VQF's single-sample update (the same
+        numbers as ``updateBatch``, without its per-call arrays); False if it has NaN."""
+        gyr = block.data["gyr"][0, self._index].astype(np.float64)
+        acc = block.data["acc"][0, self._index].astype(np.float64)
+        if not (math.isfinite(gyr.sum()) and math.isfinite(acc.sum())):
+            return False
+        self._last_gyr = gyr
+        self._filter.update(gyr, acc)
+        out = np.empty(1, ROOT_DTYPE)
+        out["t_host"] = block.data["t_host"]
+        out["q"] = self._filter.getQuat6D()
+        self.stats.extra["rest"] = bool(self._filter.getRestDetected())
+        self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
+        return True
 
     def _bridge(self, gyr: np.ndarray, acc: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray,
                                                                                   np.ndarray]:
