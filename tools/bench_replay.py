@@ -285,6 +285,7 @@ def _bench(args: argparse.Namespace, folder: Path) -> int:
         messages = synthesise(session, args.minutes, args.imus, args.block, args.compression,
                               args.format)
         duration_s = args.minutes * 60
+        os.sync()  # write the 230 MB out now, not while the first graph runs
     synth_s = time.perf_counter() - t0
     samples = int(duration_s * RATE_HZ) * args.imus
     results: dict[str, dict[str, dict]] = {}
