@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import math
+import struct
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
 from pipeline.clock_mapper import ClockMapper
-from pipeline.streams import FrameFlag
+from pipeline.streams import RAW_IMU_DTYPE, FrameFlag
 
 G0 = 9.80665  # m/s^2, standard gravity
 _OK, _MISSING, _INVALID, _INTERPOLATED = (np.uint8(f) for f in (
     FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED))
+_F_OK, _F_MISSING, _F_INVALID, _F_INTERPOLATED = (int(f) for f in (  # Python ints: scalar path
+    FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED))
+_NAN6 = (math.nan,) * 6
 _T_MIN = int(np.iinfo(np.int64).min)
 _CAPACITY0 = 256  # samples; the buffers double when full
+_HOST_T = itemgetter(0)  # host time of a pending sample (t, ok, values)
+
+
+def _raw_struct() -> struct.Struct:
+    """Reads t_sensor, t_host, counter (int), acc, gyr (3 floats each) of one imu.raw record."""
+    s = struct.Struct("<qqq3f3f")
+    probe = np.array([(1, 2, 3, (4, 5, 6), (7, 8, 9), (0, 0, 0))], RAW_IMU_DTYPE)
+    if s.unpack_from(probe) != (1, 2, 3, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0):
+        raise ImportError("RAW_IMU_DTYPE changed: update sensor_track._raw_struct")
+    return s
+
+
+_RAW_ONE = _raw_struct()  # one call instead of item() and two tolist() on the live path
 
 
 @dataclass(frozen=True)
@@ -28,8 +49,9 @@ class SensorTrack:
     """Buffered samples of one sensor with host-time stamps (int64 ns) and a validity mask.
 
     Samples live in preallocated buffers (``[start, end)`` is in use; trimming moves
-    ``start``, a full buffer is compacted or doubled), so adding a sample allocates
-    nothing per message in steady state.
+    ``start``, a full buffer is compacted or doubled). Samples added one at a time (live
+    streams) are kept as Python tuples after them until an array operation needs them
+    (:meth:`_flush`): resampling one frame and trimming then take no numpy call.
 
     Args:
         name: sensor (IMU site) name.
@@ -53,6 +75,7 @@ class SensorTrack:
         self._ag = np.empty((_CAPACITY0, 2, 3), np.float64)  # [:, 0] acc m/s^2, [:, 1] gyr rad/s
         self._valid = np.empty(_CAPACITY0, bool)
         self._start = self._end = 0
+        self._pend: list[tuple[int, bool, tuple[float, ...]]] = []  # (t, valid, acc+gyr) after end
         self.last_t: int | None = None  # host time (ns) of the newest sample, None before the first
         self.last_arrival_ns: int | None = None  # wall clock (monotonic) of the last block
         self.samples = 0
@@ -62,21 +85,25 @@ class SensorTrack:
     @property
     def t(self) -> np.ndarray:
         """Host-time stamps (int64 ns) of the buffered samples, non-decreasing."""
+        self._flush()
         return self._t[self._start:self._end]
 
     @property
     def acc(self) -> np.ndarray:
         """Buffered acc (n, 3) float64, m/s^2, sensor frame."""
+        self._flush()
         return self._ag[self._start:self._end, 0]
 
     @property
     def gyr(self) -> np.ndarray:
         """Buffered gyr (n, 3) float64, rad/s, sensor frame."""
+        self._flush()
         return self._ag[self._start:self._end, 1]
 
     @property
     def valid(self) -> np.ndarray:
         """(n,) bool: buffered samples that are finite and within the limits."""
+        self._flush()
         return self._valid[self._start:self._end]
 
     def add(self, raw: np.ndarray, rate_hz: float, now_ns: int) -> None:
@@ -89,6 +116,7 @@ class SensorTrack:
         if n == 1:
             self._add_one(raw, now_ns)
             return
+        self._flush()
         t_host = raw["t_host"]
         t_sensor = self._sensor_times(raw)
         if self.mapper is not None and t_sensor is not None:
@@ -121,7 +149,7 @@ class SensorTrack:
 
     def _add_one(self, raw: np.ndarray, now_ns: int) -> None:
         """:meth:`add` for a one-sample block (live streams), with Python scalars."""
-        ts, th, _, acc, gyr, _ = raw.item(0)  # t_sensor, t_host, counter, acc, gyr, mag
+        ts, th, _, ax, ay, az, gx, gy, gz = _RAW_ONE.unpack_from(raw)
         t = th
         if self.mapper is not None:
             if ts < 0:  # no device clock: sample count times the nominal period
@@ -129,24 +157,29 @@ class SensorTrack:
                 ts = None if ts is None else int(ts[0])
             if ts is not None:
                 t = self.mapper.map_one(ts, th)
-        if self.last_t is not None and t < self.last_t:
-            t = self.last_t  # monotonic across clock refits
-        a, _ = self._reserve(1)
-        self._t[a] = t
-        ag = self._ag[a]
-        ag[0] = acc
-        ag[1] = gyr
-        ax, ay, az = acc.tolist()
-        gx, gy, gz = gyr.tolist()
+        last = self.last_t
+        if last is not None and t < last:
+            t = last  # monotonic across clock refits
         # NaN compares False and inf exceeds any limit: one test covers finiteness and range
         ok = (ax * ax + ay * ay + az * az <= self._acc2_max
               and gx * gx + gy * gy + gz * gz <= self._gyr2_max)
-        self._valid[a] = ok
-        self._end = a + 1
+        self._pend.append((t, ok, (ax, ay, az, gx, gy, gz)))
         self.last_t = t
         self.last_arrival_ns = now_ns
         self.samples += 1
         self.invalid_samples += not ok
+
+    def _flush(self) -> None:
+        """Move the samples added one at a time into the arrays (before any array operation)."""
+        pend = self._pend
+        if pend:
+            a, b = self._reserve(len(pend))
+            t, ok, vals = zip(*pend)
+            self._t[a:b] = t
+            self._valid[a:b] = ok
+            self._ag[a:b] = np.reshape(vals, (-1, 2, 3))
+            self._end = b
+            pend.clear()
 
     def _reserve(self, n: int) -> tuple[int, int]:
         """Room for ``n`` more samples at the end: returns the slice ``[end, end + n)``."""
@@ -197,13 +230,15 @@ class SensorTrack:
         m = len(grid)
         ag = np.empty((m, 2, 3)) if ag is None else ag
         flags = np.empty(m, np.uint8) if flags is None else flags
+        if m == 1:
+            vals, flags[0] = self.sample_at(int(grid[0]))
+            ag[0] = vals[:3], vals[3:]
+            return ag, flags
+        self._flush()
         n = self._end - self._start
         if n == 0:
             ag[...] = np.nan
             flags[...] = _MISSING
-            return ag, flags
-        if m == 1:
-            self._resample_one(int(grid[0]), ag, flags)
             return ag, flags
         t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
         j = t.searchsorted(grid, side="right") - 1  # last sample at or before grid
@@ -266,42 +301,59 @@ class SensorTrack:
             flags[lost] |= _INTERPOLATED
         return ag, flags
 
-    def _resample_one(self, g: int, ag: np.ndarray, flags: np.ndarray) -> None:
-        """:meth:`resample_into` for one grid time ``g`` (ns), with scalar arithmetic."""
+    def sample_at(self, g: int) -> tuple[Sequence[float], int]:
+        """:meth:`resample` at one host time ``g`` (ns) in Python scalars: the values (acc x,
+        y, z in m/s^2, gyr x, y, z in rad/s; NaN if MISSING or INVALID) and the flags."""
+        pend = self._pend
+        if not pend or pend[0][0] > g:  # the sample before g (if any) is in the arrays
+            self._flush()
+            return self._sample_at_arrays(g)
+        j = bisect_right(pend, g, key=_HOST_T) - 1
+        tp, okp, vp = pend[j]
+        if tp == g:  # a sample at the grid time: taken as it is
+            return (vp, _F_OK) if okp else (_NAN6, _F_INVALID)
+        if j + 1 == len(pend):
+            return _NAN6, _F_MISSING
+        tn, okn, vn = pend[j + 1]
+        return self._between(g, tp, okp, vp, tn, okn, vn)
+
+    def _sample_at_arrays(self, g: int) -> tuple[Sequence[float], int]:
+        """:meth:`sample_at` from the arrays (no pending samples)."""
         s, e = self._start, self._end
         t = self._t
         jp = s + int(t[s:e].searchsorted(g, side="right")) - 1
         if jp < s:  # before the first sample
-            ag[0] = np.nan
-            flags[0] = _MISSING
-            return
-        tp = int(t[jp])
-        if tp == g:  # a sample at the grid time
-            if self._valid[jp]:
-                ag[0] = self._ag[jp]
-                flags[0] = _OK
-            else:
-                ag[0] = np.nan
-                flags[0] = _INVALID
-            return
+            return _NAN6, _F_MISSING
+        tp, okp, vp = int(t[jp]), bool(self._valid[jp]), self._ag[jp].ravel().tolist()
+        if tp == g:
+            return (vp, _F_OK) if okp else (_NAN6, _F_INVALID)
         jn = jp + 1
-        span = int(t[jn]) - tp if jn < e else 0
-        if jn >= e or span > self.max_gap_ns:
-            ag[0] = np.nan
-            flags[0] = _MISSING
-            return
-        lost = _INTERPOLATED if self.period_ns > 0 and span > 1.5 * self.period_ns else _OK
-        if not (self._valid[jp] and self._valid[jn]):
-            ag[0] = np.nan
-            flags[0] = _INVALID | lost
-            return
+        if jn >= e:
+            return _NAN6, _F_MISSING
+        return self._between(g, tp, okp, vp, int(t[jn]), bool(self._valid[jn]),
+                             self._ag[jn].ravel().tolist())
+
+    def _between(self, g: int, tp: int, okp: bool, vp: Sequence[float], tn: int, okn: bool,
+                 vn: Sequence[float]) -> tuple[Sequence[float], int]:
+        """Values and flags at ``g`` strictly between samples at ``tp`` and ``tn`` (ns)."""
+        span = tn - tp
+        if span > self.max_gap_ns:
+            return _NAN6, _F_MISSING
+        lost = _F_INTERPOLATED if self.period_ns > 0 and span > 1.5 * self.period_ns else _F_OK
+        if not (okp and okn):
+            return _NAN6, _F_INVALID | lost
         w = (g - tp) / max(span, 1)
-        ap = self._ag[jp]
-        ag[0] = ap + w * (self._ag[jn] - ap)
-        flags[0] = lost
+        return [p + w * (q - p) for p, q in zip(vp, vn)], lost
 
     def trim_before(self, t_ns: int) -> None:
         """Drop samples not needed for grid times >= ``t_ns`` (keeps the one before it)."""
+        pend = self._pend
+        if pend and pend[0][0] <= t_ns:  # the sample to keep is a pending one
+            self._start = self._end
+            j = bisect_right(pend, t_ns, key=_HOST_T) - 1
+            if j:
+                del pend[:j]
+            return
         j = int(self._t[self._start:self._end].searchsorted(t_ns, side="right")) - 1
         if j > 0:
             self._start += j

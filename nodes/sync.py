@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +18,18 @@ from pipeline.ports import Input
 from pipeline.streams import FRAME, RAW_IMU, FrameFlag, frame_dtype, frame_info
 
 CLOCK_STATS_PERIOD_NS = 250_000_000  # refresh the per-sensor clock figures in status this often
+_COUNTED = (int(FrameFlag.MISSING), int(FrameFlag.INTERPOLATED), int(FrameFlag.INVALID))
+
+
+def _frame_struct(dtype: np.dtype, n_imu: int) -> struct.Struct:
+    """Packs one imu.frame record (t_host, acc and gyr of every sensor, flags) into bytes."""
+    s = struct.Struct(f"<q{6 * n_imu}f{n_imu}B")
+    probe = np.zeros(1, dtype)
+    probe["t_host"], probe["acc"], probe["gyr"], probe["flags"] = 1, 2.0, 3.0, 4
+    if s.size != dtype.itemsize or s.pack(1, *[2.0] * (3 * n_imu), *[3.0] * (3 * n_imu),
+                                          *[4] * n_imu) != probe.tobytes():
+        raise RuntimeError("frame_dtype changed: update sync._frame_struct")
+    return s
 
 
 class Sync(Node):
@@ -79,7 +92,10 @@ class Sync(Node):
                                     clock_window_s=p.clock_window_s) for n in names]
         self._by_name = {t.name: t for t in self._tracks}
         self._dtype = frame_dtype(len(names))
+        self._pack = _frame_struct(self._dtype, len(names))
         self._k_next: int | None = None  # index of the next grid time to emit
+        self._next_t = 0  # its host time, ns
+        self._blocker: SensorTrack | None = None  # the sensor that limited the last horizon
         self._latency_ns = int(p.latency_s * 1e9)
         self._started_ns: int | None = None  # wall time of the first block: sensors that sent
         # nothing count as stalled latency_s after data started flowing, not after setup
@@ -113,7 +129,7 @@ class Sync(Node):
 
     def _grid_time_one(self, k: int) -> int:
         """Host time (int64 ns) of one grid index, as :meth:`grid_time` computes it."""
-        return int(np.rint(float(k) * self._period_ns))
+        return round(k * self._period_ns)  # round half to even, as np.rint
 
     def on_block(self, port: str, block: Block) -> None:
         if block.n == 0:
@@ -137,13 +153,22 @@ class Sync(Node):
         if self._k_next is None:
             self._first_t = int(track.t[0])
             self._k_next = math.ceil(self._first_t * self.params.rate_hz / 1e9)
-        self._emit_ready(self._horizon(now))
+            self._next_t = self._grid_time_one(self._k_next)
+        if not self._held_back(now):
+            self._emit_ready(self._horizon(now))
 
     def on_eos(self) -> None:
         """Inputs ended: emit the frames up to the newest sample of any sensor."""
         ends = [t.last_t for t in self._tracks if t.last_t is not None]
         if ends and self._k_next is not None:
             self._emit_ready(max(ends))
+
+    def _held_back(self, now_ns: int) -> bool:
+        """True if the sensor that limited the last horizon has no sample at the next grid
+        time yet and is not stalled: no frame is due (the usual case, cheaper than _horizon)."""
+        b = self._blocker
+        return (b is not None and b.last_t < self._next_t
+                and now_ns - b.last_arrival_ns <= self._latency_ns)
 
     def _horizon(self, now_ns: int) -> int:
         """Latest host time (ns) up to which frames can be emitted now.
@@ -153,7 +178,7 @@ class Sync(Node):
         the span of the message that brought that newest sample: sensors sent in turn in
         large blocks (offline replay) lag each other by up to a block, not a stall.
         """
-        horizon = None
+        horizon, limit = None, None
         newest, span = None, 0
         for track in self._tracks:
             if track.last_t is not None and (newest is None or track.last_t > newest):
@@ -166,9 +191,11 @@ class Sync(Node):
                     and newest - (self._first_t if last is None else last) > allow):
                 continue  # stalled (no message for latency_s and its data lags): not waited for
             if last is None:
+                self._blocker = None
                 return -(2 ** 62)
             if horizon is None or last < horizon:
-                horizon = last
+                horizon, limit = last, track
+        self._blocker = limit
         if horizon is None:  # every sensor stalled: up to the newest sample
             horizon = newest
         return horizon
@@ -178,8 +205,34 @@ class Sync(Node):
         k1 = math.floor(horizon_ns * self.params.rate_hz / 1e9)  # last index with time <= horizon
         while k1 >= k0 and self._grid_time_one(k1) > horizon_ns:
             k1 -= 1
-        if k1 < k0:
-            return
+        if k1 == k0:
+            self._emit_one(k0)
+        elif k1 > k0:
+            self._emit_frames(k0, k1)
+
+    def _emit_one(self, k: int) -> None:
+        """Emit the frame of grid index ``k`` (live streams: one per message), in Python scalars."""
+        g = self._grid_time_one(k)
+        next_t = self._grid_time_one(k + 1)
+        acc: list[float] = []
+        gyr: list[float] = []
+        flags: list[int] = []
+        for track in self._tracks:
+            vals, flag = track.sample_at(g)
+            track.trim_before(next_t)
+            acc += vals[:3]
+            gyr += vals[3:]
+            flags.append(flag)
+        out = np.frombuffer(self._pack.pack(g, *acc, *gyr, *flags), self._dtype)
+        self._k_next, self._next_t = k + 1, next_t
+        if any(flags):
+            self._count(1, *(sum(1 for f in flags if f & bit) for bit in _COUNTED))
+        else:
+            self._count(1, 0, 0, 0)
+        self.emit(FRAME, out, t_host=g)
+
+    def _emit_frames(self, k0: int, k1: int) -> None:
+        """Emit the frames of grid indices ``k0`` to ``k1`` (several) in one message."""
         grid = self.grid_time(np.arange(k0, k1 + 1))
         m = len(grid)
         ag = np.empty((len(self._tracks), m, 2, 3))  # acc, gyr per sensor (float64)
@@ -193,19 +246,22 @@ class Sync(Node):
         flags = flags.T
         out["flags"] = flags
         self._k_next = k1 + 1
-        next_t = self._grid_time_one(self._k_next)
+        self._next_t = next_t = self._grid_time_one(self._k_next)
         for track in self._tracks:
             track.trim_before(next_t)
-        self._count(flags)
+        if flags.any():
+            self._count(m, *(int(np.count_nonzero(flags & bit)) for bit in _COUNTED))
+        else:
+            self._count(m, 0, 0, 0)
         self.emit(FRAME, out, t_host=int(grid[0]))
 
-    def _count(self, flags: np.ndarray) -> None:
+    def _count(self, frames: int, missing: int, interpolated: int, invalid: int) -> None:
+        """Add to the frame and flag counts (sensor-frames per flag) in the node's stats."""
         c = self._counts
-        c["frames"] += len(flags)
-        if flags.any():
-            c["missing"] += int(np.count_nonzero(flags & FrameFlag.MISSING))
-            c["interpolated"] += int(np.count_nonzero(flags & FrameFlag.INTERPOLATED))
-            c["invalid"] += int(np.count_nonzero(flags & FrameFlag.INVALID))
+        c["frames"] += frames
+        c["missing"] += missing
+        c["interpolated"] += interpolated
+        c["invalid"] += invalid
         extra = self.stats.extra
         extra.update(c)
         now = time.monotonic_ns()
