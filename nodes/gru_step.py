@@ -113,13 +113,16 @@ def read_gru_weights(onnx_path: str | Path) -> GruWeights:
     if len(shapes) != 1:
         raise NotCompilable(f"GRU layers of different sizes {sorted(shapes)}")
     hidden = w_hid[0].shape[0]
+    head1, head2 = weight(mm2), weight(mm3)
+    if head1.shape != (hidden, hidden) or head2.shape[0] != hidden:
+        raise NotCompilable(f"head weights {head1.shape}, {head2.shape} do not fit hidden {hidden}")
     b = np.stack(biases).astype(np.float32)
     c = np.ascontiguousarray
     return GruWeights(
         mean=c(weight(sub)), std=c(weight(div)), w_embed=c(weight(mm1)), b_embed=c(weight(add1)),
         w_in=c(np.stack(w_in), np.float32), w_hid=c(np.stack(w_hid), np.float32),
         b_in=c(b[:, :3 * hidden]), b_hid=c(b[:, 3 * hidden:]),
-        w_head1=c(weight(mm2)), b_head1=c(weight(add2)), w_head2=c(weight(mm3)),
+        w_head1=c(head1), b_head1=c(weight(add2)), w_head2=c(head2),
         b_head2=c(weight(add3)))
 
 
@@ -140,19 +143,60 @@ def _gelu(v: np.ndarray) -> None:
         v[i] = v[i] * (1.0 + math.erf(v[i] / math.sqrt(2.0))) * 0.5
 
 
+_FIELDS = ("mean", "std", "w_embed", "b_embed", "w_in", "w_hid", "b_in", "b_hid", "w_head1",
+           "b_head1", "w_head2", "b_head2")  # the order of the packed weights
+
+
+def _pack(w: GruWeights) -> tuple[np.ndarray, np.ndarray]:
+    """All weights in one float32 buffer (field order of _FIELDS) and the sizes (f, hid, L, out).
+
+    One argument instead of twelve: numba checks and unboxes every array argument on each
+    call, a few us per step.
+    """
+    flat = np.concatenate([getattr(w, name).ravel() for name in _FIELDS]).astype(np.float32)
+    dims = np.array([w.w_embed.shape[0], w.hidden, w.layers, w.n_outputs], np.int64)
+    return flat, dims
+
+
 @numba.njit(cache=True, nogil=True)
-def _gru_step(x, mean, std, w_embed, b_embed, w_in, w_hid, b_in, b_hid, w_head1, b_head1,
-              w_head2, b_head2, h_in, h_out, y, xn, e, gx, gh, z1):  # pragma: no cover - numba
-    """One frame: x (n_features,) raw SI -> y (n_outputs,); h_in -> h_out (layers, 1, hidden)."""
-    for i in range(x.shape[0]):
+def _take(flat: np.ndarray, at: int, n: int) -> tuple[np.ndarray, int]:
+    """The ``n`` values of ``flat`` from ``at`` on, and the offset after them."""
+    return flat[at:at + n], at + n
+
+
+@numba.njit(cache=True, nogil=True)
+def _gru_step(x, flat, dims, h_in, h_out, y, scratch):  # pragma: no cover - numba
+    """One frame: x (n_features,) raw SI -> y (n_outputs,); h_in -> h_out (layers, 1, hidden).
+
+    ``flat``/``dims`` from :func:`_pack`; ``scratch`` float32 of f + 8 * hidden values.
+    """
+    f, hid, layers, n_out = dims[0], dims[1], dims[2], dims[3]
+    g3 = 3 * hid
+    mean, at = _take(flat, 0, f)
+    std, at = _take(flat, at, f)
+    w_embed, at = _take(flat, at, f * hid)
+    b_embed, at = _take(flat, at, hid)
+    w_in, at = _take(flat, at, layers * hid * g3)
+    w_hid, at = _take(flat, at, layers * hid * g3)
+    b_in, at = _take(flat, at, layers * g3)
+    b_hid, at = _take(flat, at, layers * g3)
+    w_head1, at = _take(flat, at, hid * hid)
+    b_head1, at = _take(flat, at, hid)
+    w_head2, at = _take(flat, at, hid * n_out)
+    b_head2, at = _take(flat, at, n_out)
+    xn, e, gx, gh, z1 = (scratch[:f], scratch[f:f + hid], scratch[f + hid:f + hid + g3],
+                         scratch[f + hid + g3:f + hid + 2 * g3],
+                         scratch[f + hid + 2 * g3:f + 2 * hid + 2 * g3])
+    w_in3 = w_in.reshape((layers, hid, g3))
+    w_hid3 = w_hid.reshape((layers, hid, g3))
+    for i in range(f):
         xn[i] = (x[i] - mean[i]) / std[i]
-    _affine(xn, w_embed, b_embed, e)
+    _affine(xn, w_embed.reshape((f, hid)), b_embed, e)
     _gelu(e)
-    hid = w_hid.shape[1]
-    for layer in range(w_in.shape[0]):
+    for layer in range(layers):
         h = h_in[layer, 0]
-        _affine(e, w_in[layer], b_in[layer], gx)
-        _affine(h, w_hid[layer], b_hid[layer], gh)
+        _affine(e, w_in3[layer], b_in[layer * g3:(layer + 1) * g3], gx)
+        _affine(h, w_hid3[layer], b_hid[layer * g3:(layer + 1) * g3], gh)
         out = h_out[layer, 0]
         for j in range(hid):
             z = 1.0 / (1.0 + math.exp(-(gx[j] + gh[j])))
@@ -160,9 +204,9 @@ def _gru_step(x, mean, std, w_embed, b_embed, w_in, w_hid, b_in, b_hid, w_head1,
             n = math.tanh(gx[2 * hid + j] + r * gh[2 * hid + j])
             out[j] = (1.0 - z) * n + z * h[j]
         e[:] = out
-    _affine(e, w_head1, b_head1, z1)
+    _affine(e, w_head1.reshape((hid, hid)), b_head1, z1)
     _gelu(z1)
-    _affine(z1, w_head2, b_head2, y)
+    _affine(z1, w_head2.reshape((hid, n_out)), b_head2, y)
 
 
 class CompiledStep:
@@ -174,15 +218,14 @@ class CompiledStep:
     """
 
     def __init__(self, weights: GruWeights) -> None:
-        self.w = weights
         f, hid = weights.w_embed.shape
+        self._flat, self._dims = _pack(weights)
         self.x = np.zeros((1, f), np.float32)
         self.y = np.zeros((1, weights.n_outputs), np.float32)
+        self._x0, self._y0 = self.x[0], self.y[0]
         shape = (weights.layers, 1, hid)
         self._states = ([np.zeros(shape, np.float32)], [np.zeros(shape, np.float32)])
-        self._scratch = (np.zeros(f, np.float32), np.zeros(hid, np.float32),
-                         np.zeros(3 * hid, np.float32), np.zeros(3 * hid, np.float32),
-                         np.zeros(hid, np.float32))
+        self._scratch = np.zeros(f + 8 * hid, np.float32)
 
     def run(self, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """One step on ``x`` from ``state``: ``y`` (1, n_outputs) view and the new state."""
@@ -191,10 +234,8 @@ class CompiledStep:
         if k < 0:  # a state from elsewhere (fresh, or from a block run): copy it in
             np.copyto(states[0][0], state[0])
             k = 0
-        w = self.w
-        _gru_step(self.x[0], w.mean, w.std, w.w_embed, w.b_embed, w.w_in, w.w_hid, w.b_in,
-                  w.b_hid, w.w_head1, w.b_head1, w.w_head2, w.b_head2, states[k][0],
-                  states[1 - k][0], self.y[0], *self._scratch)
+        _gru_step(self._x0, self._flat, self._dims, states[k][0], states[1 - k][0], self._y0,
+                  self._scratch)
         return self.y, states[1 - k]
 
 
