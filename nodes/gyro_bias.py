@@ -72,11 +72,13 @@ class RestBiasEstimator:
         # float32 or float64, any strides (e.g. the fields of a frame array): no copies
         self._k = _rest_scan(acc, gyr, self._k, EPOCH, self._ring, self._ref, self._s,
                              self._last_bad, self._var_max, rest, mean_g)
+        if n == 1:  # the live case: one sample for all sensors in one compiled call
+            out = np.empty((1, n_imu, 3))
+            _track_one(rest[0], gyr[0], mean_g[0], self.bias, self.started, self.alpha, out[0])
+            return rest, out
         resting = rest.any(axis=0)
         if not resting.any():  # no rest in this block: the bias holds
             return rest, np.broadcast_to(self.bias.copy(), (n, n_imu, 3))
-        if n == 1:
-            return rest, self._track_one(resting, gyr[0], mean_g[0])
         bias_out = np.empty((n, n_imu, 3))
         for i in range(n_imu):
             if resting[i]:
@@ -89,21 +91,6 @@ class RestBiasEstimator:
         """:meth:`update` for (n, n_imu, 2, 3) samples: ``[..., 0, :]`` acc (m/s^2),
         ``[..., 1, :]`` gyr (rad/s). The returned bias may be a read-only broadcast view."""
         return self.update(x[:, :, 0], x[:, :, 1])
-
-    def _track_one(self, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
-        """:meth:`_track` of one sample for all sensors at once: (1, n_imu, 3) rad/s.
-
-        The same operations as the per-sensor filter (a * g + (1 - a) * bias, or the window
-        mean at a sensor's first rest), so the result does not depend on the block size.
-        """
-        g = np.asarray(gyr, np.float64)
-        a = self.alpha
-        step = rest & self.started
-        first = rest & ~self.started
-        self.bias[step] = a * g[step] + (1.0 - a) * self.bias[step]
-        self.bias[first] = mean_g[first]
-        self.started |= rest
-        return self.bias.copy()[None]
 
     def _track(self, i: int, rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray) -> np.ndarray:
         """Bias after each sample for sensor ``i``: (n, 3) rad/s."""
@@ -126,6 +113,26 @@ class RestBiasEstimator:
         pos[idx] = np.arange(len(idx))
         last = np.maximum.accumulate(pos)  # last rest sample at or before each sample
         return np.where((last >= 0)[:, None], vals[np.maximum(last, 0)], old)
+
+
+@njit(cache=True)
+def _track_one(rest: np.ndarray, gyr: np.ndarray, mean_g: np.ndarray, bias: np.ndarray,
+               started: np.ndarray, alpha: float, out: np.ndarray) -> None:
+    """One sample of :meth:`RestBiasEstimator._track` for all sensors; ``out`` (n_imu, 3) rad/s.
+
+    The same operations as the per-sensor filter (a * g + (1 - a) * bias at rest, the window
+    mean at a sensor's first rest), so the result does not depend on the block size.
+    """
+    for i in range(bias.shape[0]):
+        if rest[i]:
+            for c in range(3):
+                if started[i]:
+                    bias[i, c] = alpha * np.float64(gyr[i, c]) + (1.0 - alpha) * bias[i, c]
+                else:
+                    bias[i, c] = mean_g[i, c]
+            started[i] = True
+        for c in range(3):
+            out[i, c] = bias[i, c]
 
 
 @njit(cache=True)

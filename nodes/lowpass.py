@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
 STEP_MAX_SAMPLES = 4  # blocks up to this long skip scipy's per-call overhead (same result)
@@ -32,8 +33,7 @@ class StreamingLowpass:
         self._started = np.zeros(n_channels, bool)
         self._last = np.zeros(n_channels)  # last finite input per channel
         self._all_started = n_channels == 0
-        self._coef = [tuple(float(v) for v in (b0, b1, b2, a1, a2))
-                      for b0, b1, b2, _, a1, a2 in self.sos]  # a0 == 1 (butter's sos)
+        self._coef = np.ascontiguousarray(self.sos[:, [0, 1, 2, 4, 5]])  # a0 == 1 (butter's sos)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter (n, n_channels) float64 samples; returns the same shape, NaN where x is NaN."""
@@ -66,15 +66,7 @@ class StreamingLowpass:
         scipy's ``sosfilt`` (identical results), without its per-call overhead (~100 us).
         """
         y = np.empty(x.shape)
-        z = self._z
-        for k in range(len(x)):
-            xn = x[k]
-            for s, (b0, b1, b2, a1, a2) in enumerate(self._coef):
-                xc = b0 * xn + z[s, 0]
-                z[s, 0] = b1 * xn - a1 * xc + z[s, 1]
-                z[s, 1] = b2 * xn - a2 * xc
-                xn = xc
-            y[k] = xn
+        _sos_steps(np.ascontiguousarray(x, dtype=np.float64), self._coef, self._z, y)
         self._last[:] = x[-1]
         return y
 
@@ -87,3 +79,18 @@ class StreamingLowpass:
         if len(x):
             self._last[cols] = out[-1]
         return out
+
+
+@njit(cache=True)
+def _sos_steps(x: np.ndarray, coef: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
+    """Second-order sections over (n, channels) ``x`` into ``y``; state ``z`` (sections, 2, channels)."""
+    for k in range(x.shape[0]):
+        for ch in range(x.shape[1]):
+            xn = x[k, ch]
+            for s in range(coef.shape[0]):
+                b0, b1, b2, a1, a2 = coef[s, 0], coef[s, 1], coef[s, 2], coef[s, 3], coef[s, 4]
+                xc = b0 * xn + z[s, 0, ch]
+                z[s, 0, ch] = b1 * xn - a1 * xc + z[s, 1, ch]
+                z[s, 1, ch] = b2 * xn - a2 * xc
+                xn = xc
+            y[k, ch] = xn
