@@ -97,6 +97,10 @@ class Filter(Node):
             frame = np.zeros(1, frame_dtype(1))  # as the fields of a frame array (float32)
             RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(
                 frame["acc"], frame["gyr"])
+        if self.params.cutoff_hz > 0:  # and the low-pass recursion (the 2nd call steps)
+            warm = StreamingLowpass(1, cutoff_hz=1.0, rate_hz=10.0, order=1)
+            warm(np.zeros((1, 1)))
+            warm(np.zeros((1, 1)))
         self._in_info: StreamInfo | None = None
         self._last_flags: np.ndarray | None = None  # stays None until the first frame
 
