@@ -11,7 +11,9 @@ Linear + GELU embedding, stacked ONNX GRU layers (``linear_before_reset=1``,
 forward, default activations), Linear + GELU + Linear head. The weights are read
 from the ONNX initializers (no pickle) and the step is checked against
 onnxruntime on random input at load (:func:`compile_step`); any other graph, or
-a mismatch above :data:`MATCH_TOL`, keeps the onnxruntime step.
+a mismatch above :data:`MATCH_TOL`, keeps the onnxruntime step. The kernels keep
+the GIL: releasing it for ~50 us would let another thread take it, and getting it
+back can cost the data path up to the interpreter's switch interval (5 ms).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def read_gru_weights(onnx_path: str | Path) -> GruWeights:
         b_head2=c(weight(add3)))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _affine(v: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = v @ w + b (w: in x out), accumulated in float32 in input order."""
     out[:] = b
@@ -136,7 +138,7 @@ def _affine(v: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> Non
             out[j] += vi * w[i, j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _gelu(v: np.ndarray) -> None:
     """Exact GELU in place: v * (1 + erf(v / sqrt 2)) / 2."""
     for i in range(v.shape[0]):
@@ -158,13 +160,13 @@ def _pack(w: GruWeights) -> tuple[np.ndarray, np.ndarray]:
     return flat, dims
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _take(flat: np.ndarray, at: int, n: int) -> tuple[np.ndarray, int]:
     """The ``n`` values of ``flat`` from ``at`` on, and the offset after them."""
     return flat[at:at + n], at + n
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _gru_step(x, flat, dims, h_in, h_out, y, scratch):  # pragma: no cover - numba
     """One frame: x (n_features,) raw SI -> y (n_outputs,); h_in -> h_out (layers, 1, hidden).
 
