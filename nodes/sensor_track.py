@@ -306,7 +306,6 @@ class SensorTrack:
         y, z in m/s^2, gyr x, y, z in rad/s; NaN if MISSING or INVALID) and the flags."""
         pend = self._pend
         if not pend or pend[0][0] > g:  # the sample before g (if any) is in the arrays
-            self._flush()
             return self._sample_at_arrays(g)
         j = bisect_right(pend, g, key=_HOST_T) - 1
         tp, okp, vp = pend[j]
@@ -318,7 +317,7 @@ class SensorTrack:
         return self._between(g, tp, okp, vp, tn, okn, vn)
 
     def _sample_at_arrays(self, g: int) -> tuple[Sequence[float], int]:
-        """:meth:`sample_at` from the arrays (no pending samples)."""
+        """:meth:`sample_at` when no pending sample is at or before ``g``."""
         s, e = self._start, self._end
         t = self._t
         jp = s + int(t[s:e].searchsorted(g, side="right")) - 1
@@ -328,10 +327,13 @@ class SensorTrack:
         if tp == g:
             return (vp, _F_OK) if okp else (_NAN6, _F_INVALID)
         jn = jp + 1
-        if jn >= e:
+        if jn < e:
+            nxt = int(t[jn]), bool(self._valid[jn]), self._ag[jn].ravel().tolist()
+        elif self._pend:  # the next sample is the first pending one
+            nxt = self._pend[0]
+        else:
             return _NAN6, _F_MISSING
-        return self._between(g, tp, okp, vp, int(t[jn]), bool(self._valid[jn]),
-                             self._ag[jn].ravel().tolist())
+        return self._between(g, tp, okp, vp, *nxt)
 
     def _between(self, g: int, tp: int, okp: bool, vp: Sequence[float], tn: int, okn: bool,
                  vn: Sequence[float]) -> tuple[Sequence[float], int]:
