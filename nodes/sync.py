@@ -132,30 +132,34 @@ class Sync(Node):
         return round(k * self._period_ns)  # round half to even, as np.rint
 
     def on_block(self, port: str, block: Block) -> None:
-        if block.n == 0:
+        n = block.n
+        if n == 0:
             return
-        name = block.info.source
+        info = block.info
+        name = info.source
         track = self._by_name.get(name)
         if track is None:
             if name not in self._unknown:
                 self._unknown.add(name)
                 self.log.warning("ignoring sensor '%s' (stream %s): not in imus %s", name,
-                                 block.info.stream, [t.name for t in self._tracks])
+                                 info.stream, [t.name for t in self._tracks])
                 self.stats.extra["ignored_sensors"] = sorted(self._unknown)
             return
         now = time.monotonic_ns()
         if self._started_ns is None:
             self._started_ns = now
         raw = block.data
-        track.add(raw, block.info.rate_hz, now)
-        if block.n > 1 or self._span.get(name):  # the data span of this sensor's last message
+        track.add(raw, info.rate_hz, now)
+        if n > 1 or self._span.get(name):  # the data span of this sensor's last message
             self._span[name] = int(raw["t_host"][-1]) - int(raw["t_host"][0])
         if self._k_next is None:
             self._first_t = int(track.t[0])
             self._k_next = math.ceil(self._first_t * self.params.rate_hz / 1e9)
             self._next_t = self._grid_time_one(self._k_next)
         if not self._held_back(now):
-            self._emit_ready(self._horizon(now))
+            horizon = self._horizon(now)
+            if horizon >= self._next_t:  # else no grid time is due yet
+                self._emit_ready(horizon)
 
     def on_eos(self) -> None:
         """Inputs ended: emit the frames up to the newest sample of any sensor."""
