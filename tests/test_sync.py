@@ -205,3 +205,35 @@ def test_config_errors_name_the_problem() -> None:
         Sync.create()
     with pytest.raises(ConfigError, match="rate_hz"):
         Sync.create(imus=["a"], rate_hz=0.0)
+
+
+def test_one_sample_messages_give_the_same_frames_whether_or_not_buffers_are_flushed() -> None:
+    """Live samples wait as Python tuples until an array operation needs them; frames taken
+    between such operations (arrays and pending samples mixed) equal the block path's."""
+    from nodes.sensor_track import Limits, SensorTrack
+    rng = np.random.default_rng(4)
+    n = 700
+    t = np.cumsum(rng.integers(8_000_000, 12_000_000, n)).astype(np.int64)
+    keep = rng.random(n) > 0.05  # lost samples
+    raw = np.zeros(int(keep.sum()), RAW_IMU_DTYPE)
+    raw["t_sensor"], raw["counter"], raw["t_host"] = -1, -1, t[keep]
+    raw["acc"] = rng.normal(size=(n, 3))[keep]
+    raw["gyr"][rng.random(len(raw)) < 0.02] = np.nan  # invalid samples
+    whole = SensorTrack("w", max_gap_ns=25_000_000, dejitter=False, limits=Limits())
+    whole.add(raw, 100.0, 0)
+    grid = np.arange(t[0] - 20_000_000, t[-1], 10_000_000, dtype=np.int64)
+    ref_acc, ref_gyr, ref_flags = whole.resample(grid)
+    one = SensorTrack("o", max_gap_ns=25_000_000, dejitter=False, limits=Limits())
+    out, j = [], 0
+    for k, g in enumerate(grid):
+        while j < len(raw) and raw["t_host"][j] <= g + 30_000_000:
+            one.add(raw[j:j + 1], 100.0, 0)
+            j += 1
+        if k % 7 == 3:
+            assert len(one.t)  # an array operation: pending samples move into the arrays
+        out.append(one.sample_at(int(g)))
+        one.trim_before(int(g) + 10_000_000)
+    vals = np.array([v for v, _ in out])
+    np.testing.assert_array_equal([f for _, f in out], ref_flags)
+    np.testing.assert_array_equal(vals[:, :3], ref_acc)
+    np.testing.assert_array_equal(vals[:, 3:], ref_gyr)
