@@ -12,10 +12,11 @@ import numpy as np
 from nodes.sensor_track import G0, Limits, SensorTrack
 from pipeline.chain import ChainError, load_chain
 from pipeline.errors import ConfigError
-from pipeline.message import Block
+from pipeline.message import Block, StreamInfo
 from pipeline.node import Node
 from pipeline.ports import Input
-from pipeline.streams import FRAME, RAW_IMU, FrameFlag, frame_dtype, frame_info
+from pipeline.streams import (ARRIVAL, ARRIVAL_DTYPE, FRAME, RAW_IMU, FrameFlag, frame_dtype,
+                              frame_info)
 
 CLOCK_STATS_PERIOD_NS = 250_000_000  # refresh the per-sensor clock figures in status this often
 _COUNTED = (int(FrameFlag.MISSING), int(FrameFlag.INTERPOLATED), int(FrameFlag.INVALID))
@@ -59,10 +60,12 @@ class Sync(Node):
         imu.frame (out): frames of all ``imus`` at ``rate_hz``; t_host = frame time on
             the host clock (estimated capture time), int64 ns; several frames per
             message when input arrives in large blocks.
+        frame.arrival (out, with ``arrival: true``): ARRIVAL_DTYPE, per frame its t_host and
+            the receive time (header t_host) of the sensor message that completed it, ns.
     """
 
     inputs = {"raw": Input(accepts=(RAW_IMU,), many=True)}
-    outputs = (FRAME,)
+    outputs = (FRAME, ARRIVAL)
 
     @dataclass(frozen=True)
     class Params:
@@ -74,6 +77,9 @@ class Sync(Node):
         acc_max: float = 16 * G0  # m/s^2, larger |acc| is INVALID
         gyr_max: float = 35.0  # rad/s, larger |gyr| is INVALID
         clock_window_s: float = 30.0  # s of sensor time the clock fit spans
+        # also publish frame.arrival: per frame, the receive time of the sensor message that
+        # completed it (end-to-end latency from packet arrival, tools/bench_e2e.py)
+        arrival: bool = False
 
         def __post_init__(self) -> None:
             if self.rate_hz <= 0 or self.max_gap_s < 0 or self.latency_s < 0:
@@ -97,6 +103,7 @@ class Sync(Node):
         self._next_t = 0  # its host time, ns
         self._blocker: SensorTrack | None = None  # the sensor that limited the last horizon
         self._latency_ns = int(p.latency_s * 1e9)
+        self._arrival_ns = -1  # receive time (header t_host) of the message being handled
         self._started_ns: int | None = None  # wall time of the first block: sensors that sent
         # nothing count as stalled latency_s after data started flowing, not after setup
         self._unknown: set[str] = set()
@@ -107,6 +114,9 @@ class Sync(Node):
         self._clock_due_ns = 0  # next wall time (monotonic ns) the clock stats are refreshed
         self.declare(FRAME, frame_info(f"{self.id}/{FRAME}", names, p.rate_hz,
                                        clock="host", dejitter=p.dejitter))
+        self.declare(ARRIVAL, StreamInfo.for_array(
+            f"{self.id}/{ARRIVAL}", ARRIVAL, ARRIVAL_DTYPE, rate_hz=p.rate_hz,
+            channels=ARRIVAL_DTYPE.names, units=("ns", "ns")))
 
     def _chain_imus(self) -> list[str]:
         chain_file = self.context.chain_file
@@ -159,12 +169,14 @@ class Sync(Node):
         if not self._held_back(now):
             horizon = self._horizon(now)
             if horizon >= self._next_t:  # else no grid time is due yet
+                self._arrival_ns = block.t_host
                 self._emit_ready(horizon)
 
     def on_eos(self) -> None:
         """Inputs ended: emit the frames up to the newest sample of any sensor."""
         ends = [t.last_t for t in self._tracks if t.last_t is not None]
         if ends and self._k_next is not None:
+            self._arrival_ns = -1  # completed by the end of the stream, not by a message
             self._emit_ready(max(ends))
 
     def _held_back(self, now_ns: int) -> bool:
@@ -233,6 +245,8 @@ class Sync(Node):
             self._count(1, *(sum(1 for f in flags if f & bit) for bit in _COUNTED))
         else:
             self._count(1, 0, 0, 0)
+        if self.params.arrival:
+            self._emit_arrival(np.array([(g, self._arrival_ns)], ARRIVAL_DTYPE), g)
         self.emit(FRAME, out, t_host=g)
 
     def _emit_frames(self, k0: int, k1: int) -> None:
@@ -257,7 +271,17 @@ class Sync(Node):
             self._count(m, *(int(np.count_nonzero(flags & bit)) for bit in _COUNTED))
         else:
             self._count(m, 0, 0, 0)
+        if self.params.arrival:
+            arrival = np.empty(m, ARRIVAL_DTYPE)
+            arrival["t_host"] = grid
+            arrival["t_arrival"] = self._arrival_ns
+            self._emit_arrival(arrival, int(grid[0]))
         self.emit(FRAME, out, t_host=int(grid[0]))
+
+    def _emit_arrival(self, records: np.ndarray, t_host: int) -> None:
+        """frame.arrival records of the frames about to go out (before them, so a probe has
+        the arrival when the frame's results reach it)."""
+        self.emit(ARRIVAL, records, t_host=t_host)
 
     def _count(self, frames: int, missing: int, interpolated: int, invalid: int) -> None:
         """Add to the frame and flag counts (sensor-frames per flag) in the node's stats."""

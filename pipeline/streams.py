@@ -52,6 +52,7 @@ ROOT = "root.orientation"
 POSE = "chain.pose"
 TRUTH = "chain.truth"
 STATUS = "status"
+ARRIVAL = "frame.arrival"
 
 RAW_IMU_DTYPE = np.dtype([
     ("t_sensor", "<i8"), ("t_host", "<i8"), ("counter", "<i8"),
@@ -82,6 +83,11 @@ def state_dtype(n_bodies: int, n_hinge: int) -> np.dtype:
 
 
 ROOT_DTYPE = np.dtype([("t_host", "<i8"), ("q", "<f4", (4,))])
+
+# frame.arrival (sync, optional): per frame, its time (t_host, ns, as in imu.frame) and the
+# host receive time (ns, monotonic) of the sensor message that completed it; for latency
+# measurements from packet arrival, as a frame's own t_host is its grid time
+ARRIVAL_DTYPE = np.dtype([("t_host", "<i8"), ("t_arrival", "<i8")])
 
 
 def pose_dtype(n_bodies: int) -> np.dtype:

@@ -237,3 +237,35 @@ def test_one_sample_messages_give_the_same_frames_whether_or_not_buffers_are_flu
     np.testing.assert_array_equal([f for _, f in out], ref_flags)
     np.testing.assert_array_equal(vals[:, :3], ref_acc)
     np.testing.assert_array_equal(vals[:, 3:], ref_gyr)
+
+
+def test_frame_arrival_names_the_message_that_completed_each_frame() -> None:
+    streams = {n: (_sensor(n, 100.0, 2.0, seed=s, jitter_s=0.001), 100.0)
+               for s, n in enumerate(("thigh", "shank"))}
+    infos = {n: raw_imu_info(f"drv_{n}/imu.raw:{n}", n, 100.0) for n in streams}
+    plain = Sync.create("sync", imus=["thigh", "shank"], rate_hz=100.0, latency_s=30.0)
+    node = Sync.create("sync", imus=["thigh", "shank"], rate_hz=100.0, latency_s=30.0,
+                       arrival=True)
+    messages = sorted((int(raw["t_host"][i]), n, i) for n, (raw, _) in streams.items()
+                      for i in range(len(raw)))
+    expected = []  # (frame t_host, t_host of the message in whose on_block it went out)
+    for t, n, i in messages:
+        before = len(node.emitted)
+        block = make_block(infos[n], streams[n][0][i:i + 1], t_host=t)
+        node.on_block("raw", block)
+        plain.on_block("raw", block)
+        expected += [(int(g), t) for b in node.emitted[before:] if b.topic == "sync/imu.frame"
+                     for g in b.data["t_host"]]
+    node.on_eos()
+    plain.on_eos()
+    frames = [b for b in node.emitted if b.topic == "sync/imu.frame"]
+    arrivals = np.concatenate([b.data for b in node.emitted if b.topic == "sync/frame.arrival"])
+    assert np.concatenate([b.data for b in frames]).tobytes() == _frames(plain).tobytes()
+    assert len(expected) > 150 and len(arrivals) == sum(b.n for b in frames)
+    assert [tuple(r) for r in arrivals[:len(expected)].tolist()] == expected
+    assert (arrivals["t_arrival"][len(expected):] == -1).all()  # flushed by the end of stream
+    for i, b in enumerate(node.emitted):  # each arrival goes out just before its frames
+        if b.topic == "sync/frame.arrival":
+            nxt = node.emitted[i + 1]
+            assert nxt.topic == "sync/imu.frame" and nxt.data["t_host"].tolist() == \
+                b.data["t_host"].tolist()

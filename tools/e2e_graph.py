@@ -2,11 +2,12 @@
 
 Graph: sim -> sync -> filter -> observer -> fk -> probe, with orientation (VQF on
 the root IMU) feeding fk's root input; ``probe`` is :class:`nodes.latency_probe.LatencyProbe`
-on ``chain.pose``. Nodes run as one process each (``layout="processes"``), as
-threads of one process talking over the bus (``layout="threads"``), or as threads of
-one direct group (``layout="direct"``: in-group edges are function calls, see
-pipeline/direct.py), or that with SCHED_FIFO threads (``layout="realtime"``, see
-pipeline/realtime.py).
+on ``chain.pose``, with sync's ``frame.arrival`` (the receive time of the sensor message
+that completed each frame) so it measures from packet arrival. Nodes run as one process
+each (``layout="processes"``), as threads of one process talking over the bus
+(``layout="threads"``), or as threads of one direct group (``layout="direct"``: in-group
+edges are function calls, see pipeline/direct.py), or that with SCHED_FIFO threads
+(``layout="realtime"``, see pipeline/realtime.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ model_dirs: [{model_dir}]
     params: {{rate_hz: 100, speed: {speed}, duration_s: {duration_s}, block: {block}, seed: {seed}}}
   - id: sync
     kind: nodes.sync.Sync{group}
-    params: {{rate_hz: 100, latency_s: {sync_latency_s}}}
+    params: {{rate_hz: 100, latency_s: {sync_latency_s}, arrival: true}}
     inputs: {{raw: sim/imu.raw}}
   - id: filter
     kind: nodes.filter.Filter{group}
@@ -67,7 +68,7 @@ model_dirs: [{model_dir}]
   - id: probe
     kind: nodes.latency_probe.LatencyProbe{group}
     params: {{report: {report}, skip_s: {skip_s}, latencies: {str(latencies).lower()}}}
-    inputs: {{in: fk/chain.pose}}
+    inputs: {{in: fk/chain.pose, arrival: sync/frame.arrival}}
 """
 
 
@@ -118,6 +119,23 @@ def cpu_snapshot(sup, layout: str) -> dict[str, float]:
             key = next((n for n in NODES if n[:15] == name), "other_threads")
             snap[key] = snap.get(key, 0.0) + s
     return snap
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the whole machine so far (/proc/stat), for steal time.
+
+    Steal is time the hypervisor ran something else while this virtual machine wanted its
+    CPU: on a shared host it delays any thread, whatever its priority.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Steal time in % of all CPU time between two :func:`machine_ticks` readings."""
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 2) if total > 0 else 0.0
 
 
 def cpu_percent(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict:
