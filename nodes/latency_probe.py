@@ -85,7 +85,8 @@ class LatencyProbe(Node):
     def setup(self) -> None:
         self._lat = _LatencyLog()  # from t_host
         self._lat_arrival = _LatencyLog()  # from the completing message's receive time
-        self._arrivals: dict[int, int] = {}  # frame t_host -> receive time, ns
+        self._arrivals: dict[int, int] = {}  # frame t_host -> completing message's receipt, ns
+        self._early: dict[int, int] = {}  # frame t_host -> our receipt of a result without one
         self._first_ns: int | None = None
         self._skip_ns = int(self.params.skip_s * 1e9)
         self._r = {"samples": 0, "messages": 0, "gaps_flagged": 0, "missing_samples": 0,
@@ -107,21 +108,33 @@ class LatencyProbe(Node):
             return
         if self._first_ns is None:
             self._first_ns = now
-        arrival = self._arrivals.pop(block.t_host, None)
         if now - self._first_ns >= self._skip_ns:
             self._lat.add(now - block.t_host)
-            if arrival is not None and arrival >= 0:
-                self._lat_arrival.add(now - arrival)
-            elif self._wired_arrival:
-                r["unmatched_arrivals"] += 1
+            if self._wired_arrival:
+                self._from_arrival(block.t_host, now)
         self._check_steps(block)
+
+    def _from_arrival(self, t_host: int, now: int) -> None:
+        """Latency of a result from its frame's completing message, now or when that comes."""
+        arrival = self._arrivals.pop(t_host, None)
+        if arrival is None:  # over the bus the arrival record may come after the result
+            self._early[t_host] = now
+            if len(self._early) > 10_000:
+                self._r["unmatched_arrivals"] += len(self._early)
+                self._early.clear()
+        elif arrival >= 0:  # -1: the frame was completed by the end of the stream
+            self._lat_arrival.add(now - arrival)
 
     def _note_arrivals(self, records: np.ndarray) -> None:
         """Remember each frame's completing-message receive time until its result comes."""
         if len(self._arrivals) > 100_000:  # results that never came (dropped): forget them
             self._arrivals.clear()
         for t, arrival in zip(records["t_host"].tolist(), records["t_arrival"].tolist()):
-            self._arrivals[t] = arrival
+            received = self._early.pop(t, None)
+            if received is None:
+                self._arrivals[t] = arrival
+            elif arrival >= 0:
+                self._lat_arrival.add(received - arrival)
 
     def _check_steps(self, block: Block) -> None:
         """Count missing samples from jumps in ``t_host`` (ns) beyond 1.5 nominal periods."""
@@ -140,7 +153,8 @@ class LatencyProbe(Node):
 
     def summary(self) -> dict:
         """Counts plus latency p50/p99/max (ms) of the kept latencies."""
-        return {**self._r, **self._lat.summary("latency_"),
+        unmatched = self._r["unmatched_arrivals"] + len(self._early)
+        return {**self._r, "unmatched_arrivals": unmatched, **self._lat.summary("latency_"),
                 **self._lat_arrival.summary("latency_from_arrival_")}
 
     def on_eos(self) -> None:

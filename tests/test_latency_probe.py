@@ -37,9 +37,10 @@ def test_latency_from_arrival_pairs_each_result_with_its_frame(tmp_path):
     arrival = np.zeros(3, ARRIVAL_DTYPE)
     arrival["t_host"] = grid
     arrival["t_arrival"] = grid + 4_000_000  # each completed 4 ms after its frame time
-    probe.on_block("arrival", make_block(arr_info, arrival, t_host=int(grid[0])))
-    for g in grid:
+    probe.on_block("arrival", make_block(arr_info, arrival[:2], t_host=int(grid[0])))
+    for g in grid:  # the third frame's arrival record comes after its result (bus order)
         probe.on_block("in", make_block(pose_info, _pose(int(g)), t_host=int(g)))
+    probe.on_block("arrival", make_block(arr_info, arrival[2:], t_host=int(grid[2])))
     probe.on_block("in", make_block(pose_info, _pose(int(grid[-1]) + PERIOD),
                                     t_host=int(grid[-1]) + PERIOD))  # no arrival for this one
     probe.on_eos()
