@@ -18,6 +18,7 @@ back can cost the data path up to the interpreter's switch interval (5 ms).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,11 @@ class GruWeights:
     def n_outputs(self) -> int:
         """Output size per frame."""
         return self.w_head2.shape[1]
+
+    @functools.cached_property
+    def packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_pack` of these weights, made once (at load, off the data path)."""
+        return _pack(self)
 
 
 def read_gru_weights(onnx_path: str | Path) -> GruWeights:
@@ -221,7 +227,7 @@ class CompiledStep:
 
     def __init__(self, weights: GruWeights) -> None:
         f, hid = weights.w_embed.shape
-        self._flat, self._dims = _pack(weights)
+        self._flat, self._dims = weights.packed
         self.x = np.zeros((1, f), np.float32)
         self.y = np.zeros((1, weights.n_outputs), np.float32)
         self._x0, self._y0 = self.x[0], self.y[0]
