@@ -1,9 +1,10 @@
 """Compiled one-frame step of the project's GRU observer: numba, weights read from the ONNX file.
 
 Why: at 100 Hz a step runs every 10 ms, and on the machines measured (KVM guests)
-the onnxruntime call then costs 270-390 us of CPU instead of the 36 us of a hot
-loop: its large code path is cold again by the next frame. This kernel does the
-same arithmetic in a few hundred instructions (cold: about 85 us, BENCHMARKS.md).
+the onnxruntime call then costs 275-285 us of CPU instead of 28-49 us in a hot
+loop: its long code path is cold again by the next frame. This kernel does the
+same arithmetic with a small code path (87-114 us at 100 Hz for the shipped
+models; ``imuflow bench observer``, BENCHMARKS.md).
 
 Only graphs exported by ``tools/training/export.py`` from
 ``tools.training.network.Observer`` are recognised: per-feature normalisation,
