@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from pipeline.node import Node
 from pipeline.ports import Input
 from pipeline.streams import POSE, ROOT, STATE, TRUTH, pose_dtype
 
+ROOTS_KEPT = 256  # recent root samples kept to pair with state samples by t_host
+
 
 class ForwardKinematics(Node):
     """Compose relative body orientations into world poses with numba kernels.
@@ -22,6 +25,9 @@ class ForwardKinematics(Node):
     Ports:
         state: chain.state (or chain.truth): q_rel (n_bodies, 4) w,x,y,z body to parent.
         root: root.orientation (optional): q w,x,y,z root to earth; replaces the root's q_rel.
+            A state sample takes the root sample of the same t_host when it has come (list
+            the orientation node before the observer so that it comes first in a direct
+            group), else the newest one.
         chain.pose (out): pos (n_bodies, 3) m and quat (n_bodies, 4) w,x,y,z body to earth,
             earth frame z up, t_host passed through from the state.
     """
@@ -43,7 +49,8 @@ class ForwardKinematics(Node):
         self.kin = Kinematics(load_chain(self.context.resolve(path)))
         n = self.kin.n
         self._dtype = pose_dtype(n)
-        self._root_q: np.ndarray | None = None
+        self._root_q: np.ndarray | None = None  # newest root sample, w,x,y,z
+        self._roots: dict[int, np.ndarray] = {}  # t_host (ns) -> root sample, the newest kept
         self._root_pos = np.asarray(self.params.root_position, dtype=np.float64)
         self.kin.forward_rel(np.tile([1.0, 0, 0, 0], (1, n, 1)), self._root_pos[None])  # compile
         self.declare(POSE, StreamInfo.for_array(
@@ -53,14 +60,16 @@ class ForwardKinematics(Node):
 
     def on_block(self, port: str, block: Block) -> None:
         if port == "root":
-            self._root_q = np.asarray(block.data["q"][-1], dtype=np.float64)
+            self._keep_roots(block.data)
             return
         q_rel = np.array(block.data["q_rel"], dtype=np.float64)
         if q_rel.shape[1] != self.kin.n:
             raise ValueError(f"node '{self.id}': state has {q_rel.shape[1]} bodies, chain "
                              f"'{self.kin.chain.name}' has {self.kin.n}")
         if self._root_q is not None:
-            q_rel[:, 0] = self._root_q
+            t = block.data["t_host"]
+            q_rel[:, 0] = (self._roots.get(int(t[0]), self._root_q) if len(t) == 1 else
+                           [self._roots.get(ti, self._root_q) for ti in t.tolist()])
         root_pos = np.broadcast_to(self._root_pos, (len(q_rel), 3))
         pos, quat = self.kin.forward_rel(q_rel, root_pos)
         out = np.empty(len(q_rel), self._dtype)
@@ -68,3 +77,16 @@ class ForwardKinematics(Node):
         out["pos"] = pos
         out["quat"] = quat
         self.emit(POSE, out, t_host=block.t_host, gap=block.gap)
+
+    def _keep_roots(self, roots: np.ndarray) -> None:
+        """Remember root samples (ROOT_DTYPE) by t_host for the state samples still to come."""
+        if not len(roots):
+            return
+        q = roots["q"].astype(np.float64)
+        for t, qi in zip(roots["t_host"].tolist(), q):
+            self._roots[t] = qi
+        self._root_q = q[-1]
+        extra = len(self._roots) - max(ROOTS_KEPT, len(roots))  # a whole block stays
+        if extra > 0:  # dicts keep insertion order: drop the oldest
+            for t in list(itertools.islice(self._roots, extra)):
+                del self._roots[t]

@@ -55,12 +55,12 @@ model_dirs: [{model_dir}]
     kind: nodes.filter.Filter{group}
     params: {{cutoff_hz: {cutoff_hz}}}
     inputs: {{frame: sync/imu.frame}}
+  - id: orientation
+    kind: nodes.orientation.Orientation{group}
+    inputs: {{frame: filter/imu.frame}}
   - id: observer
     kind: nodes.observer.RnnObserver{group}
     params: {{model: {model}}}
-    inputs: {{frame: filter/imu.frame}}
-  - id: orientation
-    kind: nodes.orientation.Orientation{group}
     inputs: {{frame: filter/imu.frame}}
   - id: fk
     kind: nodes.fk.ForwardKinematics{group}
