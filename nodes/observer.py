@@ -63,7 +63,7 @@ class RnnObserver(Node):
         model: Path  # .onnx file or its card .json, inside the graph's model_dirs
         reset_gap_s: float = 0.5  # reset the hidden state after an input gap longer than this, s
         warmup_s: float = 2.0  # seconds of recent input that warm a swapped-in model's state
-        mode: Literal["step", "block"] = "step"  # one session.run per frame, or per block
+        mode: Literal["step", "block"] = "step"  # one model step per frame, or one run per block
         # one-frame steps: compiled GRU kernel when it matches onnxruntime (nodes/gru_step.py)
         step_engine: Literal["auto", "onnxruntime"] = "auto"
 

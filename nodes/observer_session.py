@@ -190,6 +190,8 @@ def load_session(path: str | Path, model_dirs: tuple[Path, ...],
     the card is missing or malformed, the hash differs, the file is not a valid ONNX
     model, or its inputs and outputs differ from the card.
     """
+    if step_engine not in STEP_ENGINES:
+        raise ValueError(f"step_engine must be one of {STEP_ENGINES}, got {step_engine!r}")
     t0 = time.perf_counter()
     found = find_model(path, model_dirs)
     check_inside(card_path_for(found), model_dirs, "model card")
@@ -207,8 +209,6 @@ def load_session(path: str | Path, model_dirs: tuple[Path, ...],
     session = ObserverSession(card, sess, LoadTimes(
         (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3))
     _check_run(session, onnx_path)
-    if step_engine not in STEP_ENGINES:
-        raise ValueError(f"step_engine must be one of {STEP_ENGINES}, got {step_engine!r}")
     if step_engine == "auto":
         session.use_compiled_step(onnx_path)
     log.info("loaded model %s (%s, sha256 %s..., one-frame steps: %s)", card.name, onnx_path,

@@ -114,12 +114,8 @@ class Orientation(Node):
         if len(gyr):
             self._last_gyr = gyr[-1].copy()
         q = self._filter.updateBatch(gyr, acc)["quat6D"]
-        out = np.empty(block.n, ROOT_DTYPE)
-        out["t_host"] = block.data["t_host"]
-        out["q"] = q
         self.stats.extra["bridged_frames"] += int(bad.sum())
-        self.stats.extra["rest"] = bool(self._filter.getRestDetected())
-        self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
+        self._emit_root(block, q)
 
     def _one_frame(self, block: Block) -> bool:
         """A one-frame block with finite values, as VQF's single-sample update (the same
@@ -130,12 +126,16 @@ class Orientation(Node):
             return False
         self._last_gyr = gyr
         self._filter.update(gyr, acc)
-        out = np.empty(1, ROOT_DTYPE)
+        self._emit_root(block, self._filter.getQuat6D())
+        return True
+
+    def _emit_root(self, block: Block, q: np.ndarray) -> None:
+        """Publish root.orientation: ``q`` (n, 4) w,x,y,z root to earth at the block's t_host."""
+        out = np.empty(block.n, ROOT_DTYPE)
         out["t_host"] = block.data["t_host"]
-        out["q"] = self._filter.getQuat6D()
+        out["q"] = q
         self.stats.extra["rest"] = bool(self._filter.getRestDetected())
         self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
-        return True
 
     def _bridge(self, gyr: np.ndarray, acc: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray,
                                                                                   np.ndarray]:

@@ -1,11 +1,12 @@
 """End-to-end latency benchmark: sensor packet received -> ``chain.pose`` published, 100 Hz.
 
-Run: ``imuflow bench e2e [--json] [--duration-s S] [--imus 2 5 10]``.
+Run: ``imuflow bench e2e [--json] [--duration-s S] [--imus 2 5 10] [--layouts ...]``.
 
 For 2, 5 and 10 simulated IMUs (knee.yaml, tools/bench_chains/chain5.yaml, chain10.yaml)
-the processing graph sim -> sync -> filter -> observer -> fk (+ orientation -> fk root)
-runs in real time with every node in its own process, then with all nodes as threads
-of one process, and a single-loop baseline written the way research demo scripts
+the processing graph sim -> sync -> filter -> orientation + observer -> fk runs in real
+time with every node in its own process, with all nodes as threads of one process over
+the bus, as one direct group (function calls, pipeline/direct.py), and that group with
+SCHED_FIFO threads; then a single-loop baseline written the way research demo scripts
 are (sleep to the next 10 ms tick, read what arrived, ONNX step, FK, draw stand-in).
 
 Latency of a pose = time it is received by the probe sink (graph) or computed (baseline)
@@ -16,8 +17,10 @@ packet; the baseline's sensors arrive with jitter, and its frame is complete wit
 last). Reported beside it: the latency from the frame time (its grid time on the host
 clock, from sync's clock mapping), which adds the mapping's estimate and, when a
 sample's mapped time falls just before a grid time, the wait for the next sample. The
-budget (DESIGN.md) is p99 <= 2 ms at 10 IMUs. The observers are untrained models of the shipped architecture
-(GRU 2 x 128) with random weights: latency does not depend on the weights.
+budget (DESIGN.md) is p99 <= 2 ms at 10 IMUs. The observers are untrained models of the
+shipped architecture (GRU 2 x 128) with random weights: latency does not depend on the
+weights. Each run also reports the machine's steal time (/proc/stat): on a virtual machine
+the hypervisor's pauses make the latency tail.
 """
 
 from __future__ import annotations
