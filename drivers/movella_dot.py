@@ -18,8 +18,8 @@ from drivers.ble import movella_dot_protocol as dot
 from drivers.ble.ble_source import BleImuSource, BleSensor, SensorState, check_sensors
 from drivers.ble.connection import LinkEvent, Notify
 from drivers.imu_sample import ImuSample
-from pipeline.message import StreamInfo
-from pipeline.streams import RAW_IMU
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.streams import RAW_IMU
 
 ORIENTATION = "imu.orientation"
 ORIENTATION_DTYPE = np.dtype([("t_sensor", "<i8"), ("t_host", "<i8"), ("q", "<f4", (4,))])

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from drivers.serial import xbus
-from pipeline.errors import DeviceTimeout, ImuflowError
+from pipeline.runtime.errors import DeviceTimeout, ImuflowError
 
 _log = logging.getLogger("imuflow.mti_configure")
 

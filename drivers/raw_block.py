@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from drivers.imu_sample import ImuSample
-from pipeline.streams import RAW_IMU_DTYPE
+from pipeline.runtime.streams import RAW_IMU_DTYPE
 
 
 def raw_block(samples: Sequence[ImuSample], t_host_ns: np.ndarray) -> np.ndarray:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.message import Flag, StreamInfo
-from pipeline.node import Source
-from pipeline.session_reader import ChannelRun, SessionChannel, SessionReader
-from pipeline.streams import FRAME, RAW_IMU, STATE, TRUTH
+from pipeline.recording.session_reader import ChannelRun, SessionChannel, SessionReader
+from pipeline.runtime.message import Flag, StreamInfo
+from pipeline.runtime.node import Source
+from pipeline.runtime.streams import FRAME, RAW_IMU, STATE, TRUTH
 
 ORIENTATION_TRUTH = "orientation.truth"
 _SPEED0_MERGE_S = 60.0  # s: speed 0 merges up to this span per message (see Params.merge_s)

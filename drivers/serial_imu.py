@@ -26,9 +26,9 @@ from drivers.serial import witmotion
 from drivers.serial.line_protocol import LineParser
 from drivers.serial.witmotion import WitSerialParser
 from drivers.serial.xbus import XbusParser
-from pipeline.message import StreamInfo
-from pipeline.node import Source
-from pipeline.streams import RAW_IMU, raw_imu_info
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import Source
+from pipeline.runtime.streams import RAW_IMU, raw_imu_info
 
 RECONNECT_START_S = 0.25
 _MAG_UNITS = {"xbus": "a.u. (earth field = 1)", "witmotion": "raw counts", "line": "none"}

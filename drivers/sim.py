@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.chain import load_chain
-from pipeline.errors import ConfigError
-from pipeline.imu_synth import ImuNoise, ImuSimulator, SimSettings
-from pipeline.message import StreamInfo
-from pipeline.node import Source
-from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import ImuNoise, ImuSimulator, SimSettings
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import Source
+from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
 
 CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
 AHEAD_S = 1.0  # motion is generated this much at a time (a few ms of CPU), then sent when due

@@ -18,7 +18,7 @@ from drivers.ble import witmotion_ble_protocol as wit
 from drivers.ble.ble_source import BleImuSource, BleSensor, SensorState, check_sensors
 from drivers.ble.connection import LinkEvent, Notify
 from drivers.imu_sample import ImuSample
-from pipeline.streams import RAW_IMU
+from pipeline.runtime.streams import RAW_IMU
 
 BATTERY_EVERY_S = 60.0
 # vendor table: battery voltage (1/100 V) lower bound -> percent

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.message import StreamInfo
-from pipeline.node import Source
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import Source
 
 
 class Counter(Source):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.chain import load_chain
-from pipeline.errors import ConfigError
-from pipeline.fk import Kinematics
-from pipeline.message import Block, StreamInfo
-from pipeline.node import Node
-from pipeline.ports import Input
-from pipeline.streams import POSE, ROOT, STATE, TRUTH, pose_dtype
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import Kinematics
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.message import Block, StreamInfo
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
+from pipeline.runtime.streams import POSE, ROOT, STATE, TRUTH, pose_dtype
 
 ROOTS_KEPT = 256  # recent root samples kept to pair with state samples by t_host
 

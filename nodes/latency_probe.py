@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input
-from pipeline.streams import ARRIVAL
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
+from pipeline.runtime.streams import ARRIVAL
 
 _MAX_KEPT = 2_000_000  # latencies kept for the report (20000 s at 100 Hz)
 

@@ -9,11 +9,11 @@ from typing import Any, Literal
 import numpy as np
 import vqf
 
-from pipeline.errors import ConfigError
-from pipeline.message import Block, StreamInfo
-from pipeline.node import Node
-from pipeline.ports import Input
-from pipeline.streams import FRAME, ROOT, ROOT_DTYPE
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.message import Block, StreamInfo
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
+from pipeline.runtime.streams import FRAME, ROOT, ROOT_DTYPE
 
 _VQF_PARAMS = frozenset(vqf.VQF(0.01).params)  # tauAcc, restThGyr, biasSigmaInit, ...
 

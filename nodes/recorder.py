@@ -6,16 +6,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input
-from pipeline.session_writer import (
+from pipeline.recording.session_writer import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
     RecordingError,
     SessionWriter,
     expand_path,
 )
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
 
 
 class Recorder(Node):

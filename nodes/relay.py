@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
 
 
 class Relay(Node):

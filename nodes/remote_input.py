@@ -7,11 +7,11 @@ from pathlib import Path
 
 import zmq
 
-from pipeline.bus import Subscriber, check_endpoint, is_remote
-from pipeline.curve import ClientKeys
-from pipeline.errors import ConfigError
-from pipeline.message import StreamInfo
-from pipeline.node import Source
+from pipeline.runtime.bus import Subscriber, check_endpoint, is_remote
+from pipeline.runtime.curve import ClientKeys
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import Source
 
 
 class RemoteInput(Source):

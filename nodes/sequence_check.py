@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
 
 
 class SequenceCheck(Node):

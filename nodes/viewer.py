@@ -21,14 +21,14 @@ from nodes.view.latency_window import LatencyWindow
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
 from nodes.view.status_feed import StatusFeed
-from pipeline.chain import Chain, load_chain
-from pipeline.control import ControlTimeout, send_command
-from pipeline.errors import ConfigError
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input, QueuePolicy
-from pipeline.streams import FRAME, POSE, RAW_IMU, STATE, TRUTH
-from pipeline.supervisor import supervisor_ctl_endpoint
+from pipeline.kinematics.chain import Chain, load_chain
+from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input, QueuePolicy
+from pipeline.runtime.streams import FRAME, POSE, RAW_IMU, STATE, TRUTH
+from pipeline.runtime.supervisor import supervisor_ctl_endpoint
 
 GUI_COMMANDS = ("view_state", "screenshot", "pick_model", "pause", "close")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.message import Block
-from pipeline.node import Node
-from pipeline.ports import Input
-from pipeline.streams import RAW_IMU
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node
+from pipeline.runtime.ports import Input
+from pipeline.runtime.streams import RAW_IMU
 
 
 class CorruptValues(Node):

@@ -2,7 +2,7 @@
 
 ``build_model`` exports a small torch GRU with exactly the model-card IO
 (``imu`` (batch, T, n_imu*6), state ``h0``/``hn`` (layers, batch, hidden), ``y``
-(batch, T, n_out)) and writes its card with ``pipeline.model_card.write_card``.
+(batch, T, n_out)) and writes its card with ``pipeline.evaluation.model_card.write_card``.
 ``FrameSource`` and ``StateSink`` are graph nodes usable as
 ``kind: tests.observer_models.FrameSource`` / ``tests.observer_models.StateSink``.
 """
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.chain import load_chain
-from pipeline.imu_synth import ImuNoise, simulate
-from pipeline.message import Block
-from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
-from pipeline.node import Node, Source
-from pipeline.ports import Input
-from pipeline.streams import FRAME, STATE, FrameFlag, frame_dtype, frame_info
+from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import ImuNoise, simulate
+from pipeline.runtime.message import Block
+from pipeline.runtime.node import Node, Source
+from pipeline.runtime.ports import Input
+from pipeline.runtime.streams import FRAME, STATE, FrameFlag, frame_dtype, frame_info
 
 REPO = Path(__file__).resolve().parents[1]
 CHAINS = REPO / "configs" / "chains"

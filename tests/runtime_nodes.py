@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from pipeline.message import SCHEMA_VERSION, StreamInfo
-from pipeline.node import Source
+from pipeline.runtime.message import SCHEMA_VERSION, StreamInfo
+from pipeline.runtime.node import Source
 
 
 class MalformedSource(Source):

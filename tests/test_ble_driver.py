@@ -15,11 +15,11 @@ from drivers.ble import witmotion_ble_protocol as wit
 from drivers.movella_dot import MovellaDot
 from drivers.serial.witmotion import ACC_SCALE, GYR_SCALE
 from drivers.witmotion_ble import WitMotionBle
-from pipeline.errors import ConfigError
-from pipeline.graph import load_graph
-from pipeline.message import Flag
-from pipeline.session_reader import read_streams
-from pipeline.supervisor import Supervisor
+from pipeline.recording.session_reader import read_streams
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.message import Flag
+from pipeline.runtime.supervisor import Supervisor
 from tests import fake_bleak as fb
 
 A1, A2 = "D4:22:CD:00:00:01", "D4:22:CD:00:00:02"

@@ -11,9 +11,9 @@ import vqf
 
 from nodes.orientation import Orientation
 from nodes.sync import Sync
-from pipeline.orientation_error import inclination_error
-from pipeline.streams import RAW_IMU_DTYPE, FrameFlag, raw_imu_info
-from pipeline.testing import make_block
+from pipeline.evaluation.orientation_error import inclination_error
+from pipeline.runtime.streams import RAW_IMU_DTYPE, FrameFlag, raw_imu_info
+from pipeline.runtime.testing import make_block
 
 pytestmark = pytest.mark.realdata
 
@@ -89,9 +89,9 @@ def test_real_graph_replay_sync_orientation_recorder(realdata: Path, tmp_path: P
     import time
 
     from drivers.importers.session_import import import_session
-    from pipeline.graph import load_graph
-    from pipeline.session_reader import read_streams
-    from pipeline.supervisor import Supervisor
+    from pipeline.recording.session_reader import read_streams
+    from pipeline.runtime.graph import load_graph
+    from pipeline.runtime.supervisor import Supervisor
 
     name = TRIALS[1]
     trial = _trial(realdata, name)

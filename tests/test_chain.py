@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chain import ChainError, JointType, load_chain
+from pipeline.kinematics.chain import ChainError, JointType, load_chain
 
 CHAINS = Path(__file__).resolve().parents[1] / "configs" / "chains"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.clock_mapper import ClockMapper
+from nodes.sync.clock_mapper import ClockMapper
 
 FS = 100.0
 
@@ -78,7 +78,7 @@ def test_block_path_equals_sample_by_sample_over_long_runs(case: str) -> None:
 def test_one_window_fit_equals_the_batched_fit() -> None:
     """_refit (one window, Python floats) and _fit_windows (rows of windows) agree bit for bit,
     with and without outlier bins, for full and partial windows."""
-    from pipeline.clock_mapper import _fit_windows
+    from nodes.sync.clock_mapper import _fit_windows
     rng = np.random.default_rng(9)
     mapper = ClockMapper()
     w = mapper.max_bins
@@ -144,7 +144,7 @@ def test_rejects_bad_arguments() -> None:
 
 
 def test_line_fit_equals_polyfit() -> None:
-    from pipeline.clock_mapper import _line_fit
+    from nodes.sync.clock_mapper import _line_fit
     rng = np.random.default_rng(7)
     t = np.rint(np.sort(rng.uniform(0, 3e10, 60)))  # bins: whole ns
     d = np.rint(1234.5 + 3e-5 * t + rng.normal(0, 2e4, 60))

@@ -12,9 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.imu_dataset import load_dataset
-from pipeline.model_card import load_card, write_card
-from pipeline.observer_eval import OnnxObserverModel, body_errors, evaluate
+from pipeline.evaluation.imu_dataset import load_dataset
+from pipeline.evaluation.model_card import load_card, write_card
+from pipeline.evaluation.observer_eval import OnnxObserverModel, body_errors, evaluate
 from tools.training.data import SEEDS, generate
 from tools.training.export import export_run
 from tools.training.problem import get_problem
@@ -69,7 +69,7 @@ def test_eval_json_matches_library_result(model_and_data: tuple[Path, Path]) -> 
 
 def test_true_outputs_give_zero_error(model_and_data: tuple[Path, Path]) -> None:
     """The decoding and error path itself: feeding the truth encoded as outputs gives 0 deg."""
-    from pipeline.chain import load_chain
+    from pipeline.kinematics.chain import load_chain
     from tools.training.data import encode_targets
 
     model, data = model_and_data
@@ -100,12 +100,12 @@ def test_eval_refuses_wrong_imus_and_tampered_model(model_and_data: tuple[Path, 
 
 def _write_sim_session(path: Path, seed: int, duration_s: float) -> np.ndarray:
     """A simulated arm3 session as the recorder writes it: imu.raw per sensor and chain.truth."""
-    from pipeline.chain import load_chain
-    from pipeline.imu_synth import simulate
-    from pipeline.message import StreamInfo
-    from pipeline.session_writer import SessionWriter
-    from pipeline.streams import RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
-    from pipeline.testing import make_block
+    from pipeline.kinematics.chain import load_chain
+    from pipeline.kinematics.imu_synth import simulate
+    from pipeline.recording.session_writer import SessionWriter
+    from pipeline.runtime.message import StreamInfo
+    from pipeline.runtime.streams import RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
+    from pipeline.runtime.testing import make_block
 
     chain = load_chain(REPO / "configs/chains/arm3.yaml")
     rec = simulate(chain, duration_s, 100.0, seed)
@@ -132,7 +132,7 @@ def _write_sim_session(path: Path, seed: int, duration_s: float) -> np.ndarray:
 
 def test_eval_reads_an_mcap_session_with_truth(model_and_data: tuple[Path, Path],
                                                tmp_path: Path) -> None:
-    from pipeline.imu_dataset import ImuDataset, dataset_from_session
+    from pipeline.evaluation.imu_dataset import ImuDataset, dataset_from_session
 
     model, _ = model_and_data
     mcap = tmp_path / "sim.mcap"
@@ -150,7 +150,7 @@ def test_eval_reads_an_mcap_session_with_truth(model_and_data: tuple[Path, Path]
 
 
 def test_eval_picks_the_model_imus_from_a_larger_dataset(model_and_data: tuple[Path, Path]) -> None:
-    from pipeline.imu_dataset import ImuDataset
+    from pipeline.evaluation.imu_dataset import ImuDataset
 
     model, data = model_and_data
     ds = load_dataset(data)

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.control import send_command
-from pipeline.graph import load_graph
-from pipeline.node_loop import ctl_endpoint
-from pipeline.session_reader import read_streams
-from pipeline.supervisor import Supervisor
+from pipeline.recording.session_reader import read_streams
+from pipeline.runtime.control import send_command
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.node_loop import ctl_endpoint
+from pipeline.runtime.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

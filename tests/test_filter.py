@@ -7,9 +7,9 @@ import pytest
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from nodes.filter import Filter, rotation_from_spec
-from pipeline.errors import ConfigError
-from pipeline.streams import FrameFlag, frame_dtype, frame_info
-from pipeline.testing import make_block
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.streams import FrameFlag, frame_dtype, frame_info
+from pipeline.runtime.testing import make_block
 
 RATE = 100.0
 INFO = frame_info("sync/imu.frame", ["thigh", "shank"], RATE)
@@ -54,7 +54,7 @@ def test_same_output_whatever_the_block_size(block: int) -> None:
 def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None:
     """Running window sums restart every EPOCH samples; rest flags and bias must not depend
     on how the samples are split (one at a time, live, or all at once), NaN stretches included."""
-    from nodes.gyro_bias import EPOCH, RestBiasEstimator
+    from nodes.filter.gyro_bias import EPOCH, RestBiasEstimator
     rng = np.random.default_rng(5)
     n = 2 * EPOCH + 1500
     gyr = rng.normal(0, 0.3, (n, 2, 3))

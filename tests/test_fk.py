@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import quaternion as Q
-from pipeline.chain import Chain, JointType, load_chain
-from pipeline.fk import Kinematics, fk_q_into, hinge_to_rel, rel_to_hinge
-from pipeline.mesh import build_mesh, vertices_to_world_into
+from pipeline.kinematics import quaternion as Q
+from pipeline.kinematics.chain import Chain, JointType, load_chain
+from pipeline.kinematics.fk import Kinematics, fk_q_into, hinge_to_rel, rel_to_hinge
+from pipeline.kinematics.mesh import build_mesh, vertices_to_world_into
 
 CHAINS = Path(__file__).resolve().parents[1] / "configs" / "chains"
 finite = st.floats(-1.0, 1.0, allow_nan=False)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from nodes.fk import ROOTS_KEPT, ForwardKinematics
-from pipeline.message import StreamInfo
-from pipeline.node import GraphContext
-from pipeline.streams import ROOT, ROOT_DTYPE, STATE, state_dtype
-from pipeline.testing import make_block
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import ROOT, ROOT_DTYPE, STATE, state_dtype
+from pipeline.runtime.testing import make_block
 
 CHAIN = Path(__file__).resolve().parents[1] / "configs" / "chains" / "knee.yaml"
 STATE_INFO = StreamInfo.for_array("observer/chain.state", STATE, state_dtype(2, 1), rate_hz=100.0)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.graph import load_graph
-from pipeline.ports import QueuePolicy
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.ports import QueuePolicy
 
 REPO = Path(__file__).resolve().parents[1]
 

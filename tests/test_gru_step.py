@@ -1,4 +1,4 @@
-"""Compiled GRU step (nodes/gru_step.py) against onnxruntime: same numbers, or not used at all."""
+"""Compiled GRU step (nodes/observer/gru_step.py) against onnxruntime: same numbers, or not used at all."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from nodes.gru_step import MATCH_TOL, NotCompilable, compile_step, read_gru_weights
 from nodes.observer import RnnObserver
-from nodes.observer_session import StepBinding, load_session
-from pipeline.model_card import card_path_for, load_card, sha256_of, write_card
-from pipeline.node import GraphContext
-from pipeline.streams import FrameFlag, frame_info
-from pipeline.testing import make_block
+from nodes.observer.gru_step import MATCH_TOL, NotCompilable, compile_step, read_gru_weights
+from nodes.observer.session import StepBinding, load_session
+from pipeline.evaluation.model_card import card_path_for, load_card, sha256_of, write_card
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import FrameFlag, frame_info
+from pipeline.runtime.testing import make_block
 from tests.observer_models import CHAINS, build_model, synth_frames
 from tools.random_observer import export_random_observer
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import sosfilt
 
-from nodes.gyro_bias import RestBiasEstimator
-from nodes.lowpass import StreamingLowpass
-from nodes.sensor_track import Limits, SensorTrack
-from pipeline.streams import RAW_IMU_DTYPE, FrameFlag
+from nodes.filter.gyro_bias import RestBiasEstimator
+from nodes.filter.lowpass import StreamingLowpass
+from nodes.sync.sensor_track import Limits, SensorTrack
+from pipeline.runtime.streams import RAW_IMU_DTYPE, FrameFlag
 
 
 def test_lowpass_sample_by_sample_equals_scipy_sosfilt_on_the_whole_signal() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.control import ControlTimeout, send_command
-from pipeline.node_loop import ctl_endpoint
+from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.node_loop import ctl_endpoint
 from tests.observer_models import CHAINS, REPO, build_corrupt, build_model
 
 
@@ -50,7 +50,7 @@ class Graph:
                    {"id": "sink", "kind": "tests.observer_models.StateSink", "group": "io",
                     "params": {"report": str(self.sink_report)},
                     "inputs": {"state": "observer/chain.state"}}]}
-        if direct:  # one group whose edges are function calls (pipeline/direct.py)
+        if direct:  # one group whose edges are function calls (pipeline/runtime/direct.py)
             cfg["direct_groups"] = ["io"]
         self.config = tmp / "graph.yaml"
         self.config.write_text(yaml.safe_dump(cfg))

@@ -18,8 +18,8 @@ from drivers.importers import (
     generic_csv,
     movella_dot_csv,
 )
-from pipeline.session_reader import SessionReader, read_streams
-from pipeline.streams import RAW_IMU_DTYPE
+from pipeline.recording.session_reader import SessionReader, read_streams
+from pipeline.runtime.streams import RAW_IMU_DTYPE
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = """sep=,

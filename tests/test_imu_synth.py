@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chain import load_chain
-from pipeline.fk import rel_to_hinge
-from pipeline.imu_synth import (
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import rel_to_hinge
+from pipeline.kinematics.imu_synth import (
     ImuNoise,
     ImuSimulator,
     SimSettings,
@@ -19,7 +19,7 @@ from pipeline.imu_synth import (
     sensor_signals_np,
     simulate,
 )
-from pipeline.quaternion import (
+from pipeline.kinematics.quaternion import (
     np_qangle,
     np_qconj,
     np_qfrom_axis_angle,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.joint_errors import (
+from pipeline.evaluation.joint_errors import (
     error_stats,
     format_table,
     heading_free,
@@ -19,7 +19,7 @@ from pipeline.joint_errors import (
     sincos_to_angle,
     wrap_deg,
 )
-from pipeline.quaternion import np_qfrom_axis_angle, np_qfrom_rotvec, np_qmul
+from pipeline.kinematics.quaternion import np_qfrom_axis_angle, np_qfrom_rotvec, np_qmul
 
 
 def test_wrap_deg_range_and_values() -> None:

@@ -8,10 +8,10 @@ import time
 import numpy as np
 
 from nodes.latency_probe import LatencyProbe
-from pipeline.message import StreamInfo
-from pipeline.node import GraphContext
-from pipeline.streams import ARRIVAL, ARRIVAL_DTYPE, POSE, pose_dtype
-from pipeline.testing import make_block
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import ARRIVAL, ARRIVAL_DTYPE, POSE, pose_dtype
+from pipeline.runtime.testing import make_block
 
 PERIOD = 10_000_000  # ns
 

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline.errors import MessageError
-from pipeline.message import SCHEMA_VERSION, Decoder, Encoder, Flag, Header, StreamInfo
-from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
+from pipeline.runtime.errors import MessageError
+from pipeline.runtime.message import SCHEMA_VERSION, Decoder, Encoder, Flag, Header, StreamInfo
+from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info
 
 
 def frames_of(info: StreamInfo, data, seq: int = 0, epoch: int = 7, flags=Flag.NONE) -> list:

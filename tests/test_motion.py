@@ -9,9 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.chain import JointType, load_chain
-from pipeline.motion import Channel, MotionSettings, generate_motion, random_channel, sample_motion
-from pipeline.quaternion import np_qconj, np_qmul, np_qrotate
+from pipeline.kinematics.chain import JointType, load_chain
+from pipeline.kinematics.motion import (
+    Channel,
+    MotionSettings,
+    generate_motion,
+    random_channel,
+    sample_motion,
+)
+from pipeline.kinematics.quaternion import np_qconj, np_qmul, np_qrotate
 
 CHAINS = Path(__file__).resolve().parents[1] / "configs" / "chains"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.node import GraphContext, Source
-from pipeline.registry import aliases, resolve
+from pipeline.runtime.node import GraphContext, Source
+from pipeline.runtime.registry import aliases, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pytest
 
 from nodes.observer import RnnObserver
-from nodes.observer_runner import FrameRing
-from nodes.observer_session import load_session
-from pipeline.errors import ModelRejected
-from pipeline.model_card import load_card
-from pipeline.node import GraphContext
-from pipeline.streams import FrameFlag, frame_info
-from pipeline.testing import make_block
+from nodes.observer.runner import FrameRing
+from nodes.observer.session import load_session
+from pipeline.evaluation.model_card import load_card
+from pipeline.runtime.errors import ModelRejected
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import FrameFlag, frame_info
+from pipeline.runtime.testing import make_block
 from tests.observer_models import CHAINS, build_corrupt, build_model, synth_frames
 
 KNEE = ("thigh", "shank")
@@ -269,10 +269,10 @@ def test_frame_ring_keeps_the_newest_frames_in_order():
 def test_output_decoding_matches_the_fk_hinge_helpers(models):
     import dataclasses
 
-    from nodes.observer_fit import ModelFit
-    from pipeline.chain import load_chain
-    from pipeline.fk import hinge_to_rel, rel_to_hinge
-    from pipeline.model_card import OutputBody
+    from nodes.observer.fit import ModelFit
+    from pipeline.evaluation.model_card import OutputBody
+    from pipeline.kinematics.chain import load_chain
+    from pipeline.kinematics.fk import hinge_to_rel, rel_to_hinge
 
     chain = load_chain(CHAINS / "arm3.yaml")
     card = dataclasses.replace(load_card(models["arm3"]), outputs=(
@@ -320,7 +320,7 @@ imus:
 
 def _reference_decode(fit, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
     """The per-output decode loop that the vectorised ``ModelFit.decode`` replaced."""
-    from nodes.observer_fit import _left_matrix
+    from nodes.observer.fit import _left_matrix
 
     ch = fit.chain
     hinges = [int(i) for i in ch.hinge_bodies]
@@ -360,9 +360,9 @@ def _reference_decode(fit, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) 
 def test_vectorised_decode_equals_the_per_output_loop(models, tmp_path, chain_name, outputs):
     import dataclasses
 
-    from nodes.observer_fit import ModelFit
-    from pipeline.chain import load_chain
-    from pipeline.model_card import OutputBody
+    from nodes.observer.fit import ModelFit
+    from pipeline.evaluation.model_card import OutputBody
+    from pipeline.kinematics.chain import load_chain
 
     if chain_name == "odd":
         (tmp_path / "odd.yaml").write_text(ODD_CHAIN)

@@ -10,12 +10,12 @@ import pytest
 import vqf
 
 from nodes.orientation import Orientation
-from pipeline.chain import load_chain
-from pipeline.errors import ConfigError
-from pipeline.imu_synth import SimRecording, simulate
-from pipeline.orientation_error import inclination_error
-from pipeline.streams import FrameFlag, frame_dtype, frame_info
-from pipeline.testing import make_block
+from pipeline.evaluation.orientation_error import inclination_error
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import SimRecording, simulate
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.streams import FrameFlag, frame_dtype, frame_info
+from pipeline.runtime.testing import make_block
 
 RATE = 100.0
 KNEE = Path(__file__).resolve().parents[1] / "configs" / "chains" / "knee.yaml"

@@ -6,8 +6,8 @@ import logging
 import os
 import threading
 
-from pipeline.graph import load_graph
-from pipeline.realtime import RT_PRIORITY, enter_realtime
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.realtime import RT_PRIORITY, enter_realtime
 
 GRAPH = """\
 version: 1

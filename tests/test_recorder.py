@@ -15,21 +15,21 @@ import zmq
 from mcap.reader import make_reader
 
 from nodes.recorder import Recorder
-from pipeline.bus import Publisher, Subscriber
-from pipeline.graph import load_graph
-from pipeline.message import _FIXED, Flag
-from pipeline.session_format import (
+from pipeline.recording.session_format import (
     FIXED_HEADER,
     SESSION_METADATA,
     decode_message,
     pack_array,
     pack_block,
 )
-from pipeline.session_reader import SessionReader, read_streams
-from pipeline.session_writer import RecordingError, SessionWriter
-from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
-from pipeline.supervisor import Supervisor
-from pipeline.testing import make_block
+from pipeline.recording.session_reader import SessionReader, read_streams
+from pipeline.recording.session_writer import RecordingError, SessionWriter
+from pipeline.runtime.bus import Publisher, Subscriber
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.message import _FIXED, Flag
+from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info
+from pipeline.runtime.supervisor import Supervisor
+from pipeline.runtime.testing import make_block
 
 REPO = Path(__file__).resolve().parents[1]
 CHAIN = REPO / "configs" / "chains" / "knee.yaml"
@@ -320,7 +320,7 @@ def _write_v1_session(path: Path, seconds: float = 1.0) -> dict[str, np.ndarray]
     """A session as imuflow wrote it before format v2: StreamInfo JSON in every message."""
     from mcap.writer import Writer
 
-    from pipeline.session_format import (
+    from pipeline.recording.session_format import (
         MESSAGE_ENCODING_V1,
         META_BUS_TOPIC,
         META_KIND,
@@ -465,7 +465,7 @@ def test_write_raw_stores_bus_frames_without_their_stream_info(tmp_path: Path):
 def test_unknown_message_encoding_is_refused_with_the_file(tmp_path: Path):
     from mcap.writer import Writer
 
-    from pipeline.session_reader import SessionFileError
+    from pipeline.recording.session_reader import SessionFileError
     path = tmp_path / "future.mcap"
     with open(path, "wb") as f:
         w = Writer(f)
@@ -513,7 +513,7 @@ def test_background_chunk_writing_gives_the_same_file(tmp_path: Path):
     each chunk in the caller's thread, with a channel registered between chunks too."""
     import io
 
-    from pipeline.mcap_writer import McapWriter
+    from pipeline.recording.mcap_writer import McapWriter
     data = [_raw(40, seed=s).tobytes() for s in range(3)]
 
     def write(background: bool) -> bytes:

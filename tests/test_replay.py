@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from drivers.replay import Replay
-from pipeline.session_reader import SessionReader, read_streams
+from pipeline.recording.session_reader import SessionReader, read_streams
 from tests.test_recorder import REPO, synth_session
 
 
@@ -147,8 +147,8 @@ def test_record_command_records_every_source_output(write_graph, tmp_path: Path)
 
 
 def test_missing_or_foreign_file_is_named(tmp_path: Path):
-    from pipeline.errors import ConfigError
-    from pipeline.session_reader import SessionFileError
+    from pipeline.recording.session_reader import SessionFileError
+    from pipeline.runtime.errors import ConfigError
     with pytest.raises(SessionFileError, match=f"session '{tmp_path / 'nope.mcap'}': cannot open"):
         Replay.create("rp", path=str(tmp_path / "nope.mcap"))
     csv = tmp_path / "x.csv"
@@ -254,10 +254,10 @@ def test_speed0_blocks_are_whole_windows_of_one_stream(tmp_path: Path, chunk_byt
 
 def test_speed0_merging_stops_at_a_gap_across_chunks(tmp_path: Path):
     """A message flagged GAP starts a new block even when it opens a chunk."""
-    from pipeline.message import Flag
-    from pipeline.session_format import pack_array
-    from pipeline.session_writer import SessionWriter
-    from pipeline.streams import raw_imu_info
+    from pipeline.recording.session_format import pack_array
+    from pipeline.recording.session_writer import SessionWriter
+    from pipeline.runtime.message import Flag
+    from pipeline.runtime.streams import raw_imu_info
     from tests.test_recorder import _raw
     path = tmp_path / "gap.mcap"
     info = raw_imu_info("drv/imu.raw:a", "a", 100.0)
@@ -282,9 +282,9 @@ def test_speed0_merging_stops_at_a_gap_across_chunks(tmp_path: Path):
 def test_reader_batches_give_the_same_messages(tmp_path: Path, batch_s: float):
     """runs(batch_ns) parses a window's chunks as one; messages, headers and payloads are the
     same as chunk by chunk, for uniform chunks and for chunks mixing two record lengths."""
-    from pipeline.session_format import pack_array
-    from pipeline.session_writer import SessionWriter
-    from pipeline.streams import raw_imu_info
+    from pipeline.recording.session_format import pack_array
+    from pipeline.recording.session_writer import SessionWriter
+    from pipeline.runtime.streams import raw_imu_info
     from tests.test_recorder import _raw
     uniform = tmp_path / "u.mcap"
     synth_session(uniform, 3.0, sensors=("a", "b", "c"), chunk_bytes=3000)

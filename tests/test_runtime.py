@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.control import ControlTimeout, send_command
-from pipeline.graph import load_graph
-from pipeline.node_loop import ctl_endpoint
-from pipeline.run_dir import find_run
-from pipeline.supervisor import Supervisor, supervisor_ctl_endpoint
+from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.node_loop import ctl_endpoint
+from pipeline.runtime.run_dir import find_run
+from pipeline.runtime.supervisor import Supervisor, supervisor_ctl_endpoint
 
 CHAIN = """\
 version: 1

@@ -8,12 +8,12 @@ import time
 import pytest
 import zmq
 
-from pipeline.bus import Subscriber
-from pipeline.curve import ClientKeys, create_keys
-from pipeline.errors import ConfigError
-from pipeline.graph import load_graph
-from pipeline.supervisor import Supervisor
 from nodes.remote_input import RemoteInput
+from pipeline.runtime.bus import Subscriber
+from pipeline.runtime.curve import ClientKeys, create_keys
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.supervisor import Supervisor
 
 
 def free_port() -> int:

@@ -13,12 +13,12 @@ import pytest
 
 from drivers.serial import xbus
 from drivers.serial_imu import SerialImu
-from pipeline.errors import ConfigError
-from pipeline.graph import load_graph
-from pipeline.message import Flag
-from pipeline.session_reader import read_streams
-from pipeline.streams import RAW_IMU_DTYPE
-from pipeline.supervisor import Supervisor
+from pipeline.recording.session_reader import read_streams
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.message import Flag
+from pipeline.runtime.streams import RAW_IMU_DTYPE
+from pipeline.runtime.supervisor import Supervisor
 from tests.serial_frames import corrupt, line_sample, mti_frame, wit_sample
 
 BUILDERS = {"xbus": mti_frame, "witmotion": wit_sample, "line": line_sample}

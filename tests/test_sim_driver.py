@@ -10,9 +10,9 @@ import pytest
 
 from drivers.sim import SimImu
 from nodes.fk import ForwardKinematics
-from pipeline.chain import load_chain
-from pipeline.fk import Kinematics
-from pipeline.streams import POSE, RAW_IMU, TRUTH
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import Kinematics
+from pipeline.runtime.streams import POSE, RAW_IMU, TRUTH
 
 REPO = Path(__file__).resolve().parents[1]
 ARM3 = REPO / "configs" / "chains" / "arm3.yaml"
@@ -94,6 +94,6 @@ def test_fk_node_turns_truth_into_world_poses():
 
 
 def test_sim_without_chain_names_the_fix():
-    from pipeline.errors import ConfigError
+    from pipeline.runtime.errors import ConfigError
     with pytest.raises(ConfigError, match="no chain: set params.chain or the graph's `chain:`"):
         SimImu.create("sim")

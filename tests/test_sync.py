@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from nodes.sync import Sync
-from pipeline.errors import ConfigError
-from pipeline.node import GraphContext
-from pipeline.streams import RAW_IMU_DTYPE, FrameFlag, raw_imu_info
-from pipeline.testing import make_block
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import RAW_IMU_DTYPE, FrameFlag, raw_imu_info
+from pipeline.runtime.testing import make_block
 
 HOST0 = 5_000_000_000_000  # ns, host monotonic clock at the start of the simulated recording
 F_SIG = 0.7  # Hz, test signal frequency
@@ -210,7 +210,7 @@ def test_config_errors_name_the_problem() -> None:
 def test_one_sample_messages_give_the_same_frames_whether_or_not_buffers_are_flushed() -> None:
     """Live samples wait as Python tuples until an array operation needs them; frames taken
     between such operations (arrays and pending samples mixed) equal the block path's."""
-    from nodes.sensor_track import Limits, SensorTrack
+    from nodes.sync.sensor_track import Limits, SensorTrack
     rng = np.random.default_rng(4)
     n = 700
     t = np.cumsum(rng.integers(8_000_000, 12_000_000, n)).astype(np.int64)

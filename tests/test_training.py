@@ -13,7 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.model_card import load_card
+from pipeline.evaluation.model_card import load_card
 from tools.training.data import SEEDS, encode_targets, generate
 from tools.training.export import export_onnx, export_run, load_checkpoint
 from tools.training.network import Observer
@@ -108,8 +108,8 @@ def test_checkpoint_round_trip_gives_same_outputs(tiny_run: tuple[Path, TrainCon
 def test_targets_encode_true_hinge_angles_and_inclination() -> None:
     problem = get_problem("arm3-sparse")
     ds = generate(problem, [SEEDS["train"]], 2.0, noisy=False, progress=False)
-    from pipeline.chain import load_chain
-    from pipeline.joint_errors import inclination_error_deg
+    from pipeline.evaluation.joint_errors import inclination_error_deg
+    from pipeline.kinematics.chain import load_chain
     chain = load_chain(Path(__file__).resolve().parents[1] / problem.chain)
     y = encode_targets(problem, chain, ds.q_rel)[0]
     assert y.shape == (200, 8)

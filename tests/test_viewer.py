@@ -13,11 +13,11 @@ import pytest
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRing
 from nodes.view.status_feed import format_status, running_model
-from pipeline.chain import load_chain
-from pipeline.imu_synth import ImuNoise, simulate
-from pipeline.message import StreamInfo
-from pipeline.node import GraphContext, Source
-from pipeline.streams import (
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import ImuNoise, simulate
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import GraphContext, Source
+from pipeline.runtime.streams import (
     FRAME,
     POSE,
     STATE,
@@ -130,8 +130,8 @@ def test_status_line_has_rates_gaps_model_latency():
 
 def test_viewer_config_errors_name_the_fix():
     from nodes.viewer import Viewer
-    from pipeline.errors import ConfigError
-    from pipeline.testing import make_block
+    from pipeline.runtime.errors import ConfigError
+    from pipeline.runtime.testing import make_block
 
     with pytest.raises(ConfigError, match="no chain to draw: set params.chain"):
         Viewer.create("viewer")
@@ -145,8 +145,8 @@ def test_viewer_config_errors_name_the_fix():
 
 def test_viewer_buffers_raw_imu_per_sensor():
     from nodes.viewer import Viewer
-    from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info
-    from pipeline.testing import make_block
+    from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info
+    from pipeline.runtime.testing import make_block
 
     viewer = Viewer.create("viewer", context=GraphContext(chain_file=ARM3))
     raw = np.zeros(4, RAW_IMU_DTYPE)
@@ -159,7 +159,7 @@ def test_viewer_buffers_raw_imu_per_sensor():
 
 def test_software_renderer_draws_the_chain_and_follows_pose():
     from nodes.view.software_render import AggChainRenderer
-    from pipeline.fk import Kinematics
+    from pipeline.kinematics.fk import Kinematics
 
     chain = load_chain(ARM3)
     kin = Kinematics(chain)
@@ -181,7 +181,7 @@ def _viewer():
 
 
 def _pose_block(kin, q, t_host):
-    from pipeline.testing import make_block
+    from pipeline.runtime.testing import make_block
 
     pos, quat = kin.forward(q)
     data = np.zeros(1, pose_dtype(kin.n))
@@ -218,7 +218,7 @@ def _changed_fraction(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.gui
 def test_window_draws_chain_and_follows_pose(window, qapp):
-    from pipeline.fk import Kinematics
+    from pipeline.kinematics.fk import Kinematics
 
     viewer, win, _stop = window
     assert win.isVisible() and "arm3" in win.windowTitle()
@@ -249,7 +249,7 @@ def test_window_draws_chain_and_follows_pose(window, qapp):
 
 @pytest.mark.gui
 def test_plots_receive_imu_angles_and_truth(window, qapp):
-    from pipeline.testing import make_block
+    from pipeline.runtime.testing import make_block
 
     viewer, win, _stop = window
     chain = viewer.chain
@@ -344,8 +344,8 @@ def _wait_for(what: str, check, timeout_s: float):
 
 def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, list]:
     """Run the graph in this (main) thread, ``drive(run_dir)`` in another; return (rc, s, errors)."""
-    from pipeline.graph import load_graph
-    from pipeline.supervisor import Supervisor
+    from pipeline.runtime.graph import load_graph
+    from pipeline.runtime.supervisor import Supervisor
 
     sup = Supervisor(load_graph(path))
     errors: list = []
@@ -374,8 +374,8 @@ def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, 
 @pytest.mark.slow
 def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_models, tmp_path,
                                                              monkeypatch, capfd):
-    from pipeline.control import send_command
-    from pipeline.node_loop import ctl_endpoint
+    from pipeline.runtime.control import send_command
+    from pipeline.runtime.node_loop import ctl_endpoint
 
     monkeypatch.chdir(REPO)
     path = tmp_path / "graph.yaml"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from drivers.ble.witmotion_ble_protocol import WitBleParser
 from drivers.ble import witmotion_ble_protocol as wble
+from drivers.ble.witmotion_ble_protocol import WitBleParser
 from drivers.serial import witmotion
 from drivers.serial.witmotion import WitSerialParser
 

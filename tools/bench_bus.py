@@ -21,10 +21,10 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pipeline.runtime.bus import Publisher, Subscriber  # noqa: E402
+from pipeline.runtime.direct import DirectEmitter  # noqa: E402
+from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 from tools import machine_info  # noqa: E402
-from pipeline.bus import Publisher, Subscriber  # noqa: E402
-from pipeline.direct import DirectEmitter  # noqa: E402
-from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
 
 N_LAT = 3000
 N_TPUT = {1: 30000, 16: 20000, 256: 4000}

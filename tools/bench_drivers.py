@@ -25,13 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import machine_info  # noqa: E402
 from drivers.movella_dot import MovellaDot
 from drivers.serial_imu import SerialImu
-from pipeline.message import Flag, StreamInfo
-from pipeline.params import build_params
+from pipeline.runtime.message import Flag, StreamInfo
+from pipeline.runtime.params import build_params
 from tests import fake_bleak
 from tests.serial_frames import mti_frame
+from tools import machine_info  # noqa: E402
 
 
 class TimingEmitter:

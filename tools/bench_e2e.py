@@ -5,7 +5,7 @@ Run: ``imuflow bench e2e [--json] [--duration-s S] [--imus 2 5 10] [--layouts ..
 For 2, 5 and 10 simulated IMUs (knee.yaml, tools/bench_chains/chain5.yaml, chain10.yaml)
 the processing graph sim -> sync -> filter -> orientation + observer -> fk runs in real
 time with every node in its own process, with all nodes as threads of one process over
-the bus, as one direct group (function calls, pipeline/direct.py), and that group with
+the bus, as one direct group (function calls, pipeline/runtime/direct.py), and that group with
 SCHED_FIFO threads; then a single-loop baseline written the way research demo scripts
 are (sleep to the next 10 ms tick, read what arrived, ONNX step, FK, draw stand-in).
 
@@ -39,8 +39,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.e2e_graph import (CHAINS, LAYOUTS, cpu_percent, cpu_snapshot, graph_yaml, machine,
-                             machine_ticks, steal_percent)
+from tools.e2e_graph import (
+    CHAINS,
+    LAYOUTS,
+    cpu_percent,
+    cpu_snapshot,
+    graph_yaml,
+    machine,
+    machine_ticks,
+    steal_percent,
+)
 from tools.random_observer import export_random_observer
 
 BUDGET_P99_MS = 2.0
@@ -50,8 +58,8 @@ BASELINE_PHASES = 10  # the baseline loop runs with 10 tick phases against the s
 
 def run_graph(yaml_text: str, folder: Path, layout: str, duration_s: float) -> dict:
     """Run one graph to its end; latency from the probe, CPU per node, fk's own status latency."""
-    from pipeline.graph import load_graph
-    from pipeline.supervisor import Supervisor
+    from pipeline.runtime.graph import load_graph
+    from pipeline.runtime.supervisor import Supervisor
 
     path = folder / f"graph_{layout}.yaml"
     path.write_text(yaml_text)
@@ -115,13 +123,13 @@ def run_baseline(chain_file: Path, model_path: Path, duration_s: float, seed: in
     """Single-loop demo script: tick every 10 ms, read arrived samples, ONNX step, FK, draw."""
     import onnxruntime as ort
 
-    from nodes.observer_fit import fit_model
-    from nodes.observer_session import session_options
-    from pipeline.chain import load_chain
-    from pipeline.fk import Kinematics
-    from pipeline.imu_synth import ImuNoise, simulate
-    from pipeline.model_card import card_path_for, load_card
-    from pipeline.streams import frame_dtype
+    from nodes.observer.fit import fit_model
+    from nodes.observer.session import session_options
+    from pipeline.evaluation.model_card import card_path_for, load_card
+    from pipeline.kinematics.chain import load_chain
+    from pipeline.kinematics.fk import Kinematics
+    from pipeline.kinematics.imu_synth import ImuNoise, simulate
+    from pipeline.runtime.streams import frame_dtype
 
     chain = load_chain(chain_file)
     card = load_card(card_path_for(model_path))

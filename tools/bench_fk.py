@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 import numba
 
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import Kinematics, fk_q_into
+from pipeline.kinematics.imu_synth import simulate
+from pipeline.kinematics.mesh import build_mesh, vertices_to_world_into
+from pipeline.kinematics.motion import generate_motion
 from tools import machine_info  # noqa: E402
-from pipeline.chain import load_chain
-from pipeline.fk import Kinematics, fk_q_into
-from pipeline.imu_synth import simulate
-from pipeline.mesh import build_mesh, vertices_to_world_into
-from pipeline.motion import generate_motion
 
 CHAINS = {"arm3": 3, "lower_body": 7, "chain24": 24}
 

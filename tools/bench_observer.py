@@ -8,7 +8,7 @@ observer step, default model, batch 1: median <= 100 us.
 Each one-frame engine is timed twice: in a hot loop, and "at 100 Hz" (a 10 ms sleep
 before each step, CPU time of the step alone), which is how the graph runs it. The
 engines: the onnxruntime step and, where the model is the project's GRU observer, the
-compiled kernel of ``nodes/gru_step.py`` that the node uses for one-frame steps.
+compiled kernel of ``nodes/observer/gru_step.py`` that the node uses for one-frame steps.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nodes.observer.fit import ModelFit
+from nodes.observer.runner import ObserverRunner
+from nodes.observer.session import StepBinding, load_session
+from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.kinematics.chain import load_chain
+from pipeline.runtime.streams import frame_dtype
 from tools import machine_info  # noqa: E402
-from nodes.observer_fit import ModelFit
-from nodes.observer_runner import ObserverRunner
-from nodes.observer_session import StepBinding, load_session
-from pipeline.chain import load_chain
-from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
-from pipeline.streams import frame_dtype
 
 BUDGET_US = 100.0
 EXPORTED = [  # (name, chain, hidden, layers, outputs)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import machine_info  # noqa: E402
 from drivers.ble.movella_dot_protocol import DotPayloadDecoder  # noqa: E402
 from drivers.ble.witmotion_ble_protocol import WitBleParser  # noqa: E402
 from drivers.serial.line_protocol import LineParser, format_line  # noqa: E402
 from drivers.serial.witmotion import WitSerialParser  # noqa: E402
 from drivers.serial.xbus import XbusParser, build_message  # noqa: E402
+from tools import machine_info  # noqa: E402
 
 CHUNKS = (64, 128, 256, 512, 1024, 2048, 4096)
 

@@ -6,7 +6,7 @@ the recorder's current layout v2 with lz4 chunks unless ``--format``/``--compres
 say otherwise), then runs graphs on it with the real runtime and reports the
 multiple of real time, messages/s and CPU seconds per worker process:
   replay -> recorder                         (replay and record)
-  replay -> sync -> filter -> recorder        (if nodes/sync.py and nodes/filter.py exist)
+  replay -> sync -> filter -> recorder        (if nodes/sync/sync.py and nodes/filter/filter.py exist)
 each in two layouts, one after the other: ``bus`` (a process per node, ZeroMQ between
 them) and ``direct`` (all nodes in one thread group under ``direct_groups``: blocks are
 handed on by function call, no serialisation, natural back-pressure).
@@ -23,9 +23,9 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import struct
 import sys
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,10 +39,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools import machine_info  # noqa: E402
-from pipeline.graph import load_graph  # noqa: E402
-from pipeline.message import Encoder  # noqa: E402
-from pipeline.session_format import (  # noqa: E402
+from pipeline.recording.session_format import (  # noqa: E402
     MESSAGE_ENCODING,
     MESSAGE_ENCODING_V1,
     META_BUS_TOPIC,
@@ -53,10 +50,13 @@ from pipeline.session_format import (  # noqa: E402
     SCHEMA_TEXT,
     SESSION_METADATA,
 )
-from pipeline.session_reader import HEADER_DTYPE, MAGIC, SessionReader  # noqa: E402
-from pipeline.session_writer import utc_anchor  # noqa: E402
-from pipeline.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
-from pipeline.supervisor import Supervisor  # noqa: E402
+from pipeline.recording.session_reader import HEADER_DTYPE, MAGIC, SessionReader  # noqa: E402
+from pipeline.recording.session_writer import utc_anchor  # noqa: E402
+from pipeline.runtime.graph import load_graph  # noqa: E402
+from pipeline.runtime.message import Encoder  # noqa: E402
+from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info  # noqa: E402
+from pipeline.runtime.supervisor import Supervisor  # noqa: E402
+from tools import machine_info  # noqa: E402
 from tools.replay_profile import profile_chain  # noqa: E402
 
 RATE_HZ = 100.0

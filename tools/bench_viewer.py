@@ -66,8 +66,8 @@ def machine(gl_renderer: str) -> dict:
 
 
 def _poses(chain, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.fk import Kinematics
-    from pipeline.motion import sample_motion
+    from pipeline.kinematics.fk import Kinematics
+    from pipeline.kinematics.motion import sample_motion
 
     _t, q, _qd = sample_motion(chain, n / 100.0, 100.0, seed=1)
     pos, quat = Kinematics(chain).forward_batch(q)
@@ -104,10 +104,17 @@ def cpu_use(app, chain_file: str, seconds: float, xvfb_pid: int | None) -> dict:
     from nodes.view.command_client import ObserverClient
     from nodes.view.status_feed import StatusFeed
     from nodes.viewer import Viewer
-    from pipeline.message import StreamInfo
-    from pipeline.node import GraphContext
-    from pipeline.streams import POSE, STATE, frame_dtype, frame_info, pose_dtype, state_dtype
-    from pipeline.testing import make_block
+    from pipeline.runtime.message import StreamInfo
+    from pipeline.runtime.node import GraphContext
+    from pipeline.runtime.streams import (
+        POSE,
+        STATE,
+        frame_dtype,
+        frame_info,
+        pose_dtype,
+        state_dtype,
+    )
+    from pipeline.runtime.testing import make_block
 
     viewer = Viewer.create("viewer", context=GraphContext(chain_file=chain_file), fps=60)
     chain = viewer.chain
@@ -170,7 +177,7 @@ def run_part(name: str, part: str, seconds: float, frames: int) -> dict:
     from PySide6 import QtWidgets
     from vispy.gloo import gl
 
-    from pipeline.chain import load_chain
+    from pipeline.kinematics.chain import load_chain
 
     xvfb_pid = int(os.environ.get("BENCH_XVFB_PID", "0")) or None
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["bench"])

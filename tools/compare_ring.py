@@ -15,7 +15,7 @@ imuflow imports this file. Two stages, one command for both::
 - ``predict`` (RING venv): runs RING over every sequence, one 60 s sequence per call, with
   one XLA thread, and writes its estimates, converted to imuflow's conventions, to an npz.
 - ``score`` (repository .venv, needs onnxruntime and numba): runs the imuflow model through
-  ``pipeline.observer_eval.evaluate`` (exactly ``imuflow eval``) and scores RING's estimates
+  ``pipeline.evaluation.observer_eval.evaluate`` (exactly ``imuflow eval``) and scores RING's estimates
   with the same functions (``body_errors``: hinge-angle error for hinges, inclination error for
   the root), after the same warm-up, and prints the side-by-side table.
 - ``run`` (RING venv): ``predict``, then ``score`` in the repository's venv (``--imuflow-python``).
@@ -83,8 +83,8 @@ def _versions(*dists: str) -> dict[str, str | None]:
 
 
 def _load_heldout(path: Path):
-    """The held-out dataset via pipeline.imu_dataset (errors name the file and key)."""
-    from pipeline.imu_dataset import load_dataset
+    """The held-out dataset via pipeline.evaluation.imu_dataset (errors name the file and key)."""
+    from pipeline.evaluation.imu_dataset import load_dataset
 
     try:
         return load_dataset(path)
@@ -119,7 +119,7 @@ def ring_inputs(data, chain) -> tuple[list[int], np.ndarray]:
 
     Returns (lam, template); IMU columns are filled per sequence by ``ring_x``.
     """
-    from pipeline.chain import JointType
+    from pipeline.kinematics.chain import JointType
 
     if tuple(chain.body_names) != tuple(data.bodies):
         raise CompareError(f"held-out bodies {data.bodies} differ from chain {data.chain} "
@@ -184,7 +184,7 @@ def predict(args: argparse.Namespace) -> Path:
     _patch_jax_unpickle()
     import ring
 
-    from pipeline.chain import load_chain
+    from pipeline.kinematics.chain import load_chain
 
     data = _load_heldout(args.heldout)
     chain = load_chain(REPO / data.chain)
@@ -252,7 +252,7 @@ def predict(args: argparse.Namespace) -> Path:
 
 def encode_like_card(card, chain, q_rel: np.ndarray) -> np.ndarray:
     """q_rel (..., n, 4), imuflow convention -> model outputs (..., n_out), card's encoding."""
-    from pipeline.fk import rel_to_hinge
+    from pipeline.kinematics.fk import rel_to_hinge
 
     parts = []
     for o in card.outputs:
@@ -267,7 +267,7 @@ def encode_like_card(card, chain, q_rel: np.ndarray) -> np.ndarray:
 
 
 def _label(chain, body: str) -> str:
-    from pipeline.chain import JointType
+    from pipeline.kinematics.chain import JointType
 
     i = chain.index(body)
     if chain.parents[i] < 0:
@@ -280,8 +280,8 @@ def convention_check(chain, q_est: np.ndarray, q_true: np.ndarray, k: int) -> li
 
     Returns report lines; a line starting with 'WARNING' when the conjugate fits better.
     """
-    from pipeline.joint_errors import inclination_error_deg, rotation_error_deg
-    from pipeline.quaternion import np_qconj
+    from pipeline.evaluation.joint_errors import inclination_error_deg, rotation_error_deg
+    from pipeline.kinematics.quaternion import np_qconj
 
     lines = []
     for i, body in enumerate(chain.body_names):
@@ -302,9 +302,9 @@ def _stats_row(label: str, est: str, s) -> str:
 def score(args: argparse.Namespace) -> int:
     """Score the imuflow model and RING's predictions on the same sequences; print the table."""
     try:
-        from pipeline.chain import load_chain
-        from pipeline.joint_errors import error_stats
-        from pipeline.observer_eval import OnnxObserverModel, body_errors, evaluate
+        from pipeline.evaluation.joint_errors import error_stats
+        from pipeline.evaluation.observer_eval import OnnxObserverModel, body_errors, evaluate
+        from pipeline.kinematics.chain import load_chain
     except ImportError as exc:
         raise CompareError(f"'score' needs imuflow's environment (onnxruntime, numba): {exc}; "
                            "run it with the repository's .venv python") from None
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("heldout", type=Path, help="held-out dataset .npz (python "
-                       "tools/train_observer.py heldout ...; format pipeline/imu_dataset.py)")
+                       "tools/train_observer.py heldout ...; format pipeline/evaluation/imu_dataset.py)")
         p.add_argument("--warmup-s", type=float, default=5.0,
                        help="seconds skipped per sequence before statistics (default 5)")
 

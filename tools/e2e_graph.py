@@ -6,15 +6,14 @@ on ``chain.pose``, with sync's ``frame.arrival`` (the receive time of the sensor
 that completed each frame) so it measures from packet arrival. Nodes run as one process
 each (``layout="processes"``), as threads of one process talking over the bus
 (``layout="threads"``), or as threads of one direct group (``layout="direct"``: in-group
-edges are function calls, see pipeline/direct.py), or that with SCHED_FIFO threads
-(``layout="realtime"``, see pipeline/realtime.py).
+edges are function calls, see pipeline/runtime/direct.py), or that with SCHED_FIFO threads
+(``layout="realtime"``, see pipeline/runtime/realtime.py).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
 
 from tools import machine_info
 
@@ -104,7 +103,7 @@ def rss_mb(pid: int) -> float:
 
 
 def group_pids(sup) -> dict[str, int]:
-    """Process id of each running worker group of a :class:`pipeline.supervisor.Supervisor`."""
+    """Process id of each running worker group of a :class:`pipeline.runtime.supervisor.Supervisor`."""
     return {g: w.proc.pid for g, w in sup.workers.items() if w.proc is not None}
 
 

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.chain import JointType, load_chain
-from pipeline.model_card import write_card
+from pipeline.evaluation.model_card import write_card
+from pipeline.kinematics.chain import JointType, load_chain
 from tools.training.problem import Problem
 
 HIDDEN = 128  # shipped architecture (tools/training/trainer.py TrainConfig)

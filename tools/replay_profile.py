@@ -27,7 +27,7 @@ from drivers.replay import Replay
 from nodes.filter import Filter
 from nodes.recorder import Recorder
 from nodes.sync import Sync
-from pipeline.message import Block, Flag, Header, StreamInfo
+from pipeline.runtime.message import Block, Flag, Header, StreamInfo
 
 RATE_HZ = 100.0
 

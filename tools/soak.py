@@ -39,8 +39,8 @@ SIM_CHUNK_S = 600.0  # drivers/sim.py CHUNK_S
 def run_soak(duration_s: float, *, n_imu: int = 10, speed: float = 10.0, block: int = 10,
              warmup_s: float = 10.0, work: Path | None = None) -> dict:
     """Run the soak and return its JSON-able summary (see the module docstring)."""
-    from pipeline.graph import load_graph
-    from pipeline.supervisor import Supervisor
+    from pipeline.runtime.graph import load_graph
+    from pipeline.runtime.supervisor import Supervisor
 
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="imfsoak")) if own else work

@@ -14,9 +14,9 @@ import numpy as np
 from drivers.ble.connection import BleLink, BleLoop, DeviceProfile, LinkEvent, load_backend
 from drivers.imu_sample import ImuSample
 from drivers.raw_block import raw_block
-from pipeline.message import StreamInfo
-from pipeline.node import Source
-from pipeline.streams import RAW_IMU, raw_imu_info
+from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.node import Source
+from pipeline.runtime.streams import RAW_IMU, raw_imu_info
 
 STOP_TIMEOUT_S = 1.2  # on_stop budget: the supervisor kills a worker after 1.8 s
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from pipeline.errors import ConfigError, DeviceTimeout
+from pipeline.runtime.errors import ConfigError, DeviceTimeout
 
 _log = logging.getLogger("imuflow.ble_connection")
 

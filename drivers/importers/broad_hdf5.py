@@ -21,7 +21,7 @@ from drivers.importers.imported_stream import (
     ImportedStream,
     ImportFileError,
 )
-from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
+from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 log = logging.getLogger("imuflow.importers.broad_hdf5")
 

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
-from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
+from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 G = 9.80665  # m/s^2 per g
 UNITS: dict[str, dict[str, float]] = {

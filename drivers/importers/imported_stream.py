@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ImuflowError
-from pipeline.message import Encoder, StreamInfo
-from pipeline.session_format import pack_array
-from pipeline.session_writer import SessionWriter
-from pipeline.streams import RAW_IMU, raw_imu_info
+from pipeline.recording.session_format import pack_array
+from pipeline.recording.session_writer import SessionWriter
+from pipeline.runtime.errors import ImuflowError
+from pipeline.runtime.message import Encoder, StreamInfo
+from pipeline.runtime.streams import RAW_IMU, raw_imu_info
 
 log = logging.getLogger("imuflow.importers")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
-from pipeline.streams import RAW_IMU, RAW_IMU_DTYPE
+from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 log = logging.getLogger("imuflow.importers.movella_dot_csv")
 

@@ -11,9 +11,9 @@ from vispy import scene
 from vispy.scene.cameras import TurntableCamera
 from vispy.visuals.transforms import STTransform
 
-from pipeline.chain import Chain
-from pipeline.fk import Kinematics
-from pipeline.mesh import build_mesh, vertices_to_world_into
+from pipeline.kinematics.chain import Chain
+from pipeline.kinematics.fk import Kinematics
+from pipeline.kinematics.mesh import build_mesh, vertices_to_world_into
 
 BACKGROUND = "#1e2127"
 FLOOR_STEP_M = 0.1

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.control import ControlTimeout, send_command
-from pipeline.node_loop import ctl_endpoint
+from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.node_loop import ctl_endpoint
 
 log = logging.getLogger("imuflow.view.command_client")
 

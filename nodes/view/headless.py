@@ -20,7 +20,7 @@ from nodes.view.gui_calls import GuiCalls
 from nodes.view.latency_window import LatencyWindow
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.status_feed import StatusFeed, format_status
-from pipeline.chain import Chain
+from pipeline.kinematics.chain import Chain
 
 log = logging.getLogger("imuflow.view.headless")
 

@@ -12,9 +12,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from pipeline.chain import Chain
-from pipeline.fk import Kinematics
-from pipeline.mesh import build_mesh, vertices_to_world_into
+from pipeline.kinematics.chain import Chain
+from pipeline.kinematics.fk import Kinematics
+from pipeline.kinematics.mesh import build_mesh, vertices_to_world_into
 
 LIGHT_DIR = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import zmq
 
-from pipeline.bus import Subscriber
+from pipeline.runtime.bus import Subscriber
 
 STATUS_TOPIC = "supervisor/status"
 

@@ -19,7 +19,7 @@ from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
 from nodes.view.signal_plots import SignalPlots
 from nodes.view.status_feed import StatusFeed, format_status, running_model
-from pipeline.chain import Chain
+from pipeline.kinematics.chain import Chain
 
 PLOT_RATE_HZ = 30.0
 STATUS_PERIOD_MS = 500

@@ -8,8 +8,8 @@ import logging
 import pkgutil
 import sys
 
-from pipeline.errors import ImuflowError
-from pipeline.log_setup import setup_logging
+from pipeline.runtime.errors import ImuflowError
+from pipeline.runtime.log_setup import setup_logging
 
 # Each sub-command is a module ``pipeline/cli/<name>_cmd.py`` with a docstring whose
 # first line is the help text, ``add_arguments(parser)`` and ``run(args) -> int``.

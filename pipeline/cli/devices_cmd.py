@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from drivers.device_survey import survey_devices
+from pipeline.runtime.registry import plugin
+
+SURVEY_GROUP = "imuflow.device_surveys"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Survey the devices and print them; 0 even when Bluetooth is unavailable."""
+    survey_devices = plugin(SURVEY_GROUP, "serial_and_ble")
     survey = survey_devices(ble=args.ble, timeout_s=args.timeout, backend=args.backend)
     print(json.dumps(survey.to_json(), indent=2) if args.json else survey.to_text())
     return 0

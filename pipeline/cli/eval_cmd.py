@@ -1,6 +1,6 @@
 """``imuflow eval MODEL DATA``: per-joint angle errors of an observer model on data with ground truth.
 
-DATA is a dataset npz file (format in pipeline/imu_dataset.py; make one with
+DATA is a dataset npz file (format in pipeline/evaluation/imu_dataset.py; make one with
 ``python tools/train_observer.py heldout``) or an MCAP session with a ``chain.truth`` stream
 (IMU streams resampled onto the truth stamps). The model runs in block mode through onnxruntime
 with zero initial state; errors after ``--warmup-s`` are summarised per joint in degrees.
@@ -13,16 +13,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.chain import load_chain
-from pipeline.imu_dataset import dataset_from_session, load_dataset
-from pipeline.joint_errors import format_table
-from pipeline.observer_eval import REPO, OnnxObserverModel, evaluate, plot_result
+from pipeline.evaluation.imu_dataset import dataset_from_session, load_dataset
+from pipeline.evaluation.joint_errors import format_table
+from pipeline.evaluation.observer_eval import REPO, OnnxObserverModel, evaluate, plot_result
+from pipeline.kinematics.chain import load_chain
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
     p.add_argument("model", type=Path, help="ONNX model (card beside it) or its .json card")
-    p.add_argument("data", type=Path, help="dataset .npz with ground truth (pipeline/imu_dataset.py)")
+    p.add_argument("data", type=Path, help="dataset .npz with ground truth (pipeline/evaluation/imu_dataset.py)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="skip this many seconds per "
                    "sequence before taking statistics (default 5)")
     p.add_argument("--plot", type=Path, help="write error-over-time and histogram PNG here")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.curve import create_keys
+from pipeline.runtime.curve import create_keys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.errors import ConfigError
-from pipeline.params import describe
-from pipeline.registry import aliases, kind_name, resolve
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.params import describe
+from pipeline.runtime.registry import aliases, kind_name, resolve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

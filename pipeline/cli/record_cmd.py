@@ -13,9 +13,9 @@ import argparse
 import logging
 import time
 
-from pipeline.graph import load_graph
-from pipeline.record_graph import RECORDER_KIND, write_recording_graph
-from pipeline.supervisor import Supervisor
+from pipeline.recording.record_graph import RECORDER_KIND, write_recording_graph
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.supervisor import Supervisor
 
 log = logging.getLogger("imuflow.cli.record")
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.graph import load_graph
-from pipeline.supervisor import Supervisor
+from pipeline.runtime.graph import load_graph
+from pipeline.runtime.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"

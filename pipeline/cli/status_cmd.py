@@ -8,8 +8,8 @@ import time
 
 import zmq
 
-from pipeline.bus import Subscriber
-from pipeline.run_dir import find_run, live_runs
+from pipeline.runtime.bus import Subscriber
+from pipeline.runtime.run_dir import find_run, live_runs
 
 COLUMNS = [("node", "node", "{}"), ("state", "state", "{}"), ("in/s", "rate_in_hz", "{:.1f}"),
            ("out/s", "rate_out_hz", "{:.1f}"), ("blocks in", "blocks_in", "{}"),

@@ -14,9 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.control import send_command
-from pipeline.node_loop import ctl_endpoint
-from pipeline.run_dir import find_run
+from pipeline.runtime.control import send_command
+from pipeline.runtime.node_loop import ctl_endpoint
+from pipeline.runtime.run_dir import find_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

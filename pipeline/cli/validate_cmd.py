@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.graph import load_graph
+from pipeline.runtime.graph import load_graph
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

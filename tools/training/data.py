@@ -1,6 +1,6 @@
 """Training and held-out data: simulated sequences cached as npz, and the training targets.
 
-A dataset is a ``pipeline.imu_dataset.ImuDataset`` file. Training and held-out sets come
+A dataset is a ``pipeline.evaluation.imu_dataset.ImuDataset`` file. Training and held-out sets come
 from disjoint seed ranges (``SEEDS``), so no held-out motion or sensor error is ever trained on.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.chain import Chain, load_chain
-from pipeline.fk import rel_to_hinge
-from pipeline.imu_dataset import ImuDataset, load_dataset
-from pipeline.imu_synth import simulate
-from pipeline.joint_errors import heading_free
+from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
+from pipeline.evaluation.joint_errors import heading_free
+from pipeline.kinematics.chain import Chain, load_chain
+from pipeline.kinematics.fk import rel_to_hinge
+from pipeline.kinematics.imu_synth import simulate
 from tools.training.problem import Problem
 
 log = logging.getLogger("imuflow.training.data")

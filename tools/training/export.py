@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.imu_dataset import ImuDataset
-from pipeline.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
-from pipeline.observer_eval import OnnxObserverModel, evaluate
+from pipeline.evaluation.imu_dataset import ImuDataset
+from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from tools.training.data import REPO, SEEDS, cached
 from tools.training.network import Observer
 from tools.training.problem import Problem, get_problem
@@ -77,7 +77,7 @@ def heldout_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> 
 def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, training: dict,
                heldout: dict) -> ModelCard:
     """A model card for ``onnx_file`` (sha256 computed here)."""
-    from pipeline.chain import load_chain
+    from pipeline.kinematics.chain import load_chain
 
     chain = load_chain(REPO / problem.chain)
     return ModelCard(
@@ -140,7 +140,7 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
     result = evaluate(OnnxObserverModel(onnx_path), data, warmup_s)
     heldout = {
         "seeds": [int(data.seeds[0]), int(data.seeds[-1])], "sequences": data.n_sequences,
-        "duration_s": heldout_s, "warmup_s": warmup_s, "noise": "pipeline.imu_synth.ImuNoise()",
+        "duration_s": heldout_s, "warmup_s": warmup_s, "noise": "pipeline.kinematics.imu_synth.ImuNoise()",
         "per_joint": {b: s.as_dict() for b, s in result.stats.items()},
         "command": f"python tools/train_observer.py heldout --problem {problem.name} "
                    f"--sequences {heldout_sequences} --duration-s {heldout_s:g} --out HELDOUT.npz && "

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.imu_synth import ImuNoise, SimSettings
-from pipeline.motion import MotionSettings
+from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
+from pipeline.kinematics.motion import MotionSettings
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Problem:
         return {
             "chain": self.chain, "imus": list(self.imus),
             "outputs": [{"body": b, "encoding": e} for b, e in self.outputs],
-            "motion": "pipeline.motion.generate_motion, per sequence speed factor U(0.3, 1) on "
+            "motion": "pipeline.kinematics.motion.generate_motion, per sequence speed factor U(0.3, 1) on "
                       "max rate 5 rad/s and max acc 60 rad/s^2 (move durations 0.2..2.5 s / "
                       "speed), rest probability U(0.05, 0.4)",
             "placement_jitter_m": self.placement_jitter_m,
@@ -54,7 +54,7 @@ class Problem:
                       "gyr_white_deg_s_rms_100hz": round(math.degrees(n.gyr_noise_density) * 10, 3),
                       "acc_bias_max_ms2": n.acc_bias_max,
                       "gyr_bias_max_deg_s": round(math.degrees(n.gyr_bias_max), 2),
-                      "scale_max": n.acc_scale_max, "bias_walk": "pipeline.imu_synth.ImuNoise"},
+                      "scale_max": n.acc_scale_max, "bias_walk": "pipeline.kinematics.imu_synth.ImuNoise"},
         }
 
 

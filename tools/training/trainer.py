@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.chain import load_chain
+from pipeline.kinematics.chain import load_chain
 from tools.training.data import REPO, cached, encode_targets
 from tools.training.losses import output_errors, scaled_loss
 from tools.training.network import Observer
