@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from drivers.importers import broad_hdf5, generic_csv, movella_dot_csv
@@ -55,9 +56,28 @@ def read_sources(sources: list[str | Path], fmt: str = "auto", *,
 
 
 def import_session(sources: list[str | Path], output: str | Path, fmt: str = "auto", *,
-                   block: int = 1, **read_kw: object) -> tuple[Path, list[ImportedStream]]:
-    """Read ``sources`` and write them to the session file ``output``; return it and the streams."""
+                   block: int = 1, names: dict[str, str] | None = None,
+                   **read_kw: object) -> tuple[Path, list[ImportedStream]]:
+    """Read ``sources`` and write them to the session file ``output``; return it and the streams.
+
+    ``names`` renames sensors (file's name -> chain IMU site name, e.g. femur -> thigh).
+    """
     streams = read_sources(sources, fmt, **read_kw)
+    streams = rename_sensors(streams, names or {})
     path = write_session(streams, output, block=block,
                          session_meta={"sources": [str(s) for s in sources]})
     return path, streams
+
+
+def rename_sensors(streams: list[ImportedStream], names: dict[str, str]) -> list[ImportedStream]:
+    """Streams with sensors renamed by ``names``; ValueError naming the unknown or clashing ones."""
+    have = [st.name for st in streams]
+    unknown = sorted(set(names) - set(have))
+    if unknown:
+        raise ValueError(f"--name: no sensor {unknown} in the sources; they have {sorted(set(have))}")
+    renamed = [names.get(n, n) for n in have]
+    kinds = [(st.kind, n) for st, n in zip(streams, renamed, strict=True)]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"--name: two sensors would share a name: {renamed}")
+    return [replace(st, name=n, meta=dict(st.meta, original_name=st.name)) if n != st.name else st
+            for st, n in zip(streams, renamed, strict=True)]

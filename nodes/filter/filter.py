@@ -10,6 +10,7 @@ import numpy as np
 
 from nodes.filter.gyro_bias import RestBiasEstimator
 from nodes.filter.lowpass import StreamingLowpass
+from pipeline.calibration.calibration_file import load_rotations
 from pipeline.kinematics.quaternion import qto_matrix
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
@@ -60,8 +61,9 @@ def rotation_from_spec(spec: Any, where: str = "remap") -> np.ndarray:
 class Filter(Node):
     """Gyro bias removal at rest, axis remapping to segment frames and low-pass on ``imu.frame``.
 
-    Order: rest detection and bias (sensor frame) -> subtract bias -> remap
-    (sensor to segment frame) -> Butterworth low-pass (acc and gyr). Frames at
+    Order: rest detection and bias (sensor frame) -> subtract bias -> remap or calibration
+    (sensor to segment frame, ``calibration``: a file of ``imuflow calibrate``; a poor one is
+    refused) -> Butterworth low-pass (acc and gyr). Frames at
     rest get FrameFlag.AT_REST. NaN samples (MISSING/INVALID) stay NaN and do not
     disturb the filter states. Output does not depend on block sizes.
 
@@ -76,6 +78,8 @@ class Filter(Node):
     @dataclass(frozen=True)
     class Params:
         remap: dict[str, Any] = field(default_factory=dict)  # imu -> 'x,-z,y' | wxyz | 3x3
+        calibration: str = ""  # calibration file (`imuflow calibrate`): sensor -> segment
+        allow_poor_calibration: bool = False  # apply a calibration marked poor anyway
         bias: bool = True  # estimate and subtract the gyro bias at rest
         rest_window_s: float = 1.0  # s, rest-detection window
         rest_gyr_std: float = 0.03  # rad/s, max std of each gyro axis at rest
@@ -93,6 +97,15 @@ class Filter(Node):
     def setup(self) -> None:
         self._rot = {name: rotation_from_spec(spec, f"node '{self.id}': remap.{name}")
                      for name, spec in self.params.remap.items()}
+        if self.params.calibration:
+            path = self.context.resolve(self.params.calibration)
+            calibrated = load_rotations(path, allow_poor=self.params.allow_poor_calibration)
+            both = sorted(set(calibrated) & set(self._rot))
+            if both:
+                raise ConfigError(f"node '{self.id}': IMU(s) {both} have both a remap and a "
+                                  f"calibration ({path}); keep one", key="remap")
+            self._rot.update(calibrated)
+            self.log.info("calibration %s applied to %s", path, sorted(calibrated))
         if self.params.bias:  # load (or compile) the rest-detection kernel now, not on a frame
             frame = np.zeros(1, frame_dtype(1))  # as the fields of a frame array (float32)
             RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(

@@ -3,6 +3,7 @@
 Examples::
 
     imuflow import femur.csv tibia.csv -o knee.mcap          # Movella DOT exports, aligned
+    imuflow import femur.csv tibia.csv -o knee.mcap --name femur=thigh --name tibia=shank
     imuflow import 02_undisturbed_slow_rotation_B.hdf5 -o broad02.mcap
     imuflow import log.csv -o log.mcap --map acc_x=AX:g --map acc_y=AY:g --map acc_z=AZ:g \\
         --map gyr_x=GX:deg/s --map gyr_y=GY:deg/s --map gyr_z=GZ:deg/s --map t_sensor=time:ms
@@ -30,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-hz", type=float, help="sample rate when the CSV has no time column")
     p.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
     p.add_argument("--skip-rows", type=int, default=0, help="lines before the CSV header row")
+    p.add_argument("--name", action="append", default=[], metavar="OLD=NEW",
+                   help="rename a sensor to the chain's IMU name, repeatable "
+                        "(e.g. --name femur=thigh --name tibia=shank)")
     p.add_argument("--block", type=int, default=1, help="samples per stored message (default 1)")
 
 
@@ -46,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
                   skip_rows=int(doc.get("skip_rows", args.skip_rows)))
     if args.map:
         kw["mapping"] = args.map
+    names = {}
+    for item in args.name:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise importers.ImportFileError(f"--name {item!r}: expected OLD=NEW, e.g. femur=thigh")
+        names[old.strip()] = new.strip()
     try:
         path, streams = importers.import_session(args.sources, args.output, args.format,
-                                                 block=args.block, **kw)
+                                                 block=args.block, names=names, **kw)
     except ValueError as exc:
         raise importers.ImportFileError(str(exc)) from None
     for s in streams:

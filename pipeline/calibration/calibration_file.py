@@ -1,0 +1,106 @@
+"""The calibration file: per IMU the sensor-to-segment rotation, its source and quality (YAML)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.calibration.sensor_to_segment import Calibration
+from pipeline.kinematics.quaternion import np_qto_matrix
+from pipeline.runtime.errors import ConfigError
+
+VERSION = 1
+
+
+def _rounded(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(float(value), 5)
+
+
+def calibration_to_dict(cal: Calibration) -> dict:
+    """Plain YAML-ready dict of a calibration."""
+    return {
+        "version": VERSION,
+        "chain": cal.chain,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": {"file": cal.source, "rate_hz": cal.rate_hz,
+                   "static_s": [round(x, 3) for x in cal.static],
+                   "functional_s": [round(x, 3) for x in cal.functional]},
+        "ok": cal.ok,
+        "sensors": {
+            name: {"body": s.body,
+                   "rotation": [round(float(x), 7) for x in s.rotation],
+                   "method": s.method,
+                   "quality": {k: _rounded(v) for k, v in s.quality.items()},
+                   "problems": list(s.problems)}
+            for name, s in cal.sensors.items()},
+    }
+
+
+HEADER = """\
+# imuflow sensor-to-segment calibration (`imuflow calibrate`; docs/calibration.md)
+# rotation: w, x, y, z, sensor frame -> segment frame (v_segment = R v_sensor)
+# method static+hinge: gravity in the static pose + hinge axis from functional motion (full
+# rotation); static: gravity only (heading about the vertical as mounted)
+"""
+
+
+def write_calibration(cal: Calibration, path: str | Path) -> Path:
+    """Write ``cal`` as YAML to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    text = HEADER + yaml.safe_dump(calibration_to_dict(cal), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_rotations(path: str | Path, *, allow_poor: bool = False) -> dict[str, np.ndarray]:
+    """IMU name -> 3x3 sensor-to-segment rotation from a calibration file.
+
+    Raises ConfigError naming the file and key when it is malformed, and when the
+    calibration was poor (its problems listed) unless ``allow_poor``.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read calibration file: {exc.strerror}; make one with "
+                          "`imuflow calibrate`", file=str(path), key="calibration") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not a YAML calibration file ({exc})", file=str(path),
+                          key="calibration") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(
+            doc.get("sensors"), dict):
+        raise ConfigError(f"not an imuflow calibration file (need 'version: {VERSION}' and a "
+                          "'sensors' map); make one with `imuflow calibrate`", file=str(path),
+                          key="calibration")
+    out = {}
+    problems = []
+    for name, entry in doc["sensors"].items():
+        where = f"sensors.{name}.rotation"
+        rot = entry.get("rotation") if isinstance(entry, dict) else None
+        try:
+            q = np.asarray(rot, dtype=np.float64)
+        except (TypeError, ValueError):
+            q = np.zeros(0)
+        if q.shape != (4,) or not np.isfinite(q).all() or abs(np.linalg.norm(q) - 1) > 1e-3:
+            raise ConfigError(f"{where}: expected a unit quaternion [w, x, y, z], got {rot!r}",
+                              file=str(path), key=where)
+        out[str(name)] = np.asarray(np_qto_matrix(q / np.linalg.norm(q)), dtype=np.float64)
+        problems += [f"{name}: {p}" for p in entry.get("problems") or []]
+    if problems and not allow_poor:
+        raise ConfigError("the calibration is poor and is not applied: " + "; ".join(problems)
+                          + "; calibrate again (or set allow_poor_calibration: true to use it "
+                          "anyway)", file=str(path), key="calibration")
+    return out

@@ -1,0 +1,414 @@
+"""Sensor-to-segment rotations from a static pose and functional hinge motion (any mounting).
+
+Static pose: the chain's neutral pose (all joint angles zero, root upright), held still;
+each accelerometer then reads +9.81 m/s^2 along its segment's upward axis. Functional motion:
+each hinge between two IMU-carrying segments moved through its range; the hinge axis is found
+in both sensor frames from gyroscopes and accelerometers by Olsson et al.'s estimator
+(Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``). Gravity and the axis fix the
+full rotation (TRIAD). The axis signs are chosen so that the hinge angles seen while quasi-static
+stay inside the joint's limits. IMUs without such a hinge get the static part only: their
+heading about the vertical stays as mounted, and the calibration says so.
+
+Units: acc m/s^2, gyr rad/s, both in sensor frames; rotations ``v_segment = R @ v_sensor``,
+quaternions w, x, y, z (sensor to segment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from pipeline.calibration.phases import (
+    Window,
+    motion_window,
+    rest_candidates,
+)
+from pipeline.kinematics.chain import Chain, JointType
+from pipeline.kinematics.quaternion import np_qmul, np_qto_matrix
+
+log = logging.getLogger("imuflow.calibration")
+
+G = 9.81
+# quality limits: beyond these a calibration is reported as poor and not applied
+MAX_REST_ACC_STD = 0.5          # m/s^2, spread of gravity over the static window
+MAX_REST_GYR = 0.35             # rad/s, mean gyro norm over the static window
+MIN_STATIC_S = 0.3              # s
+MIN_HINGE_MOTION_RAD = 6.0      # rad, summed |relative rotation| about the axis (e.g. 5 flexions)
+MAX_AXIS_GRAVITY_MISMATCH_DEG = 15.0  # axis-to-gravity angle: measured vs the chain's
+MIN_HINGE_FIT = 0.7             # product of the in-limits fractions of both angle estimates
+LIMIT_MARGIN_RAD = math.radians(20.0)
+
+
+@dataclass
+class SensorCalibration:
+    """One IMU's sensor-to-segment rotation, how it was found and how good it is."""
+
+    imu: str
+    body: str
+    rotation: np.ndarray                 # (4,) w, x, y, z, sensor -> segment
+    method: str                          # "static+hinge" or "static"
+    quality: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """3x3 rotation, ``v_segment = R @ v_sensor``."""
+        return np.asarray(np_qto_matrix(self.rotation), dtype=np.float64)
+
+
+@dataclass
+class Calibration:
+    """Sensor-to-segment rotations of a chain's IMUs, with the data they came from."""
+
+    chain: str
+    sensors: dict[str, SensorCalibration]
+    rate_hz: float
+    static: tuple[float, float]          # s from the first sample
+    functional: tuple[float, float]      # s
+    source: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.sensors.values())
+
+    def problems(self) -> list[str]:
+        """Every problem, prefixed with the IMU's name."""
+        return [f"{s.imu}: {p}" for s in self.sensors.values() for p in s.problems]
+
+
+class CalibrationError(ValueError):
+    """The input cannot give a calibration at all (too short, missing sensors, no rest)."""
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def triad(v1_s: np.ndarray, v2_s: np.ndarray, v1_b: np.ndarray, v2_b: np.ndarray) -> np.ndarray:
+    """Rotation R with R v1_s = v1_b exactly and R v2_s as close to v2_b as possible."""
+    def frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        e1 = _unit(a)
+        e2 = _unit(b - (b @ e1) * e1)
+        return np.stack([e1, e2, np.cross(e1, e2)], axis=1)
+    return frame(v1_b, v2_b) @ frame(v1_s, v2_s).T
+
+
+def minimal_rotation(v_s: np.ndarray, v_b: np.ndarray) -> np.ndarray:
+    """The smallest rotation R with R v_s = v_b (both unit vectors)."""
+    a, b = _unit(v_s), _unit(v_b)
+    axis = np.cross(a, b)
+    s, c = np.linalg.norm(axis), float(a @ b)
+    if s < 1e-9:
+        if c > 0:
+            return np.eye(3)
+        perp = _unit(np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0]))
+        return Rotation.from_rotvec(perp * math.pi).as_matrix()
+    return Rotation.from_rotvec(axis / s * math.atan2(s, c)).as_matrix()
+
+
+def to_quaternion(r: np.ndarray) -> np.ndarray:
+    """w, x, y, z of a rotation matrix, w >= 0."""
+    x, y, z, w = Rotation.from_matrix(r).as_quat()
+    q = np.array([w, x, y, z])
+    return q if w >= 0 else -q
+
+
+def neutral_up(chain: Chain) -> np.ndarray:
+    """(n_bodies, 3) the earth's up axis in each body frame in the neutral pose."""
+    q_world = np.zeros((chain.n_bodies, 4))
+    for i, parent in enumerate(chain.parents):
+        rot = np.asarray(chain.rotations[i], dtype=np.float64)
+        q_world[i] = rot if parent < 0 else np_qmul(q_world[parent], rot)
+    up = np.empty((chain.n_bodies, 3))
+    for i in range(chain.n_bodies):
+        up[i] = np.asarray(np_qto_matrix(q_world[i])).T @ np.array([0.0, 0.0, 1.0])
+    return up
+
+
+@dataclass(frozen=True)
+class HingePair:
+    """A hinge joining two IMU-carrying bodies: parent IMU, child IMU, axis in both frames."""
+
+    parent_imu: str
+    child_imu: str
+    child_body: int
+    axis_child: np.ndarray     # unit, child body frame
+    axis_parent: np.ndarray    # unit, parent body frame
+    limits: tuple[float, float]  # rad (NaN when none)
+
+
+def hinge_pairs(chain: Chain) -> list[HingePair]:
+    """Every hinge whose two bodies each carry exactly one IMU."""
+    imu_of: dict[int, list[str]] = {}
+    for name, body in zip(chain.imu_names, chain.imu_bodies, strict=True):
+        imu_of.setdefault(int(body), []).append(name)
+    pairs = []
+    for i in range(chain.n_bodies):
+        p = int(chain.parents[i])
+        if chain.joint_types[i] != JointType.HINGE or p < 0:
+            continue
+        if len(imu_of.get(i, [])) == 1 and len(imu_of.get(p, [])) == 1:
+            axis = _unit(np.asarray(chain.axes[i], dtype=np.float64))
+            axis_parent = np.asarray(np_qto_matrix(chain.rotations[i])) @ axis
+            lo, hi = chain.limits[i]
+            pairs.append(HingePair(imu_of[p][0], imu_of[i][0], i, axis, axis_parent,
+                                   (float(lo), float(hi))))
+    return pairs
+
+
+def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
+                        gyr2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Hinge axis in both sensor frames (unit, sign arbitrary) and the fit's rms gyro residual.
+
+    Olsson et al. 2020 via ``qmt.jointAxisEstHingeOlsson``, with its sample selection.
+    The residual is rad/s: rms of |g1 x j1| - |g2 x j2| over the samples used.
+    """
+    import qmt  # imported here: it pulls in matplotlib and asyncio helpers
+
+    ok = np.isfinite(acc1).all(1) & np.isfinite(gyr1).all(1) & np.isfinite(acc2).all(1) & (
+        np.isfinite(gyr2).all(1))
+    a1, g1, a2, g2 = (np.ascontiguousarray(x[ok], dtype=np.float64)
+                      for x in (acc1, gyr1, acc2, gyr2))
+    settings = {"useSampleSelection": len(a1) > 1000, "dataSize": 1000,
+                "angRateEnergyThreshold": 1.0, "winSize": 21}
+    with contextlib.redirect_stdout(io.StringIO()):  # qmt prints each Gauss-Newton step
+        j1, j2 = qmt.jointAxisEstHingeOlsson(a1, a2, g1, g2, estSettings=settings)
+    j1, j2 = _unit(np.ravel(j1)), _unit(np.ravel(j2))
+    resid = np.linalg.norm(np.cross(g1, j1), axis=1) - np.linalg.norm(np.cross(g2, j2), axis=1)
+    return j1, j2, float(np.sqrt(np.mean(resid**2)))
+
+
+def plane_angle(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(T,) angle (rad) of vectors v (T, 3) in the plane normal to ``axis``, right-handed about it."""
+    e1 = _unit(np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0]))
+    e2 = np.cross(axis, e1)
+    return np.arctan2(v @ e2, v @ e1)
+
+
+def hinge_angle_estimates(r1: np.ndarray, acc1: np.ndarray, gyr1: np.ndarray, r2: np.ndarray,
+                          acc2: np.ndarray, gyr2: np.ndarray, axis_parent: np.ndarray,
+                          axis_child: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hinge angle (rad) from gravity and from the gyros' off-axis rates; NaN where not seen.
+
+    With ``child = parent * R_axis(theta)``, any vector's angle about the axis is smaller in
+    the child's frame by theta. Gravity counts where both sensors are quasi-static (|acc|
+    within 1.5 m/s^2 of g, gyro norms below 2 rad/s, gravity 25 deg or more off the axis);
+    the angular rate's off-axis part where it exceeds 0.3 rad/s in both sensors. Under wrong
+    axis signs one or both leave the joint limits.
+    """
+    a1, a2 = acc1 @ r1.T, acc2 @ r2.T
+    w1, w2 = gyr1 @ r1.T, gyr2 @ r2.T
+    n1, n2 = np.linalg.norm(a1, axis=1), np.linalg.norm(a2, axis=1)
+    still = (np.abs(n1 - G) < 1.5) & (np.abs(n2 - G) < 1.5)
+    still &= (np.linalg.norm(w1, axis=1) < 2.0) & (np.linalg.norm(w2, axis=1) < 2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        still &= (np.abs(a1 @ axis_parent) / n1 < 0.9) & (np.abs(a2 @ axis_child) / n2 < 0.9)
+    off1 = np.linalg.norm(w1 - np.outer(w1 @ axis_parent, axis_parent), axis=1)
+    off2 = np.linalg.norm(w2 - np.outer(w2 @ axis_child, axis_child), axis=1)
+    turning = (off1 > 0.3) & (off2 > 0.3)
+
+    def wrap(x: np.ndarray) -> np.ndarray:
+        return (x + math.pi) % (2 * math.pi) - math.pi
+    theta_g = wrap(plane_angle(a1, axis_parent) - plane_angle(a2, axis_child))
+    theta_w = wrap(plane_angle(w1, axis_parent) - plane_angle(w2, axis_child))
+    return np.where(still, theta_g, np.nan), np.where(turning, theta_w, np.nan)
+
+
+def in_limits_fraction(theta: np.ndarray, limits: tuple[float, float]) -> float:
+    """Fraction of the finite angles within the limits (with a margin); 1.0 without limits."""
+    lo, hi = limits
+    finite = theta[np.isfinite(theta)]
+    if not len(finite) or math.isnan(lo) or math.isnan(hi):
+        return 1.0
+    return float(np.mean((finite >= lo - LIMIT_MARGIN_RAD) & (finite <= hi + LIMIT_MARGIN_RAD)))
+
+
+def sign_score(theta_g: np.ndarray, theta_w: np.ndarray, limits: tuple[float, float]) -> float:
+    """How well hinge angle estimates fit the joint: product of their in-limits fractions."""
+    return in_limits_fraction(theta_g, limits) * in_limits_fraction(theta_w, limits)
+
+
+def extension_offset(theta: np.ndarray, limits: tuple[float, float]) -> float:
+    """2nd percentile of the hinge angles (rad) minus zero clipped into the limits.
+
+    A joint is straight (angle 0) in the neutral pose and returns near there during use
+    (standing, walking); a static window that is not the neutral pose shifts the most
+    extended angles seen away from zero. 0.0 when no angle was seen.
+    """
+    finite = theta[np.isfinite(theta)]
+    if not len(finite):
+        return 0.0
+    lo, hi = limits
+    zero = 0.0 if math.isnan(lo) or math.isnan(hi) else min(max(0.0, lo), hi)
+    return float(np.percentile(finite, 2.0)) - zero
+
+
+def _static_part(acc: np.ndarray, gyr: np.ndarray, window: Window) -> tuple[np.ndarray, dict, list]:
+    """Mean gravity direction in the sensor frame over the window, quality figures, problems."""
+    a, g = acc[window.slice], gyr[window.slice]
+    g_mean = np.nanmean(a, axis=0)
+    quality = {"rest_acc_std_ms2": float(np.nanmax(np.nanstd(a, axis=0))),
+               "rest_gyr_rad_s": float(np.nanmean(np.linalg.norm(g, axis=1))),
+               "rest_acc_norm_ms2": float(np.linalg.norm(g_mean))}
+    problems = []
+    if quality["rest_acc_std_ms2"] > MAX_REST_ACC_STD or quality["rest_gyr_rad_s"] > MAX_REST_GYR:
+        problems.append(
+            f"not still in the static pose (acc spread {quality['rest_acc_std_ms2']:.2f} m/s^2, "
+            f"gyro {quality['rest_gyr_rad_s']:.2f} rad/s; limits {MAX_REST_ACC_STD} and "
+            f"{MAX_REST_GYR}): hold the pose still for a few seconds")
+    if abs(quality["rest_acc_norm_ms2"] - G) > 1.0:
+        problems.append(f"gravity reads {quality['rest_acc_norm_ms2']:.2f} m/s^2 at rest, not "
+                        f"{G}: check the accelerometer's units and range")
+    return _unit(g_mean), quality, problems
+
+
+def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarray],
+              rate_hz: float, static: Window | None = None,
+              functional: Window | None = None, chain_name: str = "",
+              source: str = "") -> Calibration:
+    """Sensor-to-segment rotations for every IMU of ``chain`` from one recording.
+
+    ``acc`` and ``gyr`` map IMU names to (T, 3) arrays (m/s^2, rad/s, sensor frame, common
+    time grid at ``rate_hz``). Without ``static``, the quiet windows of the recording are
+    tried and the one whose hinge angles fit the joint best is taken (inside the limits, most
+    extended poses near the straight joint); without
+    ``functional``, all motion outside the static window. Raises CalibrationError when no
+    calibration is possible at all; a poor one comes back with its problems listed.
+    """
+    missing = [m for m in chain.imu_names if m not in acc or m not in gyr]
+    if missing:
+        raise CalibrationError(f"no data for IMU(s) {missing}; the recording has "
+                               f"{sorted(acc)} (rename sensors to the chain's IMU names)")
+    n = min(len(acc[m]) for m in chain.imu_names)
+    if n < round(2 * rate_hz):
+        raise CalibrationError(f"recording too short for a calibration: {n / rate_hz:.1f} s; "
+                               "record a static pose (3 s) and functional motion (10 s or more)")
+    names = list(chain.imu_names)
+    acc_all = {m: np.asarray(acc[m][:n], dtype=np.float64) for m in names}
+    gyr_all = {m: np.asarray(gyr[m][:n], dtype=np.float64) for m in names}
+    stack = np.stack([gyr_all[m] for m in names], axis=1)
+    if static is not None:
+        candidates = [static]
+    else:
+        candidates = rest_candidates(stack, rate_hz)
+        if not candidates:
+            raise CalibrationError(
+                "no static pose found: no window of 0.5 s or more in which all sensors are "
+                f"still (mean gyro norm < {MAX_REST_GYR} rad/s); hold the neutral pose still "
+                "for a few seconds, or give the window with --static T0:T1")
+    if len(candidates[0]) < MIN_STATIC_S * rate_hz:
+        raise CalibrationError(f"static window too short: {len(candidates[0]) / rate_hz:.2f} s, "
+                               f"need {MIN_STATIC_S} s or more")
+    best: Calibration | None = None
+    best_score = -1.0
+    axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
+    for window in candidates:
+        cal, score = _calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes,
+                                     chain_name, source)
+        if score > best_score + 1e-9:
+            best, best_score = cal, score
+    assert best is not None
+    return best
+
+
+def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
+                static: Window, rate_hz: float) -> dict[str, tuple]:
+    """Per hinge pair (child IMU name): window, j_parent, j_child, residual, motion amount."""
+    out = {}
+    stack = np.stack([gyr[m] for m in chain.imu_names], axis=1)
+    window = functional or motion_window(stack, rate_hz, exclude=static)
+    for pair in hinge_pairs(chain):
+        sl = window.slice
+        if len(window) < round(1.0 * rate_hz):
+            out[pair.child_imu] = (window, None, None, math.nan, 0.0)
+            continue
+        j1, j2, resid = estimate_hinge_axes(acc[pair.parent_imu][sl], gyr[pair.parent_imu][sl],
+                                            acc[pair.child_imu][sl], gyr[pair.child_imu][sl])
+        rel_rate = gyr[pair.child_imu][sl] @ j2 - gyr[pair.parent_imu][sl] @ j1
+        amount = float(np.nansum(np.abs(rel_rate)) / rate_hz)  # sign-free either way
+        amount = min(amount, float(np.nansum(np.abs(gyr[pair.child_imu][sl] @ j2
+                                                    + gyr[pair.parent_imu][sl] @ j1)) / rate_hz))
+        out[pair.child_imu] = (window, j1, j2, resid, amount)
+    return out
+
+
+def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: Window,
+                    axes: dict, chain_name: str, source: str) -> tuple[Calibration, float]:
+    """Calibration with this static window, and its score over the hinges (higher is better).
+
+    Score per hinge: how well the angles fit the joint (``sign_score``) less the extension
+    offset (``extension_offset``, rad / pi); less 1 when any sensor has a problem.
+    """
+    up = neutral_up(chain)
+    sensors: dict[str, SensorCalibration] = {}
+    gravity: dict[str, np.ndarray] = {}
+    for name, body in zip(chain.imu_names, chain.imu_bodies, strict=True):
+        g_s, quality, problems = _static_part(acc[name], gyr[name], static)
+        gravity[name] = g_s
+        r = minimal_rotation(g_s, up[body])
+        sensors[name] = SensorCalibration(name, chain.body_names[body], to_quaternion(r),
+                                          "static", quality, problems)
+    scores = []
+    functional = (0.0, 0.0)
+    for pair in hinge_pairs(chain):
+        window, j1, j2, resid, amount = axes[pair.child_imu]
+        functional = window.seconds(rate_hz)
+        s1, s2 = sensors[pair.parent_imu], sensors[pair.child_imu]
+        for s in (s1, s2):
+            s.quality.update({"axis_fit_residual_rad_s": resid, "hinge_motion_rad": amount})
+        if j1 is None or amount < MIN_HINGE_MOTION_RAD:
+            s2.problems.append(
+                f"too little motion about the hinge {s1.body}->{s2.body} "
+                f"({amount:.1f} rad of relative rotation, need {MIN_HINGE_MOTION_RAD}): move the "
+                "joint through its range several times (e.g. flex and extend five times)")
+            continue
+        up1, up2 = up[chain.imu_bodies[chain.imu_names.index(pair.parent_imu)]], up[pair.child_body]
+        for s, g_s, j_s, a_b, up_b in ((s1, gravity[s1.imu], j1, pair.axis_parent, up1),
+                                       (s2, gravity[s2.imu], j2, pair.axis_child, up2)):
+            want = math.degrees(math.acos(np.clip(a_b @ up_b, -1, 1)))
+            got = math.degrees(math.acos(np.clip(abs(j_s @ g_s), -1, 1)))
+            got = min(got, 180.0 - got) if want <= 90 else max(got, 180.0 - got)
+            s.quality["axis_gravity_mismatch_deg"] = abs(got - min(want, 180 - want))
+            if s.quality["axis_gravity_mismatch_deg"] > MAX_AXIS_GRAVITY_MISMATCH_DEG:
+                s.problems.append(
+                    f"the hinge axis is {got:.0f} deg from gravity in the static pose, the chain "
+                    f"says {min(want, 180 - want):.0f} deg: the static pose was not the neutral "
+                    "pose, or the motion was about another axis")
+        best = None
+        for sign1 in (1.0, -1.0):
+            for sign2 in (1.0, -1.0):
+                # the axis (from the gyros, free of accelerometer bias) is kept exactly
+                r1 = triad(sign1 * j1, gravity[s1.imu], pair.axis_parent, up1)
+                r2 = triad(sign2 * j2, gravity[s2.imu], pair.axis_child, up2)
+                theta_g, theta_w = hinge_angle_estimates(
+                    r1, acc[s1.imu], gyr[s1.imu], r2, acc[s2.imu], gyr[s2.imu],
+                    pair.axis_parent, pair.axis_child)
+                frac = sign_score(theta_g, theta_w, pair.limits)
+                if best is None or frac > best[0] + 1e-9:
+                    best = (frac, r1, r2, extension_offset(theta_g, pair.limits))
+        frac, r1, r2, offset = best
+        s1.rotation, s2.rotation = to_quaternion(r1), to_quaternion(r2)
+        s1.method = s2.method = "static+hinge"
+        s2.quality["hinge_fit"] = frac
+        if frac < MIN_HINGE_FIT:
+            s2.problems.append(
+                f"the hinge angles this calibration gives fit the joint poorly (in-limits score "
+                f"{frac:.2f}, need {MIN_HINGE_FIT}): the static pose was probably not the "
+                "neutral pose (joint straight, segments upright), or the sensors slipped")
+        s2.quality["extension_offset_deg"] = math.degrees(offset)
+        scores.append(frac - abs(offset) / math.pi)
+    score = float(np.mean(scores)) if scores else 1.0
+    if any(s.problems for s in sensors.values()):  # a window that was not still loses
+        score -= 1.0
+    cal = Calibration(chain_name, sensors, rate_hz, static.seconds(rate_hz), functional, source)
+    return cal, score
