@@ -70,7 +70,7 @@ class ConstraintObserver(Node):
     @dataclass(frozen=True)
     class Params:
         tau_s: float = 0.5          # s, time constant of the pull towards gravity's angle
-        still_acc_ms2: float = 1.5  # m/s^2, max | |acc| - g | for a quasi-static sample
+        still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
         max_axis_cos: float = 0.9   # gravity must be at least acos(0.9) = 26 deg off the axis
         tau_acc_s: float = 3.0      # s, VQF accelerometer time constant for the root
 

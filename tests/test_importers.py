@@ -174,6 +174,26 @@ def test_import_command_writes_a_replayable_session(tmp_path: Path):
         assert not list(r.runs()) == [] and not r.truncated
 
 
+def test_import_command_renames_sensors_to_chain_sites(tmp_path: Path):
+    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
+    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    out = tmp_path / "knee.mcap"
+    proc = _imuflow("import", str(a), str(b), "-o", str(out), "--name", "femur=thigh",
+                    "--name", "tibia=shank")
+    assert proc.returncode == 0, proc.stderr
+    streams = read_streams(out)
+    assert sorted(streams) == ["import/imu.raw:shank", "import/imu.raw:thigh"]
+    assert streams["import/imu.raw:thigh"].info.source == "thigh"
+    expected = movella_dot_csv.read_session([a, b])[0].data
+    assert streams["import/imu.raw:thigh"].data.tobytes() == expected.tobytes()
+    for bad, message in ((["--name", "knee=thigh"], "no sensor ['knee']"),
+                         (["--name", "femur=tibia"], "two sensors would share a name"),
+                         (["--name", "femur"], "expected OLD=NEW")):
+        proc = _imuflow("import", str(a), str(b), "-o", str(tmp_path / "x.mcap"), *bad)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert not (tmp_path / "x.mcap").exists()
+
+
 def test_import_command_csv_mapping_and_errors(tmp_path: Path):
     path = _csv(tmp_path / "log.csv")
     out = tmp_path / "log.mcap"

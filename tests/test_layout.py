@@ -22,6 +22,8 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
      "recording builds on the runtime only"),
     ("pipeline.evaluation", ("pipeline.cli", "nodes", "drivers", "tools"),
      "evaluation imports no node or driver"),
+    ("pipeline.calibration", ("pipeline.evaluation", "pipeline.cli", "nodes", "drivers", "tools"),
+     "calibration imports no node or driver"),
     ("pipeline.cli", ("nodes", "drivers", "tools"),
      "the cli loads nodes and drivers through the registry and entry points"),
     ("nodes", ("drivers", "tools", "pipeline.cli"), "nodes never import drivers"),

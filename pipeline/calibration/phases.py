@@ -35,8 +35,10 @@ def parse_window(text: str, rate_hz: float, n: int, what: str) -> Window:
         t0, t1 = (float(x) for x in text.split(":"))
     except ValueError:
         raise ValueError(f"{what} {text!r}: expected T0:T1 in seconds, e.g. 2.0:5.0") from None
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"{what} {text!r}: times must be finite numbers of seconds")
     start, stop = round(t0 * rate_hz), round(t1 * rate_hz)
-    if not (np.isfinite(t0) and np.isfinite(t1)) or t0 < 0 or stop <= start or start >= n:
+    if t0 < 0 or stop <= start or start >= n:
         raise ValueError(f"{what} {text!r}: need 0 <= T0 < T1 within the recording "
                          f"(0 to {n / rate_hz:.1f} s)")
     return Window(start, min(stop, n))

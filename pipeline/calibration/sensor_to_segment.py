@@ -43,6 +43,7 @@ MIN_HINGE_MOTION_RAD = 6.0      # rad, summed |relative rotation| about the axis
 MAX_AXIS_GRAVITY_MISMATCH_DEG = 15.0  # axis-to-gravity angle: measured vs the chain's
 MIN_HINGE_FIT = 0.7             # product of the in-limits fractions of both angle estimates
 LIMIT_MARGIN_RAD = math.radians(20.0)
+SCORE_TOLERANCE = 0.05          # static windows scoring within this of the best: quietest wins
 
 
 @dataclass
@@ -309,16 +310,12 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     if len(candidates[0]) < MIN_STATIC_S * rate_hz:
         raise CalibrationError(f"static window too short: {len(candidates[0]) / rate_hz:.2f} s, "
                                f"need {MIN_STATIC_S} s or more")
-    best: Calibration | None = None
-    best_score = -1.0
     axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
-    for window in candidates:
-        cal, score = _calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes,
-                                     chain_name, source)
-        if score > best_score + 1e-9:
-            best, best_score = cal, score
-    assert best is not None
-    return best
+    results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, chain_name, source)
+               for window in candidates]
+    # candidates come quietest first: take the quietest whose score is near the best one
+    top = max(score for _, score in results)
+    return next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
 
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,

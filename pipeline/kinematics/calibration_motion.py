@@ -44,7 +44,7 @@ def _flexions(rng: np.random.Generator, start_s: float, duration_s: float, lo: f
 
 
 def calibration_motion(chain: Chain, seed: int, static_s: float = 3.0,
-                       functional_s: float = 12.0, flexions: int = 5,
+                       functional_s: float = 24.0, flexions: int = 10,
                        root_sway_rad: float = 0.25) -> Motion:
     """Neutral pose for static_s s, then functional_s s of hinge flexions with root sway."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,209 @@
+"""Sensor-to-segment calibration on simulated procedures with random full-SO(3) mountings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.spatial.transform import Rotation
+
+from nodes.constraint_observer import ConstraintObserver
+from nodes.filter import Filter
+from pipeline.calibration import CalibrationError, calibrate, load_rotations, write_calibration
+from pipeline.calibration.phases import Window, parse_window
+from pipeline.kinematics.calibration_motion import calibration_motion
+from pipeline.kinematics.chain import Chain, load_chain
+from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
+from pipeline.kinematics.motion import MotionSettings, generate_motion
+from pipeline.kinematics.quaternion import np_qto_matrix
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import frame_dtype, frame_info
+from pipeline.runtime.testing import make_block
+
+REPO = Path(__file__).resolve().parents[1]
+KNEE = REPO / "configs/chains/knee.yaml"
+RATE = 100.0
+
+
+def mounted(chain: Chain, seed: int) -> Chain:
+    """The chain with each IMU mounted at a uniformly random rotation (all of SO(3))."""
+    rots = Rotation.random(len(chain.imus), random_state=seed).as_quat()  # x, y, z, w
+    return replace(chain, imus=tuple(
+        replace(site, rotation=(float(q[3]), float(q[0]), float(q[1]), float(q[2])))
+        for site, q in zip(chain.imus, rots, strict=True)))
+
+
+def procedure(chain: Chain, seed: int, **kw: float) -> tuple[dict, dict]:
+    """Simulated calibration procedure (realistic sensor errors): acc, gyr per IMU."""
+    motion = calibration_motion(chain, seed, **kw)
+    rec = simulate(chain, motion.duration_s, RATE, seed, ImuNoise(), SimSettings(), motion=motion)
+    acc = {n: rec.acc[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
+    gyr = {n: rec.gyr[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
+    return acc, gyr
+
+
+def rotation_error_deg(chain: Chain, cal) -> list[float]:
+    """Angle between each estimated and true sensor-to-segment rotation, deg."""
+    out = []
+    for site in chain.imus:
+        true = np.asarray(np_qto_matrix(np.asarray(site.rotation)))
+        est = cal.sensors[site.name].matrix
+        out.append(math.degrees(math.acos(np.clip((np.trace(est.T @ true) - 1) / 2, -1, 1))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def knee() -> Chain:
+    return load_chain(KNEE)
+
+
+def test_random_mountings_median_error_within_3_deg(knee: Chain) -> None:
+    errors = []
+    for seed in range(50):
+        chain = mounted(knee, seed)
+        acc, gyr = procedure(chain, seed)
+        cal = calibrate(chain, acc, gyr, RATE)
+        assert cal.ok, (seed, cal.problems())
+        assert cal.static[0] < 3.2, (seed, cal.static)  # the neutral pose: motion starts at 3.5 s
+        errors += rotation_error_deg(chain, cal)
+    errors = np.asarray(errors)
+    assert np.median(errors) <= 3.0, np.percentile(errors, [50, 90, 100])
+    assert errors.max() < 20.0, errors.max()  # no axis sign flipped (that is 180 deg)
+
+
+def _random_motion_frames(chain: Chain, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """60 s of random knee motion (thigh within 0.6 rad of upright): acc, gyr, true angle."""
+    settings = MotionSettings(root_tilt_rad=0.6, root_translation_m=0.05)
+    motion = generate_motion(chain, 61.0, seed, settings)
+    rec = simulate(chain, 60.0, RATE, seed, ImuNoise(), SimSettings(motion=settings), motion=motion)
+    return rec.acc.astype(np.float64), rec.gyr.astype(np.float64), rec.joint_angles[:, 0]
+
+
+def _observer_angle(acc: np.ndarray, gyr: np.ndarray, rots: list[np.ndarray]) -> np.ndarray:
+    """Knee angle (rad) of the constraint observer fed with segment-frame frames."""
+    frames = np.zeros(len(acc), frame_dtype(2))
+    frames["t_host"] = np.arange(len(acc)) * 10_000_000
+    frames["acc"] = np.einsum("kij,nkj->nki", np.stack(rots), acc)
+    frames["gyr"] = np.einsum("kij,nkj->nki", np.stack(rots), gyr)
+    node = ConstraintObserver.create("observer", context=GraphContext(chain_file=KNEE))
+    info = frame_info("filter/imu.frame", ["thigh", "shank"], RATE)
+    node.on_block("frame", make_block(info, frames))
+    return np.concatenate([b.data["angle"][:, 0] for b in node.emitted]).astype(np.float64)
+
+
+def test_knee_angle_after_calibration_within_1_deg_of_aligned(knee: Chain) -> None:
+    """Mean knee angle error over 8 mountings: calibrated vs the true rotations, same observer."""
+    warm = int(5 * RATE)
+    diffs = []
+    for seed in range(100, 108):
+        chain = mounted(knee, seed)
+        acc, gyr = procedure(chain, seed)
+        cal = calibrate(chain, acc, gyr, RATE)
+        assert cal.ok, cal.problems()
+        acc, gyr, truth = _random_motion_frames(chain, seed)  # same mounting, new motion
+        true_rots = [np.asarray(np_qto_matrix(np.asarray(s.rotation))) for s in chain.imus]
+        est_rots = [cal.sensors[s.name].matrix for s in chain.imus]
+        err_true = np.degrees(np.abs(_observer_angle(acc, gyr, true_rots) - truth))[warm:]
+        err_cal = np.degrees(np.abs(_observer_angle(acc, gyr, est_rots) - truth))[warm:]
+        diffs.append(err_cal.mean() - err_true.mean())
+        assert diffs[-1] <= 2.0, (seed, err_cal.mean(), err_true.mean())
+    assert np.mean(diffs) <= 1.0, diffs
+
+
+def test_no_motion_is_reported(knee: Chain) -> None:
+    chain = mounted(knee, 7)
+    acc, gyr = procedure(chain, 7, flexions=0, root_sway_rad=0.0)
+    cal = calibrate(chain, acc, gyr, RATE)
+    assert not cal.ok
+    assert any("too little motion about the hinge" in p for p in cal.problems()), cal.problems()
+
+
+def test_motion_about_the_wrong_axis_is_reported(knee: Chain) -> None:
+    # the user twists the shank about its long axis instead of flexing the knee
+    twisting = replace(knee, bodies=tuple(
+        replace(b, joint=replace(b.joint, axis=(0.0, 0.0, 1.0))) if b.name == "shank" else b
+        for b in knee.bodies))
+    chain = mounted(twisting, 8)
+    acc, gyr = procedure(chain, 8)
+    cal = calibrate(mounted(knee, 8), acc, gyr, RATE)
+    assert not cal.ok
+    assert any("deg from gravity in the static pose" in p for p in cal.problems()), cal.problems()
+
+
+def test_too_short_is_refused(knee: Chain) -> None:
+    acc, gyr = procedure(mounted(knee, 9), 9)
+    short = {k: v[:150] for k, v in acc.items()}
+    with pytest.raises(CalibrationError, match="too short"):
+        calibrate(knee, short, {k: v[:150] for k, v in gyr.items()}, RATE)
+
+
+def test_restless_static_window_is_reported(knee: Chain) -> None:
+    chain = mounted(knee, 10)
+    acc, gyr = procedure(chain, 10)
+    cal = calibrate(chain, acc, gyr, RATE, static=Window(800, 900))  # during the flexions
+    assert not cal.ok
+    assert any("not still in the static pose" in p for p in cal.problems()), cal.problems()
+
+
+def test_missing_sensor_names_the_fix(knee: Chain) -> None:
+    acc, gyr = procedure(mounted(knee, 11), 11)
+    acc = {"femur" if k == "thigh" else k: v for k, v in acc.items()}
+    with pytest.raises(CalibrationError, match=r"no data for IMU\(s\) \['thigh'\].*rename"):
+        calibrate(knee, acc, gyr, RATE)
+
+
+def test_parse_window_checks_its_input() -> None:
+    assert parse_window("1.5:3", 100.0, 1000, "--static") == Window(150, 300)
+    for bad in ("3:1", "x:2", "1", "20:30", "nan:2"):
+        with pytest.raises(ValueError, match="--static"):
+            parse_window(bad, 100.0, 1000, "--static")
+
+
+def test_file_round_trip_and_filter_applies_it(knee: Chain, tmp_path: Path) -> None:
+    chain = mounted(knee, 12)
+    acc, gyr = procedure(chain, 12)
+    cal = calibrate(chain, acc, gyr, RATE, source="sim")
+    path = write_calibration(cal, tmp_path / "cal.yaml")
+    rots = load_rotations(path)
+    for name, s in cal.sensors.items():
+        np.testing.assert_allclose(rots[name], s.matrix, atol=1e-6)
+    node = Filter.create("filter", context=GraphContext(config_file=tmp_path / "g.yaml"),
+                         calibration="cal.yaml", bias=False)
+    frames = np.zeros(3, frame_dtype(2))
+    frames["acc"] = np.stack([acc["thigh"][:3], acc["shank"][:3]], axis=1)
+    frames["gyr"] = np.stack([gyr["thigh"][:3], gyr["shank"][:3]], axis=1)
+    node.on_block("frame", make_block(frame_info("sync/imu.frame", ["thigh", "shank"], RATE),
+                                      frames))
+    out = node.emitted[0].data
+    for k, name in enumerate(["thigh", "shank"]):
+        np.testing.assert_allclose(out["acc"][:, k], frames["acc"][:, k] @ rots[name].T,
+                                   atol=1e-4)
+    assert node.emitted[0].info.meta["frames"] == ["segment", "segment"]
+
+
+def test_filter_refuses_a_poor_calibration(knee: Chain, tmp_path: Path) -> None:
+    chain = mounted(knee, 13)
+    acc, gyr = procedure(chain, 13, flexions=0, root_sway_rad=0.0)
+    path = write_calibration(calibrate(chain, acc, gyr, RATE), tmp_path / "poor.yaml")
+    assert yaml.safe_load(path.read_text())["ok"] is False
+    with pytest.raises(ConfigError, match=r"poor.yaml.*calibration is poor.*too little motion"):
+        Filter.create("filter", calibration=str(path))
+    Filter.create("filter", calibration=str(path), allow_poor_calibration=True)  # on request
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{}", "not an imuflow calibration file"),
+    ("version: 1\nsensors: {thigh: {rotation: [1, 0, 0]}}", r"sensors.thigh.rotation"),
+    ("version: 1\nsensors: {thigh: {rotation: [2, 0, 0, 0]}}", "unit quaternion"),
+    (": : :", "not a YAML calibration file"),
+])
+def test_malformed_calibration_file_names_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_rotations(path)
