@@ -163,3 +163,50 @@ def test_eval_picks_the_model_imus_from_a_larger_dataset(model_and_data: tuple[P
     m = OnnxObserverModel(model)
     a, b = evaluate(m, ds, 2.0), evaluate(m, wide, 2.0)
     assert all(a.stats[k] == b.stats[k] for k in a.stats)
+
+
+def test_predictions_of_true_outputs_are_the_truth(model_and_data: tuple[Path, Path]) -> None:
+    """predictions() turns outputs back into q_rel: the truth encoded as outputs comes back."""
+    from pipeline.evaluation.joint_errors import rotation_error_deg
+    from pipeline.evaluation.observer_eval import predictions
+    from pipeline.kinematics.chain import load_chain
+    from tools.training.data import encode_targets
+
+    model, data = model_and_data
+    card = load_card(model)
+    chain = load_chain(REPO / card.chain)
+    ds = load_dataset(data)
+    q = predictions(card, chain, encode_targets(get_problem("arm3-sparse"), chain, ds.q_rel))
+    assert q.shape == ds.q_rel.shape
+    for o in card.outputs:
+        i = chain.index(o.body)
+        if chain.parents[i] >= 0:  # hinges: the whole relative rotation
+            assert rotation_error_deg(q[..., i, :], ds.q_rel[..., i, :]).max() < 0.05, o.body
+    assert np.isfinite(q).all()  # arm3-sparse estimates every body
+
+
+def test_eval_writes_predictions_and_data_without_truth_is_one_line(
+        model_and_data: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = model_and_data
+    out_npz = tmp_path / "pred.npz"
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--predictions", str(out_npz)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    pred = np.load(out_npz)
+    ds = load_dataset(data)
+    assert pred["q_rel"].shape == ds.q_rel.shape and list(pred["bodies"]) == list(ds.bodies)
+    result = evaluate(OnnxObserverModel(model), ds)
+    np.testing.assert_allclose(pred["q_rel"], result.q_rel, atol=1e-6, equal_nan=True)
+    from pipeline.recording.session_writer import SessionWriter
+    from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info
+    from pipeline.runtime.testing import make_block
+
+    session = tmp_path / "no_truth.mcap"  # IMU data only, as imported from a field recording
+    writer = SessionWriter(session)
+    info = raw_imu_info("sim/imu.raw:seg1", "seg1", 100.0)
+    writer.write_block(make_block(info, np.zeros(10, RAW_IMU_DTYPE)))
+    writer.close()
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(session)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode != 0 and "no 'chain.truth' stream" in out.stderr
+    assert "Traceback" not in out.stderr

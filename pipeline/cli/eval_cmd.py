@@ -13,10 +13,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.evaluation.imu_dataset import dataset_from_session, load_dataset
 from pipeline.evaluation.joint_errors import format_table
 from pipeline.evaluation.observer_eval import REPO, OnnxObserverModel, evaluate, plot_result
 from pipeline.kinematics.chain import load_chain
+from pipeline.runtime.errors import ImuflowError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,10 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "sequence before taking statistics (default 5)")
     p.add_argument("--plot", type=Path, help="write error-over-time and histogram PNG here")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
+    p.add_argument("--predictions", type=Path, metavar="OUT.npz",
+                   help="also write the estimates: q_rel (S, T, bodies, 4) w,x,y,z body to "
+                        "parent (root: to earth; NaN where the model gives none), bodies, "
+                        "imus, rate_hz, model")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the per-joint table (deg)."""
+    try:
+        return _evaluate(args)
+    except ValueError as exc:  # data without truth, wrong IMUs or rate: one line, no traceback
+        raise ImuflowError(f"eval: {exc}") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     model = OnnxObserverModel(args.model)
     if args.data.suffix.lower() == ".mcap":
         chain = load_chain(REPO / model.card.chain)
@@ -52,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result.stats, title))
     if args.plot:
         plot_result(result, args.plot, title=f"{model.card.name} on {args.data.name}")
+    if args.predictions:
+        np.savez(args.predictions, q_rel=result.q_rel.astype(np.float32),
+                 bodies=np.array(data.bodies), imus=np.array(model.card.imus),
+                 rate_hz=data.rate_hz, model=str(args.model), data=str(args.data))
+        print(f"wrote {args.predictions}")
     return 0

@@ -26,7 +26,7 @@ from pipeline.evaluation.joint_errors import (
 )
 from pipeline.evaluation.model_card import ENCODING_SIZE, ModelCard, load_card
 from pipeline.kinematics.chain import Chain, load_chain
-from pipeline.kinematics.fk import rel_to_hinge
+from pipeline.kinematics.fk import hinge_to_rel, rel_to_hinge
 
 log = logging.getLogger("imuflow.observer_eval")
 
@@ -100,6 +100,7 @@ class EvalResult:
     stats: dict[str, ErrorStats]
     t_s: np.ndarray
     warmup_s: float
+    q_rel: np.ndarray | None = None   # (S, T, n_bodies, 4) the model's estimates, see predictions
 
 
 def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
@@ -121,10 +122,30 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
     cols = [data.imus.index(n) for n in card.imus]  # the model's IMUs, in its order
     imu = data.imu.reshape(s_, t_, len(data.imus), 6)[:, :, cols].reshape(s_, t_, -1)
     ys = [model.run(imu[i:i + batch])[0] for i in range(0, s_, batch)]
-    errs = body_errors(card, chain, np.concatenate(ys), data.q_rel)
+    y = np.concatenate(ys)
+    errs = body_errors(card, chain, y, data.q_rel)
     k = round(warmup_s * data.rate_hz)
     stats = {b: error_stats(e[:, k:]) for b, e in errs.items()}
-    return EvalResult(errs, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s)
+    return EvalResult(errs, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s,
+                      predictions(card, chain, y))
+
+
+def predictions(card: ModelCard, chain: Chain, y: np.ndarray) -> np.ndarray:
+    """(..., n_bodies, 4) w,x,y,z body-to-parent estimates (root: to earth) from outputs y.
+
+    Hinges from their angle, quaternion outputs normalised; NaN for bodies the model does not
+    estimate (e.g. the knee model's thigh, whose orientation comes from VQF).
+    """
+    est = decode_outputs(card, y)
+    out = np.full((*y.shape[:-1], chain.n_bodies, 4), np.nan)
+    for o in card.outputs:
+        i = chain.index(o.body)
+        if o.encoding == "sincos":
+            out[..., i, :] = hinge_to_rel(est[o.body], chain.rotations[i], chain.axes[i])
+        else:
+            q = np.asarray(est[o.body], dtype=np.float64)
+            out[..., i, :] = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return out
 
 
 def plot_result(result: EvalResult, path: str | Path, title: str = "") -> None:
