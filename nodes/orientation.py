@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import vqf
 
+from pipeline.kinematics.quaternion import np_qmul
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
 from pipeline.runtime.node import Node
@@ -78,6 +79,21 @@ class Orientation(Node):
         self._index = 0
         self._last_gyr = np.zeros(3)
         self.stats.extra["bridged_frames"] = 0
+        self._heading: np.ndarray | None = None  # earth-z rotation applied by heading_reset
+        self._last_q: np.ndarray | None = None
+
+    def on_command(self, command: str, args: dict) -> dict:
+        """``heading_reset``: from now on the root's current heading reads 0 (its x axis,
+        projected on the horizontal plane, points along earth x); inclination is unchanged."""
+        if command != "heading_reset":
+            return super().on_command(command, args)
+        if self._last_q is None:
+            return {"ok": False, "error": "no orientation yet: wait for frames, then reset"}
+        w, x, y, z = self._last_q
+        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))  # of the x axis
+        self._heading = np.array([math.cos(-yaw / 2), 0.0, 0.0, math.sin(-yaw / 2)])
+        self.log.info("heading reset: %.1f deg removed", math.degrees(yaw))
+        return {"ok": True, "removed_deg": round(math.degrees(yaw), 2)}
 
     def _configure(self, info: StreamInfo) -> None:
         imus = list(info.meta.get("imus", []))
@@ -133,7 +149,8 @@ class Orientation(Node):
         """Publish root.orientation: ``q`` (n, 4) w,x,y,z root to earth at the block's t_host."""
         out = np.empty(block.n, ROOT_DTYPE)
         out["t_host"] = block.data["t_host"]
-        out["q"] = q
+        out["q"] = q if self._heading is None else np_qmul(self._heading, q)
+        self._last_q = np.asarray(q, dtype=np.float64).reshape(-1, 4)[-1].copy()
         self.stats.extra["rest"] = bool(self._filter.getRestDetected())
         self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
 

@@ -98,3 +98,28 @@ def test_unknown_root_imu_names_the_available_ones() -> None:
     node = Orientation.create(imu="pelvis")
     with pytest.raises(ConfigError, match="thigh"):
         _run(node, np.zeros(3, frame_dtype(2)), 3)
+
+
+def _yaw_deg(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = (q[..., i].astype(np.float64) for i in range(4))
+    return np.degrees(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def test_heading_reset_zeroes_the_heading_and_keeps_the_inclination() -> None:
+    rec = _recording()
+    frames = _frames(rec)
+    node = Orientation.create(imu="thigh")
+    assert node.on_command("heading_reset", {})["ok"] is False  # nothing to reset yet
+    before = _run(node, frames[:1000], 1)
+    reply = node.on_command("heading_reset", {})
+    assert reply["ok"] is True
+    assert reply["removed_deg"] == pytest.approx(_yaw_deg(before["q"][-1]), abs=0.01)
+    assert abs(reply["removed_deg"]) > 1.0  # a reset that changes something
+    after = _run(node, frames[1000:1500], 1)["q"][1000:]  # _run returns all emitted so far
+    plain = _run(Orientation.create(imu="thigh"), frames[:1500], 1500)["q"][1000:]
+    turned = (_yaw_deg(plain) - reply["removed_deg"] + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(_yaw_deg(after), turned, atol=0.05)
+    assert abs(_yaw_deg(after[0])) < 2.0  # right after the reset the root faces earth x
+    err = np.degrees(inclination_error(plain.astype(np.float64), after.astype(np.float64)))
+    assert err.max() < 1e-3  # a rotation about earth z only
+    assert node.on_command("no_such", {})["ok"] is False
