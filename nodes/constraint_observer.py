@@ -19,14 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import vqf
+from numba import njit
 
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
-from pipeline.kinematics.quaternion import np_qfrom_axis_angle, np_qmul, np_qrotate
+from pipeline.kinematics.quaternion import np_qrotate, qmul4
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
 from pipeline.runtime.node import Node
 from pipeline.runtime.ports import Input
-from pipeline.runtime.streams import FRAME, STATE, state_dtype
+from pipeline.runtime.streams import FRAME, STATE, frame_dtype, state_dtype
 
 G = 9.81
 
@@ -37,12 +38,7 @@ class _Hinge:
     slot: int
     parent_imu: int    # IMU indices in the frame
     child_imu: int
-    axis: np.ndarray   # unit, child frame
-    axis_parent: np.ndarray  # unit, parent frame
-    e1p: np.ndarray    # plane bases normal to the axis (parent, child)
-    e2p: np.ndarray
-    e1c: np.ndarray
-    e2c: np.ndarray
+    geometry: np.ndarray  # (6, 3): axis in parent, axis in child, plane bases e1p e2p e1c e2c
 
 
 def _plane_basis(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +86,15 @@ class ConstraintObserver(Node):
         except ChainError as exc:
             raise ConfigError(f"node '{self.id}': {exc}", key="chain") from None
         self._in_info: StreamInfo | None = None
+        # compile the kernel now, not on the first frame, for the views frames give it
+        # (read-only; one frame is a contiguous view, more are strided)
+        for n in (1, 2):
+            frame = np.zeros(n, frame_dtype(2))
+            frame.flags.writeable = False
+            z = frame["acc"][:, 0]
+            hinge_kernel(0.0, False, z, z, z, z, np.eye(3).repeat(2, 0),
+                         np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9, np.zeros(n),
+                         np.zeros((n, 4)))
 
     def _configure(self, info: StreamInfo) -> None:
         """Map the chain's hinges and root onto the IMUs of ``info``."""
@@ -117,8 +122,8 @@ class ConstraintObserver(Node):
             axis_parent = np_qrotate(rot, axis)
             e1p, e2p = _plane_basis(axis_parent)
             e1c, e2c = _plane_basis(axis)
-            hinges.append(_Hinge(int(body), slot, imu_of[parent], imu_of[int(body)], axis,
-                                 axis_parent, e1p, e2p, e1c, e2c))
+            geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
+            hinges.append(_Hinge(int(body), slot, imu_of[parent], imu_of[int(body)], geometry))
         others = [chain.body_names[i] for i, p in enumerate(chain.parents)
                   if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
         if others or 0 not in imu_of:
@@ -132,7 +137,7 @@ class ConstraintObserver(Node):
         self._theta = np.zeros(len(hinges))
         self._started = False
         self._vqf = vqf.VQF(self._dt, tauAcc=self.params.tau_acc_s)
-        self._rot0 = np.asarray(chain.rotations, dtype=np.float64)
+        self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
         self._dtype = state_dtype(chain.n_bodies, len(chain.hinge_bodies))
         self.declare(STATE, StreamInfo.for_array(
             f"{self.id}/{STATE}", STATE, self._dtype, rate_hz=info.rate_hz,
@@ -149,45 +154,66 @@ class ConstraintObserver(Node):
             self._configure(block.info)
         out = np.zeros(block.n, self._dtype)
         out["t_host"] = block.data["t_host"]
-        acc = block.data["acc"].astype(np.float64)
-        gyr = block.data["gyr"].astype(np.float64)
-        for k in range(block.n):
-            self._step(acc[k], gyr[k], out[k])
-        self.emit(STATE, out, t_host=block.t_host, gap=block.gap)
-
-    def _gravity_angle(self, h: _Hinge, ap: np.ndarray, ac: np.ndarray) -> float:
-        """Hinge angle (rad) from gravity in both segments, NaN unless both are quasi-static."""
+        acc, gyr = block.data["acc"], block.data["gyr"]
+        self._root(acc[:, self._root_imu], gyr[:, self._root_imu], out["q_rel"][:, 0])
         p = self.params
-        n1, n2 = math.sqrt(ap @ ap), math.sqrt(ac @ ac)
-        if not (abs(n1 - G) < p.still_acc_ms2 and abs(n2 - G) < p.still_acc_ms2):
-            return math.nan
-        if abs(ap @ h.axis_parent) > p.max_axis_cos * n1 or abs(ac @ h.axis) > (
-                p.max_axis_cos * n2):
-            return math.nan
-        return math.atan2(ap @ h.e2p, ap @ h.e1p) - math.atan2(ac @ h.e2c, ac @ h.e1c)
-
-    def _step(self, acc: np.ndarray, gyr: np.ndarray, out: np.void) -> None:
-        """One frame: update every hinge and the root, write q_rel and angle into ``out``."""
-        root_a, root_w = acc[self._root_imu], gyr[self._root_imu]
-        if np.isfinite(root_a).all() and np.isfinite(root_w).all():
-            self._vqf.update(np.ascontiguousarray(root_w), np.ascontiguousarray(root_a))
-        out["q_rel"][0] = self._vqf.getQuat6D()
+        angle = np.empty(block.n)
+        quat = np.empty((block.n, 4))
         for i, h in enumerate(self._hinges):
-            ap, ac = acc[h.parent_imu], acc[h.child_imu]
-            wp, wc = gyr[h.parent_imu], gyr[h.child_imu]
-            if np.isfinite(wp).all() and np.isfinite(wc).all():
-                self._theta[i] += self._dt * (wc @ h.axis - wp @ h.axis_parent)
-            if np.isfinite(ap).all() and np.isfinite(ac).all():
-                target = self._gravity_angle(h, ap, ac)
-                if math.isfinite(target):
-                    diff = (target - self._theta[i] + math.pi) % (2 * math.pi) - math.pi
-                    # the first quasi-static frame sets the angle outright
-                    self._theta[i] += diff if not self._started else self._gain * diff
-                    self._started = True
-            theta = self._theta[i]
-            out["angle"][h.slot] = theta
-            out["q_rel"][h.body] = np_qmul(self._rot0[h.body], np_qfrom_axis_angle(h.axis, theta))
+            self._theta[i], started = hinge_kernel(
+                self._theta[i], self._started, acc[:, h.parent_imu], acc[:, h.child_imu],
+                gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
+                self._dt, self._gain, p.still_acc_ms2, p.max_axis_cos, angle, quat)
+            self._started = self._started or started
+            out["angle"][:, h.slot] = angle
+            out["q_rel"][:, h.body] = quat
         for b in range(1, self.chain.n_bodies):  # frozen bodies: their fixed rotation
             if self.chain.joint_types[b] == JointType.FROZEN:
-                out["q_rel"][b] = self._rot0[b]
+                out["q_rel"][:, b] = self._rot0[b]
+        self.emit(STATE, out, t_host=block.t_host, gap=block.gap)
 
+    def _root(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
+        """VQF 6D on the root IMU (n, 3); frames with NaN keep the last orientation."""
+        for k in range(len(acc)):
+            a, w = acc[k].astype(np.float64), gyr[k].astype(np.float64)
+            if math.isfinite(a.sum()) and math.isfinite(w.sum()):
+                self._vqf.update(w, a)
+            out[k] = self._vqf.getQuat6D()
+
+
+@njit(cache=True)
+def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp: np.ndarray,
+                 wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float, gain: float,
+                 still_acc: float, max_cos: float, angle: np.ndarray, quat: np.ndarray
+                 ) -> tuple[float, bool]:
+    """One hinge over a block: integrate the relative rate about the axis, pull towards the
+    angle gravity shows in both segments when both are quasi-static (the first such frame sets
+    the angle outright). ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in
+    segment frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases
+    e1p, e2p, e1c, e2c; ``rot`` (4,) the joint frame. Writes angle (n,) rad and quat (n, 4)
+    w,x,y,z child to parent; returns the last angle and whether it started."""
+    for k in range(ap.shape[0]):
+        rate = 0.0
+        for j in range(3):
+            rate += wc[k, j] * geo[1, j] - wp[k, j] * geo[0, j]
+        if math.isfinite(rate):
+            theta += dt * rate
+        n1 = math.sqrt(ap[k, 0] ** 2 + ap[k, 1] ** 2 + ap[k, 2] ** 2)
+        n2 = math.sqrt(ac[k, 0] ** 2 + ac[k, 1] ** 2 + ac[k, 2] ** 2)
+        if abs(n1 - G) < still_acc and abs(n2 - G) < still_acc:
+            dp = ap[k, 0] * geo[0, 0] + ap[k, 1] * geo[0, 1] + ap[k, 2] * geo[0, 2]
+            dc = ac[k, 0] * geo[1, 0] + ac[k, 1] * geo[1, 1] + ac[k, 2] * geo[1, 2]
+            if abs(dp) <= max_cos * n1 and abs(dc) <= max_cos * n2:
+                x1 = ap[k, 0] * geo[2, 0] + ap[k, 1] * geo[2, 1] + ap[k, 2] * geo[2, 2]
+                y1 = ap[k, 0] * geo[3, 0] + ap[k, 1] * geo[3, 1] + ap[k, 2] * geo[3, 2]
+                x2 = ac[k, 0] * geo[4, 0] + ac[k, 1] * geo[4, 1] + ac[k, 2] * geo[4, 2]
+                y2 = ac[k, 0] * geo[5, 0] + ac[k, 1] * geo[5, 1] + ac[k, 2] * geo[5, 2]
+                target = math.atan2(y1, x1) - math.atan2(y2, x2)
+                diff = (target - theta + math.pi) % (2.0 * math.pi) - math.pi
+                theta += gain * diff if started else diff
+                started = True
+        angle[k] = theta
+        c, s = math.cos(0.5 * theta), math.sin(0.5 * theta)
+        quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
+            rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
+    return theta, started

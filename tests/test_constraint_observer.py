@@ -84,3 +84,15 @@ def test_chain_without_imu_on_both_sides_is_refused(tmp_path: Path) -> None:
 def test_missing_chain_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no 'chain:'"):
         ConstraintObserver.create("observer")
+
+
+def test_kernel_is_compiled_at_setup_for_the_frames_it_gets() -> None:
+    from nodes.constraint_observer import hinge_kernel
+
+    node = ConstraintObserver.create("observer", context=GraphContext(chain_file=KNEE))
+    compiled = len(hinge_kernel.signatures)
+    frames, _ = _frames(4, ImuNoise.none(), slow=True)
+    info = frame_info("filter/imu.frame", ["thigh", "shank"], RATE)
+    node.on_block("frame", make_block(info, frames[:1]))   # live: one frame per message
+    node.on_block("frame", make_block(info, frames[1:50]))  # replay: blocks
+    assert len(hinge_kernel.signatures) == compiled  # no compile on the data path
