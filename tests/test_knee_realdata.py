@@ -32,7 +32,7 @@ WALKING_S = (33.0, 48.0)
 
 def _imuflow(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
-                          text=True, timeout=240, cwd=cwd)
+                          text=True, timeout=240, cwd=cwd, check=False)
 
 
 _RESULT: dict = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ def calibration_to_dict(cal: Calibration) -> dict:
     return {
         "version": VERSION,
         "chain": cal.chain,
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": {"file": cal.source, "rate_hz": cal.rate_hz,
                    "static_s": [round(x, 3) for x in cal.static],
                    "functional_s": [round(x, 3) for x in cal.functional]},
