@@ -6,8 +6,9 @@ each hinge between two IMU-carrying segments moved through its range; the hinge 
 in both sensor frames from gyroscopes and accelerometers by Olsson et al.'s estimator
 (Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``). Gravity and the axis fix the
 full rotation (TRIAD). The axis signs are chosen so that the hinge angles (from gravity and
-from the off-axis angular rates) stay inside the joint's limits. IMUs without such a hinge get the static part only: their
-heading about the vertical stays as mounted, and the calibration says so.
+from the off-axis angular rates) stay inside the joint's limits. IMUs without such a hinge get
+the static part only: their heading about the vertical stays as mounted, and the calibration
+says so.
 
 Units: acc m/s^2, gyr rad/s, both in sensor frames; rotations ``v_segment = R @ v_sensor``,
 quaternions w, x, y, z (sensor to segment).
