@@ -4,8 +4,9 @@ For every hinge whose parent and child segments each carry an IMU (in segment fr
 after the filter applied a calibration), the hinge angle follows the relative angular rate
 about the axis (``theta' = a . (w_child - w_parent)``, exact for a hinge) and is pulled
 towards the angle gravity shows in both segments whenever both are quasi-static (a
-complementary filter with time constant ``tau_s``). The root orientation (inclination,
-heading drifting) comes from VQF 6D on the root IMU. This is the 1-DoF form of the
+complementary filter with time constant ``tau_s``). The root's ``q_rel`` stays identity, as
+the RNN observer leaves bodies its model does not estimate: the root orientation is the
+orientation node's (VQF 6D), which fk takes on its ``root`` input. This is the 1-DoF form of the
 constraint-based estimators of Laidig et al. (the hinge fixes the heading between the two
 segments, so no separate heading estimate is needed). 2-DoF joints are not handled yet.
 
@@ -18,10 +19,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import vqf
 from numba import njit
 
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
+from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qrotate, qmul4
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
@@ -41,23 +42,17 @@ class _Hinge:
     geometry: np.ndarray  # (6, 3): axis in parent, axis in child, plane bases e1p e2p e1c e2c
 
 
-def _plane_basis(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    e1 = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    return e1, np.cross(axis, e1)
-
-
 class ConstraintObserver(Node):
-    """Hinge angles from gyros and gravity under the hinge constraint; root from VQF 6D.
+    """Hinge angles from gyros and gravity under the hinge constraint; no training.
 
-    Needs the chain (graph ``chain:``) to have an IMU on the root and on both sides of every
-    hinge, in segment frames (calibrate, then let the filter apply it). Publishes
-    ``chain.state`` like the RNN observer.
+    Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge, in segment
+    frames (calibrate, then let the filter apply it). Publishes ``chain.state`` like the RNN
+    observer.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.
-        chain.state (out): q_rel (n_bodies, 4) w,x,y,z body to parent (root: to earth,
-            heading arbitrary), angle (n_hinge,) rad.
+        chain.state (out): q_rel (n_bodies, 4) w,x,y,z body to parent (root: identity),
+            angle (n_hinge,) rad.
     """
 
     inputs = {"frame": Input(accepts=(FRAME,))}
@@ -68,11 +63,10 @@ class ConstraintObserver(Node):
         tau_s: float = 0.5          # s, time constant of the pull towards gravity's angle
         still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
         max_axis_cos: float = 0.9   # gravity must be at least acos(0.9) = 26 deg off the axis
-        tau_acc_s: float = 3.0      # s, VQF accelerometer time constant for the root
 
         def __post_init__(self) -> None:
-            if self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.tau_acc_s <= 0:
-                raise ValueError(f"tau_s, still_acc_ms2 and tau_acc_s must be > 0; got {self}")
+            if self.tau_s <= 0 or self.still_acc_ms2 <= 0:
+                raise ValueError(f"tau_s and still_acc_ms2 must be > 0; got {self}")
             if not 0 < self.max_axis_cos < 1:
                 raise ValueError(f"max_axis_cos must be in (0, 1), got {self.max_axis_cos}")
 
@@ -120,23 +114,21 @@ class ConstraintObserver(Node):
             axis = axis / np.linalg.norm(axis)
             rot = np.asarray(chain.rotations[body], dtype=np.float64)
             axis_parent = np_qrotate(rot, axis)
-            e1p, e2p = _plane_basis(axis_parent)
-            e1c, e2c = _plane_basis(axis)
+            e1p, e2p = hinge_plane_basis(axis_parent)
+            e1c, e2c = hinge_plane_basis(axis)
             geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
             hinges.append(_Hinge(int(body), slot, imu_of[parent], imu_of[int(body)], geometry))
         others = [chain.body_names[i] for i, p in enumerate(chain.parents)
                   if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
-        if others or 0 not in imu_of:
-            raise ConfigError(f"node '{self.id}': the constraint observer handles a root with an "
-                              f"IMU and hinges; chain '{chain.name}' has other joints at "
-                              f"{others} or no IMU on its root")
+        if others:
+            raise ConfigError(f"node '{self.id}': the constraint observer handles hinges (and "
+                              f"frozen joints) below the root; chain '{chain.name}' has other "
+                              f"joints at {others}")
         self._hinges = hinges
-        self._root_imu = imu_of[0]
         self._dt = 1.0 / info.rate_hz
         self._gain = min(1.0, self._dt / self.params.tau_s)
         self._theta = np.zeros(len(hinges))
         self._started = False
-        self._vqf = vqf.VQF(self._dt, tauAcc=self.params.tau_acc_s)
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
         self._dtype = state_dtype(chain.n_bodies, len(chain.hinge_bodies))
         self.declare(STATE, StreamInfo.for_array(
@@ -144,7 +136,7 @@ class ConstraintObserver(Node):
             channels=self._dtype.names, units=("ns", "1", "rad"),
             meta={"bodies": list(chain.body_names), "chain": chain.name,
                   "hinges": [chain.body_names[h.body] for h in hinges],
-                  "quaternion": "wxyz", "estimator": "hinge constraint + VQF 6D root"}))
+                  "quaternion": "wxyz", "estimator": "hinge constraint", "root": "identity (orientation node)"}))
         self._in_info = info
 
     def on_block(self, port: str, block: Block) -> None:
@@ -154,8 +146,8 @@ class ConstraintObserver(Node):
             self._configure(block.info)
         out = np.zeros(block.n, self._dtype)
         out["t_host"] = block.data["t_host"]
+        out["q_rel"][:, 0, 0] = 1.0  # root: identity, see the module docstring
         acc, gyr = block.data["acc"], block.data["gyr"]
-        self._root(acc[:, self._root_imu], gyr[:, self._root_imu], out["q_rel"][:, 0])
         p = self.params
         angle = np.empty(block.n)
         quat = np.empty((block.n, 4))
@@ -171,14 +163,6 @@ class ConstraintObserver(Node):
             if self.chain.joint_types[b] == JointType.FROZEN:
                 out["q_rel"][:, b] = self._rot0[b]
         self.emit(STATE, out, t_host=block.t_host, gap=block.gap)
-
-    def _root(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
-        """VQF 6D on the root IMU (n, 3); frames with NaN keep the last orientation."""
-        for k in range(len(acc)):
-            a, w = acc[k].astype(np.float64), gyr[k].astype(np.float64)
-            if math.isfinite(a.sum()) and math.isfinite(w.sum()):
-                self._vqf.update(w, a)
-            out[k] = self._vqf.getQuat6D()
 
 
 @njit(cache=True)

@@ -196,7 +196,7 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
 def bench_constraint_observer(steps: int) -> dict:
     """``nodes.constraint_observer`` on the knee chain: one-frame ``on_block``, hot and at 100 Hz.
 
-    Includes the node's VQF root update and emitting (to a collecting emitter, no bus).
+    Includes building and emitting ``chain.state`` (to a collecting emitter, no bus).
     """
     from nodes.constraint_observer import ConstraintObserver
     from pipeline.runtime.node import GraphContext
