@@ -44,16 +44,6 @@ def parse_window(text: str, rate_hz: float, n: int, what: str) -> Window:
     return Window(start, min(stop, n))
 
 
-def motion_energy(gyr: np.ndarray, rate_hz: float, window_s: float = 0.5) -> np.ndarray:
-    """(T,) mean gyro norm over all sensors, rad/s, averaged over a centred window of window_s s.
-
-    ``gyr`` is (T, n_sensors, 3) rad/s.
-    """
-    norm = np.linalg.norm(np.nan_to_num(gyr), axis=-1).mean(axis=1)
-    w = max(1, round(window_s * rate_hz))
-    return np.convolve(norm, np.ones(w) / w, mode="same")
-
-
 def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5,
                     limit: int = 8) -> list[Window]:
     """Up to ``limit`` quietest non-overlapping windows of min_s s, quietest first.

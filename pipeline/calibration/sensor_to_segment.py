@@ -31,6 +31,7 @@ from pipeline.calibration.phases import (
     rest_candidates,
 )
 from pipeline.kinematics.chain import Chain, JointType
+from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qmul, np_qto_matrix
 
 log = logging.getLogger("imuflow.calibration")
@@ -143,6 +144,7 @@ class HingePair:
 
     parent_imu: str
     child_imu: str
+    parent_body: int
     child_body: int
     axis_child: np.ndarray     # unit, child body frame
     axis_parent: np.ndarray    # unit, parent body frame
@@ -163,7 +165,7 @@ def hinge_pairs(chain: Chain) -> list[HingePair]:
             axis = _unit(np.asarray(chain.axes[i], dtype=np.float64))
             axis_parent = np.asarray(np_qto_matrix(chain.rotations[i])) @ axis
             lo, hi = chain.limits[i]
-            pairs.append(HingePair(imu_of[p][0], imu_of[i][0], i, axis, axis_parent,
+            pairs.append(HingePair(imu_of[p][0], imu_of[i][0], p, i, axis, axis_parent,
                                    (float(lo), float(hi))))
     return pairs
 
@@ -192,8 +194,7 @@ def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
 
 def plane_angle(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """(T,) angle (rad) of vectors v (T, 3) in the plane normal to ``axis``, right-handed about it."""
-    e1 = _unit(np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0]))
-    e2 = np.cross(axis, e1)
+    e1, e2 = hinge_plane_basis(axis)
     return np.arctan2(v @ e2, v @ e1)
 
 
@@ -332,10 +333,11 @@ def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
             continue
         j1, j2, resid = estimate_hinge_axes(acc[pair.parent_imu][sl], gyr[pair.parent_imu][sl],
                                             acc[pair.child_imu][sl], gyr[pair.child_imu][sl])
-        rel_rate = gyr[pair.child_imu][sl] @ j2 - gyr[pair.parent_imu][sl] @ j1
-        amount = float(np.nansum(np.abs(rel_rate)) / rate_hz)  # sign-free either way
-        amount = min(amount, float(np.nansum(np.abs(gyr[pair.child_imu][sl] @ j2
-                                                    + gyr[pair.parent_imu][sl] @ j1)) / rate_hz))
+        # relative rotation about the hinge (rad): the axis signs are not known yet, so the
+        # smaller of the two candidate relative rates counts
+        w1, w2 = gyr[pair.parent_imu][sl] @ j1, gyr[pair.child_imu][sl] @ j2
+        amount = min(float(np.nansum(np.abs(w2 - w1))), float(np.nansum(np.abs(w2 + w1))))
+        amount /= rate_hz
         out[pair.child_imu] = (window, j1, j2, resid, amount)
     return out
 
@@ -370,7 +372,7 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 f"({amount:.1f} rad of relative rotation, need {MIN_HINGE_MOTION_RAD}): move the "
                 "joint through its range several times (e.g. flex and extend five times)")
             continue
-        up1, up2 = up[chain.imu_bodies[chain.imu_names.index(pair.parent_imu)]], up[pair.child_body]
+        up1, up2 = up[pair.parent_body], up[pair.child_body]
         for s, g_s, j_s, a_b, up_b in ((s1, gravity[s1.imu], j1, pair.axis_parent, up1),
                                        (s2, gravity[s2.imu], j2, pair.axis_child, up2)):
             want = math.degrees(math.acos(np.clip(a_b @ up_b, -1, 1)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.recording.resample import raw_on_grid
 from pipeline.recording.session_reader import read_streams
 from pipeline.runtime.streams import RAW_IMU
 
@@ -23,17 +24,12 @@ def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float
     if missing:
         raise ValueError(f"{path}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
                          f"{sorted(raw)} (rename them with `imuflow import ... --name OLD=NEW`)")
-    times = {m: raw[m]["t_host"].astype(np.float64) * 1e-9 for m in imus}
-    t0 = max(t.min() for t in times.values())
-    t1 = min(t.max() for t in times.values())
+    t0 = max(int(raw[m]["t_host"].min()) for m in imus)
+    t1 = min(int(raw[m]["t_host"].max()) for m in imus)
     if t1 <= t0:
         raise ValueError(f"{path}: the sensors {list(imus)} do not overlap in time")
-    grid = t0 + np.arange(int((t1 - t0) * rate_hz) + 1) / rate_hz
+    grid = t0 + np.arange(int((t1 - t0) * 1e-9 * rate_hz) + 1) * (1e9 / rate_hz)  # ns
     acc, gyr = {}, {}
     for m in imus:
-        order = np.argsort(times[m], kind="stable")
-        t = times[m][order]
-        for out, name in ((acc, "acc"), (gyr, "gyr")):
-            v = raw[m][name][order].astype(np.float64)
-            out[m] = np.stack([np.interp(grid, t, v[:, k]) for k in range(3)], axis=1)
+        acc[m], gyr[m] = raw_on_grid(raw[m], grid)
     return acc, gyr

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """Load model and data, score, print; write the plot and predictions when asked."""
     model = OnnxObserverModel(args.model)
     if args.data.suffix.lower() == ".mcap":
         chain = load_chain(REPO / model.card.chain)

@@ -101,6 +101,7 @@ def load_dataset(path: str | Path) -> ImuDataset:
 def dataset_from_session(path: str | Path, imus: tuple[str, ...], chain: str,
                          bodies: tuple[str, ...]) -> ImuDataset:
     """One-sequence dataset from an MCAP session: imu.raw of ``imus`` resampled onto chain.truth."""
+    from pipeline.recording.resample import raw_on_grid
     from pipeline.recording.session_reader import read_streams
     from pipeline.runtime.streams import RAW_IMU, TRUTH
 
@@ -120,15 +121,8 @@ def dataset_from_session(path: str | Path, imus: tuple[str, ...], chain: str,
         raise ValueError(f"{path}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
                          f"{sorted(raw)}")
     t = truth["t_host"].astype(np.int64)
-    cols = []
-    for name in imus:
-        r = raw[name]
-        order = np.argsort(r["t_host"], kind="stable")
-        tr = r["t_host"][order].astype(np.float64)
-        for field_ in ("acc", "gyr"):
-            v = r[field_][order].astype(np.float64)
-            cols.append(np.stack([np.interp(t.astype(np.float64), tr, v[:, k]) for k in range(3)], 1))
-    imu = np.concatenate(cols, axis=1).astype(np.float32)[None]
+    imu = np.concatenate([np.concatenate(raw_on_grid(raw[name], t), axis=1) for name in imus],
+                         axis=1).astype(np.float32)[None]
     dt = np.diff(t)
     rate_hz = 1e9 / float(np.median(dt)) if len(dt) else 0.0
     return ImuDataset(imu=imu, q_rel=truth["q_rel"][None].astype(np.float32), rate_hz=rate_hz,

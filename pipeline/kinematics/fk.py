@@ -134,6 +134,18 @@ def hinge_to_rel(angle: np.ndarray, rotation: np.ndarray, axis: np.ndarray) -> n
                                                  np.asarray(angle, dtype=np.float64)))
 
 
+def hinge_plane_basis(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors e1, e2 spanning the plane normal to the unit ``axis``, with e1 x e2 = axis.
+
+    A vector's angle in that plane, ``atan2(v . e2, v . e1)``, grows by theta when the vector
+    is rotated by theta about the axis (used for hinge angles from gravity).
+    """
+    axis = np.asarray(axis, dtype=np.float64)
+    e1 = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(axis, e1)
+
+
 def rel_to_hinge(q_rel: np.ndarray, rotation: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """Hinge angles (...) rad in (-pi, pi] from relative quaternions (..., 4) (off-axis part ignored)."""
     qj = np_qmul(np_qconj(rotation), q_rel)
