@@ -89,7 +89,7 @@ class Orientation(Node):
             return super().on_command(command, args)
         if self._last_q is None:
             return {"ok": False, "error": "no orientation yet: wait for frames, then reset"}
-        w, x, y, z = self._last_q
+        w, x, y, z = np.asarray(self._last_q, dtype=np.float64).reshape(-1, 4)[-1]
         yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))  # of the x axis
         self._heading = np.array([math.cos(-yaw / 2), 0.0, 0.0, math.sin(-yaw / 2)])
         self.log.info("heading reset: %.1f deg removed", math.degrees(yaw))
@@ -150,7 +150,7 @@ class Orientation(Node):
         out = np.empty(block.n, ROOT_DTYPE)
         out["t_host"] = block.data["t_host"]
         out["q"] = q if self._heading is None else np_qmul(self._heading, q)
-        self._last_q = np.asarray(q, dtype=np.float64).reshape(-1, 4)[-1].copy()
+        self._last_q = q  # VQF hands out a new array each call: kept, not copied
         self.stats.extra["rest"] = bool(self._filter.getRestDetected())
         self.emit(ROOT, out, t_host=block.t_host, gap=block.gap)
 
