@@ -10,9 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.recording.session_reader import ChannelRun, SessionChannel, SessionReader
+from pipeline.recording.session_reader import (
+    ChannelRun,
+    SessionChannel,
+    SessionReader,
+    session_sensors,
+)
 from pipeline.runtime.message import Flag, StreamInfo
-from pipeline.runtime.node import Source
+from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import FRAME, RAW_IMU, STATE, TRUTH
 
 ORIENTATION_TRUTH = "orientation.truth"
@@ -55,6 +60,7 @@ class Replay(Source):
     @dataclass(frozen=True)
     class Params:
         path: Path  # session file (.mcap) written by the recorder or `imuflow import`
+        # sensors are renamed by the graph's `sensors:` map (recorded name -> IMU site)
         speed: float = 1.0  # 1 = real time, 10 = ten times faster, 0 = as fast as possible
         loop: bool = False  # start over at the end (each restart is flagged as a gap)
         start_s: float = 0.0  # skip this many seconds from the start of the session
@@ -71,6 +77,13 @@ class Replay(Source):
                 raise ValueError("speed, start_s and end_s must be >= 0")
             if self.end_s and self.end_s <= self.start_s:
                 raise ValueError("end_s must be greater than start_s (or 0 for the end)")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """The session's sensors (its summary), renamed by the graph's ``sensors:`` map."""
+        names = session_sensors(context.resolve(params.path))
+        return None if names is None else [context.site(n) for n in names]
 
     def setup(self) -> None:
         p = self.params
@@ -102,11 +115,16 @@ class Replay(Source):
                 fnmatch.fnmatchcase(ch.stream, x) or fnmatch.fnmatchcase(ch.kind, x)
                 for x in pats)):
             suffix = ch.stream.split(":", 1)[1] if ":" in ch.stream else ""
+            info = ch.info
+            if ch.kind == RAW_IMU and self.context.site(info.source) != info.source:
+                site = self.context.site(info.source)  # the graph's sensors: map
+                info = replace(info, source=site, meta=dict(info.meta, recorded_as=info.source))
+                suffix = site if suffix == ch.info.source else suffix
             stream = f"{self.id}/{ch.kind}" + (f":{suffix}" if suffix else "")
             if self._taken.get(stream, ch.stream) != ch.stream:  # two recorded streams collide
                 stream += f":{ch.stream.split('/', 1)[0]}"
             self._taken[stream] = ch.stream
-            info = replace(ch.info, stream=stream)
+            info = replace(info, stream=stream)
             self.log.info("replaying %s as %s", ch.stream, stream)
         else:
             self.log.info("not replaying %s (kind %s)", ch.stream, ch.kind)

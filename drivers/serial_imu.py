@@ -27,7 +27,7 @@ from drivers.serial.line_protocol import LineParser
 from drivers.serial.witmotion import WitSerialParser
 from drivers.serial.xbus import XbusParser
 from pipeline.runtime.message import StreamInfo
-from pipeline.runtime.node import Source
+from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import RAW_IMU, raw_imu_info
 
 RECONNECT_START_S = 0.25
@@ -73,6 +73,14 @@ class SerialImu(Source):
                 witmotion.set_rate(self.rate_hz)  # raises ValueError naming the valid rates
             if self.configure and self.protocol == "xbus" and self.rate_hz != int(self.rate_hz):
                 raise ValueError("configure with xbus needs an integer rate_hz")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """One sensor (``sensor``, mapped); a line-protocol board may add any: unknown."""
+        if params.protocol == "line":
+            return None
+        return [context.site(params.sensor)]
 
     def setup(self) -> None:
         p = self.params
@@ -228,8 +236,10 @@ class SerialImu(Source):
         info = self._infos.get(name)
         if info is None:
             p = self.params
+            site = self.context.site(name)  # the graph's sensors: map
             info = self._infos[name] = raw_imu_info(
-                f"{self.id}/{RAW_IMU}:{name}", name, p.rate_hz, device=p.protocol, port=p.port,
+                f"{self.id}/{RAW_IMU}:{site}", site, p.rate_hz, device=p.protocol, port=p.port,
+                sensor_id=name,
                 mag_units=_MAG_UNITS[p.protocol])
             if len(self._infos) > 1:
                 self.log.info("new sensor stream '%s' on %s", name, p.port)

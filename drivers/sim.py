@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, ImuSimulator, SimSettings
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import StreamInfo
-from pipeline.runtime.node import Source
+from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
 
 CHUNK_S = 600.0  # motion is generated in chunks of this length; a new chunk is a marked gap
@@ -55,6 +55,18 @@ class SimImu(Source):
         def __post_init__(self) -> None:
             if self.rate_hz <= 0 or self.speed < 0 or self.duration_s < 0 or self.block < 1:
                 raise ValueError("rate_hz > 0, speed >= 0, duration_s >= 0, block >= 1 required")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """The chain's IMU sites: the simulated sensors are named after them."""
+        path = params.chain or context.chain_file
+        if path is None:
+            return None  # setup says which key is missing
+        try:
+            return list(load_chain(context.resolve(path)).imu_names)
+        except (ChainError, OSError):
+            return None  # setup reports the chain file's problem
 
     def setup(self) -> None:
         path = self.params.chain or self.context.chain_file

@@ -26,8 +26,9 @@ from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qrotate, qmul4
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
-from pipeline.runtime.node import Node
+from pipeline.runtime.node import GraphContext, Node
 from pipeline.runtime.ports import Input
+from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import FRAME, STATE, frame_dtype, state_dtype
 
 G = 9.81
@@ -69,6 +70,19 @@ class ConstraintObserver(Node):
                 raise ValueError(f"tau_s and still_acc_ms2 must be > 0; got {self}")
             if not 0 < self.max_axis_cos < 1:
                 raise ValueError(f"max_axis_cos must be in (0, 1), got {self.max_axis_cos}")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """The chain's IMUs must all arrive in the frames."""
+        if context.chain_file is None:
+            return upstream  # setup says that the chain is needed
+        try:
+            names = list(load_chain(context.resolve(context.chain_file)).imu_names)
+        except (ChainError, OSError):
+            return upstream  # setup reports the chain file's problem
+        require_sensors("needs the chain's IMUs", names, upstream)
+        return upstream
 
     def setup(self) -> None:
         path = self.context.chain_file

@@ -4,7 +4,7 @@ constraint-based observer, against the RING reference trace in the shared data f
 
 The commands are the ones docs/calibration.md gives, run as a user runs them; only the file
 paths, the replay speed (as fast as possible) and the viewer (dropped: no window in tests)
-differ from the shipped ``configs/replay_knee.yaml``.
+differ from the shipped ``configs/replay.yaml``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _track(realdata: Path, tmp: Path) -> dict:
     assert proc.returncode == 0, proc.stderr
     proc = _imuflow("calibrate", str(session), "-o", str(cal))  # phases found automatically
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    graph = yaml.safe_load((REPO / "configs/replay_knee.yaml").read_text())
+    graph = yaml.safe_load((REPO / "configs/replay.yaml").read_text())
     graph["chain"] = str(REPO / graph["chain"])
     graph["nodes"] = [n for n in graph["nodes"] if n["id"] != "viewer"]
     params = {n["id"]: n.setdefault("params", {}) for n in graph["nodes"]}

@@ -15,7 +15,7 @@ from drivers.ble.connection import BleLink, BleLoop, DeviceProfile, LinkEvent, l
 from drivers.imu_sample import ImuSample
 from drivers.raw_block import raw_block
 from pipeline.runtime.message import StreamInfo
-from pipeline.runtime.node import Source
+from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import RAW_IMU, raw_imu_info
 
 STOP_TIMEOUT_S = 1.2  # on_stop budget: the supervisor kills a worker after 1.8 s
@@ -86,6 +86,12 @@ class BleImuSource(Source):
         """Extra StreamInfo meta of every sensor stream."""
         return {}
 
+    @classmethod
+    def sensors_out(cls, params: Any, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """The configured sensors, named by the graph's ``sensors:`` map (address or name)."""
+        return [context.site(s.name, s.address) for s in params.sensors]
+
     # -- node lifecycle -----------------------------------------------------------------------
     def setup(self) -> None:
         p = self.params
@@ -93,8 +99,10 @@ class BleImuSource(Source):
         self._events: queue.Queue[LinkEvent] = queue.Queue()
         self._states = {
             s.name: SensorState(s, self.make_decoder(s), raw_imu_info(
-                f"{self.id}/{RAW_IMU}:{s.name}", s.name, float(p.rate_hz), device=self.device_label,
-                address=s.address, **self.stream_meta()))
+                f"{self.id}/{RAW_IMU}:{self.context.site(s.name, s.address)}",
+                self.context.site(s.name, s.address), float(p.rate_hz),
+                device=self.device_label, address=s.address, sensor_id=s.name,
+                **self.stream_meta()))
             for s in p.sensors}
         self._loop: BleLoop | None = None
         self._links: dict[str, BleLink] = {}

@@ -17,11 +17,13 @@ import numpy as np
 
 from nodes.observer.fit import chain_for, check_chain, fit_model
 from nodes.observer.runner import FrameRing, ObserverRunner
-from nodes.observer.session import ObserverSession, load_session
+from nodes.observer.session import ObserverSession, find_model, load_session
+from pipeline.evaluation.model_card import load_card
 from pipeline.runtime.errors import ModelRejected
 from pipeline.runtime.message import Block, StreamInfo
-from pipeline.runtime.node import Node
+from pipeline.runtime.node import GraphContext, Node
 from pipeline.runtime.ports import Input
+from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import FRAME, STATE, state_dtype
 
 SWAP_IDLE_S = 0.5  # a prepared swap not picked up by a message within this is done by the loader
@@ -70,6 +72,18 @@ class RnnObserver(Node):
         def __post_init__(self) -> None:
             if self.reset_gap_s <= 0 or self.warmup_s < 0:
                 raise ValueError("reset_gap_s must be > 0 and warmup_s >= 0")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """The model's IMUs (from its card) must all arrive in the frames."""
+        try:
+            card = load_card(find_model(context.resolve(params.model), context.model_dirs),
+                             verify_hash=False)
+        except (ModelRejected, OSError, ValueError):
+            return upstream  # setup refuses the model with the reason
+        require_sensors(f"model '{card.name}' needs IMUs", list(card.imus), upstream)
+        return upstream
 
     # -- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:

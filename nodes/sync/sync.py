@@ -13,8 +13,9 @@ from nodes.sync.sensor_track import G0, Limits, SensorTrack
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
-from pipeline.runtime.node import Node
+from pipeline.runtime.node import GraphContext, Node
 from pipeline.runtime.ports import Input
+from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import (
     ARRIVAL,
     ARRIVAL_DTYPE,
@@ -95,6 +96,21 @@ class Sync(Node):
                                  f"latency_s={self.latency_s}")
             if len(set(self.imus)) != len(self.imus):
                 raise ValueError(f"imus has duplicate names: {self.imus}")
+
+    @classmethod
+    def sensors_out(cls, params: Params, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """Frames carry ``imus`` (or the chain's IMUs), each of which must arrive on ``raw``."""
+        names = list(params.imus)
+        if not names:
+            if context.chain_file is None:
+                return None  # setup says that imus or a chain is needed
+            try:
+                names = list(load_chain(context.resolve(context.chain_file)).imu_names)
+            except (ChainError, OSError):
+                return None  # setup reports the chain file's problem
+        require_sensors("needs imus", names, upstream)
+        return names
 
     def setup(self) -> None:
         p = self.params

@@ -8,7 +8,7 @@ Examples::
     imuflow import log.csv -o log.mcap --map acc_x=AX:g --map acc_y=AY:g --map acc_z=AZ:g \\
         --map gyr_x=GX:deg/s --map gyr_y=GY:deg/s --map gyr_z=GZ:deg/s --map t_sensor=time:ms
 
-Replay the result with ``drivers.replay.Replay`` (configs/replay.yaml).
+Replay the result with ``drivers.replay.Replay`` (configs/replay.yaml tracks it, configs/rerecord.yaml re-records it).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from pipeline.recording.session_format import (
     SESSION_METADATA,
 )
 from pipeline.runtime.message import StreamInfo
+from pipeline.runtime.streams import RAW_IMU
 
 log = logging.getLogger("imuflow.session_reader")
 __all__ = ["HEADER_DTYPE", "MAGIC", "ChannelRun", "SessionChannel", "SessionFileError",
@@ -280,3 +281,30 @@ def read_streams(path: str | Path) -> dict[str, StoredStream]:
             out[ch.stream] = StoredStream(ch.info, data, header,
                                           np.concatenate([r.log_time for r in runs]))
     return out
+
+
+def session_sensors(path: str | Path) -> list[str] | None:
+    """Sensor names of the ``imu.raw`` streams of a session, from its summary section.
+
+    None when the file cannot tell without reading it all (no summary: a torn recording)
+    or is not readable; replay's setup then reports the file's problem.
+    """
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    try:
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+    except (OSError, ValueError, struct.error, McapError):
+        return None  # unreadable: replay's setup names the file and the problem
+    if summary is None:
+        return None
+    names: list[str] = []
+    for ch in summary.channels.values():
+        raw = ch.metadata.get(META_STREAM_INFO)
+        if raw is None:
+            continue
+        info = StreamInfo.from_json(raw.encode())
+        if info.kind == RAW_IMU and info.source and info.source not in names:
+            names.append(info.source)
+    return names

@@ -18,10 +18,11 @@ from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.params import build_params
 from pipeline.runtime.ports import QueuePolicy
 from pipeline.runtime.registry import resolve
+from pipeline.runtime.sensor_check import check_sensors
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {"version", "name", "description", "chain", "nodes", "model_dirs",
-             "direct_groups", "realtime_groups"}
+             "direct_groups", "realtime_groups", "sensors"}
 _NODE_KEYS = {"id", "kind", "params", "inputs", "outputs", "group", "endpoint", "allow_remote",
               "curve", "restart"}
 _EDGE_KEYS = {"source", "queue_size", "queue_policy"}
@@ -118,6 +119,7 @@ class GraphSpec:
     groups: dict[str, list[str]] = field(default_factory=dict)
     direct_groups: frozenset[str] = frozenset()  # groups whose nodes call each other directly
     realtime_groups: frozenset[str] = frozenset()  # groups whose threads run under SCHED_FIFO
+    sensors: dict[str, str] = field(default_factory=dict)  # sensor id/address/name -> IMU site
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with id ``node_id``."""
@@ -169,10 +171,30 @@ def load_graph(path: str | Path) -> GraphSpec:
     groups: dict[str, list[str]] = {}
     for spec in order:
         groups.setdefault(spec.group, []).append(spec.id)
-    return GraphSpec(file=path, name=str(doc.get("name", path.stem)), nodes=order, chain=chain,
-                     model_dirs=model_dirs, description=str(doc.get("description", "")),
-                     groups=groups, direct_groups=_group_list(doc, "direct_groups", groups, f),
-                     realtime_groups=_group_list(doc, "realtime_groups", groups, f))
+    graph = GraphSpec(file=path, name=str(doc.get("name", path.stem)), nodes=order, chain=chain,
+                      model_dirs=model_dirs, description=str(doc.get("description", "")),
+                      groups=groups, direct_groups=_group_list(doc, "direct_groups", groups, f),
+                      realtime_groups=_group_list(doc, "realtime_groups", groups, f),
+                      sensors=_sensor_map(doc, f))
+    check_sensors(graph)
+    return graph
+
+
+def _sensor_map(doc: _LineDict, f: str) -> dict[str, str]:
+    """The top-level ``sensors:`` map (sensor id, address or recorded name -> IMU site)."""
+    value = doc.get("sensors", {})
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+        raise ConfigError("'sensors' must map sensor ids, addresses or recorded names to the "
+                          "chain's IMU sites, e.g. `sensors: {femur: thigh, \"D4:22:CD:00:1A:2B\": "
+                          "shank}`", file=f, line=doc.lines.get("sensors", doc.line), key="sensors")
+    sites = list(value.values())
+    twice = sorted({s for s in sites if sites.count(s) > 1})
+    if twice:
+        raise ConfigError(f"'sensors' maps more than one sensor to {twice}; each IMU site takes "
+                          "one sensor", file=f, line=doc.lines.get("sensors", doc.line),
+                          key="sensors")
+    return dict(value)
 
 
 def _group_list(doc: _LineDict, key: str, groups: dict[str, list[str]], f: str) -> frozenset[str]:

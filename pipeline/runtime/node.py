@@ -42,6 +42,8 @@ class GraphContext:
         run_dir: folder of this run's sockets and state files.
         model_dirs: folders models may be loaded from (nothing outside is loaded).
         sources: for each input port, the ``node/topic`` names wired to it.
+        sensors: the graph's sensor map: physical sensor id, address or recorded name ->
+            the chain's IMU site (``sensors:`` in the graph YAML); drivers and replay apply it.
     """
 
     config_file: Path | None = None
@@ -49,6 +51,11 @@ class GraphContext:
     run_dir: Path | None = None
     model_dirs: tuple[Path, ...] = (Path("models"),)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    sensors: dict[str, str] = field(default_factory=dict)
+
+    def site(self, name: str, address: str = "") -> str:
+        """The IMU site a sensor feeds: mapped by its address, else by its name, else its name."""
+        return self.sensors.get(address) or self.sensors.get(name) or name
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from a config: as given, else next to the config or its parent."""
@@ -135,6 +142,17 @@ class Node:
             raise AttributeError("emitted is only kept for standalone nodes (Node.create)")
         return self._emitter.blocks
 
+    @classmethod
+    def sensors_out(cls, params: Any, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """IMU names this node's outputs carry, from those on its inputs (``None``: unknown).
+
+        Checked when a graph is loaded (:mod:`pipeline.runtime.sensor_check`), before
+        anything runs: a node that needs sensors its inputs do not carry raises
+        ConfigError naming both lists. The default passes its inputs' names through.
+        """
+        return upstream
+
     # -- lifecycle, overridden by subclasses ------------------------------------------------
     def setup(self) -> None:
         """Open files, sessions and devices; allocate state. Called once before data flows."""
@@ -197,6 +215,12 @@ class Node:
 
 class Source(Node):
     """A node without inputs that produces data: drivers, simulators, replay."""
+
+    @classmethod
+    def sensors_out(cls, params: Any, context: GraphContext,
+                    upstream: list[str] | None) -> list[str] | None:
+        """IMU names this source will emit (after the graph's sensor map); None: unknown."""
+        return None
 
     def on_start(self) -> None:
         """Start streaming (called when every node of the graph is ready)."""

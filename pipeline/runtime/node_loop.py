@@ -93,7 +93,8 @@ class NodeLoop:
         self.pub = Publisher(self.ctx, endpoints, allow_remote=spec.allow_remote, server_keys=keys)
         context = GraphContext(config_file=graph.file, chain_file=graph.chain,
                                run_dir=self.run_dir, model_dirs=graph.model_dirs,
-                               sources={p: [e.source for e in es] for p, es in spec.inputs.items()})
+                               sources={p: [e.source for e in es] for p, es in spec.inputs.items()},
+                               sensors=dict(graph.sensors))
         emitter = DirectEmitter(self.pub, self.direct_out) if self.direct_out else self.pub
         self.node: Node = cls(spec.id, params, context=context, emitter=emitter)
         if isinstance(emitter, DirectEmitter) and not isinstance(self.node, Source):
