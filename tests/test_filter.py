@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from nodes.filter import Filter, rotation_from_spec
+from nodes.filter import Filter, RestBiasEstimator, rotation_from_spec
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.streams import FrameFlag, frame_dtype, frame_info
 from pipeline.runtime.testing import make_block
@@ -15,21 +15,23 @@ RATE = 100.0
 INFO = frame_info("sync/imu.frame", ["thigh", "shank"], RATE)
 
 
-def _frames(seconds: float, seed: int) -> np.ndarray:
-    """Two IMUs: rest for 3 s, then motion; gyro bias per sensor; white noise; a NaN stretch."""
+def _frames(seconds: float, seed: int, rest_s: float = 3.0) -> np.ndarray:
+    """Two IMUs: rest for ``rest_s``, then motion; gyro bias per sensor; white noise; a NaN
+    stretch on the shank 1.0-1.1 s into the motion."""
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
     out = np.zeros(n, frame_dtype(2))
     out["t_host"] = 10**12 + np.arange(n) * 10_000_000
-    moving = (t >= 3.0)[:, None, None]
+    moving = (t >= rest_s)[:, None, None]
     motion = np.sin(2 * np.pi * 1.3 * t)[:, None, None] * np.array([[1.0, 0.5, -0.3]])
     bias = np.array([[0.04, -0.03, 0.02], [-0.05, 0.01, 0.03]])
     out["gyr"] = bias + moving * motion + rng.normal(0, 0.012, (n, 2, 3))
     out["acc"] = np.array([0.0, 0.0, 9.81]) + moving * 2 * motion + rng.normal(0, 0.05, (n, 2, 3))
-    out["acc"][400:410, 1] = np.nan  # a MISSING stretch on the shank
-    out["gyr"][400:410, 1] = np.nan
-    out["flags"][400:410, 1] = FrameFlag.MISSING
+    gap = slice(int((rest_s + 1.0) * RATE), int((rest_s + 1.1) * RATE))
+    out["acc"][gap, 1] = np.nan  # a MISSING stretch on the shank
+    out["gyr"][gap, 1] = np.nan
+    out["flags"][gap, 1] = FrameFlag.MISSING
     return out
 
 
@@ -52,9 +54,10 @@ def test_same_output_whatever_the_block_size(block: int) -> None:
 
 
 def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None:
-    """Running window sums restart every EPOCH samples; rest flags and bias must not depend
-    on how the samples are split (one at a time, live, or all at once), NaN stretches included."""
-    from nodes.filter.gyro_bias import EPOCH, RestBiasEstimator
+    """Running window sums restart every EPOCH samples; rest flags and the (delayed) bias must
+    not depend on how the samples are split (one at a time, live, or all at once), NaN
+    stretches included."""
+    from nodes.filter.gyro_bias import EPOCH
     rng = np.random.default_rng(5)
     n = 2 * EPOCH + 1500
     gyr = rng.normal(0, 0.3, (n, 2, 3))
@@ -66,7 +69,8 @@ def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None
     acc[EPOCH - 1, 0] = np.nan  # the reference sample of an epoch is NaN
 
     def run(size: int) -> tuple[np.ndarray, np.ndarray]:
-        est = RestBiasEstimator(2, window=100, gyr_std=0.03, acc_std=0.3, tau=200.0)
+        est = RestBiasEstimator(2, window=100, gyr_std=0.03, acc_std=0.3, tau=200.0,
+                                bias_max=0.1)
         parts = [est.update(acc[i:i + size], gyr[i:i + size]) for i in range(0, n, size)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -74,6 +78,7 @@ def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None
     assert rest[1200:1600].all() and rest[EPOCH + 200:EPOCH + 500, 0].all()
     assert not rest[EPOCH + 100:EPOCH + 209, 1].any()  # NaN within the window: never at rest
     assert not rest[:99].any() and rest.mean() < 0.5
+    assert np.abs(bias[-1] - [0.03, -0.02, 0.01]).max() < 0.002  # confirmed rest only
     for size in (1, 13, 1000):
         r, b = run(size)
         np.testing.assert_array_equal(r, rest)
@@ -81,24 +86,89 @@ def test_rest_detection_is_bit_exact_for_any_block_size_over_long_runs() -> None
 
 
 def test_bias_removed_at_rest_and_rest_flagged() -> None:
-    data = _frames(8.0, 2)
+    data = _frames(10.0, 2, rest_s=5.0)
     node = Filter.create()
     out = _run(node, data, 10)
     rest = (out["flags"] & FrameFlag.AT_REST) > 0
     t = np.arange(len(out)) / RATE
-    assert rest[(t > 1.05) & (t < 2.95)].all()  # after one window of rest
-    assert not rest[(t > 3.5)].any()  # moving
+    assert rest[(t > 1.05) & (t < 4.95)].all()  # the window ending here is still
+    assert not rest[(t > 5.5)].any()  # moving
     assert not rest[t < 0.98].any()  # window not yet full
-    corrected = out["gyr"][(t > 2.0) & (t < 3.0)].astype(np.float64)
+    # the first sample confirmed at rest is 0.99 s (its window full), confirmed 0.99 s later
+    # when every window holding it has been still: no bias before 1.98 s
+    corrected = out["gyr"].astype(np.float64) - data["gyr"]
+    assert (corrected[t < 1.975] == 0).all() and (corrected[(t > 1.985) & (t < 5)] != 0).all()
+    corrected = out["gyr"][(t > 3.0) & (t < 5.0)].astype(np.float64)
     assert np.abs(corrected.mean(axis=0)).max() < 0.004  # was up to 0.05 rad/s
     np.testing.assert_allclose(node._bias.bias, [[0.04, -0.03, 0.02], [-0.05, 0.01, 0.03]],
                                atol=0.004)
     # the bias holds during motion: corrected motion equals the true motion plus noise
-    moving = t > 4.0
+    moving = t > 6.0
     motion = np.sin(2 * np.pi * 1.3 * t[moving])[:, None] * np.array([1.0, 0.5, -0.3])
     assert np.abs((out["gyr"][moving, 0] - motion).mean(axis=0)).max() < 0.005
-    assert np.isnan(out["gyr"][400:410, 1]).all()  # NaN stays NaN, never a number
-    assert (out["flags"][400:410, 1] & FrameFlag.MISSING).all()
+    assert np.isnan(out["gyr"][600:610, 1]).all()  # NaN stays NaN, never a number
+    assert (out["flags"][600:610, 1] & FrameFlag.MISSING).all()
+
+
+def _rest_then_turn(onset: str, bias: np.ndarray, rest_s: float = 4.0, turn_s: float = 4.0,
+                    step_rad_s: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """acc (m/s^2) and gyr (rad/s), (n, 1, 3), no noise: rest (z up, gyro = ``bias``), then a
+    turn about the sensor's x axis (horizontal) that starts at a constant rate (``step``,
+    ``step_rad_s`` at once) or at a constant angular acceleration (``ramp``, 0.3 rad/s^2 to
+    0.6 rad/s), then rest again in the new attitude."""
+    n_rest, n_turn = int(rest_s * RATE), int(turn_s * RATE)
+    t = np.arange(n_turn) / RATE
+    rate = np.full(n_turn, step_rad_s) if onset == "step" else np.minimum(0.3 * t, 0.6)
+    rate = np.concatenate([np.zeros(n_rest), rate, np.zeros(n_rest)])
+    angle = np.cumsum(rate) / RATE  # rad about x
+    acc = 9.81 * np.stack([np.zeros_like(angle), np.sin(angle), np.cos(angle)], axis=1)
+    gyr = bias + rate[:, None] * np.array([1.0, 0.0, 0.0])
+    return acc[:, None], gyr[:, None]
+
+
+@pytest.mark.parametrize("onset", ["step", "ramp"])
+def test_motion_onset_never_enters_the_bias(onset: str) -> None:
+    """A turn that starts slowly keeps the trailing window still for a while (at 0.15 rad/s
+    the first 4 samples, along a ramp the first 0.25 s): those samples are not at rest, so
+    the bias stays the true bias through the turn and after it (no noise: to 1e-7 rad/s)."""
+    true = np.array([0.02, -0.01, 0.005])
+    acc, gyr = _rest_then_turn(onset, true)
+    est = RestBiasEstimator(1, window=100, gyr_std=0.03, acc_std=0.3, tau=200.0, bias_max=0.1)
+    rest, bias = est.update(acc, gyr)
+    onset_k = 400
+    assert rest[onset_k:onset_k + 4].all()  # the trailing window cannot tell yet ...
+    started = est.confirmed[0] > 0
+    assert started and np.abs(bias[198:, 0] - true).max() < 1e-7  # ... the bias can
+    assert est.confirmed[0] > 400  # rest after the turn was used too
+
+
+def test_bias_update_waits_until_every_window_around_a_sample_is_still() -> None:
+    """Bias of sample k uses samples up to k - window + 1, each only once every window holding
+    it was still: a one-sample spike in a rest never enters, and the bias holds from the spike
+    until the samples a full window after it are confirmed."""
+    true = np.array([0.02, -0.01, 0.005])
+    acc, gyr = _rest_then_turn("step", true, rest_s=10.0, turn_s=0.0)
+    w, spike = 100, 500
+    gyr[spike, 0, 1] += 0.5  # a knock: 0.5 rad/s for one sample
+    est = RestBiasEstimator(1, window=w, gyr_std=0.03, acc_std=0.3, tau=200.0, bias_max=0.1)
+    parts = [est.update(acc[i:i + 1], gyr[i:i + 1]) for i in range(len(gyr))]  # live
+    rest = np.concatenate([p[0] for p in parts])[:, 0]
+    bias = np.concatenate([p[1] for p in parts])[:, 0]
+    assert not rest[:w - 1].any() and rest[w - 1:spike].all()
+    assert (bias[:2 * w - 2] == 0).all() and np.abs(bias[2 * w - 2:] - true).max() < 1e-7
+    assert not rest[spike:spike + w].any() and rest[spike + w:].all()
+    # confirmations start at sample 2w - 2, stop at the spike (sample spike - w + 1 would
+    # need the window ending at the spike) and resume for sample spike + w at spike + 2w - 1
+    assert est.confirmed[0] == len(gyr) - (2 * w - 2) - (2 * w - 1)
+
+
+def test_a_steady_turn_slower_than_the_thresholds_is_not_rest() -> None:
+    """0.08 rad/s about x: gyro std 0 and acc std 0.23 m/s^2 over 1 s look still; the gyro
+    mean above bias_max (0.05 rad/s here) says it is a turn, so it never enters the bias."""
+    acc, gyr = _rest_then_turn("step", np.zeros(3), rest_s=3.0, turn_s=6.0, step_rad_s=0.08)
+    est = RestBiasEstimator(1, window=100, gyr_std=0.03, acc_std=0.3, tau=200.0, bias_max=0.05)
+    rest, bias = est.update(acc, gyr)
+    assert not rest[400:900].any() and np.abs(bias).max() < 1e-9
 
 
 def test_remap_rotates_into_segment_frame() -> None:

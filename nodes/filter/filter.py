@@ -63,9 +63,12 @@ class Filter(Node):
 
     Order: rest detection and bias (sensor frame) -> subtract bias -> remap or calibration
     (sensor to segment frame, ``calibration``: a file of ``imuflow calibrate``; a poor one is
-    refused) -> Butterworth low-pass (acc and gyr). Frames at
-    rest get FrameFlag.AT_REST. NaN samples (MISSING/INVALID) stay NaN and do not
-    disturb the filter states. Output does not depend on block sizes.
+    refused) -> Butterworth low-pass (acc and gyr). A frame gets FrameFlag.AT_REST when the
+    ``rest_window_s`` ending at it is still; a sample enters the bias only once every window
+    holding it is still, i.e. ``rest_window_s`` later (motion onset never does; see
+    :class:`~nodes.filter.gyro_bias.RestBiasEstimator`). NaN samples (MISSING/INVALID) stay
+    NaN and do not disturb the filter states; SATURATED samples are used as they are.
+    Output does not depend on block sizes.
 
     Ports:
         frame: imu.frame, acc m/s^2, gyr rad/s, sensor frame.
@@ -81,18 +84,21 @@ class Filter(Node):
         calibration: str = ""  # calibration file (`imuflow calibrate`): sensor -> segment
         allow_poor_calibration: bool = False  # apply a calibration marked poor anyway
         bias: bool = True  # estimate and subtract the gyro bias at rest
-        rest_window_s: float = 1.0  # s, rest-detection window
+        rest_window_s: float = 1.0  # s, rest-detection window (and the bias update's delay)
         rest_gyr_std: float = 0.03  # rad/s, max std of each gyro axis at rest
         rest_acc_std: float = 0.3  # m/s^2, max std of each acc axis at rest
+        # rad/s, max |mean| of each gyro axis at rest: a steadier, faster turn is not bias
+        # (MEMS zero-rate offsets are a few deg/s; DESIGN's realistic sensors +-3 deg/s)
+        bias_max: float = 0.1
         bias_tau_s: float = 2.0  # s, time constant of the bias average while resting
         cutoff_hz: float = 0.0  # Hz, Butterworth low-pass cutoff; 0 = off
         order: int = 2  # low-pass order
 
         def __post_init__(self) -> None:
             if self.rest_window_s <= 0 or self.bias_tau_s <= 0 or self.cutoff_hz < 0 or (
-                    self.order < 1):
-                raise ValueError("rest_window_s and bias_tau_s must be > 0, cutoff_hz >= 0, "
-                                 f"order >= 1; got {self}")
+                    self.order < 1) or not self.bias_max > 0:
+                raise ValueError("rest_window_s, bias_tau_s and bias_max must be > 0, "
+                                 f"cutoff_hz >= 0, order >= 1; got {self}")
 
     def setup(self) -> None:
         self._rot = {name: rotation_from_spec(spec, f"node '{self.id}': remap.{name}")
@@ -134,7 +140,8 @@ class Filter(Node):
             (0, 3, 3))
         self._bias = RestBiasEstimator(n, window=max(2, round(p.rest_window_s * rate)),
                                        gyr_std=p.rest_gyr_std, acc_std=p.rest_acc_std,
-                                       tau=p.bias_tau_s * rate) if p.bias else None
+                                       tau=p.bias_tau_s * rate,
+                                       bias_max=p.bias_max) if p.bias else None
         self._lowpass = StreamingLowpass(n * 6, cutoff_hz=p.cutoff_hz, rate_hz=rate,
                                          order=p.order) if p.cutoff_hz > 0 else None
         frames = ["segment" if m in self._rot else "sensor" for m in imus]
