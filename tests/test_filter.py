@@ -171,6 +171,22 @@ def test_a_steady_turn_slower_than_the_thresholds_is_not_rest() -> None:
     assert not rest[400:900].any() and np.abs(bias).max() < 1e-9
 
 
+@pytest.mark.parametrize("params", [{}, {"remap": {"shank": "x,-z,y"}, "cutoff_hz": 8.0}])
+def test_saturated_samples_pass_as_data_with_their_flag(params: dict) -> None:
+    data = _frames(6.0, 3)
+    data["acc"][350, 0] = [0.0, 0.0, 16.0 * 9.80665]  # a tap at the range, flagged by sync
+    data["flags"][350, 0] = FrameFlag.SATURATED
+    plain = data.copy()
+    plain["flags"][350, 0] = 0
+    out = _run(Filter.create(**params), data, 10)
+    ref = _run(Filter.create(**params), plain, 10)
+    assert out["flags"][350, 0] & FrameFlag.SATURATED
+    np.testing.assert_array_equal(out["flags"] & ~np.uint8(FrameFlag.SATURATED), ref["flags"])
+    np.testing.assert_array_equal(out["acc"], ref["acc"])
+    np.testing.assert_array_equal(out["gyr"], ref["gyr"])
+    assert np.isfinite(out["acc"][350]).all()
+
+
 def test_remap_rotates_into_segment_frame() -> None:
     data = np.zeros(3, frame_dtype(2))
     data["acc"][:] = [1.0, 2.0, 3.0]

@@ -86,6 +86,19 @@ def test_missing_frames_are_bridged_not_poisoning_the_filter() -> None:
     assert node.stats.extra["bridged_frames"] == 10
 
 
+@pytest.mark.parametrize("block", [1, 37])
+def test_saturated_frames_are_used_as_data(block: int) -> None:
+    """SATURATED (acc at the sensor's range) keeps its values: VQF uses them, nothing bridged."""
+    frames = _frames(_recording())
+    flagged = frames.copy()
+    flagged["flags"][1000:1010, 0] = FrameFlag.SATURATED
+    flagged["flags"][2000, 0] = FrameFlag.SATURATED | FrameFlag.AT_REST
+    node = Orientation.create()
+    out = _run(node, flagged, block)
+    np.testing.assert_array_equal(out["q"], _run(Orientation.create(), frames, block)["q"])
+    assert node.stats.extra["bridged_frames"] == 0
+
+
 @pytest.mark.parametrize("params,match", [({"mode": "9d"}, "magnetometer"),
                                           ({"vqf": {"tauAc": 1.0}}, "unknown VQF"),
                                           ({"tau_acc_s": 0.0}, "tau_acc_s")])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nodes.sync import Sync
+from nodes.sync.sensor_track import G0
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.node import GraphContext
 from pipeline.runtime.streams import RAW_IMU_DTYPE, FrameFlag, raw_imu_info
@@ -142,19 +143,95 @@ def test_short_gaps_interpolated_long_gaps_missing() -> None:
     assert node.stats.extra["missing"] == 30 and node.stats.extra["interpolated"] == 5
 
 
-def test_nan_and_absurd_samples_are_flagged_invalid_never_numbers() -> None:
+@pytest.mark.parametrize("block", [1, 10])
+def test_nan_and_absurd_samples_are_flagged_invalid_never_numbers(block: int) -> None:
     raw = _sensor("thigh", 100.0, 2.0, seed=4)
     raw["acc"][50, 1] = np.nan
-    raw["acc"][80] = [0.0, 0.0, 17 * 9.81]  # beyond 16 g0
+    raw["acc"][80] = [0.0, 0.0, 33 * G0]  # beyond twice the 16 g0 range: not a reading
     raw["gyr"][120] = [0.0, 36.0, 0.0]  # beyond 35 rad/s
+    raw["gyr"][150, 2] = np.inf
     node = Sync.create(imus=["thigh"], rate_hz=100.0, dejitter=False, latency_s=30.0)
-    _feed(node, {"thigh": (raw, 100.0)}, 10)
+    _feed(node, {"thigh": (raw, 100.0)}, block)
     out = _frames(node)
     t_idx = (out["t_host"] - HOST0) // 10_000_000
     bad = out["flags"][:, 0] == FrameFlag.INVALID
-    np.testing.assert_array_equal(t_idx[bad], [50, 80, 120])
+    np.testing.assert_array_equal(t_idx[bad], [50, 80, 120, 150])
     assert np.isnan(out["acc"][bad]).all() and np.isnan(out["gyr"][bad]).all()
-    assert np.isfinite(out["acc"][~bad]).all()
+    assert np.isfinite(out["acc"][~bad]).all() and not out["flags"][~bad].any()
+    assert node.stats.extra["invalid"] == 4 and node.stats.extra["saturated"] == 0
+
+
+@pytest.mark.parametrize("block", [1, 10])
+def test_acc_at_the_range_is_kept_flagged_saturated_and_logged_once(block: int, caplog) -> None:
+    """A tap that reaches the 16 g0 range on one axis (as the BROAD tapping trial does) is a
+    reading: kept, flagged SATURATED, logged the first time; frames between samples too."""
+    raw = _sensor("thigh", 100.0, 2.0, seed=4)
+    raw["acc"][80] = [1.0, -2.0, 16.2 * G0]  # a tap: one axis at (above) the range
+    raw["acc"][81] = [-16.0 * G0, 3.0, 9.0]  # the other sign, 16.0 g0 (>= 0.999 x range)
+    raw["acc"][90] = [15.9 * G0, 0.0, 0.0]  # under 0.999 x range: an ordinary sample
+    raw["acc"][130] = [0.0, 0.0, 16.5 * G0]
+    node = Sync.create(imus=["thigh"], rate_hz=100.0, dejitter=False, latency_s=30.0)
+    with caplog.at_level("INFO"):
+        _feed(node, {"thigh": (raw, 100.0)}, block)
+    out = _frames(node)
+    t_idx = (out["t_host"] - HOST0) // 10_000_000
+    sat = out["flags"][:, 0] == FrameFlag.SATURATED
+    np.testing.assert_array_equal(t_idx[sat], [80, 81, 130])
+    assert not out["flags"][~sat].any()
+    np.testing.assert_array_equal(out["acc"][sat, 0], raw["acc"][[80, 81, 130]])  # kept
+    np.testing.assert_array_equal(out["gyr"][sat, 0], raw["gyr"][[80, 81, 130]])
+    assert node.stats.extra["saturated"] == 3 and node.stats.extra["invalid"] == 0
+    logged = [r for r in caplog.records if "SATURATED" in r.getMessage()]
+    assert len(logged) == 1 and "thigh" in logged[0].getMessage()
+    assert logged[0].levelname == "WARNING"
+    # a frame between a saturated sample and the next is interpolated and flagged too
+    half = Sync.create(imus=["thigh"], rate_hz=100.0, dejitter=False, latency_s=30.0)
+    shifted = raw.copy()
+    shifted["t_host"] += 5_000_000  # samples half way between the frame times
+    _feed(half, {"thigh": (shifted, 100.0)}, block)
+    out = _frames(half)
+    t_idx = (out["t_host"] - HOST0) // 10_000_000
+    sat = out["flags"][:, 0] == FrameFlag.SATURATED
+    np.testing.assert_array_equal(t_idx[sat], [80, 81, 82, 130, 131])  # sample 80 at 805 ms
+    assert np.isfinite(out["acc"][sat]).all()
+
+
+def _feed_with_meta(node: Sync, raw: np.ndarray, block: int, **meta: object) -> np.ndarray:
+    """One sensor 'thigh' at 100 Hz whose raw stream info carries ``meta``; its frames."""
+    info = raw_imu_info("drv/imu.raw:thigh", "thigh", 100.0, **meta)
+    for i in range(0, len(raw), block):
+        node.on_block("raw", make_block(info, raw[i:i + block]))
+    node.on_eos()
+    return _frames(node)
+
+
+@pytest.mark.parametrize("meta", [{"acc_range_g": 8}, {"acc_range": 8 * G0}, {}])
+def test_saturation_limit_follows_the_range_in_the_stream_info(meta: dict, caplog) -> None:
+    raw = _sensor("thigh", 100.0, 2.0, seed=4)
+    raw["acc"][40] = [0.0, 8.0 * G0, 0.0]  # at an 8 g0 range
+    raw["acc"][60] = [0.0, 0.0, -12.0 * G0]  # beyond an 8 g0 range, within twice it
+    raw["acc"][80] = [17.0 * G0, 0.0, 0.0]  # beyond twice 8 g0; at a 16 g0 range
+    node = Sync.create(imus=["thigh"], rate_hz=100.0, dejitter=False, latency_s=30.0)
+    with caplog.at_level("INFO"):
+        out = _feed_with_meta(node, raw, 7, **meta)
+    t_idx = (out["t_host"] - HOST0) // 10_000_000
+    flags = dict(zip(t_idx.tolist(), out["flags"][:, 0].tolist()))
+    if meta:  # the sensor says 8 g0
+        assert (flags[40], flags[60], flags[80]) == (FrameFlag.SATURATED, FrameFlag.SATURATED,
+                                                     FrameFlag.INVALID)
+        assert any("acc range 8 g0" in r.getMessage() for r in caplog.records)
+    else:  # the default range, 16 g0 (acc_max)
+        assert (flags[40], flags[60], flags[80]) == (0, 0, FrameFlag.SATURATED)
+    assert sum(f != 0 for f in flags.values()) == (3 if meta else 1)
+
+
+def test_a_bad_range_in_the_stream_info_keeps_the_default(caplog) -> None:
+    raw = _sensor("thigh", 100.0, 1.0, seed=4)
+    raw["acc"][40] = [0.0, 16.0 * G0, 0.0]
+    node = Sync.create(imus=["thigh"], rate_hz=100.0, dejitter=False, latency_s=30.0)
+    out = _feed_with_meta(node, raw, 10, acc_range_g=-4)
+    assert any("acc_range_g" in r.getMessage() for r in caplog.records)
+    assert out["flags"][40, 0] == FrameFlag.SATURATED
 
 
 def test_stalled_sensor_does_not_hold_frames_back_past_latency() -> None:

@@ -15,14 +15,18 @@ from nodes.sync.clock_mapper import ClockMapper
 from pipeline.runtime.streams import RAW_IMU_DTYPE, FrameFlag
 
 G0 = 9.80665  # m/s^2, standard gravity
-_OK, _MISSING, _INVALID, _INTERPOLATED = (np.uint8(f) for f in (
-    FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED))
-_F_OK, _F_MISSING, _F_INVALID, _F_INTERPOLATED = (int(f) for f in (  # Python ints: scalar path
-    FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED))
+SATURATION = 0.999  # an acc axis at or above this fraction of the range is SATURATED
+BEYOND_RANGE = 2.0  # an acc axis above this multiple of the range is INVALID (not physical)
+_OK, _MISSING, _INVALID, _INTERPOLATED, _SATURATED = (np.uint8(f) for f in (
+    FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED,
+    FrameFlag.SATURATED))
+_F_OK, _F_MISSING, _F_INVALID, _F_INTERPOLATED, _F_SATURATED = (int(f) for f in (  # scalar path
+    FrameFlag.OK, FrameFlag.MISSING, FrameFlag.INVALID, FrameFlag.INTERPOLATED,
+    FrameFlag.SATURATED))
 _NAN6 = (math.nan,) * 6
 _T_MIN = int(np.iinfo(np.int64).min)
 _CAPACITY0 = 256  # samples; the buffers double when full
-_HOST_T = itemgetter(0)  # host time of a pending sample (t, ok, values)
+_HOST_T = itemgetter(0)  # host time of a pending sample (t, state, values)
 
 
 def _raw_struct() -> struct.Struct:
@@ -39,10 +43,32 @@ _RAW_ONE = _raw_struct()  # one call instead of item() and two tolist() on the l
 
 @dataclass(frozen=True)
 class Limits:
-    """Physical range of valid samples: ``acc_max`` m/s^2 and ``gyr_max`` rad/s (vector norms)."""
+    """Sensor range: ``acc_range`` m/s^2 per axis (the accelerometer's full scale), ``gyr_max``
+    rad/s (vector norm).
 
-    acc_max: float = 16 * G0
+    An acc axis at or above ``SATURATION * acc_range`` is SATURATED (kept: the true value is
+    at least that); above ``BEYOND_RANGE * acc_range``, a gyr norm above ``gyr_max`` or a
+    non-finite value is INVALID (no sensor of that range reads it: a corrupt sample).
+    """
+
+    acc_range: float = 16 * G0
     gyr_max: float = 35.0
+
+
+def acc_range_from_meta(meta: dict) -> float | None:
+    """The accelerometer range (m/s^2, per axis) a raw stream's info states, else None:
+    ``meta["acc_range_g"]`` in g0 or ``meta["acc_range"]`` in m/s^2; ValueError if not > 0."""
+    for key, scale in (("acc_range", 1.0), ("acc_range_g", G0)):
+        value = meta.get(key)
+        if value is not None:
+            try:
+                rng = float(value) * scale
+            except (TypeError, ValueError):
+                rng = math.nan
+            if not rng > 0 or math.isinf(rng):
+                raise ValueError(f"stream meta {key}={value!r} is not a positive range")
+            return rng
+    return None
 
 
 class SensorTrack:
@@ -57,7 +83,7 @@ class SensorTrack:
         name: sensor (IMU site) name.
         max_gap_ns: longest interval without samples that is still interpolated, ns.
         dejitter: map the sensor clock with a :class:`ClockMapper`; else use ``t_host`` as is.
-        limits: samples outside these ranges or non-finite are INVALID.
+        limits: the sensor's range: samples at it SATURATED, far beyond it or non-finite INVALID.
         clock_window_s: window of the clock fit, s.
     """
 
@@ -65,21 +91,20 @@ class SensorTrack:
                  clock_window_s: float = 30.0) -> None:
         self.name = name
         self.max_gap_ns = max_gap_ns
-        self.limits = limits
-        self._acc2_max = limits.acc_max ** 2  # squared limits: the one-sample path skips sqrt
-        self._gyr2_max = limits.gyr_max ** 2
+        self.set_limits(limits)
         self.mapper = ClockMapper(window_s=clock_window_s) if dejitter else None
         self.period_ns = 0  # nominal sample period from the stream info, 0 if unknown
         self._rate_hz = 0.0
         self._t = np.empty(_CAPACITY0, np.int64)  # host-time stamps, non-decreasing
         self._ag = np.empty((_CAPACITY0, 2, 3), np.float64)  # [:, 0] acc m/s^2, [:, 1] gyr rad/s
-        self._valid = np.empty(_CAPACITY0, bool)
+        self._state = np.empty(_CAPACITY0, np.uint8)  # per sample 0, INVALID or SATURATED
         self._start = self._end = 0
-        self._pend: list[tuple[int, bool, tuple[float, ...]]] = []  # (t, valid, acc+gyr) after end
+        self._pend: list[tuple[int, int, tuple[float, ...]]] = []  # (t, state, acc+gyr) after end
         self.last_t: int | None = None  # host time (ns) of the newest sample, None before the first
         self.last_arrival_ns: int | None = None  # wall clock (monotonic) of the last block
         self.samples = 0
         self.invalid_samples = 0
+        self.saturated_samples = 0
         self._next_index = 0  # sample index, for sensors without a clock
 
     @property
@@ -102,9 +127,21 @@ class SensorTrack:
 
     @property
     def valid(self) -> np.ndarray:
-        """(n,) bool: buffered samples that are finite and within the limits."""
+        """(n,) bool: buffered samples that are finite and within the limits (maybe saturated)."""
+        return self.state & _INVALID == 0
+
+    @property
+    def state(self) -> np.ndarray:
+        """(n,) uint8: per buffered sample 0, FrameFlag.INVALID or FrameFlag.SATURATED."""
         self._flush()
-        return self._valid[self._start:self._end]
+        return self._state[self._start:self._end]
+
+    def set_limits(self, limits: Limits) -> None:
+        """Use ``limits`` for the samples added from now on."""
+        self.limits = limits
+        self._acc_sat = SATURATION * limits.acc_range  # m/s^2, per axis
+        self._acc_abs_max = BEYOND_RANGE * limits.acc_range
+        self._gyr2_max = limits.gyr_max ** 2  # squared: the one-sample path skips sqrt
 
     def add(self, raw: np.ndarray, rate_hz: float, now_ns: int) -> None:
         """Append a block of ``imu.raw`` samples (RAW_IMU_DTYPE) received at wall time ``now_ns``."""
@@ -132,20 +169,33 @@ class SensorTrack:
         ag = self._ag[a:b]
         ag[:, 0] = raw["acc"]
         ag[:, 1] = raw["gyr"]
-        # squared norms against squared limits, summed x, y, z as _add_one does (same
-        # decisions at the limits); NaN compares False and inf exceeds any limit
-        sq = ag * ag
-        norm2 = sq[:, :, 0] + sq[:, :, 1]
-        norm2 += sq[:, :, 2]
-        valid = self._valid[a:b]
-        with np.errstate(invalid="ignore"):
-            np.less_equal(norm2[:, 0], self._acc2_max, out=valid)
-            valid &= norm2[:, 1] <= self._gyr2_max
+        self._classify(ag, self._state[a:b])
         self._end = b
         self.last_t = int(self._t[b - 1]) if n else self.last_t
         self.last_arrival_ns = now_ns
         self.samples += n
-        self.invalid_samples += n - int(np.count_nonzero(valid))
+
+    def _classify(self, ag: np.ndarray, state: np.ndarray) -> None:
+        """Sample states (0, INVALID, SATURATED) of ``ag`` (n, 2, 3) acc m/s^2, gyr rad/s into
+        ``state``; counts them. Same decisions as :meth:`_add_one`: the largest acc axis against
+        the range, the squared gyr norm summed x, y, z against the squared limit; NaN compares
+        False and inf exceeds any limit."""
+        a = np.abs(ag[:, 0])
+        acc_abs = np.maximum(a[:, 0], a[:, 1])  # largest axis; NaN if any axis is NaN
+        np.maximum(acc_abs, a[:, 2], out=acc_abs)
+        gyr = ag[:, 1]
+        sq = gyr * gyr
+        norm2 = sq[:, 0] + sq[:, 1]
+        norm2 += sq[:, 2]
+        with np.errstate(invalid="ignore"):
+            ok = (acc_abs <= self._acc_abs_max) & (norm2 <= self._gyr2_max)
+            sat = ok & (acc_abs >= self._acc_sat)
+        np.multiply(~ok, _INVALID, out=state)
+        n_sat = int(np.count_nonzero(sat))
+        if n_sat:
+            state[sat] = _SATURATED
+            self.saturated_samples += n_sat
+        self.invalid_samples += len(state) - int(np.count_nonzero(ok))
 
     def _add_one(self, raw: np.ndarray, now_ns: int) -> None:
         """:meth:`add` for a one-sample block (live streams), with Python scalars."""
@@ -161,22 +211,28 @@ class SensorTrack:
         if last is not None and t < last:
             t = last  # monotonic across clock refits
         # NaN compares False and inf exceeds any limit: one test covers finiteness and range
-        ok = (ax * ax + ay * ay + az * az <= self._acc2_max
-              and gx * gx + gy * gy + gz * gz <= self._gyr2_max)
-        self._pend.append((t, ok, (ax, ay, az, gx, gy, gz)))
+        lim = self._acc_abs_max
+        if (abs(ax) <= lim and abs(ay) <= lim and abs(az) <= lim
+                and gx * gx + gy * gy + gz * gz <= self._gyr2_max):
+            sat = self._acc_sat
+            state = _F_SATURATED if abs(ax) >= sat or abs(ay) >= sat or abs(az) >= sat else 0
+            self.saturated_samples += state != 0
+        else:
+            state = _F_INVALID
+            self.invalid_samples += 1
+        self._pend.append((t, state, (ax, ay, az, gx, gy, gz)))
         self.last_t = t
         self.last_arrival_ns = now_ns
         self.samples += 1
-        self.invalid_samples += not ok
 
     def _flush(self) -> None:
         """Move the samples added one at a time into the arrays (before any array operation)."""
         pend = self._pend
         if pend:
             a, b = self._reserve(len(pend))
-            t, ok, vals = zip(*pend)
+            t, state, vals = zip(*pend)
             self._t[a:b] = t
-            self._valid[a:b] = ok
+            self._state[a:b] = state
             self._ag[a:b] = np.reshape(vals, (-1, 2, 3))
             self._end = b
             pend.clear()
@@ -189,14 +245,14 @@ class SensorTrack:
             while used + n > cap // 2:
                 cap *= 2
             if cap != len(self._t):
-                t, ag, valid = (np.empty(cap, np.int64), np.empty((cap, 2, 3), np.float64),
-                                np.empty(cap, bool))
+                t, ag, state = (np.empty(cap, np.int64), np.empty((cap, 2, 3), np.float64),
+                                np.empty(cap, np.uint8))
             else:
-                t, ag, valid = self._t, self._ag, self._valid
+                t, ag, state = self._t, self._ag, self._state
             t[:used] = self._t[self._start:self._end]
             ag[:used] = self._ag[self._start:self._end]
-            valid[:used] = self._valid[self._start:self._end]
-            self._t, self._ag, self._valid = t, ag, valid
+            state[:used] = self._state[self._start:self._end]
+            self._t, self._ag, self._state = t, ag, state
             self._start, self._end = 0, used
         return self._end, self._end + n
 
@@ -219,6 +275,7 @@ class SensorTrack:
         Linear interpolation between the samples around each grid time. Where the
         samples around it are further apart than ``max_gap_ns`` or there is none on
         one side: NaN and MISSING. Where one of them is invalid: NaN and INVALID.
+        Where one of them is saturated: the interpolated values and SATURATED.
         Across lost samples (spacing > 1.5 nominal periods, <= max_gap_ns): INTERPOLATED.
         """
         ag, flags = self.resample_into(grid)
@@ -240,7 +297,7 @@ class SensorTrack:
             ag[...] = np.nan
             flags[...] = _MISSING
             return ag, flags
-        t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
+        t, vals, state = self.t, self._ag[self._start:self._end], self.state
         j = t.searchsorted(grid, side="right") - 1  # last sample at or before grid
         if j[0] >= 0 and (j[-1] < n - 1 or t[-1] == grid[-1]):
             # every grid time has samples on both sides (or, the last, one at its time)
@@ -248,9 +305,9 @@ class SensorTrack:
             tp = t.take(j)
             span = t.take(jn) - tp
             exact = tp == grid
-            if ((span <= self.max_gap_ns) | exact).all() and valid_s[j].all() and (
-                    valid_s[jn].all()):
-                # the usual case: every grid time interpolated between two valid samples
+            if ((span <= self.max_gap_ns) | exact).all() and not state.take(j).any() and (
+                    not state.take(jn).any()):
+                # the usual case: every grid time interpolated between two good samples
                 w = (grid - tp) / np.maximum(span, 1)
                 vp = vals.take(j, axis=0)  # take: ~5x faster than fancy indexing here
                 res = ag if ag.flags.c_contiguous else np.empty(ag.shape)
@@ -275,9 +332,10 @@ class SensorTrack:
 
     def _resample_general(self, grid: np.ndarray, j: np.ndarray, ag: np.ndarray,
                           flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`resample_into` with gaps, invalid samples or grid times outside the samples."""
+        """:meth:`resample_into` with gaps, invalid or saturated samples or grid times outside
+        the samples."""
         n = self._end - self._start
-        t, vals, valid_s = self.t, self._ag[self._start:self._end], self.valid
+        t, vals, state = self.t, self._ag[self._start:self._end], self.state
         has_prev = j >= 0
         jp = np.clip(j, 0, n - 1)
         jn = np.clip(j + 1, 0, n - 1)
@@ -287,15 +345,18 @@ class SensorTrack:
         bridged = has_next & ~exact & (span <= self.max_gap_ns)
         ok = exact | bridged
         w = np.where(bridged, (grid - t[jp]) / np.maximum(span, 1), 0.0)[:, None, None]
-        valid = valid_s[jp] & (exact | valid_s[jn])
+        st = state[jp] | np.where(exact, _OK, state[jn])  # of the samples used
+        valid = st & _INVALID == 0
         use = ok & valid
         ag[...] = np.nan
         ag[use & exact] = vals[jp][use & exact]
         mid = use & bridged
-        ag[mid] = (vals[jp] + w * (vals[jn] - vals[jp]))[mid]
+        with np.errstate(invalid="ignore"):  # inf - inf next to an INVALID sample: not used
+            ag[mid] = (vals[jp] + w * (vals[jn] - vals[jp]))[mid]
         flags[...] = _MISSING
         flags[ok] = _OK
         flags[ok & ~valid] = _INVALID
+        flags[use] |= st[use] & _SATURATED
         if self.period_ns > 0:
             lost = bridged & (span > 1.5 * self.period_ns)
             flags[lost] |= _INTERPOLATED
@@ -308,13 +369,13 @@ class SensorTrack:
         if not pend or pend[0][0] > g:  # the sample before g (if any) is in the arrays
             return self._sample_at_arrays(g)
         j = bisect_right(pend, g, key=_HOST_T) - 1
-        tp, okp, vp = pend[j]
+        tp, sp, vp = pend[j]
         if tp == g:  # a sample at the grid time: taken as it is
-            return (vp, _F_OK) if okp else (_NAN6, _F_INVALID)
+            return (_NAN6, _F_INVALID) if sp & _F_INVALID else (vp, sp)
         if j + 1 == len(pend):
             return _NAN6, _F_MISSING
-        tn, okn, vn = pend[j + 1]
-        return self._between(g, tp, okp, vp, tn, okn, vn)
+        tn, sn, vn = pend[j + 1]
+        return self._between(g, tp, sp, vp, tn, sn, vn)
 
     def _sample_at_arrays(self, g: int) -> tuple[Sequence[float], int]:
         """:meth:`sample_at` when no pending sample is at or before ``g``."""
@@ -323,29 +384,31 @@ class SensorTrack:
         jp = s + int(t[s:e].searchsorted(g, side="right")) - 1
         if jp < s:  # before the first sample
             return _NAN6, _F_MISSING
-        tp, okp, vp = int(t[jp]), bool(self._valid[jp]), self._ag[jp].ravel().tolist()
+        tp, sp, vp = int(t[jp]), int(self._state[jp]), self._ag[jp].ravel().tolist()
         if tp == g:
-            return (vp, _F_OK) if okp else (_NAN6, _F_INVALID)
+            return (_NAN6, _F_INVALID) if sp & _F_INVALID else (vp, sp)
         jn = jp + 1
         if jn < e:
-            nxt = int(t[jn]), bool(self._valid[jn]), self._ag[jn].ravel().tolist()
+            nxt = int(t[jn]), int(self._state[jn]), self._ag[jn].ravel().tolist()
         elif self._pend:  # the next sample is the first pending one
             nxt = self._pend[0]
         else:
             return _NAN6, _F_MISSING
-        return self._between(g, tp, okp, vp, *nxt)
+        return self._between(g, tp, sp, vp, *nxt)
 
-    def _between(self, g: int, tp: int, okp: bool, vp: Sequence[float], tn: int, okn: bool,
+    def _between(self, g: int, tp: int, sp: int, vp: Sequence[float], tn: int, sn: int,
                  vn: Sequence[float]) -> tuple[Sequence[float], int]:
-        """Values and flags at ``g`` strictly between samples at ``tp`` and ``tn`` (ns)."""
+        """Values and flags at ``g`` strictly between samples at ``tp`` and ``tn`` (ns) whose
+        states (0, INVALID or SATURATED) are ``sp`` and ``sn``."""
         span = tn - tp
         if span > self.max_gap_ns:
             return _NAN6, _F_MISSING
         lost = _F_INTERPOLATED if self.period_ns > 0 and span > 1.5 * self.period_ns else _F_OK
-        if not (okp and okn):
+        st = sp | sn
+        if st & _F_INVALID:
             return _NAN6, _F_INVALID | lost
         w = (g - tp) / max(span, 1)
-        return [p + w * (q - p) for p, q in zip(vp, vn)], lost
+        return [p + w * (q - p) for p, q in zip(vp, vn)], lost | st
 
     def trim_before(self, t_ns: int) -> None:
         """Drop samples not needed for grid times >= ``t_ns`` (keeps the one before it)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nodes.sync.sensor_track import G0, Limits, SensorTrack
+from nodes.sync.sensor_track import BEYOND_RANGE, G0, Limits, SensorTrack, acc_range_from_meta
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
@@ -27,7 +27,8 @@ from pipeline.runtime.streams import (
 )
 
 CLOCK_STATS_PERIOD_NS = 250_000_000  # refresh the per-sensor clock figures in status this often
-_COUNTED = (int(FrameFlag.MISSING), int(FrameFlag.INTERPOLATED), int(FrameFlag.INVALID))
+_COUNTED = (int(FrameFlag.MISSING), int(FrameFlag.INTERPOLATED), int(FrameFlag.INVALID),
+            int(FrameFlag.SATURATED))
 
 
 def _frame_struct(dtype: np.dtype, n_imu: int) -> struct.Struct:
@@ -58,7 +59,11 @@ class Sync(Node):
     - gap between the samples around the frame time <= ``max_gap_s``: interpolated
       (flag INTERPOLATED if samples were lost, i.e. the gap exceeds 1.5 periods);
     - longer gap, before the first sample, or stalled: NaN with flag MISSING;
-    - NaN input or |acc| > ``acc_max`` / |gyr| > ``gyr_max``: NaN with flag INVALID.
+    - an acc axis at the sensor's range (>= 0.999 of it): the values as they are, with
+      flag SATURATED (the first time per sensor logged); the range is the raw stream's
+      ``meta.acc_range_g`` (g0) or ``meta.acc_range`` (m/s^2), else ``acc_max``;
+    - NaN input, an acc axis beyond twice the range or |gyr| > ``gyr_max``: NaN with flag
+      INVALID.
 
     Output never depends on the input block sizes (as long as no sensor stalls).
 
@@ -82,7 +87,9 @@ class Sync(Node):
         max_gap_s: float = 0.1  # interpolate across gaps up to this long, s
         latency_s: float = 0.1  # wait this long (wall clock) for a late sensor, s
         dejitter: bool = True  # map sensor clocks onto host time (else use t_host as is)
-        acc_max: float = 16 * G0  # m/s^2, larger |acc| is INVALID
+        # m/s^2, acc range per axis where the stream's info states none: at it SATURATED,
+        # beyond twice it INVALID
+        acc_max: float = 16 * G0
         gyr_max: float = 35.0  # rad/s, larger |gyr| is INVALID
         clock_window_s: float = 30.0  # s of sensor time the clock fit spans
         # also publish frame.arrival: per frame, the receive time of the sensor message that
@@ -94,6 +101,9 @@ class Sync(Node):
                 raise ValueError(f"rate_hz must be > 0 and max_gap_s, latency_s >= 0; got "
                                  f"rate_hz={self.rate_hz}, max_gap_s={self.max_gap_s}, "
                                  f"latency_s={self.latency_s}")
+            if not self.acc_max > 0 or not self.gyr_max > 0:
+                raise ValueError(f"acc_max and gyr_max must be > 0; got acc_max={self.acc_max}, "
+                                 f"gyr_max={self.gyr_max}")
             if len(set(self.imus)) != len(self.imus):
                 raise ValueError(f"imus has duplicate names: {self.imus}")
 
@@ -115,7 +125,7 @@ class Sync(Node):
     def setup(self) -> None:
         p = self.params
         names = list(p.imus) or self._chain_imus()
-        limits = Limits(acc_max=p.acc_max, gyr_max=p.gyr_max)
+        limits = Limits(acc_range=p.acc_max, gyr_max=p.gyr_max)
         max_gap_ns = round(p.max_gap_s * 1e9)
         self._tracks = [SensorTrack(n, max_gap_ns=max_gap_ns, dejitter=p.dejitter, limits=limits,
                                     clock_window_s=p.clock_window_s) for n in names]
@@ -132,7 +142,10 @@ class Sync(Node):
         self._unknown: set[str] = set()
         self._span: dict[str, int] = {}  # per sensor: t_host span of its last message, ns
         self._first_t = 0  # host time of the first sample of any sensor, ns
-        self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0}
+        self._counts = {"frames": 0, "missing": 0, "interpolated": 0, "invalid": 0,
+                        "saturated": 0}
+        self._infos: dict[str, StreamInfo] = {}  # per sensor: the stream info its limits follow
+        self._saturated: set[str] = set()  # sensors whose first saturated sample was logged
         self._period_ns = 1e9 / p.rate_hz
         self._clock_due_ns = 0  # next wall time (monotonic ns) the clock stats are refreshed
         self.declare(FRAME, frame_info(f"{self.id}/{FRAME}", names, p.rate_hz,
@@ -182,7 +195,14 @@ class Sync(Node):
         if self._started_ns is None:
             self._started_ns = now
         raw = block.data
+        if self._infos.get(name) is not info:
+            self._follow_info(track, info)
         track.add(raw, info.rate_hz, now)
+        if track.saturated_samples and name not in self._saturated:
+            self._saturated.add(name)
+            self.log.warning("sensor '%s': acc at its range (%.4g g0 per axis): samples kept and "
+                             "flagged SATURATED, the true acceleration may be larger; counted "
+                             "in status 'saturated'", name, track.limits.acc_range / G0)
         if n > 1 or self._span.get(name):  # the data span of this sensor's last message
             self._span[name] = int(raw["t_host"][-1]) - int(raw["t_host"][0])
         if self._k_next is None:
@@ -194,6 +214,22 @@ class Sync(Node):
             if horizon >= self._next_t:  # else no grid time is due yet
                 self._arrival_ns = block.t_host
                 self._emit_ready(horizon)
+
+    def _follow_info(self, track: SensorTrack, info: StreamInfo) -> None:
+        """Take the sensor's acc range (m/s^2 per axis) from its raw stream info, if stated."""
+        self._infos[track.name] = info
+        try:
+            rng = acc_range_from_meta(info.meta)
+        except ValueError as exc:
+            self.log.warning("sensor '%s' (stream %s): %s; acc range stays %.4g g0", track.name,
+                             info.stream, exc, track.limits.acc_range / G0)
+            return
+        rng = self.params.acc_max if rng is None else rng
+        if rng != track.limits.acc_range:
+            track.set_limits(Limits(acc_range=rng, gyr_max=self.params.gyr_max))
+            self.log.info("sensor '%s': acc range %.4g g0 per axis (stream %s): SATURATED from "
+                          "%.4g g0, INVALID beyond %.4g g0", track.name, rng / G0, info.stream,
+                          0.999 * rng / G0, BEYOND_RANGE * rng / G0)
 
     def on_eos(self) -> None:
         """Inputs ended: emit the frames up to the newest sample of any sensor."""
@@ -267,7 +303,7 @@ class Sync(Node):
         if any(flags):
             self._count(1, *(sum(1 for f in flags if f & bit) for bit in _COUNTED))
         else:
-            self._count(1, 0, 0, 0)
+            self._count(1, 0, 0, 0, 0)
         if self.params.arrival:
             self._emit_arrival(np.array([(g, self._arrival_ns)], ARRIVAL_DTYPE), g)
         self.emit(FRAME, out, t_host=g)
@@ -293,7 +329,7 @@ class Sync(Node):
         if flags.any():
             self._count(m, *(int(np.count_nonzero(flags & bit)) for bit in _COUNTED))
         else:
-            self._count(m, 0, 0, 0)
+            self._count(m, 0, 0, 0, 0)
         if self.params.arrival:
             arrival = np.empty(m, ARRIVAL_DTYPE)
             arrival["t_host"] = grid
@@ -306,13 +342,15 @@ class Sync(Node):
         the arrival when the frame's results reach it)."""
         self.emit(ARRIVAL, records, t_host=t_host)
 
-    def _count(self, frames: int, missing: int, interpolated: int, invalid: int) -> None:
+    def _count(self, frames: int, missing: int, interpolated: int, invalid: int,
+               saturated: int) -> None:
         """Add to the frame and flag counts (sensor-frames per flag) in the node's stats."""
         c = self._counts
         c["frames"] += frames
         c["missing"] += missing
         c["interpolated"] += interpolated
         c["invalid"] += invalid
+        c["saturated"] += saturated
         extra = self.stats.extra
         extra.update(c)
         now = time.monotonic_ns()

@@ -66,8 +66,9 @@ class FrameFlag(IntFlag):
     OK = 0
     INTERPOLATED = 1  # filled across a short gap (<= max_gap_s)
     MISSING = 2  # no data: values are NaN, never to be used as numbers
-    INVALID = 4  # input was NaN or outside the sensor's physical range
-    AT_REST = 8  # the filter detected rest (gyro bias estimation)
+    INVALID = 4  # input was NaN or far beyond the sensor's range: values are NaN
+    AT_REST = 8  # the filter detected rest over its window ending here (gyro bias estimation)
+    SATURATED = 16  # an acc axis at the sensor's range: values kept, the true one may be larger
 
 
 def frame_dtype(n_imu: int) -> np.dtype:
