@@ -141,7 +141,10 @@ class SensorTrack:
         self.limits = limits
         self._acc_sat = SATURATION * limits.acc_range  # m/s^2, per axis
         self._acc_abs_max = BEYOND_RANGE * limits.acc_range
-        self._gyr2_max = limits.gyr_max ** 2  # squared: the one-sample path skips sqrt
+        # squared limits: the usual sample is told apart by its squared norms, no sqrt (an
+        # axis at the range has a squared norm >= _acc2_sat; only those are looked at per axis)
+        self._acc2_sat = self._acc_sat ** 2
+        self._gyr2_max = limits.gyr_max ** 2
 
     def add(self, raw: np.ndarray, rate_hz: float, now_ns: int) -> None:
         """Append a block of ``imu.raw`` samples (RAW_IMU_DTYPE) received at wall time ``now_ns``."""
@@ -177,25 +180,25 @@ class SensorTrack:
 
     def _classify(self, ag: np.ndarray, state: np.ndarray) -> None:
         """Sample states (0, INVALID, SATURATED) of ``ag`` (n, 2, 3) acc m/s^2, gyr rad/s into
-        ``state``; counts them. Same decisions as :meth:`_add_one`: the largest acc axis against
-        the range, the squared gyr norm summed x, y, z against the squared limit; NaN compares
-        False and inf exceeds any limit."""
-        a = np.abs(ag[:, 0])
-        acc_abs = np.maximum(a[:, 0], a[:, 1])  # largest axis; NaN if any axis is NaN
-        np.maximum(acc_abs, a[:, 2], out=acc_abs)
-        gyr = ag[:, 1]
-        sq = gyr * gyr
-        norm2 = sq[:, 0] + sq[:, 1]
-        norm2 += sq[:, 2]
+        ``state``; counts them. Same decisions as :meth:`_add_one`: squared norms summed x, y,
+        z (NaN compares False, inf exceeds any limit), then per axis where acc may be at the
+        range."""
+        sq = ag * ag
+        norm2 = sq[:, :, 0] + sq[:, :, 1]
+        norm2 += sq[:, :, 2]
         with np.errstate(invalid="ignore"):
-            ok = (acc_abs <= self._acc_abs_max) & (norm2 <= self._gyr2_max)
-            sat = ok & (acc_abs >= self._acc_sat)
-        np.multiply(~ok, _INVALID, out=state)
-        n_sat = int(np.count_nonzero(sat))
-        if n_sat:
-            state[sat] = _SATURATED
-            self.saturated_samples += n_sat
-        self.invalid_samples += len(state) - int(np.count_nonzero(ok))
+            np.multiply(~(norm2[:, 1] <= self._gyr2_max), _INVALID, out=state)
+            high = ~(norm2[:, 0] < self._acc2_sat)  # an axis may be at the range (or NaN)
+        if high.any():
+            rows = np.flatnonzero(high)
+            acc_abs = np.abs(ag[rows, 0]).max(axis=1)  # NaN if an axis is NaN
+            with np.errstate(invalid="ignore"):
+                beyond = ~(acc_abs <= self._acc_abs_max)
+                at_range = ~beyond & (acc_abs >= self._acc_sat) & (state[rows] == 0)
+            state[rows[beyond]] = _INVALID
+            state[rows[at_range]] = _SATURATED
+            self.saturated_samples += int(np.count_nonzero(at_range))
+        self.invalid_samples += int(np.count_nonzero(state == _INVALID))
 
     def _add_one(self, raw: np.ndarray, now_ns: int) -> None:
         """:meth:`add` for a one-sample block (live streams), with Python scalars."""
@@ -211,19 +214,27 @@ class SensorTrack:
         if last is not None and t < last:
             t = last  # monotonic across clock refits
         # NaN compares False and inf exceeds any limit: one test covers finiteness and range
-        lim = self._acc_abs_max
-        if (abs(ax) <= lim and abs(ay) <= lim and abs(az) <= lim
-                and gx * gx + gy * gy + gz * gz <= self._gyr2_max):
-            sat = self._acc_sat
-            state = _F_SATURATED if abs(ax) >= sat or abs(ay) >= sat or abs(az) >= sat else 0
-            self.saturated_samples += state != 0
+        g_ok = gx * gx + gy * gy + gz * gz <= self._gyr2_max
+        if ax * ax + ay * ay + az * az < self._acc2_sat and g_ok:
+            state = 0  # the usual sample
         else:
-            state = _F_INVALID
-            self.invalid_samples += 1
+            state = self._state_one(ax, ay, az, g_ok)
         self._pend.append((t, state, (ax, ay, az, gx, gy, gz)))
         self.last_t = t
         self.last_arrival_ns = now_ns
         self.samples += 1
+
+    def _state_one(self, ax: float, ay: float, az: float, g_ok: bool) -> int:
+        """State of a sample whose acc (m/s^2) may be at or beyond the range, or whose gyr is
+        not ``g_ok``: per axis, as :meth:`_classify`; counted."""
+        lim, sat = self._acc_abs_max, self._acc_sat
+        if not (g_ok and abs(ax) <= lim and abs(ay) <= lim and abs(az) <= lim):
+            self.invalid_samples += 1
+            return _F_INVALID
+        if abs(ax) >= sat or abs(ay) >= sat or abs(az) >= sat:
+            self.saturated_samples += 1
+            return _F_SATURATED
+        return 0
 
     def _flush(self) -> None:
         """Move the samples added one at a time into the arrays (before any array operation)."""
