@@ -44,6 +44,7 @@ class Orientation(Node):
     Frames where the root IMU is MISSING or INVALID (NaN) keep the filter going
     on the last valid angular rate without an accelerometer correction, so the
     output stays continuous; the flags of the input tell which frames those were.
+    SATURATED frames (acc at the sensor's range) carry values and are used as they are.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, root IMU in the root body frame.
