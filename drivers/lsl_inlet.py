@@ -1,4 +1,6 @@
-"""LSL inlet source: any Lab Streaming Layer stream of accelerometer and gyroscope samples as ``imu.raw``.
+"""LSL inlet source: any Lab Streaming Layer stream of accelerometer and gyroscope samples.
+
+Samples go out as ``imu.raw``, one stream per sensor.
 
 The stream is found by name, content type and/or source_id with a continuous
 resolver (it keeps looking in the background, so a stream may start after the
@@ -181,7 +183,7 @@ class LslImu(Source):
         acc_unit: Literal["auto", "m/s^2", "g"] = "auto"  # auto: the channels' <unit> (none: m/s^2)
         gyr_unit: Literal["auto", "rad/s", "deg/s"] = "auto"  # auto: the channels' <unit>
         rate_hz: float = 0.0  # nominal rate of imu.raw, Hz; 0 = the stream's nominal_srate
-        open_timeout_s: float = 2.0  # for the stream's header, its connection, the first clock estimate
+        open_timeout_s: float = 2.0  # s, for the header, the connection, the first clock offset
         reconnect_max_s: float = 5.0  # longest wait between attempts to open a stream, s
         max_buflen_s: int = 30  # seconds of samples the inlet buffers while the graph is busy
         max_chunk: int = 1024  # most samples emitted per message

@@ -1,4 +1,4 @@
-"""LSL outlet node: publishes IMU frames, joint angles and body poses as Lab Streaming Layer streams.
+"""LSL outlet node: IMU frames, joint angles and body poses as Lab Streaming Layer streams.
 
 Every input stream (``node/topic``) becomes one LSL outlet, created when its first
 message arrives, with the channel layout, units and source id described in the
@@ -159,7 +159,7 @@ def state_layout(info: StreamInfo) -> Layout:
 
 
 def pose_layout(info: StreamInfo) -> Layout:
-    """chain.pose: per body position x,y,z (m, earth frame) then quaternion w,x,y,z (body to earth)."""
+    """chain.pose: per body position x,y,z (m, earth frame), quaternion w,x,y,z (body to earth)."""
     n_bodies = info.np_dtype["pos"].shape[0]
     bodies = [str(s) for s in info.meta.get("bodies") or []]
     if len(bodies) != n_bodies:
@@ -204,6 +204,7 @@ class _Out:
     outlet: pylsl.StreamOutlet
     name: str
     source_id: str
+    rate_hz: float  # the outlet's nominal rate, Hz (0: irregular)
     samples: int = 0
     gaps: int = 0
 
@@ -228,8 +229,10 @@ class LslOutlet(Node):
     class Params:
         name_prefix: str = "imuflow"  # LSL stream name: "<name_prefix> <node>/<topic>"
         names: dict[str, str] = field(default_factory=dict)  # input "node/topic" -> LSL name
-        source_id_prefix: str = ""  # source_id "<prefix>/<this node>/<node>/<topic>"; "" = graph name
+        source_id_prefix: str = ""  # source_id "<prefix>/<this node>/<node>/<topic>"; "": graph
         types: dict[str, str] = field(default_factory=dict)  # topic kind -> LSL content type
+        rates: dict[str, float] = field(default_factory=dict)  # input "node/topic" -> nominal
+        # rate, Hz, for streams that declare none (rate_hz 0 goes out as LSL's irregular rate)
         # (defaults: imu.frame "IMU", chain.state/chain.truth/chain.pose/root.orientation "MoCap")
         wait_for_consumer_s: float = 0.0  # at a stream's first message wait up to this long for an
         # inlet (LabRecorder) before pushing, s; for replays at full speed; 0 = push at once
@@ -240,6 +243,8 @@ class LslOutlet(Node):
         def __post_init__(self) -> None:
             if self.wait_for_consumer_s < 0 or self.max_buffered_s < 1:
                 raise ValueError("wait_for_consumer_s must be >= 0 and max_buffered_s >= 1")
+            if any(r <= 0 for r in self.rates.values()):
+                raise ValueError(f"rates must be > 0 Hz, got {self.rates}")
 
     def setup(self) -> None:
         p = self.params
@@ -292,7 +297,7 @@ class LslOutlet(Node):
         self._update_stats()
 
     def _bind(self, info: StreamInfo, old: _Out | None) -> _Out:
-        """The outlet for ``info``: the old one if the channel layout is unchanged, else a new one."""
+        """The outlet for ``info``: the old one if its channels are unchanged, else a new one."""
         make = LAYOUTS.get(info.kind)
         if make is None:
             raise ValueError(f"node '{self.id}': cannot publish {info.stream} of kind "
@@ -303,7 +308,7 @@ class LslOutlet(Node):
             raise ValueError(f"node '{self.id}': stream {info.stream} ({info.kind}) does not "
                              f"have the fields of its contract (streams.py): {exc}") from exc
         if old is not None:
-            if old.layout.labels == layout.labels and old.info.rate_hz == info.rate_hz:
+            if old.layout.labels == layout.labels and old.info.rate_hz == info.rate_hz:  # same
                 old.info = info
                 return old
             self.log.warning("%s changed its channels or rate: LSL stream '%s' is created anew",
@@ -318,19 +323,19 @@ class LslOutlet(Node):
         name = p.names.get(info.stream) or f"{p.name_prefix} {info.stream}".strip()
         source_id = f"{self._prefix}/{self.id}/{info.stream}"
         ctype = p.types.get(info.kind) or DEFAULT_TYPES[info.kind]
-        rate = info.rate_hz if info.rate_hz > 0 else pylsl.IRREGULAR_RATE
+        rate = p.rates.get(info.stream) or info.rate_hz or pylsl.IRREGULAR_RATE
         sinfo = pylsl.StreamInfo(name, ctype, len(layout.labels), rate, "float32", source_id)
         self._describe(sinfo, info, layout)
         outlet = pylsl.StreamOutlet(sinfo, 0, p.max_buffered_s)
         self.log.info("LSL outlet '%s' (type %s, source_id %s): %d channels at %g Hz from %s",
-                      name, ctype, source_id, len(layout.labels), info.rate_hz, info.stream)
+                      name, ctype, source_id, len(layout.labels), rate, info.stream)
         if p.wait_for_consumer_s > 0:
             if outlet.wait_for_consumers(p.wait_for_consumer_s):
                 self.log.info("LSL outlet '%s': an inlet connected", name)
             else:
                 self.log.warning("LSL outlet '%s': no inlet within %g s; pushing anyway", name,
                                  p.wait_for_consumer_s)
-        return _Out(info, layout, outlet, name, source_id)
+        return _Out(info, layout, outlet, name, source_id, rate)
 
     def _describe(self, sinfo: pylsl.StreamInfo, info: StreamInfo, layout: Layout) -> None:
         """Write the XDF meta-data: channels, acquisition, and imuflow's own stream record."""
@@ -375,7 +380,7 @@ class LslOutlet(Node):
         if command == "streams":
             return {"ok": True, "streams": [
                 {"name": o.name, "source_id": o.source_id, "from": o.info.stream,
-                 "channels": len(o.layout.labels), "rate_hz": o.info.rate_hz,
+                 "channels": len(o.layout.labels), "rate_hz": o.rate_hz,
                  "samples": o.samples, "consumers": o.outlet.have_consumers()}
                 for o in self._outs.values()]}
         return super().on_command(command, args)

@@ -1,4 +1,4 @@
-"""Lab Streaming Layer: the LslOutlet node and the LslImu driver against real pylsl inlets and outlets.
+"""Lab Streaming Layer: LslOutlet node and LslImu driver against real pylsl inlets and outlets.
 
 liblsl is configured for this machine only (ResolveScope machine, IPv4 loopback:
 docs/lsl.md) through LSLAPICFG, set before the first LSL call of this process and
@@ -207,9 +207,10 @@ def test_chain_state_goes_out_as_hinge_angles_in_degrees_and_quaternions():
 def test_chain_pose_goes_out_as_position_and_quaternion_per_body():
     sid = f"t{uid()}"
     node = LslOutlet.create("lsl", source_id_prefix=sid, wait_for_consumer_s=WAIT_S,
-                            names={"fk/chain.pose": "knee poses"})
+                            names={"fk/chain.pose": "knee poses"},
+                            rates={"fk/chain.pose": 100.0})
     dt = pose_dtype(2)
-    info = StreamInfo.for_array("fk/chain.pose", POSE, dt, rate_hz=100.0, channels=dt.names,
+    info = StreamInfo.for_array("fk/chain.pose", POSE, dt, rate_hz=0.0, channels=dt.names,
                                 units=("ns", "m", "1"), meta={"bodies": ["thigh", "shank"]})
     rng = np.random.default_rng(3)
     data = np.zeros(250, dt)
@@ -227,6 +228,7 @@ def test_chain_pose_goes_out_as_position_and_quaternion_per_body():
     full = inlet.info(timeout=WAIT_S)
     labels, units, types = meta(full)
     assert full.name() == "knee poses" and full.type() == "MoCap"
+    assert full.nominal_srate() == 100.0  # from params.rates: fk declares no rate
     assert labels[:7] == ["thigh_pos_x", "thigh_pos_y", "thigh_pos_z", "thigh_quat_w",
                           "thigh_quat_x", "thigh_quat_y", "thigh_quat_z"]
     assert labels[7:] == [lb.replace("thigh", "shank") for lb in labels[:7]]
