@@ -98,6 +98,7 @@ class Replay(Source):
         self._items: Iterator[_Item] | None = None
         self._pending: _Item | None = None
         self._t0_file: int | None = None
+        self._position_ns = 0
         self.stats.extra["path"] = str(self.path)
 
     def on_start(self) -> None:
@@ -240,7 +241,13 @@ class Replay(Source):
             if time.monotonic_ns() >= deadline:
                 return True
 
+    @property
+    def position_s(self) -> float:
+        """How far into the session replay is: recorder receive time (log time) since its start, s."""
+        return self._position_ns / 1e9
+
     def _emit_item(self, item: _Item) -> None:
+        self._position_ns = item.log_time - self._t0_file
         run = item.run
         info = self._out[run.channel.id]
         dtype = self._dtypes.get(run.channel.id)

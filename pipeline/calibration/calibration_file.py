@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import yaml
 
 from pipeline.calibration.sensor_to_segment import Calibration
 from pipeline.kinematics.quaternion import np_qto_matrix
+from pipeline.runtime.atomic_file import atomic_text
 from pipeline.runtime.errors import ConfigError
 
 VERSION = 1
@@ -54,14 +53,8 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
     """Write ``cal`` as YAML to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     text = HEADER + yaml.safe_dump(calibration_to_dict(cal), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text(path) as f:
+        f.write(text)
     return path
 
 

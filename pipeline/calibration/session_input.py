@@ -6,20 +6,27 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.calibration.phases import parse_window
+from pipeline.calibration.sensor_to_segment import Calibration, calibrate
+from pipeline.kinematics.chain import Chain
 from pipeline.recording.resample import raw_on_grid
 from pipeline.recording.session_reader import read_streams
 from pipeline.runtime.streams import RAW_IMU
 
 
-def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float
+def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float,
+                     sensors: dict[str, str] | None = None
                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """acc (m/s^2) and gyr (rad/s) per IMU, sensor frames, linearly resampled at rate_hz Hz.
 
     The grid spans the time all ``imus`` overlap (their ``imu.raw`` streams' t_host, the
-    stream source being the IMU name). ValueError names the file and the missing sensors.
+    stream source being the IMU name, or mapped to it by ``sensors``: recorded name ->
+    IMU site, as a graph's ``sensors:``). ValueError names the file and the missing sensors.
     """
     path = Path(path)
-    raw = {s.info.source: s.data for s in read_streams(path).values() if s.info.kind == RAW_IMU}
+    names = sensors or {}
+    raw = {names.get(s.info.source, s.info.source): s.data for s in read_streams(path).values()
+           if s.info.kind == RAW_IMU}
     missing = [m for m in imus if m not in raw]
     if missing:
         raise ValueError(f"{path}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
@@ -33,3 +40,18 @@ def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float
     for m in imus:
         acc[m], gyr[m] = raw_on_grid(raw[m], grid)
     return acc, gyr
+
+
+def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
+                      static: str | None = None, functional: str | None = None,
+                      sensors: dict[str, str] | None = None, chain_name: str = "") -> Calibration:
+    """Calibrate the chain's IMUs from a recorded procedure (windows as ``T0:T1`` s, or found).
+
+    ValueError / CalibrationError say what is wrong with the recording or the windows.
+    """
+    acc, gyr = imu_from_session(path, chain.imu_names, rate_hz, sensors)
+    n = min(len(a) for a in acc.values())
+    static_w = parse_window(static, rate_hz, n, "--static") if static else None
+    functional_w = parse_window(functional, rate_hz, n, "--functional") if functional else None
+    return calibrate(chain, acc, gyr, rate_hz, static_w, functional_w,
+                     chain_name=chain_name or chain.name, source=str(path))

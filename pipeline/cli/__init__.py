@@ -14,7 +14,7 @@ from pipeline.runtime.log_setup import setup_logging
 # Each sub-command is a module ``pipeline/cli/<name>_cmd.py`` with a docstring whose
 # first line is the help text, ``add_arguments(parser)`` and ``run(args) -> int``.
 ORDER = ["run", "validate", "status", "nodes", "command", "swap", "record", "import", "calibrate",
-         "eval",
+         "track", "eval",
          "devices", "keys", "bench"]
 
 

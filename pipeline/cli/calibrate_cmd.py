@@ -15,13 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.calibration import (
-    CalibrationError,
-    calibrate,
-    parse_window,
-    write_calibration,
-)
-from pipeline.calibration.session_input import imu_from_session
+from pipeline.calibration import Calibration, CalibrationError, write_calibration
+from pipeline.calibration.session_input import calibrate_session
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.runtime.errors import ConfigError, ImuflowError
 
@@ -57,26 +52,25 @@ def run(args: argparse.Namespace) -> int:
     except (ChainError, OSError) as exc:
         raise ConfigError(f"chain: {exc}", file=str(args.chain)) from None
     try:
-        acc, gyr = imu_from_session(args.source, chain.imu_names, args.rate_hz)
-        n = min(len(a) for a in acc.values())
-        static = parse_window(args.static, args.rate_hz, n, "--static") if args.static else None
-        functional = (parse_window(args.functional, args.rate_hz, n, "--functional")
-                      if args.functional else None)
-        cal = calibrate(chain, acc, gyr, args.rate_hz, static, functional,
-                        chain_name=str(args.chain), source=str(args.source))
+        cal = calibrate_session(args.source, chain, args.rate_hz, args.static, args.functional,
+                                chain_name=str(args.chain))
     except (ValueError, CalibrationError) as exc:
         raise ImuflowError(f"calibrate: {exc}") from None
     write_calibration(cal, args.output)
-    print(f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s, functional motion "
-          f"{cal.functional[0]:.2f}-{cal.functional[1]:.2f} s")
-    for s in cal.sensors.values():
-        q = ", ".join(f"{x:+.4f}" for x in s.rotation)
-        print(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(
-            f"{k} {v:.3g}" for k, v in s.quality.items()))
+    print("\n".join(report(cal)))
     if not cal.ok:
-        for p in cal.problems():
-            print(f"POOR: {p}")
         print(f"wrote {args.output} (marked poor: the filter will not apply it)")
         return EXIT_POOR
     print(f"wrote {args.output}")
     return 0
+
+
+def report(cal: Calibration) -> list[str]:
+    """Lines for the terminal: the phases, each sensor's rotation and quality, problems."""
+    lines = [f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s, functional motion "
+             f"{cal.functional[0]:.2f}-{cal.functional[1]:.2f} s"]
+    for s in cal.sensors.values():
+        q = ", ".join(f"{x:+.4f}" for x in s.rotation)
+        lines.append(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(
+            f"{k} {v:.3g}" for k, v in s.quality.items()))
+    return lines + [f"POOR: {p}" for p in cal.problems()]

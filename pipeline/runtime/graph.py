@@ -141,8 +141,12 @@ class GraphSpec:
         return sum(e.source == source for n in self.nodes for es in n.inputs.values() for e in es)
 
 
-def load_graph(path: str | Path) -> GraphSpec:
-    """Load and check a graph config; raise ConfigError naming file, line and key."""
+def load_graph(path: str | Path, *, check_sensor_names: bool = True) -> GraphSpec:
+    """Load and check a graph config; raise ConfigError naming file, line and key.
+
+    ``check_sensor_names=False`` leaves out the sensor check (:func:`check_sensors`), for
+    callers that change the graph before running it (``imuflow track``) and check then.
+    """
     path = Path(path)
     doc = load_yaml(path)
     f = str(path)
@@ -176,7 +180,8 @@ def load_graph(path: str | Path) -> GraphSpec:
                       groups=groups, direct_groups=_group_list(doc, "direct_groups", groups, f),
                       realtime_groups=_group_list(doc, "realtime_groups", groups, f),
                       sensors=_sensor_map(doc, f))
-    check_sensors(graph)
+    if check_sensor_names:
+        check_sensors(graph)
     return graph
 
 

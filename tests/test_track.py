@@ -1,0 +1,131 @@
+"""`imuflow track`: a recording through the tracking chain inline, as the live graph computes it.
+
+A simulated knee session (sensors aligned with the segments: no calibration needed) is
+recorded by a real graph; `imuflow track` runs it through a tracking graph and writes
+CSV, OpenSim .mot and MCAP; the same graph run live (`imuflow run`, every node in its
+process, ZeroMQ between groups) records chain.state and chain.pose, and the files must
+hold the same numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.recording.session_reader import read_streams
+
+REPO = Path(__file__).resolve().parents[1]
+KNEE = REPO / "configs" / "chains" / "knee.yaml"
+
+
+def _imuflow(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
+                          text=True, timeout=240, cwd=REPO, check=False)
+
+
+def _write(path: Path, graph: dict) -> Path:
+    path.write_text(yaml.safe_dump(graph, sort_keys=False))
+    return path
+
+
+def read_mot(path: Path) -> tuple[dict[str, str], list[str], np.ndarray]:
+    """An OpenSim Storage file as OpenSim reads it: name line, key=value header up to
+    'endheader', a tab-separated label row, then rows of numbers."""
+    lines = path.read_text().splitlines()
+    end = lines.index("endheader")
+    header = dict(line.split("=", 1) for line in lines[1:end])
+    labels = lines[end + 1].split("\t")
+    data = np.loadtxt(lines[end + 2:], delimiter="\t", ndmin=2)
+    return header, labels, data
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("track")
+    session = tmp / "knee.mcap"
+    rec = {"version": 1, "name": "make_session", "chain": str(KNEE), "nodes": [
+        {"id": "sim", "kind": "sim", "params": {"speed": 0, "duration_s": 20, "seed": 3}},
+        {"id": "recorder", "kind": "recorder", "params": {"path": str(session)},
+         "inputs": {"in": ["sim/imu.raw"]}}]}
+    proc = _imuflow("run", str(_write(tmp / "rec.yaml", rec)), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    graph = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    graph["chain"] = str(KNEE)
+    graph["model_dirs"] = [str(REPO / "models")]
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    nodes["sim"].update(kind="replay", params={"path": str(session), "speed": 0})
+    nodes["observer"]["params"]["model"] = str(REPO / "models" / "knee.onnx")
+    nodes["viewer"].update(kind="recorder", params={"path": str(tmp / "live.mcap")},
+                           inputs={"in": ["observer/chain.state", "fk/chain.pose"]})
+    config = _write(tmp / "tracking.yaml", graph)
+
+    proc = _imuflow("run", str(config), "--quiet")  # live: processes, ZeroMQ, direct group
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    live = {s.info.kind: s.data for s in read_streams(tmp / "live.mcap").values()}
+    out = {"live": live, "tmp": tmp}
+    for suffix in ("csv", "mot", "mcap"):
+        proc = _imuflow("track", str(session), "--config", str(config), "--no-calibration",
+                        "-o", str(tmp / f"tracked.{suffix}"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[suffix] = tmp / f"tracked.{suffix}"
+        out[f"{suffix}_stdout"] = proc.stdout
+    return out
+
+
+def test_csv_parses_with_units_and_matches_the_live_graph(tracked: dict) -> None:
+    state, pose = tracked["live"]["chain.state"], tracked["live"]["chain.pose"]
+    csv = np.genfromtxt(tracked["csv"], delimiter=",", names=True)
+    assert len(csv) == len(state) == 2000
+    names = csv.dtype.names
+    assert names[:3] == ("time_s", "t_host_ns", "shank_angle_deg")
+    assert {"shank_q_rel_w", "thigh_pos_z_m", "shank_quat_x"} <= set(names)
+    np.testing.assert_allclose(csv["shank_angle_deg"], np.degrees(state["angle"][:, 0].astype(np.float64)),
+                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(csv["t_host_ns"], state["t_host"].astype(np.float64), rtol=1e-15)
+    for i, body in enumerate(("thigh", "shank")):
+        for k, c in enumerate("wxyz"):
+            np.testing.assert_allclose(csv[f"{body}_q_rel_{c}"], state["q_rel"][:, i, k],
+                                       atol=1e-5, rtol=0)
+            np.testing.assert_allclose(csv[f"{body}_quat_{c}"], pose["quat"][:, i, k],
+                                       atol=1e-5, rtol=0)
+        for k, c in enumerate("xyz"):
+            np.testing.assert_allclose(csv[f"{body}_pos_{c}_m"], pose["pos"][:, i, k],
+                                       atol=1e-5, rtol=0)
+    assert np.ptp(csv["shank_angle_deg"]) > 20  # the knee moved: the comparison means something
+
+
+def test_mot_follows_the_opensim_format(tracked: dict) -> None:
+    header, labels, data = read_mot(tracked["mot"])
+    state = tracked["live"]["chain.state"]
+    assert header["inDegrees"] == "yes" and header["version"] == "1"
+    assert int(header["nRows"]) == len(data) == len(state)
+    assert int(header["nColumns"]) == len(labels) == data.shape[1] == 2
+    assert labels == ["time", "shank_angle"]
+    np.testing.assert_allclose(data[:, 0], (state["t_host"] - state["t_host"][0]) / 1e9,
+                               atol=1e-8)
+    np.testing.assert_allclose(data[:, 1], np.degrees(state["angle"][:, 0].astype(np.float64)), atol=1e-5)
+
+
+def test_mcap_holds_the_live_streams_bit_for_bit(tracked: dict) -> None:
+    got = {s.info.kind: s.data for s in read_streams(tracked["mcap"]).values()}
+    for kind in ("chain.state", "chain.pose"):
+        assert got[kind].tobytes() == tracked["live"][kind].tobytes(), kind
+
+
+def test_track_reports_speed_and_frames(tracked: dict) -> None:
+    assert "2000 frames; 20.0 s of data tracked in" in tracked["csv_stdout"]
+    assert "x real time" in tracked["csv_stdout"]
+
+
+def test_unknown_format_and_missing_session_are_one_line_errors(tmp_path: Path) -> None:
+    proc = _imuflow("track", str(tmp_path / "none.mcap"), "-o", str(tmp_path / "x.csv"))
+    assert proc.returncode == 2 and "no such session file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _imuflow("track", str(tmp_path / "none.mcap"), "-o", str(tmp_path / "x.xlsx"))
+    assert proc.returncode == 2 and "unknown output format '.xlsx'" in proc.stderr
