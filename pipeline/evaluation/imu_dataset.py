@@ -110,7 +110,8 @@ def dataset_from_session(path: str | Path, imus: tuple[str, ...], chain: str,
     truths = [s for s in streams.values() if s.info.kind == TRUTH]
     if not truths:
         raise ValueError(f"{path}: no '{TRUTH}' stream; evaluation needs ground truth "
-                         "(record a simulated session, e.g. with drivers.sim)")
+                         "(record a simulated session, e.g. with drivers.sim); for angles "
+                         "without ground truth use 'imuflow track SESSION -o angles.csv'")
     truth = truths[0].data
     if truth["q_rel"].shape[1:] != (len(bodies), 4):
         raise ValueError(f"{path}: '{TRUTH}' q_rel has shape {truth['q_rel'].shape[1:]}, the "
