@@ -1,19 +1,35 @@
-"""Endpoints: loopback by default; other interfaces only with CURVE keys; wrong keys get nothing."""
+"""Local and remote security: private run folders and control sockets, model folders, endpoints.
+
+Endpoints: loopback by default; other interfaces only with CURVE keys; wrong keys get nothing.
+Run folders: another local user cannot plant the runs folder, a run folder or a control socket.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import stat
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import zmq
 
+from nodes.observer.session import check_inside
 from nodes.remote_input import RemoteInput
+from pipeline.cli import main as cli_main
 from pipeline.runtime.bus import Subscriber
+from pipeline.runtime.control import send_command
 from pipeline.runtime.curve import ClientKeys, create_keys
-from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.errors import ConfigError, ModelRejected, UnsafeRunFolder
 from pipeline.runtime.graph import load_graph
+from pipeline.runtime.params import coerce
+from pipeline.runtime.run_dir import create_run_dir, find_run, live_runs, runs_root
 from pipeline.runtime.supervisor import Supervisor
+
+OTHER_UID = 54321  # a local user that is not us (tests that chown need root)
 
 
 def free_port() -> int:
@@ -105,3 +121,161 @@ def test_remote_input_republishes_a_remote_stream(write_graph, tmp_path):
     assert node.emitted[0].topic == "bridge/count"
     values = [int(b.data[0]) for b in node.emitted]
     assert values == list(range(values[0], values[0] + len(values)))
+
+
+# -- the runs folder, run folders and control sockets: private to the user ---------------------
+
+def _plant(path: Path, *, mode: int | None = None, uid: int | None = None) -> Path:
+    """Make ``path`` a folder as another local user could leave it (mode 777 / foreign owner)."""
+    path.mkdir(exist_ok=True)
+    if uid is not None:
+        os.chown(path, uid, -1)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
+needs_root = pytest.mark.skipif(os.getuid() != 0, reason="chown to another uid needs root")
+
+
+def test_runs_folder_writable_by_others_is_refused(tmp_path, monkeypatch):
+    root = _plant(tmp_path / "runs", mode=0o777)
+    monkeypatch.setenv("IMUFLOW_RUNS", str(root))
+    with pytest.raises(UnsafeRunFolder, match=r"writable by other users \(mode 777\)"):
+        runs_root()
+    with pytest.raises(UnsafeRunFolder):
+        find_run(None)
+
+
+@needs_root
+def test_runs_folder_of_another_user_is_refused(tmp_path, monkeypatch):
+    root = _plant(tmp_path / "runs", mode=0o700, uid=OTHER_UID)
+    monkeypatch.setenv("IMUFLOW_RUNS", str(root))
+    with pytest.raises(UnsafeRunFolder, match=f"belongs to uid {OTHER_UID}, not to you"):
+        runs_root()
+
+
+def test_planted_default_runs_folder_is_refused(tmp_path, monkeypatch):
+    """The attack of the report: a runs folder made first in the shared tmp by someone else."""
+    shared = _plant(tmp_path / "tmp", mode=0o1777)
+    monkeypatch.delenv("IMUFLOW_RUNS")
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    _plant(shared / f"imuflow-{os.getuid()}", mode=0o777)
+    with pytest.raises(UnsafeRunFolder, match="another user|writable by other users"):
+        runs_root()
+    (shared / f"imuflow-{os.getuid()}").rmdir()
+    (shared / f"imuflow-{os.getuid()}").symlink_to(tmp_path)  # a link to a folder of ours
+    with pytest.raises(UnsafeRunFolder, match="symbolic link"):
+        runs_root()
+    (shared / f"imuflow-{os.getuid()}").unlink()
+    root = runs_root()  # made fresh: private
+    assert root == shared / f"imuflow-{os.getuid()}"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+def test_runs_folder_goes_under_xdg_runtime_dir(tmp_path, monkeypatch):
+    runtime = _plant(tmp_path / "xdg", mode=0o700)
+    monkeypatch.delenv("IMUFLOW_RUNS")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert runs_root() == runtime / "imuflow"
+    assert stat.S_IMODE((runtime / "imuflow").stat().st_mode) == 0o700
+    os.chmod(runtime, 0o777)  # an unusable runtime dir: fall back to a private tmp folder
+    assert runs_root().name == f"imuflow-{os.getuid()}"
+
+
+@needs_root
+def test_planted_run_folder_is_not_listed(runs_dir):
+    """A run folder with a manifest naming a live pid, owned by someone else, is never found."""
+    planted = _plant(runs_dir / "graph-1", mode=0o700)
+    (planted / "manifest.json").write_text(json.dumps(
+        {"name": "graph", "config": "/x.yaml", "supervisor_pid": os.getpid(), "nodes": ["sim"]}))
+    assert [r.path for r in live_runs()] == [planted]  # ours: found
+    os.chown(planted, OTHER_UID, -1)
+    assert live_runs() == []
+    os.chown(planted, os.getuid(), -1)
+    os.chmod(planted, 0o777)
+    assert live_runs() == []
+
+
+def _bound_rep(ctx: zmq.Context, path: Path) -> zmq.Socket:
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(f"ipc://{path}")
+    return sock
+
+
+def test_control_request_to_a_socket_in_an_open_folder_is_refused(tmp_path):
+    ctx = zmq.Context()
+    folder = _plant(tmp_path / "run", mode=0o777)
+    rep = _bound_rep(ctx, folder / "sim.ctl")
+    try:
+        with pytest.raises(UnsafeRunFolder, match="writable by other users"):
+            send_command(f"ipc://{folder}/sim.ctl", "ping", timeout_s=0.5, ctx=ctx)
+        assert not rep.poll(200, zmq.POLLIN)  # nothing was sent to it
+    finally:
+        rep.close()
+        ctx.term()
+
+
+@needs_root
+def test_control_request_to_a_socket_of_another_user_is_refused(tmp_path):
+    ctx = zmq.Context()
+    folder = _plant(tmp_path / "run", mode=0o700)
+    rep = _bound_rep(ctx, folder / "sim.ctl")
+    try:
+        os.chown(folder / "sim.ctl", OTHER_UID, -1)
+        with pytest.raises(UnsafeRunFolder, match="not a socket of yours"):
+            send_command(f"ipc://{folder}/sim.ctl", "ping", timeout_s=0.5, ctx=ctx)
+    finally:
+        rep.close()
+        ctx.term()
+
+
+def test_cli_command_refuses_an_open_runs_folder(tmp_path, monkeypatch, caplog):
+    root = _plant(tmp_path / "runs", mode=0o777)
+    monkeypatch.setenv("IMUFLOW_RUNS", str(root))
+    assert cli_main(["command", "sim", "ping"]) == 2
+    assert "writable by other users" in caplog.text
+
+
+def test_run_name_cannot_leave_the_runs_folder(write_graph, runs_dir):
+    path = write_graph(GRAPH.format(endpoint="tcp://127.0.0.1:5999", extra="")
+                       .replace("version: 1", "version: 1\nname: ../../x"))
+    with pytest.raises(ConfigError, match="'name': run name '../../x'"):
+        load_graph(path)
+    with pytest.raises(ValueError, match="stays inside the runs folder"):
+        create_run_dir("../../x")
+    made = create_run_dir("ok.name")
+    assert made.parent == runs_dir and stat.S_IMODE(made.stat().st_mode) == 0o700
+
+
+# -- model_dirs: a path or a list of paths ------------------------------------------------------
+
+def test_model_dirs_without_brackets_is_one_folder(write_graph, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    path = write_graph(GRAPH.format(endpoint="tcp://127.0.0.1:5999", extra="")
+                       .replace("version: 1", f"version: 1\nmodel_dirs: {models}"))
+    graph = load_graph(path)
+    assert graph.model_dirs == (models,)
+    outside = tmp_path / "elsewhere" / "m.onnx"
+    outside.parent.mkdir()
+    outside.write_bytes(b"x")
+    with pytest.raises(ModelRejected, match="outside the model folders"):
+        check_inside(outside, graph.model_dirs)
+
+
+@pytest.mark.parametrize("value", ["5", "[]", "[1, 2]", "{a: b}", "''"])
+def test_model_dirs_of_the_wrong_type_is_a_config_error(write_graph, value):
+    path = write_graph(GRAPH.format(endpoint="tcp://127.0.0.1:5999", extra="")
+                       .replace("version: 1", f"version: 1\nmodel_dirs: {value}"))
+    with pytest.raises(ConfigError, match=r"graph.yaml:2: 'model_dirs' must be a folder path"):
+        load_graph(path)
+
+
+def test_path_list_parameter_takes_one_path():
+    assert coerce("/abs/models", tuple[Path, ...]) == (Path("/abs/models"),)
+    assert coerce("/abs/models", list[Path]) == [Path("/abs/models")]
+    with pytest.raises(TypeError):
+        coerce("/abs/models", list[str])

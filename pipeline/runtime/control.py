@@ -7,6 +7,7 @@ from typing import Any
 import zmq
 
 from pipeline.runtime.errors import ImuflowError
+from pipeline.runtime.run_dir import check_socket
 
 
 class ControlTimeout(ImuflowError):
@@ -15,7 +16,12 @@ class ControlTimeout(ImuflowError):
 
 def send_command(endpoint: str, cmd: str, args: dict | None = None, *, timeout_s: float = 5.0,
                  ctx: zmq.Context | None = None) -> dict[str, Any]:
-    """Send ``{"cmd", "args"}`` to ``endpoint`` and return the node's JSON reply."""
+    """Send ``{"cmd", "args"}`` to ``endpoint`` and return the node's JSON reply.
+
+    An ``ipc://`` endpoint must be a socket of the current user in a private folder
+    (UnsafeRunFolder otherwise): a reply from another user's socket is never trusted.
+    """
+    check_socket(endpoint)
     ctx = ctx or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)

@@ -42,3 +42,7 @@ class SessionFileError(ImuflowError):
 
 class RecordingError(ImuflowError):
     """A session file cannot be created or written (path, permission, full disk)."""
+
+
+class UnsafeRunFolder(ImuflowError):
+    """A runs folder or run folder is owned by another user or writable by others: not used."""

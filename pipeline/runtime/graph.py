@@ -18,6 +18,7 @@ from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.params import build_params
 from pipeline.runtime.ports import QueuePolicy
 from pipeline.runtime.registry import resolve
+from pipeline.runtime.run_dir import check_run_name
 from pipeline.runtime.sensor_check import check_sensors
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -161,8 +162,9 @@ def load_graph(path: str | Path, *, check_sensor_names: bool = True) -> GraphSpe
         raise ConfigError("'nodes' must be a non-empty list of nodes", file=f,
                           line=doc.lines.get("nodes", doc.line), key="nodes")
     chain = _path_field(doc, "chain", path)
-    model_dirs = tuple(_resolve_rel(Path(p), path)
-                       for p in doc.get("model_dirs", ["models"]))
+    model_dirs = tuple(_resolve_rel(p, path) for p in _path_list(doc, "model_dirs", f,
+                                                                   default=["models"]))
+    name = _run_name(doc, path)
     specs: dict[str, NodeSpec] = {}
     classes = {}
     for raw in raw_nodes:
@@ -175,7 +177,7 @@ def load_graph(path: str | Path, *, check_sensor_names: bool = True) -> GraphSpe
     groups: dict[str, list[str]] = {}
     for spec in order:
         groups.setdefault(spec.group, []).append(spec.id)
-    graph = GraphSpec(file=path, name=str(doc.get("name", path.stem)), nodes=order, chain=chain,
+    graph = GraphSpec(file=path, name=name, nodes=order, chain=chain,
                       model_dirs=model_dirs, description=str(doc.get("description", "")),
                       groups=groups, direct_groups=_group_list(doc, "direct_groups", groups, f),
                       realtime_groups=_group_list(doc, "realtime_groups", groups, f),
@@ -183,6 +185,32 @@ def load_graph(path: str | Path, *, check_sensor_names: bool = True) -> GraphSpe
     if check_sensor_names:
         check_sensors(graph)
     return graph
+
+
+def _path_list(doc: _LineDict, key: str, f: str, *, default: list[str]) -> list[Path]:
+    """A top-level list of paths; a single path string is a list of one (never split)."""
+    value = doc.get(key, default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"'{key}' must be a folder path or a list of folder paths, e.g. "
+                          f"[models, /data/models], got {value!r}", file=f,
+                          line=doc.lines.get(key, doc.line), key=key)
+    return [Path(v) for v in value]
+
+
+def _run_name(doc: _LineDict, path: Path) -> str:
+    """The graph's ``name`` (default: the file's stem), a plain name that names its run folder."""
+    value = doc.get("name", path.stem)
+    if "name" not in doc:
+        value = re.sub(r"\.\.+", ".", re.sub(r"[^A-Za-z0-9_.-]", "_", value))[:64].strip(".")
+        value = value or "graph"
+    try:
+        return check_run_name(value)
+    except ValueError as exc:
+        raise ConfigError(f"'name': {exc}", file=str(path), line=doc.lines.get("name", doc.line),
+                          key="name") from None
 
 
 def _sensor_map(doc: _LineDict, f: str) -> dict[str, str]:

@@ -74,6 +74,9 @@ def coerce(value: Any, hint: Any) -> Any:
             raise ValueError(f"must be one of {list(args)}")
         return value
     if origin in (list, tuple, typing.Sequence):
+        if isinstance(value, (str, Path)) and args and args[0] is Path and (
+                origin is not tuple or args[-1] is Ellipsis):
+            value = [value]  # one path, not a list of its characters
         if not isinstance(value, (list, tuple)):
             raise TypeError("not a list")
         if origin is tuple and args and args[-1] is not Ellipsis:

@@ -1,21 +1,97 @@
-"""Run folders: where a running graph keeps its sockets and manifest, so CLIs can find it."""
+"""Run folders: where a running graph keeps its sockets and manifest, so CLIs can find it.
+
+The folders are the only protection of the control and data sockets from other
+local users (see docs/runtime.md, "Security model"): the runs folder is
+``$IMUFLOW_RUNS``, else ``$XDG_RUNTIME_DIR/imuflow``, else ``<tmp>/imuflow-<uid>``,
+and it, each run folder and each socket a client talks to must belong to the
+current user and be writable by nobody else, or imuflow refuses to use them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.runtime.errors import UnsafeRunFolder
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def check_private(path: Path, what: str = "runs folder", *, follow: bool = True) -> None:
+    """Raise UnsafeRunFolder unless ``path`` is a directory owned by us, not group/other-writable.
+
+    ``follow=False`` also refuses a symbolic link (for folders in a shared directory such as /tmp).
+    """
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        raise UnsafeRunFolder(f"{what} {path} does not exist") from None
+    fix = ("; remove it (or set IMUFLOW_RUNS to a folder of your own, mode 700) and "
+           "start again")
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeRunFolder(f"{what} {path} is a symbolic link, refusing to use it{fix}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRunFolder(f"{what} {path} is not a folder{fix}")
+    if st.st_uid != os.getuid():
+        raise UnsafeRunFolder(f"{what} {path} belongs to uid {st.st_uid}, not to you "
+                              f"(uid {os.getuid()}): another user may have planted it{fix}")
+    if st.st_mode & 0o022:
+        raise UnsafeRunFolder(f"{what} {path} is writable by other users "
+                              f"(mode {stat.S_IMODE(st.st_mode):03o}){fix}")
+
+
+def check_socket(endpoint: str) -> None:
+    """Raise UnsafeRunFolder unless an ``ipc://`` endpoint's socket and folder are private to us.
+
+    Other endpoints (inproc, tcp) are not checked here.
+    """
+    if not endpoint.startswith("ipc://"):
+        return
+    sock = Path(endpoint[len("ipc://"):])
+    check_private(sock.parent, "run folder")
+    try:
+        st = os.lstat(sock)
+    except FileNotFoundError:
+        return  # nothing listens: the caller's connect times out with its own message
+    if st.st_uid != os.getuid() or not stat.S_ISSOCK(st.st_mode):
+        raise UnsafeRunFolder(f"control socket {sock} is not a socket of yours "
+                              f"(uid {st.st_uid}); refusing to talk to it")
+
+
+def _default_root() -> tuple[Path, bool]:
+    """The default runs folder and whether it lives in a shared directory (tmp)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        try:
+            check_private(Path(runtime), "XDG_RUNTIME_DIR")
+            return Path(runtime) / "imuflow", False
+        except Exception:  # noqa: BLE001 - an unusable runtime dir falls back to tmp
+            pass
+    return Path(tempfile.gettempdir()) / f"imuflow-{os.getuid()}", True
+
 
 def runs_root() -> Path:
-    """Folder holding one sub-folder per running graph (``$IMUFLOW_RUNS`` overrides)."""
-    root = os.environ.get("IMUFLOW_RUNS") or os.path.join(tempfile.gettempdir(),
-                                                           f"imuflow-{os.getuid()}")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Folder holding one sub-folder per running graph, created private and checked.
+
+    ``$IMUFLOW_RUNS`` overrides the default; raises UnsafeRunFolder when the folder
+    belongs to another user or others may write to it.
+    """
+    override = os.environ.get("IMUFLOW_RUNS")
+    path, shared = (Path(override), False) if override else _default_root()
+    if shared:
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    else:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_private(path, follow=not shared)
     return path
 
 
@@ -41,12 +117,24 @@ class RunInfo:
         return True
 
 
+def check_run_name(name: str) -> str:
+    """Return ``name`` if it is a plain run name (letters, digits, ``_.-``); else raise ValueError."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"run name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                         "(no '/' or '..': the run folder stays inside the runs folder)")
+    return name
+
+
 def create_run_dir(name: str) -> Path:
-    """Make a fresh run folder ``<root>/<name>-<pid>`` (short: ipc paths are length-limited)."""
-    path = runs_root() / f"{name}-{os.getpid()}"
-    if path.exists():
-        shutil.rmtree(path)
+    """Make a fresh private run folder ``<root>/<name>-<pid>`` (short: ipc paths are length-limited)."""
+    path = runs_root() / f"{check_run_name(name)}-{os.getpid()}"
+    if path.is_symlink() or path.exists():
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
     path.mkdir(mode=0o700)
+    check_private(path, "run folder", follow=False)
     return path
 
 
@@ -72,8 +160,9 @@ def live_runs() -> list[RunInfo]:
     for sub in runs_root().iterdir():
         if (sub / "manifest.json").exists():
             try:
+                check_private(sub, "run folder", follow=False)
                 info = read_manifest(sub)
-            except (ValueError, KeyError, OSError):
+            except (ValueError, KeyError, TypeError, OSError, UnsafeRunFolder):
                 continue
             if info.alive:
                 runs.append(info)
