@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from pipeline.runtime.bus import Publisher, Subscriber
+from pipeline.runtime.control_request import BadRequest, parse_request, reply_bytes
 from pipeline.runtime.curve import ServerKeys
 from pipeline.runtime.direct import DirectEmitter
 from pipeline.runtime.graph import GraphSpec, NodeSpec
@@ -290,15 +291,16 @@ class NodeLoop:
                 self._pending = None
                 reply = _future_reply(future)
                 reply.setdefault("elapsed_ms", (time.monotonic() - t0) * 1e3)
-                self.ctl.send_json(reply)
+                self.ctl.send(reply_bytes(reply))
             return
         if not self.ctl.poll(timeout_ms, zmq.POLLIN):
             return
         try:
-            request = self.ctl.recv_json()
-            cmd, args = str(request.get("cmd", "")), dict(request.get("args") or {})
-        except (ValueError, AttributeError) as exc:
-            self.ctl.send_json({"ok": False, "error": f"bad request: {exc}"})
+            cmd, args = parse_request(self.ctl.recv_multipart())
+        except BadRequest as exc:
+            self.node.log.warning("refused a control request: %s", exc)
+            self.ctl.send(reply_bytes({"ok": False, "node": self.spec.id,
+                                       "error": f"bad request: {exc}"}))
             return
         t0 = time.monotonic()
         with self.lock:
@@ -315,8 +317,11 @@ class NodeLoop:
             if isinstance(reply, concurrent.futures.Future):
                 self._pending = (reply, t0)
                 return
+        if not isinstance(reply, dict):
+            reply = {"ok": False, "error": f"command '{cmd}' answered {type(reply).__name__}, "
+                                           "not a mapping"}
         reply.setdefault("node", self.spec.id)
-        self.ctl.send_json(reply)
+        self.ctl.send(reply_bytes(reply))
 
     def _builtin(self, cmd: str) -> dict | None:
         if cmd == "ping":
@@ -355,7 +360,6 @@ class NodeLoop:
 
 def _future_reply(future: concurrent.futures.Future) -> dict:
     try:
-        reply = future.result()
+        return dict(future.result())
     except Exception as exc:  # noqa: BLE001 - reported to the command's caller
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    return dict(reply)

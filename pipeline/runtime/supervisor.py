@@ -25,6 +25,7 @@ import zmq
 
 from pipeline.runtime.bus import Publisher, Subscriber
 from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.control_request import BadRequest, parse_request, reply_bytes
 from pipeline.runtime.graph import GraphSpec
 from pipeline.runtime.node_loop import ctl_endpoint, pub_endpoints
 from pipeline.runtime.run_dir import create_run_dir, write_manifest
@@ -178,17 +179,21 @@ class Supervisor:
         if not self._ctl.poll(0, zmq.POLLIN):
             return False
         try:
-            cmd = str(self._ctl.recv_json().get("cmd", ""))
-        except (ValueError, AttributeError):
-            cmd = ""
+            cmd, _ = parse_request(self._ctl.recv_multipart())
+        except BadRequest as exc:
+            log.warning("refused a control request: %s", exc)
+            self._ctl.send(reply_bytes({"ok": False, "node": "supervisor",
+                                        "error": f"bad request: {exc}"}))
+            return False
         if cmd == "stop":
-            self._ctl.send_json({"ok": True, "node": "supervisor"})
+            self._ctl.send(reply_bytes({"ok": True, "node": "supervisor"}))
             return True
         if cmd in ("status", "ping"):
-            self._ctl.send_json({"ok": True, "node": "supervisor", "status": self.snapshot()})
+            reply = {"ok": True, "node": "supervisor", "status": self.snapshot()}
         else:
-            self._ctl.send_json({"ok": False, "node": "supervisor",
-                                 "error": f"unknown command '{cmd}'; known: stop, status"})
+            reply = {"ok": False, "node": "supervisor",
+                     "error": f"unknown command '{cmd}'; known: stop, status, ping"}
+        self._ctl.send(reply_bytes(reply))
         return False
 
     def _watch_workers(self) -> None:
