@@ -3,8 +3,9 @@ constraint-based observer, against the RING reference trace in the shared data f
 (``ring_reference.npz``, made with the public RING estimator; see ../shared/data/README.md).
 
 The commands are the ones docs/calibration.md gives, run as a user runs them; only the file
-paths, the replay speed (as fast as possible) and the viewer (dropped: no window in tests)
-differ from the shipped ``configs/replay.yaml``.
+paths, the replay speed (as fast as possible, recorded times kept: ``restamp: false``) and the
+viewer (dropped: no window in tests) differ from the shipped ``configs/replay.yaml``.
+``imuflow track`` on the same session and calibration must write the live run's angles.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _track(realdata: Path, tmp: Path) -> dict:
     graph["chain"] = str(REPO / graph["chain"])
     graph["nodes"] = [n for n in graph["nodes"] if n["id"] != "viewer"]
     params = {n["id"]: n.setdefault("params", {}) for n in graph["nodes"]}
-    params["replay"].update(path=str(session), speed=0)
+    params["replay"].update(path=str(session), speed=0, restamp=False)
     params["filter"]["calibration"] = str(cal)
     params["recorder"]["path"] = str(tmp / "tracked.mcap")
     config = tmp / "replay_knee.yaml"
@@ -70,7 +71,10 @@ def _track(realdata: Path, tmp: Path) -> dict:
     t = (state["t_host"] - state["t_host"][0]) * 1e-9
     ring = np.load(folder / "ring_reference.npz")
     angle = np.interp(ring["t"], t, np.degrees(state["angle"][:, 0].astype(np.float64)))
-    return {"t": ring["t"], "ours": angle, "ring": ring["angle_deg"],
+    proc = _imuflow("track", str(session), "--calibration", str(cal), "-o", str(tmp / "knee.csv"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"t": ring["t"], "ours": angle, "ring": ring["angle_deg"], "state": state,
+            "track_csv": np.genfromtxt(tmp / "knee.csv", delimiter=",", names=True),
             "calibration": yaml.safe_load(cal.read_text())}
 
 
@@ -81,6 +85,15 @@ def test_calibration_from_the_recording_is_good(tracked: dict) -> None:
         assert doc["sensors"][name]["method"] == "static+hinge"
     # both sensors are mounted far from the segment frames (sensor x runs along the leg)
     assert doc["sensors"]["shank"]["quality"]["hinge_fit"] >= 0.7
+
+
+def test_track_writes_the_live_runs_angles(tracked: dict) -> None:
+    csv, state = tracked["track_csv"], tracked["state"]
+    assert len(csv) == len(state) > 5000  # 54 s at 100 Hz
+    np.testing.assert_array_equal(csv["t_host_ns"], state["t_host"].astype(np.float64))
+    np.testing.assert_allclose(csv["shank_angle_deg"],
+                               np.degrees(state["angle"][:, 0].astype(np.float64)), atol=1e-5,
+                               rtol=0)
 
 
 def test_knee_angle_follows_ring(tracked: dict) -> None:

@@ -9,6 +9,8 @@ hold the same numbers.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +131,18 @@ def test_unknown_format_and_missing_session_are_one_line_errors(tmp_path: Path) 
     assert "Traceback" not in proc.stderr
     proc = _imuflow("track", str(tmp_path / "none.mcap"), "-o", str(tmp_path / "x.xlsx"))
     assert proc.returncode == 2 and "unknown output format '.xlsx'" in proc.stderr
+
+
+def test_bench_track_reports_both_sessions(tmp_path: Path) -> None:
+    proc = _imuflow("bench", "track", "--json", "--knee-s", "5", "--minutes", "0.2",
+                    "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    for tracker in ("constraint_observer", "knee_onnx"):
+        row = report["knee"][tracker]
+        assert row["frames"] == 500 and row["data_s"] == 5.0 and row["x_real_time"] > 0
+    big = report["chain24_10imu"]
+    if importlib.util.find_spec("torch") is None:
+        assert "PyTorch" in big["skipped"]
+    else:
+        assert big["random_gru_2x128"]["frames"] == 1200 and big["session"]["imus"] == 10
