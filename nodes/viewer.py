@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nodes.view.command_client import ObserverClient
+from nodes.view.display_check import binding_problem, display_problem
 from nodes.view.gui_calls import GuiCalls
-from nodes.view.headless import HeadlessView, no_display
+from nodes.view.headless import HeadlessView
 from nodes.view.latency_window import LatencyWindow
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
@@ -40,7 +41,7 @@ class ViewerParams:
     chain: str = ""  # chain file; "" = the graph's top-level ``chain:``
     observer: str = "observer"  # node id the model picker and reset button talk to
     fps: float = 60.0  # redraw rate of the 3D view, frames/s
-    headless: Any = "auto"  # "auto" (headless when no DISPLAY/WAYLAND_DISPLAY), true, false
+    headless: Any = "auto"  # "auto" (window when the display answers), true, false (window)
     png_dir: str = ""  # write rendered frames here as PNG (off screen); "" = off
     png_every_s: float = 1.0  # seconds between PNG frames
     plot_window_s: float = 10.0  # length of the rolling plots, s
@@ -145,8 +146,16 @@ class Viewer(Node):
         return reply
 
     def _headless(self) -> bool:
-        h = self.params.headless
-        return no_display() if h == "auto" else bool(h)
+        return isinstance(self._view, HeadlessView)
+
+    def headless_reason(self) -> str:
+        """Why this viewer cannot or should not open a window ('' = open one); main thread."""
+        if self.params.headless is True:
+            return "headless: true in the graph"
+        why = display_problem() or binding_problem()
+        if why and self.params.headless is False:
+            why = f"a window was asked for (headless: false) but {why}"
+        return why
 
     def run_main_thread(self, stop: threading.Event) -> None:
         """Run the window (or the headless loop) until it closes or ``stop`` is set."""
@@ -154,8 +163,9 @@ class Viewer(Node):
         status = StatusFeed(run_dir)
         client = ObserverClient(run_dir, self.params.observer)
         try:
-            if self._headless():
-                self._run_headless(stop, status)
+            reason = self.headless_reason()
+            if reason:
+                self._run_headless(stop, status, reason)
             else:
                 self._run_window(stop, status, client)
         finally:
@@ -164,13 +174,13 @@ class Viewer(Node):
             status.close()
             self.log.info("viewer closed")
 
-    def _run_headless(self, stop: threading.Event, status: StatusFeed) -> None:
+    def _run_headless(self, stop: threading.Event, status: StatusFeed, reason: str) -> None:
         png = Path(self.params.png_dir) if self.params.png_dir else None
         self._view = HeadlessView(self.chain, pose=self.pose, latency=self.latency, status=status,
                                   observer=self.params.observer, calls=self.calls, png_dir=png,
                                   png_every_s=self.params.png_every_s, logger=self.log)
         self._view_ready.set()
-        self._view.run(stop, until=self.inputs_ended)
+        self._view.run(stop, until=self.inputs_ended, reason=reason)
 
     def _run_window(self, stop: threading.Event, status: StatusFeed, client: ObserverClient) -> None:
         import vispy

@@ -434,4 +434,4 @@ def test_headless_without_display_writes_pngs(tmp_path, monkeypatch, capfd):
     assert first.shape[0] > 100 and len(np.unique(first.reshape(-1, 3), axis=0)) > 20
     assert np.any(first != last)  # the arm moved between the first and the last frame
     err = capfd.readouterr().err
-    assert "no display: running headless" in err
+    assert "running headless: no display" in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from vispy import scene
+from vispy.geometry import MeshData
 from vispy.scene.cameras import TurntableCamera
 from vispy.visuals.transforms import STTransform
 
@@ -49,6 +50,12 @@ class ChainScene:
         self.view = self.canvas.central_widget.add_view()
         self.mesh = build_mesh(chain, segments)
         self._world = np.empty_like(self.mesh.vertices)
+        # smooth normals in body frames: a rigid body's normals only rotate with it
+        self._normals_body = (MeshData(self.mesh.vertices, self.mesh.faces).get_vertex_normals()
+                              .astype(np.float32) if len(self.mesh.faces) else self._world.copy())
+        self._normals_world = np.empty_like(self._normals_body)
+        self._no_shift = np.zeros((chain.n_bodies, 3), np.float32)
+        self._fast_upload = False  # set once the visual's GPU buffers can be written directly
         self._body_visual = scene.visuals.Mesh(shading="smooth", parent=self.view.scene)
         zero_pos, zero_quat = self.kin.forward(chain.q_zero())
         extent = self._extent(zero_pos, zero_quat)
@@ -104,11 +111,10 @@ class ChainScene:
         """Move every body: pos (n_bodies, 3) m and quat (n_bodies, 4) wxyz, body to earth."""
         m = self.mesh
         if len(m.faces):
-            vertices_to_world_into(m.vertices, m.body_start, np.ascontiguousarray(pos, np.float32),
-                                   np.ascontiguousarray(quat, np.float32), self._world)
-            md = self._body_visual.mesh_data  # same faces and colours: update vertices only
-            md.set_vertices(self._world, indexed=None, reset_normals=True)
-            self._body_visual.mesh_data_changed()
+            pos32 = np.ascontiguousarray(pos, np.float32)
+            quat32 = np.ascontiguousarray(quat, np.float32)
+            vertices_to_world_into(m.vertices, m.body_start, pos32, quat32, self._world)
+            self._upload_vertices(quat32)
         if self.follow:
             cam = self.view.camera
             target = np.asarray(pos, np.float64).mean(0) + self._center_offset
@@ -120,6 +126,29 @@ class ChainScene:
             self.imu_markers.set_data(spos[0].astype(np.float32), face_color=IMU_COLOR,
                                       edge_color="white", edge_width=1.0, size=11)
         self.canvas.update()
+
+    def _upload_vertices(self, quat: np.ndarray) -> None:
+        """Write the moved vertices (and their rotated normals) into the mesh's GPU buffers.
+
+        ``mesh_data_changed()`` would rebuild the visual's colour shader and re-upload the
+        colours on every pose (a shader compile per frame: about 12 ms with Mesa llvmpipe), so
+        after the first full upload only the vertex and normal buffers are rewritten.
+        """
+        visual = self._body_visual
+        vbuf = getattr(visual, "_vertices", None)
+        nbuf = getattr(visual.shading_filter, "_normals", None)
+        if not self._fast_upload or vbuf is None or nbuf is None:
+            md = visual.mesh_data  # same faces and colours: update vertices only
+            md.set_vertices(self._world, indexed=None, reset_normals=True)
+            visual.mesh_data_changed()
+            self._fast_upload = vbuf is not None and nbuf is not None
+            return
+        faces = self.mesh.faces
+        vertices_to_world_into(self._normals_body, self.mesh.body_start, self._no_shift, quat,
+                               self._normals_world)
+        vbuf.set_data(self._world[faces].reshape(-1, 3), convert=True)
+        nbuf.set_data(self._normals_world[faces].reshape(-1, 3), convert=True)
+        visual.update()
 
     def show_bodies(self, visible: bool) -> None:
         """Show or hide the body meshes (floor, axes and IMU markers stay)."""

@@ -28,11 +28,6 @@ STATUS_LOG_PERIOD_S = 2.0
 FRAME_SIZE = (800, 600)
 
 
-def no_display() -> bool:
-    """True when neither an X11 nor a Wayland display is available."""
-    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 class OffscreenRenderer:
     """Renders poses to RGBA arrays: vispy + EGL if available, else matplotlib Agg.
 
@@ -88,19 +83,23 @@ class HeadlessView:
         self.frames_written = 0
         self.last_png: str = ""
 
-    def run(self, stop: threading.Event, until: threading.Event | None = None) -> None:
+    def run(self, stop: threading.Event, until: threading.Event | None = None,
+            reason: str = "no display") -> None:
         """Loop until ``stop`` or ``until`` (streams ended): status line every 2 s, PNG frames.
 
-        A PNG is written every ``png_every_s`` when png_dir is set and a new pose arrived,
-        plus one of the last pose when the streams end.
+        ``reason`` says why there is no window; it opens the one line logged at the start. A
+        PNG is written every ``png_every_s`` when png_dir is set and a new pose arrived, plus
+        one of the last pose when the streams end.
         """
-        self.log.info("no display: running headless; the terminal shows a status line; "
-                      "set png_dir to write frames")
         if self.png_dir is not None:
             self.png_dir.mkdir(parents=True, exist_ok=True)
             self.renderer = OffscreenRenderer(self.chain)
-            self.log.info("writing frames to %s every %.2f s (renderer: %s)", self.png_dir,
-                          self.png_every_s, self.renderer.backend)
+            self.log.info("running headless: %s; status in the log every %.0f s, frames to %s "
+                          "every %.2f s (renderer: %s)", reason, STATUS_LOG_PERIOD_S,
+                          self.png_dir, self.png_every_s, self.renderer.backend)
+        else:
+            self.log.info("running headless: %s; status in the log every %.0f s (set png_dir "
+                          "to write frames)", reason, STATUS_LOG_PERIOD_S)
         next_status = time.monotonic() + STATUS_LOG_PERIOD_S
         next_png = time.monotonic()
         last_version = -1
