@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from pipeline.recording.session_reader import (
     SessionReader,
     session_sensors,
 )
+from pipeline.runtime.errors import SessionFileError
 from pipeline.runtime.message import Flag, StreamInfo
 from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import FRAME, RAW_IMU, STATE, TRUTH
@@ -38,6 +40,10 @@ class _Item:
     def pieces(self) -> tuple[_Item, ...]:
         """Every piece of the block in order."""
         return (self, *self.more)
+
+
+class _CorruptItem(ValueError):
+    """A recorded block whose payload does not match its header (skipped, counted)."""
 
 
 class Replay(Source):
@@ -88,9 +94,9 @@ class Replay(Source):
     def setup(self) -> None:
         p = self.params
         self.path = self.context.resolve(p.path)
-        self._reader = SessionReader(self.path)  # raises SessionFileError naming the file
         merge = p.merge_s if p.merge_s >= 0 else (0.0 if p.speed > 0 else _SPEED0_MERGE_S)
         self._merge_ns = int(merge * 1e9)
+        self._open()  # raises SessionFileError naming the file: not MCAP, foreign, empty
         self._out: dict[int, StreamInfo | None] = {}
         self._dtypes: dict[int, np.dtype] = {}
         self._taken: dict[str, str] = {}
@@ -99,7 +105,65 @@ class Replay(Source):
         self._pending: _Item | None = None
         self._t0_file: int | None = None
         self._position_ns = 0
+        self._corrupt_messages = 0
+        self._resumed = False
+        self._restarted: set[int] = set()
         self.stats.extra["path"] = str(self.path)
+        self._resume_file = (self.context.run_dir / f"{self.id}.replay.json"
+                             if self.context.run_dir else None)
+        self._resume_ns, self._resume_due = self._read_resume(), 0.0
+        self._report_damage()
+
+    def _open(self) -> None:
+        """Open the session and read up to its first messages; refuse a file with no streams."""
+        self._reader = SessionReader(self.path, logger=self.log)
+        self._runs = self._reader.runs(batch_ns=self._merge_ns)
+        self._head: list[list[ChannelRun]] = []
+        while not self._reader.channels:
+            runs = next(self._runs, None)
+            if runs is None:
+                break
+            self._head.append(runs)
+        if not self._reader.channels:
+            why = ("only the MCAP magic" if self._reader.path.stat().st_size <= 8 else
+                   "no readable imuflow stream in it")
+            self._reader.close()
+            raise SessionFileError(f"session '{self.path}': nothing to replay ({why})")
+
+    def _session_runs(self) -> Iterator[list[ChannelRun]]:
+        """The session's runs: those read while opening, then the rest."""
+        yield from self._head
+        self._head = []
+        yield from self._runs
+
+    def _read_resume(self) -> int:
+        """Log time (ns since the session start) this node replayed up to before a restart."""
+        if self._resume_file is None or not self._resume_file.exists():
+            return -1
+        try:
+            done = int(json.loads(self._resume_file.read_text())["position_ns"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1
+        self.log.warning("restarted: going on after %.3f s of the session (not from its start); "
+                         "the first block of each stream is flagged as a gap", done / 1e9)
+        self._resumed = True  # flags each stream's next block as a gap
+        return done
+
+    def _save_resume(self) -> None:
+        """Write how far replay got (at most twice a second), for a restart after a crash."""
+        now = time.monotonic()
+        if self._resume_file is None or now < self._resume_due:
+            return
+        self._resume_due = now + 0.5
+        tmp = self._resume_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"position_ns": self._position_ns}))
+        tmp.replace(self._resume_file)
+
+    def _report_damage(self) -> None:
+        """Damage found in the file so far, in status."""
+        r = self._reader
+        self.stats.extra.update(corrupt_chunks=r.corrupt_chunks, corrupt_records=r.corrupt_records,
+                                corrupt_messages=self._corrupt_messages + r.unknown_messages)
 
     def on_start(self) -> None:
         self._wall0 = time.monotonic_ns()
@@ -134,9 +198,8 @@ class Replay(Source):
 
     def _iter_items(self) -> Iterator[_Item]:
         p = self.params
-        reader = self._reader
         pending: dict[int, _Item] = {}  # per channel: the block still growing (merge windows)
-        for runs in reader.runs(batch_ns=self._merge_ns):  # chunks of one window parsed as one
+        for runs in self._session_runs():  # chunks of one merge window parsed as one
             items: list[_Item] = []
             if not runs:
                 continue
@@ -156,9 +219,9 @@ class Replay(Source):
         yield from sorted(pending.values(), key=lambda it: it.log_time)
         if p.loop and self._t0_file is not None:
             self._loops += 1
-            self._restarted: set[int] = set()
+            self._restarted = set()
             self._reader.close()
-            self._reader = SessionReader(self.path)
+            self._open()
             self._wall0 = time.monotonic_ns()
             yield from self._iter_items()
 
@@ -226,7 +289,15 @@ class Replay(Source):
             item = self._pending or next(self._items, None)
             self._pending = None
             if item is None:
+                self._report_damage()
                 return False
+            if self._resume_ns >= 0:
+                if item.log_time - self._t0_file <= self._resume_ns:
+                    continue  # replayed before this node's restart
+                if speed > 0:  # play on at once, not after the part already replayed
+                    self._wall0 -= int((item.log_time - self._t0_file
+                                        - self.params.start_s * 1e9) / speed)
+                self._resume_ns = -1
             if speed > 0:
                 due = self._wall0 + int((item.log_time - self._t0_file
                                          - self.params.start_s * 1e9) / speed)
@@ -237,8 +308,14 @@ class Replay(Source):
                         time.sleep(max(deadline - now, 0) / 1e9)
                         return True
                     time.sleep((due - now) / 1e9)
-            self._emit_item(item)
+            try:
+                self._emit_item(item)
+            except _CorruptItem as exc:
+                self._corrupt_messages += item.stop - item.start
+                self.log.warning("%s; block skipped", exc)
             if time.monotonic_ns() >= deadline:
+                self._save_resume()
+                self._report_damage()
                 return True
 
     @property
@@ -261,13 +338,14 @@ class Replay(Source):
         else:
             raw = run.payload_bytes(a, item.stop)
             n_expected = int(head["n"][a:item.stop].sum())
+        if len(raw) != n_expected * dtype.itemsize * int(np.prod(info.shape, dtype=np.int64)):
+            raise _CorruptItem(f"session '{self.path}': stream {run.channel.stream}: payload of "
+                               f"{len(raw)} bytes, headers say {n_expected} samples; the file "
+                               "is corrupt there")
         data = np.frombuffer(raw, dtype=dtype).reshape((-1, *info.shape))
-        if len(data) != n_expected:
-            raise ValueError(f"session '{self.path}': stream {run.channel.stream}: payload holds "
-                             f"{len(data)} samples, headers say {n_expected}; the file is corrupt")
         t_host = int(head["t_host"][a])
         gap = bool(head["flags"][a] & _GAP)
-        if self._loops and run.channel.id not in self._restarted:
+        if (self._loops or self._resumed) and run.channel.id not in self._restarted:
             self._restarted.add(run.channel.id)  # first block of a stream after a loop restart
             gap = True
         if self.params.restamp:
@@ -281,6 +359,9 @@ class Replay(Source):
 
     def on_stop(self) -> None:
         self.stats.extra["loops"] = self._loops
+        self._report_damage()
+        if self._resume_file is not None and self._pending is None:
+            self._resume_file.unlink(missing_ok=True)  # ended normally: nothing to go on from
 
     def teardown(self) -> None:
         if hasattr(self, "_reader"):

@@ -70,6 +70,10 @@ class ChannelRun:
             return np.ascontiguousarray(self.payload[start:stop]).reshape(-1)
         return np.concatenate(self.payload[start:stop]) if stop > start else np.empty(0, np.uint8)
 
+class CorruptChunk(SessionFileError):
+    """One chunk of a session cannot be used (CRC mismatch, bad compression, bad records)."""
+
+
 class ChunkParser:
     """Turns chunk records into :class:`ChannelRun` lists for a reader's ``channels``.
 
@@ -82,14 +86,18 @@ class ChunkParser:
         self.path = path
         self.channels = channels
         self._handle = handle
+        self.unknown_messages = 0  # messages on channels with no (intact) channel record
 
     def indexed(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
         """Runs of a chunk whose messages differ in length: from the message indexes."""
         arr = np.frombuffer(raw, np.uint8)
         offsets = self._index_offsets(raw, arr, index)
-        for cid in offsets:
-            if cid not in self.channels:
-                raise SessionFileError(f"session '{self.path}': message on unknown channel {cid}")
+        if index and not self._offsets_fit(arr, offsets):
+            offsets = self._index_offsets(raw, arr, {})  # a damaged index: scan the chunk
+        if not self._offsets_fit(arr, offsets):
+            raise CorruptChunk(f"session '{self.path}': chunk records do not line up")
+        for cid in [c for c in offsets if c not in self.channels]:
+            self.unknown_messages += len(offsets.pop(cid))
         if not offsets:
             return []
         cids = list(offsets)
@@ -102,6 +110,8 @@ class ChunkParser:
         header = _rows(arr, start, FIXED_SIZE).view(HEADER_DTYPE).ravel()
         pstart = start + FIXED_SIZE + header["info_len"].astype(np.int64)
         pay_len = lengths - (_MSG_HEAD - 9) - (pstart - start)
+        if (pay_len < 0).any():
+            raise CorruptChunk(f"session '{self.path}': a message's header is longer than it")
         runs = []
         uniform = pay_len.min() == pay_len.max()  # typical: one payload size in the chunk
         every = _rows(arr, pstart, int(pay_len[0])) if uniform else None
@@ -159,15 +169,37 @@ class ChunkParser:
             return runs
         order = np.argsort(cid, kind="stable")
         cids, starts = np.unique(cid[order], return_index=True)
-        for c in cids.tolist():
-            if c not in self.channels:
-                raise SessionFileError(f"session '{self.path}': message on unknown channel {c}")
         log_time = rows[order, 15:23].view("<i8").ravel()
         header = rows[order, _MSG_HEAD:_MSG_HEAD + FIXED_SIZE].view(HEADER_DTYPE).ravel()
         payload = rows[order, pstart:]
         bounds = starts.tolist() + [len(rows)]
-        return [ChannelRun(self.channels[c], log_time[a:b], header[a:b], payload[a:b])
-                for c, a, b in zip(cids.tolist(), bounds[:-1], bounds[1:])]
+        return self._known([ChannelRun(self.channels.get(c), log_time[a:b], header[a:b],
+                                       payload[a:b])
+                            for c, a, b in zip(cids.tolist(), bounds[:-1], bounds[1:])])
+
+    def _known(self, runs: list[ChannelRun]) -> list[ChannelRun]:
+        """Runs of known channels; messages on unknown ones are counted and dropped."""
+        for r in runs:
+            if r.channel is None:
+                self.unknown_messages += len(r)
+        return [r for r in runs if r.channel is not None]
+
+    @staticmethod
+    def _offsets_fit(arr: np.ndarray, offsets: dict[int, np.ndarray]) -> bool:
+        """True when every offset starts a whole message record inside the chunk."""
+        for offs in offsets.values():
+            if not len(offs):
+                continue
+            if offs.min() < 0 or offs.max() + _MSG_HEAD + FIXED_SIZE > len(arr):
+                return False
+            if not (arr[offs] == _OP_MESSAGE).all():
+                return False
+            lengths = _rows(arr, offs + 1, 8).view("<u8").ravel()
+            if (lengths < _MSG_HEAD - 9 + FIXED_SIZE).any() or (
+                    offs + 9 + lengths.astype(np.int64) > len(arr)).any() or (
+                    lengths > len(arr)).any():
+                return False
+        return True
 
     def _interleaved_runs(self, rows: np.ndarray, cid: np.ndarray,
                           pstart: int) -> list[ChannelRun] | None:
@@ -185,17 +217,14 @@ class ChunkParser:
         if not ((cid[:whole].reshape(-1, period) == cycle).all()
                 and (cid[whole:] == cycle[:len(cid) - whole]).all()):
             return None
-        for c in cycle.tolist():
-            if c not in self.channels:
-                raise SessionFileError(f"session '{self.path}': message on unknown channel {c}")
         runs = []
         for j in np.argsort(cycle).tolist():
             mine = rows[j::period]  # a chunk may start and end anywhere in the cycle
             runs.append(ChannelRun(
-                self.channels[int(cycle[j])], mine[:, 15:23].view("<i8")[:, 0],
+                self.channels.get(int(cycle[j])), mine[:, 15:23].view("<i8")[:, 0],
                 mine[:, _MSG_HEAD:_MSG_HEAD + FIXED_SIZE].view(HEADER_DTYPE)[:, 0],
                 mine[:, pstart:]))
-        return runs
+        return self._known(runs)
 
     def _first_message(self, raw: bytes) -> int:
         """Offset of the chunk's first message record (records before it are handled)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipeline.recording.session_chunks import (
     HEADER_DTYPE,
     ChannelRun,
     ChunkParser,
+    CorruptChunk,
     SessionChannel,
     SessionFileError,
 )
@@ -44,13 +46,17 @@ __all__ = ["HEADER_DTYPE", "MAGIC", "ChannelRun", "SessionChannel", "SessionFile
 MAGIC = b"\x89MCAP0\r\n"
 _OP_HEADER, _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 1, 2, 3, 4, 5, 6
 _OP_MESSAGE_INDEX, _OP_METADATA, _OP_DATA_END = 7, 0x0C, 0x0F
+_MAX_CHUNK_BYTES = 1 << 30  # a chunk claiming more is damaged (the recorder writes ~1 MiB)
+_PARSE_ERRORS = (CorruptChunk, struct.error, ValueError, IndexError, TypeError, OverflowError)
 
 
 class SessionReader:
     """Reads a session file; ``channels`` and ``metadata`` fill in as the data section is read."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, logger: logging.Logger | logging.LoggerAdapter | None
+                 = None) -> None:
         self.path = Path(path)
+        self.log = logger or log
         try:
             self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
             size = self._size = self.path.stat().st_size
@@ -63,6 +69,10 @@ class SessionReader:
         self.channels: dict[int, SessionChannel] = {}
         self.metadata: dict[str, dict[str, str]] = {}
         self.truncated = False
+        self.corrupt_chunks = 0  # chunks skipped: CRC mismatch, undecodable, records out of line
+        self.corrupt_records = 0  # damaged records outside chunks (skipped or resynchronised)
+        self._chunk_starts: list[int] | None = None  # from the summary, to resynchronise
+        self._pos = 0  # file offset of the record being handled
         self._zstd = zstandard.ZstdDecompressor()
         self._chunks = ChunkParser(self.path, self.channels, self._handle)
         self._scan_preamble()
@@ -94,6 +104,22 @@ class SessionReader:
                 self.truncated = True  # no DataEnd record: the writer did not finish
                 return
             op, length = struct.unpack("<BQ", head)
+            self._pos = pos
+            if pos + 9 + length > self._size:
+                self._size = os.fstat(f.fileno()).st_size  # the file may still be growing
+            fits = pos + 9 + length <= self._size
+            if not _OP_HEADER <= op <= _OP_DATA_END or (not fits and self._complete()):
+                nxt = self._resync(pos, f"record (opcode {op}, length {length})")
+                if nxt is None:
+                    return
+                f.seek(nxt)
+                pos = nxt
+                continue
+            if not fits:  # a torn last record: the writer was killed (or is still writing)
+                self.truncated = True
+                self.log.warning("session '%s': torn record at byte %d (file ends early); read up "
+                            "to the last complete chunk", self.path, pos)
+                return
             if op in skip:
                 end = pos + 9 + length
                 if end > self._size:  # the file may still be growing: look again
@@ -105,13 +131,43 @@ class SessionReader:
             body = f.read(length)
             if len(body) < length:
                 self.truncated = True
-                log.warning("session '%s': torn record at byte %d (file ends early); read up "
+                self.log.warning("session '%s': torn record at byte %d (file ends early); read up "
                             "to the last complete chunk", self.path, pos)
                 return
             yield op, body
             pos += 9 + length
             if op in (_OP_DATA_END, _OP_FOOTER):
                 return
+
+    def _complete(self) -> bool:
+        """True when the file ends with a footer and the magic (the writer finished it)."""
+        if self._size < 2 * len(MAGIC) + 9:
+            return False
+        self._file.seek(self._size - len(MAGIC))
+        tail = self._file.read(len(MAGIC))
+        return tail == MAGIC
+
+    def _resync(self, pos: int, what: str) -> int | None:
+        """Offset of the first chunk after a damaged record at ``pos`` (summary's chunk index).
+
+        None when there is none (or no summary): reading ends there.
+        """
+        self.corrupt_records += 1
+        if self._chunk_starts is None:
+            self._chunk_starts = _summary_chunk_starts(self.path)
+        nxt = next((c for c in self._chunk_starts if c > pos), None)
+        self.log.warning("session '%s': damaged %s at byte %d; %s", self.path, what, pos,
+                         f"going on at the next chunk (byte {nxt})" if nxt is not None else
+                         "nothing after it can be read")
+        if nxt is None:
+            self.truncated = True
+        return nxt
+
+    def _skip_chunk(self, exc: Exception) -> None:
+        """Count and report a chunk that cannot be used; reading goes on after it."""
+        self.corrupt_chunks += 1
+        self.log.warning("session '%s': chunk at byte %d skipped (%s); %d skipped so far",
+                         self.path, self._pos, exc, self.corrupt_chunks)
 
     def _scan_preamble(self) -> None:
         """Read channels and metadata before the first chunk (and the first chunk's channels)."""
@@ -121,20 +177,32 @@ class SessionReader:
             self._handle(op, memoryview(body))
 
     def _handle(self, op: int, rec: memoryview) -> None:
+        """Use a channel or metadata record; a damaged one is counted and skipped."""
+        try:
+            self._handle_record(op, rec)
+        except SessionFileError:
+            raise  # not an imuflow session: refused, not skipped
+        except (struct.error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            self.corrupt_records += 1
+            self.log.warning("session '%s': damaged record (opcode %d) at byte %d skipped: %s",
+                             self.path, op, self._pos, exc)
+
+    def _handle_record(self, op: int, rec: memoryview) -> None:
         if op == _OP_CHANNEL:
             cid, _schema = struct.unpack_from("<HH", rec, 0)
             topic, p = _string(rec, 4)
             enc, p = _string(rec, p)
             meta = _string_map(rec, p)
+            if META_STREAM_INFO not in meta:
+                raise SessionFileError(f"session '{self.path}': channel '{topic}' has no "
+                                       f"'{META_STREAM_INFO}' metadata: not an imuflow session "
+                                       "(import vendor files with `imuflow import`)")
             if enc not in MESSAGE_ENCODINGS:
                 raise SessionFileError(f"session '{self.path}': channel '{topic}' has message "
                                        f"encoding '{enc}'; this imuflow reads "
                                        f"{', '.join(MESSAGE_ENCODINGS)}: update imuflow")
             if cid not in self.channels:
-                raw = meta.get(META_STREAM_INFO)
-                if raw is None:
-                    raise SessionFileError(f"session '{self.path}': channel '{topic}' has no "
-                                           f"'{META_STREAM_INFO}' metadata; not an imuflow session")
+                raw = meta[META_STREAM_INFO]
                 info = StreamInfo.from_json(raw.encode())
                 self.channels[cid] = SessionChannel(cid, topic, meta.get(META_BUS_TOPIC, topic),
                                                     info)
@@ -149,19 +217,35 @@ class SessionReader:
 
     # -- chunks --------------------------------------------------------------------------------
     def _chunk_records(self, body: bytes) -> bytes:
+        """The chunk's records, decompressed and checked against its size and CRC.
+
+        Raises CorruptChunk when the chunk cannot be used.
+        """
         rec = memoryview(body)
-        _t0, _t1, usize, _crc = struct.unpack_from("<QQQI", rec, 0)
-        comp, p = _string(rec, 28)
-        (rlen,) = struct.unpack_from("<Q", rec, p)
-        data = rec[p + 8:p + 8 + rlen]
-        if comp == "zstd":
-            raw = self._zstd.decompress(data, max_output_size=usize)
-        elif comp == "lz4":
-            raw = lz4.frame.decompress(data)
-        elif comp == "":
-            raw = bytes(data)
-        else:
-            raise SessionFileError(f"session '{self.path}': chunk compression '{comp}' unknown")
+        try:
+            _t0, _t1, usize, crc = struct.unpack_from("<QQQI", rec, 0)
+            comp, p = _string(rec, 28)
+            (rlen,) = struct.unpack_from("<Q", rec, p)
+            if p + 8 + rlen > len(rec) or usize > _MAX_CHUNK_BYTES:
+                raise CorruptChunk(f"sizes out of range (records {rlen} B, uncompressed {usize} B)")
+            data = rec[p + 8:p + 8 + rlen]
+            if comp == "zstd":
+                raw = self._zstd.decompress(data, max_output_size=usize)
+            elif comp == "lz4":
+                raw = lz4.frame.decompress(data)
+            elif comp == "":
+                raw = bytes(data)
+            else:
+                raise CorruptChunk(f"compression {comp!r} unknown")
+        except CorruptChunk:
+            raise
+        except (struct.error, UnicodeDecodeError, RuntimeError, ValueError, MemoryError,
+                zstandard.ZstdError) as exc:
+            raise CorruptChunk(f"cannot decode: {type(exc).__name__}: {exc}") from None
+        if len(raw) != usize:
+            raise CorruptChunk(f"{len(raw)} bytes decompressed, the chunk says {usize}")
+        if crc and zlib.crc32(raw) != crc:
+            raise CorruptChunk(f"CRC mismatch ({zlib.crc32(raw):08x}, recorded {crc:08x})")
         return raw
 
     def runs(self, batch_ns: int = 0) -> Iterator[list[ChannelRun]]:
@@ -180,9 +264,13 @@ class SessionReader:
         for op, body in records:
             if op == _OP_CHUNK:
                 if pending is not None:
-                    yield self._chunks.indexed(*pending)
+                    yield self._indexed(*pending)
                     pending = None
-                raw = self._chunk_records(body)
+                try:
+                    raw = self._chunk_records(body)
+                except CorruptChunk as exc:
+                    self._skip_chunk(exc)
+                    continue
                 if batch_ns > 0:
                     t0, t1 = struct.unpack_from("<QQ", body, 0)
                     origin = t0 if origin is None else origin
@@ -196,7 +284,11 @@ class SessionReader:
                         group, window = [raw], w0
                         skip.add(_OP_MESSAGE_INDEX)
                         continue
-                runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+                try:
+                    runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+                except _PARSE_ERRORS as exc:
+                    self._skip_chunk(exc)
+                    continue
                 if runs is not None:
                     skip.add(_OP_MESSAGE_INDEX)
                     yield runs
@@ -204,9 +296,12 @@ class SessionReader:
                     skip.discard(_OP_MESSAGE_INDEX)
                     pending = (raw, {})
             elif op == _OP_MESSAGE_INDEX and pending is not None:
-                (cid, n) = struct.unpack_from("<HI", body, 0)
-                pending[1][cid] = np.frombuffer(body, dtype="<u8", count=n // 8,
-                                                offset=6).reshape(-1, 2)
+                try:
+                    (cid, n) = struct.unpack_from("<HI", body, 0)
+                    pending[1][cid] = np.frombuffer(body, dtype="<u8", count=n // 16 * 2,
+                                                    offset=6).reshape(-1, 2)
+                except (struct.error, ValueError):
+                    self.corrupt_records += 1  # the chunk is then scanned instead
             else:
                 if group and op != _OP_MESSAGE_INDEX:  # a record between chunks: keep order
                     yield from self._parse_group(group)
@@ -214,20 +309,56 @@ class SessionReader:
                 self._handle(op, memoryview(body))
         yield from self._parse_group(group)
         if pending is not None:
-            yield self._chunks.indexed(*pending)
+            yield self._indexed(*pending)
+
+    def _indexed(self, raw: bytes, index: dict[int, np.ndarray]) -> list[ChannelRun]:
+        """Runs of a chunk from its message indexes; a chunk that does not parse is skipped."""
+        try:
+            return self._chunks.indexed(raw, index)
+        except _PARSE_ERRORS as exc:
+            self._skip_chunk(exc)
+            return []
 
     def _parse_group(self, group: list[bytes]) -> Iterator[list[ChannelRun]]:
         """Runs of a batch of chunks: as one chunk if their records line up, else one by one."""
         if not group:
             return
         raw = group[0] if len(group) == 1 else b"".join(group)
-        runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+        try:
+            runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+        except _PARSE_ERRORS:
+            runs = None
         if runs is not None:
             yield runs
             return
         for raw in group:  # layouts differ between the chunks: each on its own (no indexes)
-            runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
-            yield runs if runs is not None else self._chunks.indexed(raw, {})
+            try:
+                runs = self._chunks.bulk(raw, np.frombuffer(raw, np.uint8))
+            except _PARSE_ERRORS as exc:
+                self._skip_chunk(exc)
+                continue
+            yield runs if runs is not None else self._indexed(raw, {})
+
+    @property
+    def unknown_messages(self) -> int:
+        """Messages dropped because their channel record is missing or damaged."""
+        return self._chunks.unknown_messages
+
+def _summary_chunk_starts(path: Path) -> list[int]:
+    """Start offsets of the chunks listed in the file's summary (empty without one)."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    try:
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+    except (OSError, ValueError, struct.error, McapError, UnicodeDecodeError, KeyError,
+            IndexError, MemoryError):
+        return []
+    if summary is None:
+        return []
+    return sorted(ci.chunk_start_offset for ci in summary.chunk_indexes)
+
 
 def _string(rec: memoryview, pos: int) -> tuple[str, int]:
     (n,) = struct.unpack_from("<I", rec, pos)
