@@ -206,3 +206,22 @@ def _write_json(path: str, obj: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f)
     os.replace(tmp, path)
+
+
+def build_nonfinite(folder: Path, name: str, value: float = float("nan"), seed: int = 3) -> Path:
+    """A knee model like :func:`build_model` whose output layer's bias is ``value`` (NaN, inf)."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = build_model(folder, name, layers=1, seed=seed)
+    model = onnx.load(str(path))
+    biases = [t for t in model.graph.initializer if t.name.endswith("head.bias")]
+    assert biases, [t.name for t in model.graph.initializer]
+    arr = numpy_helper.to_array(biases[0]).copy()
+    arr[:] = value
+    biases[0].CopyFrom(numpy_helper.from_array(arr, biases[0].name))
+    onnx.save(model, str(path))
+    ch = load_chain(CHAINS / "knee.yaml")
+    write_card(_card(name, path, ch, ch.imu_names, KNEE_OUTPUTS, 100.0, 16, 1),
+               path.with_suffix(".json"))
+    return path

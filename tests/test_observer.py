@@ -18,7 +18,7 @@ from pipeline.runtime.errors import ModelRejected
 from pipeline.runtime.node import GraphContext
 from pipeline.runtime.streams import FrameFlag, frame_info
 from pipeline.runtime.testing import make_block
-from tests.observer_models import CHAINS, build_corrupt, build_model, synth_frames
+from tests.observer_models import CHAINS, build_corrupt, build_model, build_nonfinite, synth_frames
 
 KNEE = ("thigh", "shank")
 
@@ -423,3 +423,20 @@ def test_frame_ring_single_frame_pushes():
     frames, first = ring.since(0)
     assert first == 7 and frames["t_host"].tolist() == list(range(7, 12))
     assert np.array_equal(frames["acc"][:, 1, 2], np.arange(7, 12))
+
+
+@pytest.mark.parametrize("value, warmup_s", [(float("nan"), 1.0), (float("inf"), 1.0),
+                                             (float("nan"), 0.0)])
+def test_swap_to_a_model_with_non_finite_outputs_is_refused(models, tmp_path, value, warmup_s):
+    """The report's NaN model (ok: true, chain.state NaN): refused, the old model keeps running."""
+    bad = build_nonfinite(models["dir"], f"knee_bad_{value}_{warmup_s}", value)
+    frames = synth_frames(n=300, seed=11)
+    node = RnnObserver.create("obs", context=ctx(models), model=str(models["a"]),
+                              warmup_s=warmup_s)
+    feed(node, frames[:150])
+    reply, _ = _swap(node, bad)
+    assert reply["ok"] is False and "non-finite outputs" in reply["reason"], reply
+    assert reply["model"] == "knee_a"
+    out = feed(node, frames[150:])
+    assert np.isfinite(out["angle"]).all() and np.isfinite(out["q_rel"]).all()
+    assert node.stats.extra["refused_swaps"] == 1 and node.stats.extra["model"] == "knee_a"

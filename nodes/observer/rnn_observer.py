@@ -218,7 +218,7 @@ class RnnObserver(Node):
             fit = fit_model(session.card, self.chain, self._imus, self._rate_hz, self._search)
             t2 = time.perf_counter()
             runner = ObserverRunner(session, fit, self.params.reset_gap_s, block_mode=True)
-            runner.advance(frames)
+            self._warm_and_check(runner, frames)
             t3 = time.perf_counter()
         except Exception as exc:  # noqa: BLE001 - refused: reported to the caller and logged
             self._refused += 1
@@ -238,6 +238,28 @@ class RnnObserver(Node):
             with self._lock:  # no message came (idle stream): switch here, between messages
                 if self._ready is prepared:
                     self._switch(prepared, by="loader")
+
+    def _warm_and_check(self, runner: ObserverRunner, frames: np.ndarray) -> None:
+        """Warm ``runner`` on ``frames``; ModelRejected if its outputs or state are not finite.
+
+        With no warm-up frames (warmup_s 0) the newest frame is checked on a scratch runner.
+        """
+        check = runner
+        if not len(frames):
+            with self._lock:
+                frames, _ = self._ring.since(self._ring.count - 1)
+            check = ObserverRunner(runner.session, runner.fit, self.params.reset_gap_s, True)
+        out = np.zeros(len(frames), dtype=self._out_dtype)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # judged below
+            held = check.process(frames, out) if len(frames) else np.zeros(0, bool)
+        fed = ~held
+        bad = int(np.count_nonzero(~np.isfinite(out["q_rel"][fed]).all(axis=(1, 2))
+                                   | ~np.isfinite(out["angle"][fed]).all(axis=1)))
+        if bad or not all(np.isfinite(s).all() for s in check.state):
+            raise ModelRejected(
+                f"model {runner.session.name} gives non-finite outputs (NaN or inf) on "
+                f"{bad or 'its state after'} of the {int(fed.sum())} warm-up frames; "
+                "refused (check its weights and the training run)")
 
     def _catch_up(self, prepared: _Prepared) -> None:
         """Feed the new model the frames that arrived since it was warmed (lock taken briefly)."""
