@@ -278,6 +278,77 @@ def test_plots_receive_imu_angles_and_truth(window, qapp):
     assert win.plots.sensor_box.findText("seg3") >= 0
 
 
+def test_peak_decimation_keeps_peaks_within_two_points_per_pixel():
+    from nodes.view.plot_decimation import peak_decimate
+
+    x = np.linspace(-10.0, 0.0, 10_000)
+    y = np.stack([np.sin(3 * x), np.cos(3 * x)], axis=1)
+    y[1234, 0], y[5678, 1] = 7.0, -9.0  # one-sample spikes must survive
+    y[200:260, 0] = np.nan
+    xs, ys = peak_decimate(x, y, -10.0, 0.0, 300)
+    assert len(xs) <= 600 and ys.shape == (len(xs), 2)
+    assert np.nanmax(ys[:, 0]) == 7.0 and np.nanmin(ys[:, 1]) == -9.0
+    assert np.all(np.diff(xs) >= 0)
+    small = peak_decimate(x[:100], y[:100], -10.0, 0.0, 300)
+    assert small[0] is x[:100] or len(small[0]) == 100  # fits already: unchanged
+
+
+def test_sticky_range_grows_at_once_and_shrinks_late():
+    from nodes.view.plot_decimation import StickyRange, tick_values
+
+    r = StickyRange(min_span=2.0)
+    lo, hi = r.update(-1.0, 1.0)
+    assert lo <= -1.0 and hi >= 1.0
+    assert r.update(-0.9, 0.95) is None  # inside and not much smaller: no change
+    lo2, hi2 = r.update(-1.0, 12.0)  # out of range: grows at once
+    assert lo2 <= -1.0 and hi2 >= 12.0
+    assert r.update(-0.5, 0.5) is not None  # far smaller than the range: shrinks
+    assert tick_values(-10.0, 0.0).tolist() == [-10.0, -8.0, -6.0, -4.0, -2.0, 0.0]
+
+
+@pytest.mark.gui
+def test_window_is_raster_and_mouse_orbits_the_camera(window, qapp):
+    from PySide6 import QtCore
+    from PySide6.QtTest import QTest
+
+    _viewer_node, win, _stop = window
+    view = win.scene_view
+    _pump(qapp, 0.1)
+    assert not view.scene.canvas.native.isVisible() or view.scene.canvas.native.testAttribute(
+        QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen)  # the GL canvas is never on screen
+    azimuth = view.scene.view.camera.azimuth
+    frames = view.frames_drawn
+    centre = view.rect().center()
+    QTest.mousePress(view, QtCore.Qt.MouseButton.LeftButton, pos=centre)
+    for dx in range(10, 120, 10):
+        QTest.mouseMove(view, centre + QtCore.QPoint(dx, 0))
+    QTest.mouseRelease(view, QtCore.Qt.MouseButton.LeftButton,
+                       pos=centre + QtCore.QPoint(120, 0))
+    win.tick()
+    assert view.scene.view.camera.azimuth != azimuth  # dragging orbits, as in vispy
+    assert view.frames_drawn > frames  # and draws a new frame without a new pose
+
+
+@pytest.mark.gui
+def test_plots_decimate_to_their_width(window, qapp):
+    from pipeline.runtime.testing import make_block
+
+    viewer, win, _stop = window
+    n = 8000  # 800 Hz for 10 s: more samples than the plot has pixels
+    t = time.monotonic_ns() - np.arange(n)[::-1] * 1_250_000
+    frame = np.zeros(n, frame_dtype(2))
+    frame["t_host"], frame["acc"][:, 0, 0] = t, np.sin(np.arange(n) / 50.0)
+    frame["acc"][4000, 0, 0] = 30.0  # one spike
+    viewer.on_block("imu", make_block(frame_info("fast/imu.frame", ["f1", "f2"], 800.0),
+                                      frame, t_host=int(t[0])))
+    win.plots.refresh()
+    x, y = win.plots.imu_curves[("f1", 0)].getData()
+    assert len(x) <= 2 * win.plots._pixels(win.plots.acc_plot) < n
+    assert np.nanmax(y) == 30.0  # the spike is still drawn
+    lo, hi = win.plots.acc_plot.vb.viewRange()[1]
+    assert lo <= -1.0 and hi >= 30.0  # the y range grew to show it
+
+
 @pytest.mark.gui
 def test_keyboard_space_pauses_and_q_closes(window, qapp):
     from PySide6 import QtCore

@@ -17,6 +17,7 @@ from nodes.view.latency_window import LatencyWindow
 from nodes.view.model_picker import ModelPicker
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
+from nodes.view.scene_image import SceneImage
 from nodes.view.signal_plots import SignalPlots
 from nodes.view.status_feed import StatusFeed, format_status, running_model
 from pipeline.kinematics.chain import Chain
@@ -43,10 +44,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.setWindowTitle(f"{title}: {chain.name}")
         self.resize(1280, 760)
         self.scene = ChainScene(chain, size=(640, 600))
+        self.scene_view = SceneImage(self.scene)
         self.plots = SignalPlots(rings, tuple(chain.body_names[i] for i in chain.hinge_bodies))
         self.picker = ModelPicker(client, model_dirs)
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        splitter.addWidget(self.scene.canvas.native)
+        splitter.addWidget(self.scene_view)
         splitter.addWidget(self.plots)
         splitter.setSizes([660, 620])
         self.setCentralWidget(splitter)
@@ -60,7 +62,6 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._fps = 0.0
         self._fps_t0, self._fps_n = time.monotonic(), 0
         self._next_plot = 0.0
-        self.scene.canvas.events.draw.connect(self._count_frame)
         self._shortcuts()
         self.frame_timer = QtCore.QTimer(self)
         self.frame_timer.timeout.connect(self.tick)
@@ -125,6 +126,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
         if version != self._drawn_version:
             self._drawn_version = version
             self.scene.set_pose(pos, quat)
+            self.scene_view.mark_dirty()
+        if self.scene_view.redraw():
+            self._count_frame()
         now = time.monotonic()
         if now >= self._next_plot:
             self._next_plot = now + 1.0 / PLOT_RATE_HZ
