@@ -21,6 +21,7 @@ from drivers.importers.imported_stream import (
     ImportedStream,
     ImportFileError,
 )
+from drivers.importers.sample_checks import check_column, check_rate
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 log = logging.getLogger("imuflow.importers.broad_hdf5")
@@ -49,12 +50,17 @@ def read_trial(path: str | Path, name: str = "imu") -> list[ImportedStream]:
             arrays[key] = arr
         if "sampling_rate" not in f.attrs:
             raise ImportFileError(f"{path}: attribute 'sampling_rate' missing")
-        rate_hz = float(f.attrs["sampling_rate"])
+        rate = f.attrs["sampling_rate"]
+        rate_hz = check_rate(rate.item() if isinstance(rate, np.ndarray) and rate.size == 1
+                             else rate, f"{path}: attribute 'sampling_rate'")
     n = len(arrays["imu_acc"])
     bad = [k for k, a in arrays.items() if len(a) != n]
     if bad:
         raise ImportFileError(f"{path}: datasets {', '.join(bad)} do not have {n} rows "
                               "like imu_acc")
+    for key, group in (("imu_acc", "acc"), ("imu_gyr", "gyr"), ("imu_mag", "mag")):
+        for axis in range(3):
+            check_column(path, f"{key}[:, {axis}]", arrays[key][:, axis], group)
     t_host = np.round(np.arange(n) * (1e9 / rate_hz)).astype(np.int64)
     raw = np.zeros(n, RAW_IMU_DTYPE)
     raw["t_sensor"] = -1

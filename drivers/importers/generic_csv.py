@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 G = 9.80665  # m/s^2 per g
@@ -67,9 +68,29 @@ def load_mapping_file(path: str | Path) -> dict:
     """A YAML mapping file: ``columns`` (required), ``rate_hz``, ``name``, ``delimiter``,
     ``skip_rows``."""
     path = Path(path)
-    doc = yaml.safe_load(path.read_text())
-    if not isinstance(doc, dict) or not isinstance(doc.get("columns"), dict):
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportFileError(f"{path}: cannot read the mapping file: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ImportFileError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("columns"), dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in doc["columns"].items()):
         raise ImportFileError(f"{path}: a mapping file needs 'columns: {{field: \"Column:unit\"}}'")
+    unknown = set(doc) - {"columns", "rate_hz", "name", "delimiter", "skip_rows"}
+    if unknown:
+        raise ImportFileError(f"{path}: unknown keys {sorted(unknown)}; allowed: columns, "
+                              "rate_hz, name, delimiter, skip_rows")
+    if "rate_hz" in doc:
+        doc["rate_hz"] = check_rate(doc["rate_hz"], f"{path}: 'rate_hz'")
+    skip = doc.get("skip_rows", 0)
+    if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= 10_000:
+        raise ImportFileError(f"{path}: 'skip_rows' must be an integer 0..10000, got {skip!r}")
+    delim = doc.get("delimiter", ",")
+    if not isinstance(delim, str) or len(delim) != 1:
+        raise ImportFileError(f"{path}: 'delimiter' must be one character, got {delim!r}")
     return doc
 
 
@@ -98,9 +119,11 @@ def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
                                       f"in the header; columns: {', '.join(header)}")
             index[field] = header.index(column)
         values: dict[str, list[float]] = {fld: [] for fld in mapping}
+        linenos: list[int] = []
         for lineno, row in enumerate(reader, start=head_line + 1):
             if not row or not any(c.strip() for c in row):
                 continue
+            linenos.append(lineno)
             for field, j in index.items():
                 if j >= len(row):
                     raise ImportFileError(f"{path}:{lineno}: row has {len(row)} fields, column "
@@ -113,8 +136,13 @@ def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
     n = len(values["acc_x"])
     if n == 0:
         raise ImportFileError(f"{path}: no samples after the header (line {head_line})")
+    if rate_hz is not None:
+        rate_hz = check_rate(rate_hz, f"{path}: rate_hz (--rate-hz)")
     data = np.zeros(n, RAW_IMU_DTYPE)
     scaled = {f: np.asarray(v) * UNITS[FIELDS[f]][mapping[f][1]] for f, v in values.items()}
+    lines = np.asarray(linenos)
+    for f, v in scaled.items():
+        check_column(path, mapping[f][0], v, FIELDS[f], lines)
     for v in ("acc", "gyr", "mag"):
         if all(f"{v}_{a}" in scaled for a in "xyz"):
             data[v] = np.stack([scaled[f"{v}_{a}"] for a in "xyz"], 1)
@@ -138,7 +166,11 @@ def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
                               "rate_hz (--rate-hz) so times can be made from the row index")
     if rate_hz is None:
         dt = np.diff(data["t_host"])
-        rate_hz = float(1e9 / np.median(dt)) if len(dt) and np.median(dt) > 0 else 0.0
+        if not len(dt) or np.median(dt) <= 0:
+            raise ImportFileError(f"{path}: the sample rate cannot be told from the time column "
+                                  "(one row, or times not increasing); give rate_hz (--rate-hz)")
+        rate_hz = check_rate(1e9 / np.median(dt), f"{path}: rate from the time column")
+    steps = report_clock_steps(data["t_host"], rate_hz, str(path))
     return ImportedStream(name or path.stem, RAW_IMU, data, rate_hz, meta={
-        "source_file": str(path), "t_host": how,
+        **steps, "source_file": str(path), "t_host": how,
         "mapping": {f: f"{c}:{u}" for f, (c, u) in mapping.items()}})

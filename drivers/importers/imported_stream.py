@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline.recording.session_format import pack_array
 from pipeline.recording.session_writer import SessionWriter
+from pipeline.runtime.atomic_file import atomic_path
 from pipeline.runtime.errors import ImuflowError
 from pipeline.runtime.message import Encoder, StreamInfo
 from pipeline.runtime.streams import RAW_IMU, raw_imu_info
@@ -58,34 +59,47 @@ class ImportedStream:
 def write_session(streams: list[ImportedStream], path: str | Path, *, block: int = 1,
                   node: str = "import", compression: str = "zstd",
                   session_meta: dict | None = None) -> Path:
-    """Write streams to an MCAP session as a driver would have sent them (``block`` samples a
-    message), interleaved by ``t_host``; return the path."""
+    """Write streams to an MCAP session as a driver would have sent them; return the path.
+
+    ``block`` samples a message; streams are interleaved by ``t_host`` while each keeps
+    its file order (a message's log time is the running maximum of its stream's
+    ``t_host``, so a sensor clock stepping back never reorders that sensor's samples).
+    The file appears at ``path`` only when complete (temporary file, then a rename).
+    """
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     path = Path(path)
-    writer = SessionWriter(path, compression=compression, flush_s=3600.0,
-                           session_meta=dict(session_meta or {}, imported=True))
-    try:
-        order = []
-        for si, s in enumerate(streams):
-            starts = np.arange(0, len(s.data), block)
-            order.append(np.stack([s.data["t_host"][starts], np.full(len(starts), si), starts], 1))
-        if order:
-            allm = np.concatenate(order)
-            allm = allm[np.lexsort((allm[:, 1], allm[:, 0]))]
-            infos = [s.info(node) for s in streams]
-            enc = Encoder()
-            for t, si, k in allm.tolist():
-                s = streams[si]
-                chunk = s.data[k:k + block]
-                writer.write_raw(infos[si], pack_array(infos[si], chunk, seq=k // block, t_host=t,
-                                                       t_sensor=int(chunk["t_sensor"][0])
-                                                       if "t_sensor" in chunk.dtype.names else -1,
-                                                       encoder=enc),
-                                 log_time=t, publish_time=t, sequence=k // block)
-    except BaseException:
-        writer.abandon()
-        raise
-    writer.close()
+    with atomic_path(path) as tmp:
+        writer = SessionWriter(tmp, compression=compression, flush_s=3600.0,
+                               session_meta=dict(session_meta or {}, imported=True))
+        try:
+            _write_messages(writer, streams, block, node)
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close()
     log.info("wrote %s: %d streams, %d messages", path, len(streams), writer.messages)
     return path
+
+
+def _write_messages(writer: SessionWriter, streams: list[ImportedStream], block: int,
+                    node: str) -> None:
+    """Every stream's messages, merged by time, each stream in its own order."""
+    order = []
+    for si, s in enumerate(streams):
+        starts = np.arange(0, len(s.data), block)
+        key = np.maximum.accumulate(s.data["t_host"][starts]) if len(starts) else starts
+        order.append(np.stack([key, np.full(len(starts), si), starts], 1))
+    if not order:
+        return
+    allm = np.concatenate(order)
+    allm = allm[np.lexsort((allm[:, 2], allm[:, 1], allm[:, 0]))]
+    infos = [s.info(node) for s in streams]
+    enc = Encoder()
+    for log_t, si, k in allm.tolist():
+        chunk = streams[si].data[k:k + block]
+        t = int(chunk["t_host"][0])
+        t_sensor = int(chunk["t_sensor"][0]) if "t_sensor" in chunk.dtype.names else -1
+        writer.write_raw(infos[si], pack_array(infos[si], chunk, seq=k // block, t_host=t,
+                                               t_sensor=t_sensor, encoder=enc),
+                         log_time=log_t, publish_time=t, sequence=k // block)

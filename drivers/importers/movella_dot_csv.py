@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 log = logging.getLogger("imuflow.importers.movella_dot_csv")
@@ -72,7 +73,9 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
     except ValueError:
         raise ImportFileError(f"{path}: header 'OutputRate' is {rate_text!r}, expected e.g. "
                            "'60Hz'") from None
+    rate_hz = check_rate(rate_hz, f"{path}: header 'OutputRate'")
     rows: list[list[float]] = []
+    linenos: list[int] = []
     with path.open(encoding="utf-8-sig", newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if lineno <= header_line or not row or not any(c.strip() for c in row):
@@ -82,6 +85,7 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
                                    f"{len(cols)} ({', '.join(cols)})")
             try:
                 rows.append([float(c) for c in row])
+                linenos.append(lineno)
             except ValueError:
                 j = next(j for j, c in enumerate(row) if not _is_float(c))
                 raise ImportFileError(f"{path}:{lineno}: column '{cols[j]}' is {row[j]!r}, "
@@ -89,7 +93,18 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
     if not rows:
         raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
     table = np.asarray(rows, np.float64)
-    return meta, {c: table[:, j] for j, c in enumerate(cols)}, rate_hz
+    columns = {c: table[:, j] for j, c in enumerate(cols)}
+    lines = np.asarray(linenos)
+    for c in cols:
+        group = _GROUPS.get(c.split("_")[0])
+        if group is not None:
+            check_column(path, c, np.deg2rad(columns[c]) if group == "gyr" else columns[c],
+                         group, lines)
+    return meta, columns, rate_hz
+
+
+_GROUPS = {"PacketCounter": "counter", "SampleTimeFine": "time", "Acc": "acc", "Gyr": "gyr",
+           "Mag": "mag"}
 
 
 def _is_float(text: str) -> bool:
@@ -128,7 +143,8 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
         data["mag"] = (np.stack([cols[m] for m in MAG], 1) if all(m in cols for m in MAG)
                        else math.nan)
         name = _sensor_name(meta.get("DeviceTag") or path.stem, names)
-        out.append(ImportedStream(name, RAW_IMU, data, rate_hz, meta={
+        steps = report_clock_steps(data["t_host"], rate_hz, f"{path} (sensor '{name}')")
+        out.append(ImportedStream(name, RAW_IMU, data, rate_hz, meta={**steps,
             "source_file": str(path), "vendor": "Movella DOT", "t_host": how,
             "gyr_from": "deg/s", "mag_units": "normalised (device units)",
             "firmware": meta.get("FirmwareVersion", ""), "start_time": meta.get("StartTime", ""),
