@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.runtime.message import Block
-from pipeline.runtime.node import Node
+from pipeline.runtime.message import Block, StreamInfo
+from pipeline.runtime.node import Node, Source
 from pipeline.runtime.ports import Input
 from pipeline.runtime.streams import RAW_IMU
 
@@ -82,3 +83,27 @@ class ArrayLog(Node):
             np.save(folder / (stream.replace("/", "__").replace(":", "_") + ".npy"),
                     np.concatenate(parts))
         (folder / "gaps.json").write_text(json.dumps({"gaps": self._gaps}))
+
+
+class CrashAfter(Source):
+    """Count at ``rate_hz`` on ``count`` and raise after ``after`` samples (a node that dies)."""
+
+    outputs = ("count",)
+
+    @dataclass(frozen=True)
+    class Params:
+        after: int = 20
+        rate_hz: float = 100.0
+
+    def setup(self) -> None:
+        self._n = 0
+        self.declare("count", StreamInfo.for_array(f"{self.id}/count", "count", np.int64,
+                                                   rate_hz=self.params.rate_hz))
+
+    def poll(self, timeout_s: float) -> bool:
+        if self._n >= self.params.after:
+            raise RuntimeError(f"node '{self.id}': crashing on purpose after {self._n} samples")
+        self.emit("count", np.array([self._n], np.int64), t_host=time.monotonic_ns())
+        self._n += 1
+        time.sleep(min(timeout_s, 1.0 / self.params.rate_hz))
+        return True

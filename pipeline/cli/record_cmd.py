@@ -44,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
         log.info("recording %s to %s", ", ".join(e.source for e in rec.inputs["in"]),
                  rec.params["path"])
         end = time.monotonic() + args.duration if args.duration > 0 else None
-        return sup.run(until=(lambda: time.monotonic() >= end) if end else None)
+
+        def until() -> bool:
+            return rec.id in sup.dead_nodes() or (end is not None and time.monotonic() >= end)
+
+        code = sup.run(until=until)
+        if rec.id in sup.dead_nodes():
+            log.error("the recorder stopped early (see the error above); %s holds what was "
+                      "recorded until then", rec.params["path"])
+            return 1
+        return code
     finally:
         path.unlink(missing_ok=True)

@@ -50,6 +50,8 @@ class _Worker:
     restart_at: float | None = None
     awaiting_start: set[str] = field(default_factory=set)
     finished: bool = False
+    exit_code: int | None = None  # of the last process, once it exited
+    dead: bool = False  # exited with a failure and will not be restarted
 
 
 def supervisor_ctl_endpoint(run_dir: Path) -> str:
@@ -135,12 +137,24 @@ class Supervisor:
         return reply.get("state")
 
     def run(self, until: Callable[[], bool] | None = None) -> int:
-        """Supervise until the graph ends, a signal arrives, or ``until()`` is true; then stop."""
+        """Supervise until the graph ends, a signal arrives, or ``until()`` is true; then stop.
+
+        Returns 0, or 1 when a node died and was not restarted (``restart: never``, a
+        configuration error): the run did not do all it was asked to.
+        """
         try:
             self.supervise(until)
-            return 0
         finally:
             self.stop()
+        dead = self.dead_nodes()
+        if dead:
+            log.error("graph '%s' ended with dead node(s): %s", self.name, ", ".join(dead))
+            return 1
+        return 0
+
+    def dead_nodes(self) -> list[str]:
+        """Nodes whose process failed and will not be restarted."""
+        return [n for w in self.workers.values() if w.dead for n in w.nodes]
 
     def supervise(self, until: Callable[[], bool] | None = None) -> bool:
         """Watch the workers without stopping them afterwards; True if the graph ended itself.
@@ -202,20 +216,21 @@ class Supervisor:
             if w.finished:
                 continue
             if w.proc is not None and w.proc.poll() is not None:
-                code = w.proc.returncode
+                code = w.exit_code = w.proc.returncode
                 w.proc = None
                 if code == 0 and not self._stopping:
                     w.finished = True
                     continue
                 if code == EXIT_CONFIG:
-                    log.error("group '%s' (%s) stopped: its configuration is wrong (see the "
-                              "error above); not restarting", w.group, ", ".join(w.nodes))
-                    w.finished = True
+                    log.error("group '%s' (%s) stopped: it cannot run (its configuration, "
+                              "file or model; see the error above); not restarting", w.group,
+                              ", ".join(w.nodes))
+                    w.finished = w.dead = True
                     continue
                 if any(self._restart_policy[n] == "never" for n in w.nodes):
-                    log.error("group '%s' exited with status %s; restart policy is 'never'",
-                              w.group, code)
-                    w.finished = True
+                    log.error("group '%s' (%s) exited with status %s; restart policy is "
+                              "'never': it stays dead", w.group, ", ".join(w.nodes), code)
+                    w.finished = w.dead = True
                     continue
                 if now - w.started_at > STABLE_AFTER_S:
                     w.failures_in_row = 0
@@ -230,9 +245,19 @@ class Supervisor:
                 log.warning("restarted group '%s' (restart #%d)", w.group, w.restarts)
             if w.proc is not None and w.awaiting_start:
                 for nid in sorted(w.awaiting_start):
-                    if self._ping_state(nid) == "ready":
-                        send_command(ctl_endpoint(self.run_dir, nid), "start", ctx=self.ctx)
+                    if self._ping_state(nid) == "ready" and self._send_start(nid):
                         w.awaiting_start.discard(nid)
+
+    def _send_start(self, node_id: str) -> bool:
+        """Send ``start`` to a restarted node; False (tried again later) if it does not answer."""
+        try:
+            send_command(ctl_endpoint(self.run_dir, node_id), "start", timeout_s=2.0,
+                         ctx=self.ctx)
+        except ControlTimeout:
+            log.warning("restarted node '%s' did not answer 'start' within 2 s; trying again",
+                        node_id)
+            return False
+        return True
 
     def _collect_status(self) -> None:
         blk = self._status_sub.recv(block=False)
@@ -250,8 +275,15 @@ class Supervisor:
         nodes = {}
         for w in self.workers.values():
             for nid in w.nodes:
-                nodes[nid] = dict(self.status.get(nid, {"node": nid, "state": "starting"}),
-                                  restarts=w.restarts, alive=w.proc is not None)
+                node = dict(self.status.get(nid, {"node": nid, "state": "starting"}),
+                            restarts=w.restarts, alive=w.proc is not None)
+                if w.proc is None and not (w.finished and not w.dead):
+                    # its last report is stale: the process is gone
+                    node["state"] = "dead" if w.dead else "restarting"
+                    node["exit_code"] = w.exit_code
+                    for key in ("rate_in_hz", "rate_out_hz"):
+                        node[key] = 0.0
+                nodes[nid] = node
         return {"graph": self.name, "run_dir": str(self.run_dir), "nodes": nodes}
 
     def _report(self) -> None:
