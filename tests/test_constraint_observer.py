@@ -1,4 +1,5 @@
-"""The constraint-based observer on simulated knee data with aligned sensors."""
+"""The constraint-based observer on simulated data with aligned sensors: the knee (a hinge with
+an IMU on both sides) and arm3 (two orthogonal hinges through a segment without an IMU)."""
 
 from __future__ import annotations
 
@@ -72,13 +73,29 @@ def test_state_layout_matches_the_chain() -> None:
     np.testing.assert_allclose(np.linalg.norm(state["q_rel"][:, 0], axis=1), 1.0, atol=1e-5)
 
 
-def test_chain_without_imu_on_both_sides_is_refused(tmp_path: Path) -> None:
-    node = ConstraintObserver.create("observer",
-                                     context=GraphContext(chain_file=REPO / "configs/chains/arm3.yaml"))
+def _arm3_variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = (REPO / "configs/chains/arm3.yaml").read_text()
+    assert old in text
+    path = tmp_path / "variant.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_hinge_without_imus_around_it_is_refused(tmp_path: Path) -> None:
+    # IMUs on seg1 and seg2: the seg2 hinge is seen from both sides, the seg3 hinge from none
+    chain = _arm3_variant(tmp_path, "{name: seg3, body: seg3,", "{name: seg3, body: seg2,")
+    node = ConstraintObserver.create("observer", context=GraphContext(chain_file=chain))
     info = frame_info("filter/imu.frame", ["seg1", "seg3"], RATE)
-    frames = np.zeros(1, frame_dtype(2))
-    with pytest.raises(ConfigError, match="needs an IMU on 'seg2' and on its parent"):
-        node.on_block("frame", make_block(info, frames))
+    with pytest.raises(ConfigError, match="hinge 'seg3' needs an IMU on 'seg3' and on its parent"):
+        node.on_block("frame", make_block(info, np.zeros(1, frame_dtype(2))))
+
+
+def test_two_hinges_that_are_not_orthogonal_are_refused(tmp_path: Path) -> None:
+    chain = _arm3_variant(tmp_path, "axis: [0, 0, 1]", "axis: [0, 0.6, 0.8]")
+    node = ConstraintObserver.create("observer", context=GraphContext(chain_file=chain))
+    info = frame_info("filter/imu.frame", ["seg1", "seg3"], RATE)
+    with pytest.raises(ConfigError, match="not orthogonal"):
+        node.on_block("frame", make_block(info, np.zeros(1, frame_dtype(2))))
 
 
 def test_missing_chain_is_a_config_error() -> None:

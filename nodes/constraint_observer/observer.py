@@ -1,37 +1,45 @@
-"""ConstraintObserver: joint state from hinge constraints between IMU-carrying segments, no training.
+"""ConstraintObserver: joint state from joint constraints between IMU-carrying segments.
 
-For every hinge whose parent and child segments each carry an IMU (in segment frames, i.e.
-after the filter applied a calibration), the hinge angle follows the relative angular rate
-about the axis (``theta' = a . (w_child - w_parent)``, exact for a hinge) and is pulled
-towards the angle gravity shows in both segments whenever both are quasi-static (a
-complementary filter with time constant ``tau_s``). The root's ``q_rel`` stays identity, as
-the RNN observer leaves bodies its model does not estimate: the root orientation is the
-orientation node's (VQF 6D), which fk takes on its ``root`` input. This is the 1-DoF form of the
-constraint-based estimators of Laidig et al. (the hinge fixes the heading between the two
-segments, so no separate heading estimate is needed). 2-DoF joints are not handled yet.
+The constraint-based estimators of Laidig, Seel et al., for two kinds of joints between
+segments that carry IMUs (in segment frames, i.e. after the filter applied a calibration):
+
+- a hinge with an IMU on both sides (the knee): the angle follows the relative angular rate
+  about the axis (``theta' = a . (w_child - w_parent)``, exact for a hinge) and is pulled
+  towards the angle gravity shows in both segments whenever both are quasi-static (a
+  complementary filter with time constant ``tau_s``; the hinge fixes the heading between the
+  two segments, so no heading estimate is needed; ``hinge.py``);
+- two orthogonal hinges through a segment without an IMU (a 2-DoF joint such as arm3's
+  y-then-z elbow): each IMU's orientation from VQF 6D, the heading offset between the two
+  from the joint's constraint (streaming form of ``qmt.headingCorrection``, causal 8 s
+  window, ``joint_heading.py``), then both angles from the relative orientation
+  (``two_axis.py``).
+
+The root's ``q_rel`` stays identity, as the RNN observer leaves bodies its model does not
+estimate: the root orientation is the orientation node's (VQF 6D), which fk takes on its
+``root`` input.
 
 Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, z.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+import vqf
 
+from nodes.constraint_observer.heading_fit import warm_up_two_axis
+from nodes.constraint_observer.hinge import hinge_kernel
+from nodes.constraint_observer.two_axis import TwoAxisJoint
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
 from pipeline.kinematics.fk import hinge_plane_basis
-from pipeline.kinematics.quaternion import np_qrotate, qmul4
+from pipeline.kinematics.quaternion import np_qrotate
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
 from pipeline.runtime.node import GraphContext, Node
 from pipeline.runtime.ports import Input
 from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import FRAME, STATE, frame_dtype, state_dtype
-
-G = 9.81
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,19 @@ class _Hinge:
     geometry: np.ndarray  # (6, 3): axis in parent, axis in child, plane bases e1p e2p e1c e2c
 
 
-class ConstraintObserver(Node):
-    """Hinge angles from gyros and gravity under the hinge constraint; no training.
+@dataclass(frozen=True)
+class _Pair:
+    joint: TwoAxisJoint
+    slots: tuple[int, int]  # hinge angle slots of the middle and distal bodies
+    imus: tuple[int, int]   # IMU indices in the frame: segment 1, segment 2
 
-    Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge, in segment
-    frames (calibrate, then let the filter apply it). Publishes ``chain.state`` like the RNN
-    observer.
+
+class ConstraintObserver(Node):
+    """Hinge angles from gyros and gravity under joint constraints; no training.
+
+    Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge, or on both
+    ends of a pair of orthogonal hinges, in segment frames (calibrate, then let the filter
+    apply it). Publishes ``chain.state`` like the RNN observer.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.
@@ -103,6 +118,7 @@ class ConstraintObserver(Node):
             hinge_kernel(0.0, False, z, z, z, z, np.eye(3).repeat(2, 0),
                          np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9, np.zeros(n),
                          np.zeros((n, 4)))
+        warm_up_two_axis()
 
     def _configure(self, info: StreamInfo) -> None:
         """Map the chain's hinges and root onto the IMUs of ``info``."""
@@ -116,29 +132,30 @@ class ConstraintObserver(Node):
                 raise ConfigError(f"node '{self.id}': chain IMU '{name}' is not in the input "
                                   f"frames (IMUs {imus}); map the sensors to the chain's names")
             imu_of.setdefault(int(body), imus.index(name))
-        hinges = []
-        for slot, body in enumerate(chain.hinge_bodies):
-            parent = int(chain.parents[body])
-            if body not in imu_of or parent not in imu_of:
-                raise ConfigError(
-                    f"node '{self.id}': hinge '{chain.body_names[body]}' needs an IMU on "
-                    f"'{chain.body_names[body]}' and on its parent; chain '{chain.name}' has "
-                    "none there (use the RNN observer for sparse IMUs)")
-            axis = np.asarray(chain.axes[body], dtype=np.float64)
-            axis = axis / np.linalg.norm(axis)
-            rot = np.asarray(chain.rotations[body], dtype=np.float64)
-            axis_parent = np_qrotate(rot, axis)
-            e1p, e2p = hinge_plane_basis(axis_parent)
-            e1c, e2c = hinge_plane_basis(axis)
-            geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
-            hinges.append(_Hinge(int(body), slot, imu_of[parent], imu_of[int(body)], geometry))
         others = [chain.body_names[i] for i, p in enumerate(chain.parents)
                   if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
         if others:
             raise ConfigError(f"node '{self.id}': the constraint observer handles hinges (and "
                               f"frozen joints) below the root; chain '{chain.name}' has other "
                               f"joints at {others}")
-        self._hinges = hinges
+        slot_of = {int(b): slot for slot, b in enumerate(chain.hinge_bodies)}
+        hinges, pairs = [], []
+        for body, slot in slot_of.items():
+            parent = int(chain.parents[body])
+            if body in imu_of and parent in imu_of:
+                hinges.append(self._hinge(body, slot, imu_of[parent], imu_of[body]))
+            elif body in imu_of and parent in slot_of and int(chain.parents[parent]) in imu_of:
+                pairs.append(self._pair(parent, body, slot_of, imu_of, info.rate_hz))
+            elif body in imu_of or not any(int(chain.parents[c]) == body and c in imu_of
+                                           for c in slot_of):
+                raise ConfigError(
+                    f"node '{self.id}': hinge '{chain.body_names[body]}' needs an IMU on "
+                    f"'{chain.body_names[body]}' and on its parent (or, for two orthogonal "
+                    f"hinges in a row, on the first one's parent and the second one's body); "
+                    f"chain '{chain.name}' has none there (use the RNN observer for sparse IMUs)")
+        self._hinges, self._pairs = hinges, pairs
+        pair_imus = sorted({i for pr in pairs for i in pr.imus})
+        self._vqf = {i: vqf.VQF(1.0 / info.rate_hz) for i in pair_imus}  # 6D, per IMU
         self._dt = 1.0 / info.rate_hz
         self._gain = min(1.0, self._dt / self.params.tau_s)
         self._theta = np.zeros(len(hinges))
@@ -149,9 +166,33 @@ class ConstraintObserver(Node):
             f"{self.id}/{STATE}", STATE, self._dtype, rate_hz=info.rate_hz,
             channels=self._dtype.names, units=("ns", "1", "rad"),
             meta={"bodies": list(chain.body_names), "chain": chain.name,
-                  "hinges": [chain.body_names[h.body] for h in hinges],
-                  "quaternion": "wxyz", "estimator": "hinge constraint", "root": "identity (orientation node)"}))
+                  "hinges": [chain.body_names[b] for b in chain.hinge_bodies],
+                  "quaternion": "wxyz", "root": "identity (orientation node)",
+                  "estimator": "hinge constraint" + (
+                      "; two-axis joints: VQF 6D + heading from the joint constraint"
+                      if pairs else "")}))
         self._in_info = info
+
+    def _hinge(self, body: int, slot: int, parent_imu: int, child_imu: int) -> _Hinge:
+        """A hinge with an IMU on both sides: axis and gravity-plane bases in both frames."""
+        axis = np.asarray(self.chain.axes[body], dtype=np.float64)
+        axis = axis / np.linalg.norm(axis)
+        rot = np.asarray(self.chain.rotations[body], dtype=np.float64)
+        axis_parent = np_qrotate(rot, axis)
+        e1p, e2p = hinge_plane_basis(axis_parent)
+        e1c, e2c = hinge_plane_basis(axis)
+        geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
+        return _Hinge(body, slot, parent_imu, child_imu, geometry)
+
+    def _pair(self, middle: int, distal: int, slot_of: dict[int, int], imu_of: dict[int, int],
+              rate_hz: float) -> _Pair:
+        """Two hinges through the IMU-less ``middle`` body, from its parent's IMU and distal's."""
+        try:
+            joint = TwoAxisJoint(self.chain, middle, distal, rate_hz)
+        except ValueError as exc:
+            raise ConfigError(f"node '{self.id}': {exc}", key="chain") from None
+        return _Pair(joint, (slot_of[middle], slot_of[distal]),
+                     (imu_of[int(self.chain.parents[middle])], imu_of[distal]))
 
     def on_block(self, port: str, block: Block) -> None:
         if block.n == 0:
@@ -173,45 +214,28 @@ class ConstraintObserver(Node):
             self._started = self._started or started
             out["angle"][:, h.slot] = angle
             out["q_rel"][:, h.body] = quat
+        if self._pairs:
+            self._two_axis(acc, gyr, out)
         for b in range(1, self.chain.n_bodies):  # frozen bodies: their fixed rotation
             if self.chain.joint_types[b] == JointType.FROZEN:
                 out["q_rel"][:, b] = self._rot0[b]
         self.emit(STATE, out, t_host=block.t_host, gap=block.gap)
 
+    def _two_axis(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
+        """Angles and q_rel of every two-axis pair: VQF 6D per IMU, heading, split."""
+        quat, rate = {}, {}
+        for i, f in self._vqf.items():
+            g, a = _finite_or_zero(gyr[:, i]), _finite_or_zero(acc[:, i])
+            quat[i], rate[i] = f.updateBatch(g, a)["quat6D"], g  # zero acc: no correction
+        for pr in self._pairs:
+            i1, i2 = pr.imus
+            angle, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])
+            out["angle"][:, pr.slots[0]], out["angle"][:, pr.slots[1]] = angle.T
+            out["q_rel"][:, pr.joint.middle], out["q_rel"][:, pr.joint.distal] = q_m, q_d
 
-@njit(cache=True)
-def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp: np.ndarray,
-                 wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float, gain: float,
-                 still_acc: float, max_cos: float, angle: np.ndarray, quat: np.ndarray
-                 ) -> tuple[float, bool]:
-    """One hinge over a block: integrate the relative rate about the axis, pull towards the
-    angle gravity shows in both segments when both are quasi-static (the first such frame sets
-    the angle outright). ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in
-    segment frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases
-    e1p, e2p, e1c, e2c; ``rot`` (4,) the joint frame. Writes angle (n,) rad and quat (n, 4)
-    w,x,y,z child to parent; returns the last angle and whether it started."""
-    for k in range(ap.shape[0]):
-        rate = 0.0
-        for j in range(3):
-            rate += wc[k, j] * geo[1, j] - wp[k, j] * geo[0, j]
-        if math.isfinite(rate):
-            theta += dt * rate
-        n1 = math.sqrt(ap[k, 0] ** 2 + ap[k, 1] ** 2 + ap[k, 2] ** 2)
-        n2 = math.sqrt(ac[k, 0] ** 2 + ac[k, 1] ** 2 + ac[k, 2] ** 2)
-        if abs(n1 - G) < still_acc and abs(n2 - G) < still_acc:
-            dp = ap[k, 0] * geo[0, 0] + ap[k, 1] * geo[0, 1] + ap[k, 2] * geo[0, 2]
-            dc = ac[k, 0] * geo[1, 0] + ac[k, 1] * geo[1, 1] + ac[k, 2] * geo[1, 2]
-            if abs(dp) <= max_cos * n1 and abs(dc) <= max_cos * n2:
-                x1 = ap[k, 0] * geo[2, 0] + ap[k, 1] * geo[2, 1] + ap[k, 2] * geo[2, 2]
-                y1 = ap[k, 0] * geo[3, 0] + ap[k, 1] * geo[3, 1] + ap[k, 2] * geo[3, 2]
-                x2 = ac[k, 0] * geo[4, 0] + ac[k, 1] * geo[4, 1] + ac[k, 2] * geo[4, 2]
-                y2 = ac[k, 0] * geo[5, 0] + ac[k, 1] * geo[5, 1] + ac[k, 2] * geo[5, 2]
-                target = math.atan2(y1, x1) - math.atan2(y2, x2)
-                diff = (target - theta + math.pi) % (2.0 * math.pi) - math.pi
-                theta += gain * diff if started else diff
-                started = True
-        angle[k] = theta
-        c, s = math.cos(0.5 * theta), math.sin(0.5 * theta)
-        quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
-            rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
-    return theta, started
+
+def _finite_or_zero(v: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 C-contiguous copy with non-finite rows zeroed (VQF skips zero acc)."""
+    v = np.array(v, dtype=np.float64, order="C")
+    v[~np.isfinite(v).all(axis=1)] = 0.0
+    return v
