@@ -4,6 +4,9 @@ implementation), and its hinge angles against the simulator's truth."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +110,27 @@ def test_blocks_of_any_size_give_the_same_state(recording) -> None:
     one = _track(recording, 1)
     many = _track(recording, 333)
     np.testing.assert_allclose(one["angle"], many["angle"], atol=1e-5)
+
+
+def test_imuflow_eval_scores_the_node_on_a_dataset(tmp_path: Path) -> None:
+    from tools.training.data import SEEDS, generate
+    from tools.training.problem import get_problem
+
+    data = tmp_path / "arm3.npz"
+    generate(get_problem("arm3-sparse"), [SEEDS["heldout"]], 40.0, progress=False).save(data)
+    pred = tmp_path / "pred.npz"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "eval", "constraint_observer",
+                           str(data), "--json", "--predictions", str(pred)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[0])
+    assert set(report["per_joint"]) == {"seg2", "seg3"}
+    saved = np.load(pred)
+    q = saved["q_rel"].astype(np.float64)
+    assert np.isnan(q[..., 0, :]).all() and np.isfinite(q[..., 1:, :]).all()
+    truth = np.load(data)["q_rel"].astype(np.float64)
+    k = int(5 * RATE)  # the default warm-up
+    for i, body in ((1, "seg2"), (2, "seg3")):
+        err = rotation_error_deg(q[0, k:, i], truth[0, k:, i])  # independent of eval's path
+        assert report["per_joint"][body]["mean_deg"] == pytest.approx(err.mean(), abs=0.02)
+        assert err.mean() < 5.0

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--sequences", type=int, default=32)
     h.add_argument("--duration-s", type=float, default=60.0)
     h.add_argument("--no-noise", action="store_true", help="ideal sensors")
+    h.add_argument("--stress", action="store_true", help="the stress set: settings training "
+                   "never uses (tools/training/problem.py Problem.stress_settings), seeds from "
+                   "2_000_000")
     h.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -91,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.training.data import SEEDS, generate
         from tools.training.problem import get_problem
 
-        seeds = np.arange(SEEDS["heldout"], SEEDS["heldout"] + args.sequences)
+        kind = "stress" if args.stress else "heldout"
+        seeds = np.arange(SEEDS[kind], SEEDS[kind] + args.sequences)
         generate(get_problem(args.problem), seeds, args.duration_s,
-                 noisy=not args.no_noise).save(args.out)
+                 noisy=not args.no_noise, stress=args.stress).save(args.out)
         return 0
     from tools.training.export import export_run
     export_run(args.run_dir, args.run_dir / args.checkpoint, args.out,

@@ -1,5 +1,8 @@
 """``imuflow eval MODEL DATA``: per-joint angle errors of an observer model on data with ground truth.
 
+MODEL is an ONNX model (its card beside it) or the kind of an observer node that needs no
+model file, e.g. ``constraint_observer`` (run standalone on each sequence of a dataset npz
+with the dataset's chain; hinge angles scored, the root left to the orientation node).
 DATA is a dataset npz file (format in pipeline/evaluation/imu_dataset.py; make one with
 ``python tools/train_observer.py heldout``) or an MCAP session with a ``chain.truth`` stream
 (IMU streams resampled onto the truth stamps). The model runs in block mode through onnxruntime
@@ -15,16 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluation.imu_dataset import dataset_from_session, load_dataset
+from pipeline.evaluation.imu_dataset import ImuDataset, dataset_from_session, load_dataset
 from pipeline.evaluation.joint_errors import format_table
-from pipeline.evaluation.observer_eval import REPO, OnnxObserverModel, evaluate, plot_result
+from pipeline.evaluation.node_eval import evaluate_node
+from pipeline.evaluation.observer_eval import (
+    REPO,
+    EvalResult,
+    OnnxObserverModel,
+    evaluate,
+    plot_result,
+)
 from pipeline.kinematics.chain import load_chain
 from pipeline.runtime.errors import ImuflowError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
-    p.add_argument("model", type=Path, help="ONNX model (card beside it) or its .json card")
+    p.add_argument("model", type=Path, help="ONNX model (card beside it), its .json card, or "
+                   "an observer node kind without a model file (constraint_observer)")
     p.add_argument("data", type=Path, help="dataset .npz with ground truth (pipeline/evaluation/imu_dataset.py)")
     p.add_argument("--warmup-s", type=float, default=5.0, help="skip this many seconds per "
                    "sequence before taking statistics (default 5)")
@@ -46,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Load model and data, score, print; write the plot and predictions when asked."""
+    if args.model.suffix.lower() not in (".onnx", ".json") and not args.model.exists():
+        return _evaluate_node(args)
     model = OnnxObserverModel(args.model)
     if args.data.suffix.lower() == ".mcap":
         chain = load_chain(REPO / model.card.chain)
@@ -57,19 +70,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         data = load_dataset(args.data)
     result = evaluate(model, data, args.warmup_s)
+    _report(args, result, data, model.card.name, model.card.imus)
+    return 0
+
+
+def _evaluate_node(args: argparse.Namespace) -> int:
+    """Score an observer node kind (no model file) on a dataset npz."""
+    kind = str(args.model)
+    if args.data.suffix.lower() == ".mcap":
+        raise ValueError(f"{args.data}: a node kind ('{kind}') is scored on a dataset .npz "
+                         "(python tools/train_observer.py heldout ...)")
+    data = load_dataset(args.data)
+    result = evaluate_node(kind, data, args.warmup_s, progress=not args.json)
+    _report(args, result, data, kind, data.imus)
+    return 0
+
+
+def _report(args: argparse.Namespace, result: EvalResult, data: ImuDataset, name: str,
+            imus: tuple[str, ...]) -> None:
+    """Print the table (or JSON); write the plot and the predictions when asked."""
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data),
                           "sequences": data.n_sequences, "warmup_s": args.warmup_s,
                           "per_joint": {b: s.as_dict() for b, s in result.stats.items()}}))
     else:
-        title = (f"{model.card.name} on {args.data.name}: {data.n_sequences} sequences x "
+        title = (f"{name} on {args.data.name}: {data.n_sequences} sequences x "
                  f"{data.duration_s:.0f} s, after {args.warmup_s:g} s warm-up")
         print(format_table(result.stats, title))
     if args.plot:
-        plot_result(result, args.plot, title=f"{model.card.name} on {args.data.name}")
+        plot_result(result, args.plot, title=f"{name} on {args.data.name}")
     if args.predictions:
         np.savez(args.predictions, q_rel=result.q_rel.astype(np.float32),
-                 bodies=np.array(data.bodies), imus=np.array(model.card.imus),
+                 bodies=np.array(data.bodies), imus=np.array(imus),
                  rate_hz=data.rate_hz, model=str(args.model), data=str(args.data))
         print(f"wrote {args.predictions}")
-    return 0

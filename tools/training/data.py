@@ -23,23 +23,32 @@ log = logging.getLogger("imuflow.training.data")
 
 REPO = Path(__file__).resolve().parents[2]
 # disjoint seed ranges: training from 0, validation (per-epoch curves) from 500_000,
-# held-out figures of the model cards from 1_000_000
-SEEDS = {"train": 0, "val": 500_000, "heldout": 1_000_000}
+# held-out figures of the model cards from 1_000_000, the stress set (settings training never
+# uses, Problem.stress_settings) from 2_000_000
+SEEDS = {"train": 0, "val": 500_000, "heldout": 1_000_000, "stress": 2_000_000}
 
 
 def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
-             rate_hz: float = 100.0, noisy: bool = True, progress: bool = True) -> ImuDataset:
-    """Simulate one sequence per seed: IMU input (S, T, n_imu*6) float32 SI and true q_rel."""
+             rate_hz: float = 100.0, noisy: bool = True, progress: bool = True,
+             stress: bool = False) -> ImuDataset:
+    """Simulate one sequence per seed: IMU input (S, T, n_imu*6) float32 SI and true q_rel.
+
+    ``stress``: the problem's stress settings and sensor errors (beyond training's).
+    """
     chain = load_chain(REPO / problem.chain)
     cols = [chain.imu_names.index(n) for n in problem.imus]
     imus, q_rels = [], []
     for seed in tqdm(list(seeds), desc=f"simulate {problem.name}", unit="seq", disable=not progress):
-        rec = simulate(chain, duration_s, rate_hz, int(seed), problem.noise(noisy),
-                       problem.sim_settings(int(seed)))
+        noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
+        settings = (problem.stress_settings if stress else problem.sim_settings)(int(seed))
+        rec = simulate(chain, duration_s, rate_hz, int(seed), noise, settings)
         x = np.concatenate([rec.acc[:, cols], rec.gyr[:, cols]], axis=2)  # (T, m, 6)
         imus.append(x.reshape(len(x), -1).astype(np.float32))
         q_rels.append(rec.q_rel.astype(np.float32))
     settings = dict(problem.describe(), noisy=noisy, duration_s=duration_s)
+    if stress:
+        settings["stress"] = " ".join(problem.stress_settings.__doc__.split()) + " " + " ".join(
+            problem.stress_noise.__doc__.split())
     return ImuDataset(imu=np.stack(imus), q_rel=np.stack(q_rels), rate_hz=rate_hz,
                       chain=problem.chain, imus=problem.imus, bodies=chain.body_names,
                       seeds=np.asarray(seeds, np.int64), settings=settings)

@@ -34,6 +34,32 @@ class Problem:
         return SimSettings(motion=motion, placement_jitter_m=self.placement_jitter_m,
                            mount_rotation_max_rad=self.mount_rotation_max_rad)
 
+    def stress_settings(self, seed: int) -> SimSettings:
+        """Settings training never uses: the root over the whole sphere (pitch and roll up to
+        +-180 deg: lying, upside down; training: +-69 deg), motion up to 1.6x the fastest
+        trained (mean rates to 8 rad/s, accelerations to 96 rad/s^2), long rests (probability
+        0.3-0.6, up to 6 s), IMUs shifted twice as far along their segments."""
+        rng = np.random.default_rng([seed, 104729])
+        speed = float(rng.uniform(0.3, 1.6))
+        motion = MotionSettings(
+            seg_min_s=0.2 / speed, seg_max_s=2.5 / speed,
+            rest_prob=float(rng.uniform(0.3, 0.6)), rest_max_s=6.0,
+            root_tilt_rad=math.pi,
+            max_rate_rad_s=5.0 * speed, max_acc_rad_s2=60.0 * speed,
+            max_rate_m_s=0.8 * speed, max_acc_m_s2=6.0 * speed)
+        return SimSettings(motion=motion, placement_jitter_m=2 * self.placement_jitter_m,
+                           mount_rotation_max_rad=self.mount_rotation_max_rad)
+
+    @staticmethod
+    def stress_noise() -> ImuNoise:
+        """Sensor errors beyond training's: biases 1.7x (gyro up to 5 deg/s), noise 1.5x."""
+        n = ImuNoise()
+        return ImuNoise(acc_noise_density=1.5 * n.acc_noise_density,
+                        gyr_noise_density=1.5 * n.gyr_noise_density,
+                        acc_bias_max=0.85, gyr_bias_max=math.radians(5.0),
+                        acc_bias_walk=n.acc_bias_walk, gyr_bias_walk=n.gyr_bias_walk,
+                        acc_scale_max=0.02, gyr_scale_max=0.02)
+
     @staticmethod
     def noise(noisy: bool = True) -> ImuNoise:
         """DESIGN.md's realistic sensor errors, or ideal sensors."""

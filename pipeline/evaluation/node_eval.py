@@ -1,0 +1,73 @@
+"""Scoring an observer node that needs no model file (e.g. the constraint observer) on a dataset.
+
+The node is built standalone (``Node.create``) with the dataset's chain, fed each sequence as
+``imu.frame`` blocks of ``block_s`` seconds (acc m/s^2, gyr rad/s, as the filter publishes
+them), and its ``chain.state`` q_rel (w, x, y, z, body to parent) is scored per hinge body
+like ``imuflow eval`` scores a model's hinge outputs: the angle about the hinge axis against
+the truth, in degrees, after ``warmup_s``. A new node per sequence: every sequence starts
+from scratch, as the ONNX models do from a zero state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.evaluation.imu_dataset import ImuDataset
+from pipeline.evaluation.joint_errors import error_stats, hinge_error_deg
+from pipeline.evaluation.observer_eval import REPO, EvalResult
+from pipeline.kinematics.chain import JointType, load_chain
+from pipeline.kinematics.fk import rel_to_hinge
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.registry import resolve
+from pipeline.runtime.streams import STATE, frame_dtype, frame_info
+from pipeline.runtime.testing import make_block
+
+
+def run_node(kind: str, data: ImuDataset, block_s: float = 1.0,
+             progress: bool = True) -> np.ndarray:
+    """(S, T, n_bodies, 4) q_rel that node ``kind`` publishes on every sequence of ``data``."""
+    cls = resolve(kind)
+    chain_file = Path(data.chain) if Path(data.chain).is_absolute() else REPO / data.chain
+    info = frame_info("filter/imu.frame", list(data.imus), data.rate_hz)
+    s_, t_ = data.imu.shape[:2]
+    imu = data.imu.reshape(s_, t_, len(data.imus), 6)
+    frames = np.zeros(t_, frame_dtype(len(data.imus)))
+    frames["t_host"] = np.round(np.arange(t_) * 1e9 / data.rate_hz).astype(np.int64)
+    block = max(1, round(block_s * data.rate_hz))
+    out = []
+    for s in tqdm(range(s_), desc=f"{kind} on {s_} sequences", unit="seq", disable=not progress):
+        node = cls.create("observer", context=GraphContext(chain_file=chain_file))
+        frames["acc"], frames["gyr"] = imu[s, :, :, :3], imu[s, :, :, 3:]
+        for i in range(0, t_, block):
+            node.on_block("frame", make_block(info, frames[i:i + block]))
+        state = np.concatenate([b.data for b in node.emitted if b.info.kind == STATE])
+        if len(state) != t_:
+            raise ValueError(f"node '{kind}' published {len(state)} states for {t_} frames")
+        out.append(state["q_rel"])
+    return np.stack(out).astype(np.float64)
+
+
+def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0,
+                  progress: bool = True) -> EvalResult:
+    """Per hinge body, angle errors (S, T) deg of node ``kind`` on ``data``; stats after warm-up."""
+    chain = load_chain(Path(data.chain) if Path(data.chain).is_absolute() else REPO / data.chain)
+    if tuple(chain.body_names) != tuple(data.bodies):
+        raise ValueError(f"dataset bodies {data.bodies} differ from chain {data.chain} "
+                         f"bodies {chain.body_names}")
+    q_rel = run_node(kind, data, progress=progress)
+    errors = {}
+    for i in chain.hinge_bodies:
+        rot, axis = chain.rotations[i], chain.axes[i]
+        errors[chain.body_names[i]] = hinge_error_deg(
+            rel_to_hinge(q_rel[..., i, :], rot, axis),
+            rel_to_hinge(np.asarray(data.q_rel[..., i, :], dtype=np.float64), rot, axis))
+    k = round(warmup_s * data.rate_hz)
+    stats = {b: error_stats(e[:, k:]) for b, e in errors.items()}
+    not_estimated = [i for i in range(chain.n_bodies)
+                     if chain.parents[i] < 0 or chain.joint_types[i] != JointType.HINGE]
+    q_rel[..., not_estimated, :] = np.nan  # the root comes from the orientation node
+    return EvalResult(errors, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s,
+                      q_rel)
