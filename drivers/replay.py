@@ -46,6 +46,22 @@ class _CorruptItem(ValueError):
     """A recorded block whose payload does not match its header (skipped, counted)."""
 
 
+def _first_runs(reader: SessionReader, runs: Iterator[list[ChannelRun]]
+                ) -> list[list[ChannelRun]]:
+    """Read ``runs`` until the session's channels are known; SessionFileError if it has none."""
+    head: list[list[ChannelRun]] = []
+    while not reader.channels:
+        got = next(runs, None)
+        if got is None:
+            break
+        head.append(got)
+    if not reader.channels:
+        why = ("only the MCAP magic" if reader.path.stat().st_size <= 8 else
+               "no readable imuflow stream in it")
+        raise SessionFileError(f"session '{reader.path}': nothing to replay ({why})")
+    return head
+
+
 class Replay(Source):
     """Republish the streams of a session file with their original StreamInfo and time stamps.
 
@@ -91,6 +107,12 @@ class Replay(Source):
         names = session_sensors(context.resolve(params.path))
         return None if names is None else [context.site(n) for n in names]
 
+    @classmethod
+    def check_files(cls, params: Params, context: GraphContext) -> None:
+        """The session opens and holds imuflow streams (as setup checks)."""
+        with SessionReader(context.resolve(params.path)) as reader:
+            _first_runs(reader, reader.runs())
+
     def setup(self) -> None:
         p = self.params
         self.path = self.context.resolve(p.path)
@@ -118,17 +140,11 @@ class Replay(Source):
         """Open the session and read up to its first messages; refuse a file with no streams."""
         self._reader = SessionReader(self.path, logger=self.log)
         self._runs = self._reader.runs(batch_ns=self._merge_ns)
-        self._head: list[list[ChannelRun]] = []
-        while not self._reader.channels:
-            runs = next(self._runs, None)
-            if runs is None:
-                break
-            self._head.append(runs)
-        if not self._reader.channels:
-            why = ("only the MCAP magic" if self._reader.path.stat().st_size <= 8 else
-                   "no readable imuflow stream in it")
+        try:
+            self._head = _first_runs(self._reader, self._runs)
+        except BaseException:
             self._reader.close()
-            raise SessionFileError(f"session '{self.path}': nothing to replay ({why})")
+            raise
 
     def _session_runs(self) -> Iterator[list[ChannelRun]]:
         """The session's runs: those read while opening, then the rest."""

@@ -68,6 +68,15 @@ class SimImu(Source):
         except (ChainError, OSError):
             return None  # setup reports the chain file's problem
 
+    @classmethod
+    def check_files(cls, params: Params, context: GraphContext) -> None:
+        """The chain file is given and loads."""
+        path = params.chain or context.chain_file
+        if path is None:
+            raise ConfigError("no chain: set params.chain or the graph's `chain:` key",
+                              key="chain")
+        load_chain(context.resolve(path))
+
     def setup(self) -> None:
         path = self.params.chain or self.context.chain_file
         if path is None:

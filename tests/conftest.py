@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# test-only node kinds (tests.runtime_nodes.X, ...): a package kinds may be imported from;
+# set here, at import, so worker processes of module-scoped fixtures inherit it too
+os.environ.setdefault("IMUFLOW_KIND_PACKAGES", "tests")
 
 
 @pytest.fixture(autouse=True)

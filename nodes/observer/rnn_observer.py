@@ -85,6 +85,16 @@ class RnnObserver(Node):
         require_sensors(f"model '{card.name}' needs IMUs", list(card.imus), upstream)
         return upstream
 
+    @classmethod
+    def check_files(cls, params: Params, context: GraphContext) -> None:
+        """The model loads (card, hash, ONNX IO, inside model_dirs) and fits its chain."""
+        cfg = context.config_file
+        search = (cfg.parent, cfg.parent.parent) if cfg else ()
+        path = context.resolve(params.model)
+        session = load_session(path if path.exists() else Path(params.model),
+                               context.model_dirs, params.step_engine)
+        check_chain(session.card, chain_for(session.card, context.chain_file, search), search)
+
     # -- lifecycle -------------------------------------------------------------------------------
     def setup(self) -> None:
         self._lock = threading.Lock()  # held by on_block for a whole message, and by a switch

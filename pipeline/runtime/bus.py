@@ -42,7 +42,15 @@ def check_endpoint(endpoint: str, *, allow_remote: bool = False) -> str:
     if scheme not in ("inproc", "ipc", "tcp"):
         raise ConfigError(f"endpoint {endpoint!r}: scheme must be inproc://, ipc:// or tcp://")
     if scheme == "tcp":
-        host = urlparse(endpoint).hostname or ""
+        parsed = urlparse(endpoint)
+        host = parsed.hostname or ""
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not host or port is None or not 1 <= port <= 65535:
+            raise ConfigError(f"endpoint {endpoint!r} must be tcp://HOST:PORT with a port "
+                              "1-65535, e.g. tcp://127.0.0.1:5556")
         if not allow_remote and not _is_loopback(host):
             raise ConfigError(
                 f"endpoint {endpoint!r} is reachable from other hosts; use tcp://127.0.0.1:PORT, "

@@ -153,6 +153,14 @@ class Node:
         """
         return upstream
 
+    @classmethod
+    def check_files(cls, params: Any, context: GraphContext) -> None:
+        """Check the files the node will read (model, session, chain) without running it.
+
+        Called by ``imuflow validate``; raises an ImuflowError (or OSError) that says
+        what is wrong. The default checks nothing.
+        """
+
     # -- lifecycle, overridden by subclasses ------------------------------------------------
     def setup(self) -> None:
         """Open files, sessions and devices; allocate state. Called once before data flows."""

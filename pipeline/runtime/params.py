@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from enum import Enum
@@ -102,6 +103,8 @@ def coerce(value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("not a number")
+        if not math.isfinite(value):
+            raise ValueError("not a finite number (.nan and .inf are not accepted)")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
