@@ -279,3 +279,42 @@ def test_path_list_parameter_takes_one_path():
     assert coerce("/abs/models", list[Path]) == [Path("/abs/models")]
     with pytest.raises(TypeError):
         coerce("/abs/models", list[str])
+
+
+# -- loopback tcp: readable by any local user unless it has CURVE keys --------------------------
+
+def test_loopback_endpoint_with_curve_keys_serves_only_authorised_clients(write_graph, tmp_path):
+    keys = tmp_path / "keys"
+    create_keys(keys, ("server", "client"))
+    port = free_port()
+    path = write_graph(GRAPH.format(
+        endpoint=f"tcp://127.0.0.1:{port}",
+        extra=f"    curve: {{secret: {keys}/server.key_secret, authorized: {keys}/authorized}}"))
+    sup = Supervisor(load_graph(path))
+    sup.start()
+    ctx = zmq.Context.instance()
+    target = f"tcp://127.0.0.1:{port}"
+    good = Subscriber(ctx, [(target, "src/count")],
+                      client_keys=ClientKeys(keys / "client.key_secret", keys / "server.key"))
+    plain = Subscriber(ctx, [(target, "src/count")])  # any local user, no keys
+    try:
+        t0 = time.monotonic()
+        sup.run(until=lambda: time.monotonic() - t0 > 0.5)
+        counts = {name: _received(s, 2.0) for name, s in (("good", good), ("plain", plain))}
+    finally:
+        good.close()
+        plain.close()
+        sup.stop()
+    assert counts["good"] > 100 and counts["plain"] == 0
+
+
+def test_loopback_endpoint_without_keys_warns(write_graph, runs_dir):
+    import subprocess
+    import sys
+    path = write_graph(GRAPH.format(endpoint=f"tcp://127.0.0.1:{free_port()}", extra="")
+                       .replace("total: 0", "total: 50"))
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(path), "--quiet"],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    assert proc.returncode == 0, proc.stderr
+    assert "has no CURVE keys: any user of this host can connect" in proc.stderr

@@ -80,13 +80,16 @@ def is_remote(endpoint: str) -> bool:
 class Publisher:
     """Publishes blocks on an XPUB socket bound to one or more endpoints.
 
-    Endpoints reachable from other hosts get a second socket secured with CURVE
-    (``server_keys``), so local subscribers on ipc/inproc need no keys.
+    Endpoints reachable from other hosts, and tcp endpoints on loopback when
+    ``server_keys`` are given, get a second socket secured with CURVE, so local
+    subscribers on ipc/inproc need no keys.
     """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, hwm: int = PUB_HWM,
                  allow_remote: bool = False, server_keys: ServerKeys | None = None) -> None:
-        local = [ep for ep in endpoints if not is_remote(ep)]
+        secured = [ep for ep in endpoints if is_remote(ep) or (
+            server_keys is not None and ep.startswith("tcp://"))]
+        local = [ep for ep in endpoints if ep not in secured]
         remote = [ep for ep in endpoints if is_remote(ep)]
         for ep in endpoints:
             check_endpoint(ep, allow_remote=allow_remote)
@@ -97,12 +100,12 @@ class Publisher:
         self._sock = self._xpub(ctx, hwm, local)
         self._remote = None
         self._auth = None
-        if remote:
+        if secured:
             self._remote = ctx.socket(zmq.XPUB)
             self._remote.setsockopt(zmq.SNDHWM, hwm)
             self._remote.setsockopt(zmq.LINGER, 0)
             self._auth = secure_server(ctx, self._remote, server_keys)
-            for ep in remote:
+            for ep in secured:
                 self._remote.bind(ep)
         self.endpoints = list(endpoints)
         self.epoch = new_epoch()

@@ -91,6 +91,10 @@ class NodeLoop:
         endpoints = [eps["inproc"], eps["ipc"]] + ([spec.endpoint] if spec.endpoint else [])
         keys = ServerKeys(Path(spec.curve["secret"]), Path(spec.curve["authorized"])) \
             if spec.curve else None
+        if spec.endpoint and not spec.curve:
+            log.warning("[%s] endpoint %s has no CURVE keys: any user of this host can connect "
+                        "and read its streams (see docs/runtime.md, Security model)", spec.id,
+                        spec.endpoint)
         self.pub = Publisher(self.ctx, endpoints, allow_remote=spec.allow_remote, server_keys=keys)
         context = GraphContext(config_file=graph.file, chain_file=graph.chain,
                                run_dir=self.run_dir, model_dirs=graph.model_dirs,
