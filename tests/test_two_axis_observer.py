@@ -18,7 +18,7 @@ from qmt.functions.heading_correction import estimateDelta2d
 from nodes.constraint_observer import ConstraintObserver
 from nodes.constraint_observer.heading_fit import fit_delta_2d
 from nodes.constraint_observer.joint_heading import JointHeading
-from pipeline.evaluation.joint_errors import rotation_error_deg
+from pipeline.evaluation.joint_errors import inclination_error_deg, rotation_error_deg
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
 from pipeline.kinematics.motion import MotionSettings
@@ -124,13 +124,15 @@ def test_imuflow_eval_scores_the_node_on_a_dataset(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.splitlines()[0])
-    assert set(report["per_joint"]) == {"seg2", "seg3"}
+    assert set(report["per_joint"]) == {"seg1", "seg2", "seg3"}  # seg1: the orientation node
     saved = np.load(pred)
     q = saved["q_rel"].astype(np.float64)
-    assert np.isnan(q[..., 0, :]).all() and np.isfinite(q[..., 1:, :]).all()
+    assert np.isfinite(q).all()
     truth = np.load(data)["q_rel"].astype(np.float64)
     k = int(5 * RATE)  # the default warm-up
     for i, body in ((1, "seg2"), (2, "seg3")):
         err = rotation_error_deg(q[0, k:, i], truth[0, k:, i])  # independent of eval's path
         assert report["per_joint"][body]["mean_deg"] == pytest.approx(err.mean(), abs=0.02)
         assert err.mean() < 5.0
+    incl = inclination_error_deg(q[0, k:, 0], truth[0, k:, 0])
+    assert report["per_joint"]["seg1"]["mean_deg"] == pytest.approx(incl.mean(), abs=0.02)
