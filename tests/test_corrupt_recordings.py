@@ -7,6 +7,7 @@ played by real Replay nodes (and once by `imuflow run`).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from mcap.reader import make_reader
 from mcap.writer import Writer
 
 from drivers.replay import Replay
-from pipeline.recording.session_reader import SessionReader
+from pipeline.recording.session_reader import SessionReader, read_streams
 from pipeline.runtime.errors import SessionFileError
 from pipeline.runtime.node import GraphContext
 from tests.test_recorder import REPO, synth_session
@@ -228,3 +229,41 @@ def test_fuzz_byte_flips_never_raise_or_hang(recording, tmp_path, flips):
         got = _samples(node, sensor)
         if len(got):
             assert got.dtype == truth[f"drv/imu.raw:{sensor}"].dtype
+
+
+@pytest.mark.parametrize("speed", [0.0, 20.0])
+def test_imuflow_run_replays_around_damage_and_ends_by_itself(recording, tmp_path, runs_dir,
+                                                             speed):
+    """The report's LZ4 crash at speed 0 (graph aborted) and restart loop: now it just ends."""
+    data, truth, chunks = recording
+    bad = bytearray(data)
+    for start, length in (chunks[2], chunks[6]):
+        for k in range(8):
+            bad[start + length // 2 + k * 7] ^= 0xA5
+    src = _write(tmp_path, bad)
+    out = tmp_path / "copy.mcap"
+    config = tmp_path / "g.yaml"
+    config.write_text(f"""\
+version: 1
+nodes:
+  - id: replay
+    kind: drivers.replay.Replay
+    params: {{path: {src}, speed: {speed}}}
+  - id: recorder
+    kind: nodes.recorder.Recorder
+    restart: never
+    params: {{path: {out}}}
+    inputs: {{in: [replay/imu.raw]}}
+""")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(config), "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("skipped (") == 2  # one line per damaged chunk, with the node id
+    assert "[replay]" in proc.stderr and "restarting" not in proc.stderr
+    got = read_streams(out)
+    for sensor in ("left", "right"):
+        want = truth[f"drv/imu.raw:{sensor}"]
+        samples = got[f"replay/imu.raw:{sensor}"].data
+        _check_subset(samples, want)
+        assert len(want) - 500 < len(samples) < len(want)
