@@ -318,3 +318,27 @@ def test_loopback_endpoint_without_keys_warns(write_graph, runs_dir):
                           env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
     assert proc.returncode == 0, proc.stderr
     assert "has no CURVE keys: any user of this host can connect" in proc.stderr
+
+
+def test_stale_run_folders_are_removed_at_the_next_start(runs_dir):
+    """Left by kill -9 of a supervisor or SIGTERM during start-up: swept, live ones kept."""
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = runs_dir / "old-1"
+    stale.mkdir(mode=0o700)
+    (stale / "manifest.json").write_text(json.dumps(
+        {"name": "old", "config": "/x.yaml", "supervisor_pid": dead.pid, "nodes": []}))
+    live = runs_dir / "live-2"
+    live.mkdir(mode=0o700)
+    (live / "manifest.json").write_text(json.dumps(
+        {"name": "live", "config": "/x.yaml", "supervisor_pid": os.getpid(), "nodes": []}))
+    starting = runs_dir / "starting-3"
+    starting.mkdir(mode=0o700)
+    orphan = runs_dir / "orphan-4"
+    orphan.mkdir(mode=0o700)
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    made = create_run_dir("new")
+    assert sorted(p.name for p in runs_dir.iterdir()) == sorted(
+        ["live-2", "starting-3", made.name])

@@ -15,6 +15,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,9 @@ def check_run_name(name: str) -> str:
 
 def create_run_dir(name: str) -> Path:
     """Make a fresh private run folder ``<root>/<name>-<pid>`` (short: ipc paths are length-limited)."""
-    path = runs_root() / f"{check_run_name(name)}-{os.getpid()}"
+    root = runs_root()
+    remove_stale_runs(root)
+    path = root / f"{check_run_name(name)}-{os.getpid()}"
     if path.is_symlink() or path.exists():
         if path.is_symlink() or not path.is_dir():
             path.unlink()
@@ -136,6 +139,35 @@ def create_run_dir(name: str) -> Path:
     path.mkdir(mode=0o700)
     check_private(path, "run folder", follow=False)
     return path
+
+
+STALE_WITHOUT_MANIFEST_S = 600.0  # a run folder gets its manifest at once; older ones died
+
+
+def remove_stale_runs(root: Path) -> list[Path]:
+    """Remove run folders of ours left by a supervisor that died (kill -9, SIGTERM at start-up).
+
+    A folder goes when its manifest names a process that no longer exists, or when it
+    has no manifest and is older than STALE_WITHOUT_MANIFEST_S. Returns what was removed.
+    """
+    removed = []
+    now = time.time()
+    for sub in root.iterdir():
+        try:
+            st = sub.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            manifest = sub / "manifest.json"
+            if manifest.exists():
+                stale = not read_manifest(sub).alive
+            else:
+                stale = now - st.st_mtime > STALE_WITHOUT_MANIFEST_S
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written or removed by its own run: leave it
+        if stale:
+            shutil.rmtree(sub, ignore_errors=True)
+            removed.append(sub)
+    return removed
 
 
 def write_manifest(path: Path, *, name: str, config: Path, nodes: list[str]) -> None:
