@@ -115,3 +115,24 @@ def test_chunked_equals_whole(cuts):
         pos += cuts[k % len(cuts)]
         k += 1
     assert got == whole and len(got) == 40
+
+
+def test_values_beyond_float32_or_absurd_are_parse_errors():
+    """The report's 1e308 (stored as inf in float32): refused like NaN, counted."""
+    p = LineParser()
+    good = format_line("a", 10, (0.0, 0.0, 9.8), (0.1, 0.0, 0.0))
+    big = b"IMU,a,20,1e308,0,9.8,0,0,0"  # as a board printing %g would send it
+    out = p.feed(good + b"$" + big + b"*%02X\r\n" % xor_checksum(big)
+                 + format_line("a", 30, (0.0, 0.0, 9.8), (0.0, -2e6, 0.0)) + good)
+    assert len(out) == 2 and p.stats.parse_errors == 2
+
+
+def test_sensor_ids_per_board_are_capped(caplog):
+    from drivers.serial.line_protocol import MAX_SENSORS
+    p = LineParser()
+    data = b"".join(format_line(f"s{i}", 10, (0.0, 0.0, 9.8), (0.0, 0.0, 0.0))
+                    for i in range(MAX_SENSORS + 10))
+    out = p.feed(data)
+    assert len({s.extra["sensor_id"] for s in out}) == MAX_SENSORS
+    assert p.stats.parse_errors == 10
+    assert caplog.text.count(f"more than {MAX_SENSORS} sensor ids") == 1

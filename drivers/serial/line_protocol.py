@@ -8,7 +8,6 @@ rad/s, sensor frame; `t_us` device microseconds, u32 wrap; `*hh` NMEA-style XOR.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
 
@@ -19,6 +18,8 @@ from drivers.parse_stats import ParseStats
 _log = logging.getLogger("imuflow.line_protocol")
 
 TAG = b"$IMU,"
+MAX_VALUE = 1e6  # |acc| m/s^2, |gyr| rad/s beyond this is corruption (float32 holds 3.4e38)
+MAX_SENSORS = 64  # sensor ids per board; more is a corrupt or hostile stream
 MAX_LINE = 128
 N_FIELDS = 9
 _ID = re.compile(rb"[A-Za-z0-9_-]{1,16}")
@@ -74,6 +75,7 @@ class LineParser:
         self._skipping = False  # inside an overlong line: drop up to the next \n
         self._clocks: dict[bytes, ClockUnwrap] = {}
         self._last_ns: dict[bytes, int] = {}
+        self._too_many = False  # MAX_SENSORS reached (logged once)
 
     def feed(self, data: bytes) -> list[ImuSample]:
         """Append received bytes; return the samples of all complete valid lines."""
@@ -157,14 +159,22 @@ class LineParser:
             if t_us < 0 or not f[2].isdigit():
                 raise ValueError(f"bad t_us {f[2]!r}")
             v = [float(x) for x in f[3:]]
-            if not all(map(math.isfinite, v)):
-                raise ValueError(f"non-finite value in {v}")
+            if not all(abs(x) <= MAX_VALUE for x in v):  # NaN fails too
+                raise ValueError(f"value beyond +-{MAX_VALUE:g} or not finite in {v}")
         except ValueError as exc:
             st.parse_errors += 1
             _log.debug("unparsable $IMU line %r: %s", line, exc)
             return
         clock = self._clocks.get(sid)
         if clock is None:
+            if len(self._clocks) >= MAX_SENSORS:
+                st.parse_errors += 1
+                if not self._too_many:
+                    self._too_many = True
+                    _log.warning("more than %d sensor ids on one board (new: %r); lines of "
+                                 "further ids are dropped and counted as parse errors",
+                                 MAX_SENSORS, sid.decode("ascii"))
+                return
             clock = self._clocks[sid] = ClockUnwrap(2**32, 1000)
         t = clock.update(t_us)
         if clock.last_was_reset:
