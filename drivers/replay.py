@@ -23,6 +23,8 @@ from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.streams import FRAME, RAW_IMU, STATE, TRUTH
 
 ORIENTATION_TRUTH = "orientation.truth"
+RESUME_SAVE_S = 0.1  # s of wall time between saves of the position (a restart may repeat this
+# much times speed)
 _SPEED0_MERGE_S = 60.0  # s: speed 0 merges up to this span per message (see Params.merge_s)
 _GAP, _JSON = int(Flag.GAP), int(Flag.JSON)  # plain ints: enum operators cost per message
 
@@ -129,6 +131,7 @@ class Replay(Source):
         self._position_ns = 0
         self._corrupt_messages = 0
         self._resumed = False
+        self._ended = False  # played to the end (not stopped, not crashed)
         self._restarted: set[int] = set()
         self.stats.extra["path"] = str(self.path)
         self._resume_file = (self.context.run_dir / f"{self.id}.replay.json"
@@ -166,11 +169,11 @@ class Replay(Source):
         return done
 
     def _save_resume(self) -> None:
-        """Write how far replay got (at most twice a second), for a restart after a crash."""
+        """Write how far replay got (every RESUME_SAVE_S), for a restart after a crash."""
         now = time.monotonic()
         if self._resume_file is None or now < self._resume_due:
             return
-        self._resume_due = now + 0.5
+        self._resume_due = now + RESUME_SAVE_S
         tmp = self._resume_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"position_ns": self._position_ns}))
         tmp.replace(self._resume_file)
@@ -306,6 +309,7 @@ class Replay(Source):
             self._pending = None
             if item is None:
                 self._report_damage()
+                self._ended = True
                 return False
             if self._resume_ns >= 0:
                 if item.log_time - self._t0_file <= self._resume_ns:
@@ -376,8 +380,8 @@ class Replay(Source):
     def on_stop(self) -> None:
         self.stats.extra["loops"] = self._loops
         self._report_damage()
-        if self._resume_file is not None and self._pending is None:
-            self._resume_file.unlink(missing_ok=True)  # ended normally: nothing to go on from
+        if self._resume_file is not None and self._ended:
+            self._resume_file.unlink(missing_ok=True)  # played to the end: nothing to go on from
 
     def teardown(self) -> None:
         if hasattr(self, "_reader"):

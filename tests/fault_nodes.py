@@ -94,14 +94,21 @@ class CrashAfter(Source):
     class Params:
         after: int = 20
         rate_hz: float = 100.0
+        total: int = 0  # end the stream after this many samples; 0 = endless
+        marker: str = ""  # file made before crashing; when it exists the node does not crash
 
     def setup(self) -> None:
         self._n = 0
+        self._crash = not (self.params.marker and Path(self.params.marker).exists())
         self.declare("count", StreamInfo.for_array(f"{self.id}/count", "count", np.int64,
                                                    rate_hz=self.params.rate_hz))
 
     def poll(self, timeout_s: float) -> bool:
-        if self._n >= self.params.after:
+        if self.params.total and self._n >= self.params.total:
+            return False
+        if self._crash and self._n >= self.params.after:
+            if self.params.marker:
+                Path(self.params.marker).touch()
             raise RuntimeError(f"node '{self.id}': crashing on purpose after {self._n} samples")
         self.emit("count", np.array([self._n], np.int64), t_host=time.monotonic_ns())
         self._n += 1

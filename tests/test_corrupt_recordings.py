@@ -193,7 +193,8 @@ def test_restarted_replay_goes_on_where_it_was(recording, tmp_path):
     for _ in range(150):
         first.poll(0.0)  # one block per call; each call past its deadline saves the position
     first._resume_due = 0.0
-    first.poll(0.0)  # dies here: no on_stop, no teardown
+    first.poll(0.0)
+    first.on_stop()  # a crash: the node loop still calls on_stop, then the process exits
     assert (tmp_path / "rp.replay.json").exists()
     with no_hang():
         second = _play(path, run_dir=tmp_path, speed=0.0, merge_s=0.0)
@@ -267,3 +268,38 @@ nodes:
         samples = got[f"replay/imu.raw:{sensor}"].data
         _check_subset(samples, want)
         assert len(want) - 500 < len(samples) < len(want)
+
+
+def test_replay_process_that_crashes_goes_on_after_restart(recording, tmp_path, runs_dir):
+    """A node in replay's process crashes once mid-file: the restarted replay does not start over."""
+    data, truth, _ = recording
+    src = _write(tmp_path, data, "good.mcap")
+    out = tmp_path / "copy.mcap"
+    config = tmp_path / "g.yaml"
+    config.write_text(f"""\
+version: 1
+nodes:
+  - id: replay
+    kind: drivers.replay.Replay
+    group: io
+    params: {{path: {src}, speed: 2}}
+  - id: crash
+    kind: tests.fault_nodes.CrashAfter
+    group: io
+    params: {{after: 60, total: 100, rate_hz: 100, marker: {tmp_path / "crashed"}}}
+  - id: recorder
+    kind: nodes.recorder.Recorder
+    restart: never
+    params: {{path: {out}}}
+    inputs: {{in: [replay/imu.raw]}}
+""")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(config), "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "crashed").exists() and "restarted: going on after" in proc.stderr
+    got = read_streams(out)["replay/imu.raw:left"].data
+    want = truth["drv/imu.raw:left"]
+    assert np.array_equal(np.unique(got["t_host"]), want["t_host"])  # nothing lost
+    repeated = len(got) - len(want)  # at most RESUME_SAVE_S x speed of the session, twice
+    assert repeated <= 2 * 0.1 * 2 * RATE + 10, repeated
