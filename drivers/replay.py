@@ -325,7 +325,8 @@ class Replay(Source):
                 if due > now:
                     if due > deadline:
                         self._pending = item
-                        time.sleep(max(deadline - now, 0) / 1e9)
+                        self._save_resume()
+                        time.sleep(max(deadline - time.monotonic_ns(), 0) / 1e9)
                         return True
                     time.sleep((due - now) / 1e9)
             try:

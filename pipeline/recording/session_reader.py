@@ -426,16 +426,17 @@ def session_sensors(path: str | Path) -> list[str] | None:
     try:
         with open(path, "rb") as f:
             summary = make_reader(f).get_summary()
-    except (OSError, ValueError, struct.error, McapError):
-        return None  # unreadable: replay's setup names the file and the problem
-    if summary is None:
-        return None
-    names: list[str] = []
-    for ch in summary.channels.values():
-        raw = ch.metadata.get(META_STREAM_INFO)
-        if raw is None:
-            continue
-        info = StreamInfo.from_json(raw.encode())
-        if info.kind == RAW_IMU and info.source and info.source not in names:
-            names.append(info.source)
-    return names
+        if summary is None:
+            return None
+        names: list[str] = []
+        for ch in summary.channels.values():
+            raw = ch.metadata.get(META_STREAM_INFO)
+            if raw is None:
+                continue
+            info = StreamInfo.from_json(raw.encode())
+            if info.kind == RAW_IMU and info.source and info.source not in names:
+                names.append(info.source)
+        return names
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
+            struct.error, McapError):
+        return None  # unreadable or damaged: replay's setup names the file and the problem

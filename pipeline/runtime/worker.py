@@ -25,7 +25,7 @@ from pipeline.runtime.graph import load_graph
 from pipeline.runtime.log_setup import setup_logging
 from pipeline.runtime.node_loop import NodeLoop, connect_direct
 from pipeline.runtime.registry import resolve
-from pipeline.runtime.run_dir import read_manifest
+from pipeline.runtime.run_dir import check_private, read_manifest
 
 log = logging.getLogger("imuflow.worker")
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not restart
@@ -76,6 +76,7 @@ def _run_profiled(loop: NodeLoop, out: Path) -> None:
 
 def run_group(run_dir: Path, group: str) -> int:
     """Run every node of ``group`` until they end; return the process exit status."""
+    check_private(run_dir, "run folder")  # sockets and manifest only in a folder of ours
     manifest = read_manifest(run_dir)
     graph = load_graph(manifest.config)
     node_ids = graph.groups[group]
