@@ -224,3 +224,14 @@ def test_missing_empty_and_foreign_session(write_graph, tmp_path, caplog):
     good = tmp_path / "good.mcap"
     synth_session(good, 0.2)
     assert _validate(write_graph(text.format(path=good)), caplog)[0] == 0
+
+
+@pytest.mark.parametrize("data, pattern", [
+    (b"name: x\nbodies: caf\xe9\n", "chain.yaml:2: not UTF-8 text"),
+    (("x: &x 1\nl: [" + ", ".join(["*x"] * 101) + "]\n").encode(), "more than 100 aliases"),
+])
+def test_chain_file_limits(write_graph, tmp_path, caplog, data, pattern):
+    chain = tmp_path / "chain.yaml"
+    chain.write_bytes(data)
+    text = f"version: 1\nchain: {chain}\nnodes:\n  - id: sim\n    kind: drivers.sim.SimImu\n"
+    _fails(write_graph(text), caplog, pattern)

@@ -110,7 +110,8 @@ def test_generic_csv_bad_rate_and_values(tmp_path):
     ("columns: {acc_x: AX}\nskip_rows: many", "'skip_rows' must be an integer"),
     ("columns: {acc_x: AX}\ncolour: red", "unknown keys"),
     ("columns: {acc_x: [AX\n", "not valid YAML"),
-    ("\xff\xfe", "cannot read the mapping file"),
+    ("\xff\xfe", "the file is UTF-16"),
+    ("columns: {acc_x: AX}\n\xe9", "map.yaml:2: not UTF-8 text"),
 ])
 def test_malformed_map_file_is_one_line(tmp_path, text, message):
     path = tmp_path / "map.yaml"

@@ -16,10 +16,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
 from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.graph import load_yaml
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 G = 9.80665  # m/s^2 per g
@@ -69,13 +70,9 @@ def load_mapping_file(path: str | Path) -> dict:
     ``skip_rows``."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"{path}: cannot read the mapping file: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ImportFileError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        doc = load_yaml(path)  # size and alias limits, file:line errors
+    except ConfigError as exc:
+        raise ImportFileError(f"mapping file {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("columns"), dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in doc["columns"].items()):
         raise ImportFileError(f"{path}: a mapping file needs 'columns: {{field: \"Column:unit\"}}'")

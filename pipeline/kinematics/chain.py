@@ -212,17 +212,41 @@ class Chain:
         return q
 
 
+_MAX_CHAIN_BYTES = 1 << 20
+_MAX_ALIASES = 100
+
+
+class _ChainLoader(yaml.SafeLoader):
+    """SafeLoader that refuses more than _MAX_ALIASES aliases (no exponential expansion)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Count aliases as they are composed."""
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > _MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {_MAX_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
 def load_chain(path: str | Path) -> Chain:
     """Load and validate a chain YAML file; raises ChainError naming file, body and key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_CHAIN_BYTES + 1)
     except OSError as e:
         raise ChainError(f"{path}: cannot read chain file ({e.strerror})") from e
+    if len(raw) > _MAX_CHAIN_BYTES:
+        raise ChainError(f"{path}: over {_MAX_CHAIN_BYTES // 1024} KB: not a chain file")
     try:
-        doc: Any = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ChainError(f"{path}:{line}: not UTF-8 text; save the chain file as UTF-8") from None
+    try:
+        doc: Any = yaml.load(text, Loader=_ChainLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ChainError(f"{path}: not valid YAML: {e}") from e
+        raise ChainError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     from pipeline.kinematics._chain_yaml import (
         parse_chain,  # validation lives beside, to keep modules short
     )
