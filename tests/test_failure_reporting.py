@@ -123,3 +123,27 @@ def test_record_exits_non_zero_when_the_recorder_dies(tmp_path, runs_dir):
     assert time.monotonic() - t0 < 100  # it did not wait for --duration
     streams = read_streams(Path(out))  # what was flushed before the fault is readable
     assert any(len(s.data) for s in streams.values())
+
+
+def test_graph_whose_source_died_for_good_ends_by_itself(write_graph):
+    """Consumers of a dead source are told its streams ended: no wait for an EOS that never comes."""
+    sup = Supervisor(load_graph(write_graph("""\
+        version: 1
+        nodes:
+          - id: src
+            kind: tests.fault_nodes.CrashAfter
+            params: {after: 30}
+            restart: never
+          - id: mid
+            kind: nodes.relay.Relay
+            inputs: {in: src/count}
+          - id: sink
+            kind: nodes.relay.Relay
+            inputs: {in: mid/out}
+        """)))
+    sup.start()
+    t0 = time.monotonic()
+    code = sup.run(until=lambda: time.monotonic() - t0 > 60)
+    assert all(w.finished for w in sup.workers.values()), "graph did not end by itself"
+    assert code == 1 and sup.dead_nodes() == ["src"]
+    assert sup.snapshot()["nodes"]["sink"]["state"] == "stopped"

@@ -311,7 +311,7 @@ class NodeLoop:
             self._answer(cmd, args, t0)
 
     def _answer(self, cmd: str, args: dict, t0: float) -> None:
-        reply = self._builtin(cmd)
+        reply = self._builtin(cmd, args)
         if reply is None:
             try:
                 reply = self.node.on_command(cmd, args)
@@ -327,7 +327,17 @@ class NodeLoop:
         reply.setdefault("node", self.spec.id)
         self.ctl.send(reply_bytes(reply))
 
-    def _builtin(self, cmd: str) -> dict | None:
+    def _builtin(self, cmd: str, args: dict) -> dict | None:
+        if cmd == "inputs_gone":  # the supervisor: these nodes died for good, end their streams
+            gone = args.get("nodes")
+            if not isinstance(gone, list) or not all(isinstance(n, str) for n in gone):
+                return {"ok": False, "error": "inputs_gone needs args {\"nodes\": [node ids]}"}
+            ended = sorted(t for t in self.expected_eos if t.split("/", 1)[0] in gone)
+            self._eos.update(ended)
+            if ended and self.node is not None:
+                self.node.log.warning("input(s) %s end: their node died and is not restarted",
+                                      ", ".join(ended))
+            return {"ok": True, "ended": ended}
         if cmd == "ping":
             return {"ok": True, "state": self.state, "pid": os.getpid()}
         if cmd == "start":

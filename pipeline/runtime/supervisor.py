@@ -226,11 +226,13 @@ class Supervisor:
                               "file or model; see the error above); not restarting", w.group,
                               ", ".join(w.nodes))
                     w.finished = w.dead = True
+                    self._end_inputs_from(w.nodes)
                     continue
                 if any(self._restart_policy[n] == "never" for n in w.nodes):
                     log.error("group '%s' (%s) exited with status %s; restart policy is "
                               "'never': it stays dead", w.group, ", ".join(w.nodes), code)
                     w.finished = w.dead = True
+                    self._end_inputs_from(w.nodes)
                     continue
                 if now - w.started_at > STABLE_AFTER_S:
                     w.failures_in_row = 0
@@ -247,6 +249,26 @@ class Supervisor:
                 for nid in sorted(w.awaiting_start):
                     if self._ping_state(nid) == "ready" and self._send_start(nid):
                         w.awaiting_start.discard(nid)
+
+    def _end_inputs_from(self, dead: list[str]) -> None:
+        """Tell the running consumers of ``dead`` nodes that those streams ended (no EOS comes).
+
+        So a graph whose source died for good still ends when its other streams end,
+        instead of waiting for an end of stream that never comes.
+        """
+        group_of = {nid: w for w in self.workers.values() for nid in w.nodes}
+        for spec in self.graph.nodes:
+            if spec.id in dead or not any(e.node in dead for es in spec.inputs.values()
+                                          for e in es):
+                continue
+            if group_of[spec.id].proc is None:
+                continue
+            try:
+                send_command(ctl_endpoint(self.run_dir, spec.id), "inputs_gone",
+                             {"nodes": list(dead)}, timeout_s=2.0, ctx=self.ctx)
+            except ControlTimeout:
+                log.warning("node '%s' did not answer 'inputs_gone'; it may wait for the "
+                            "streams of %s", spec.id, ", ".join(dead))
 
     def _send_start(self, node_id: str) -> bool:
         """Send ``start`` to a restarted node; False (tried again later) if it does not answer."""
