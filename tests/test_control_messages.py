@@ -167,13 +167,15 @@ def test_bad_requests_get_error_replies_and_kill_nothing(running, target, monkey
     assert _pids(run_path) == before, "a worker restarted"
 
 
-def test_fuzzed_requests_to_a_running_node(running, monkeypatch):
-    """Random frames to a node's control socket: each gets a JSON reply, the node lives on."""
+@pytest.mark.parametrize("target", ["sink", "supervisor"])
+def test_fuzzed_requests_to_a_running_node(running, monkeypatch, target):
+    """Random frames to a control socket: each gets a JSON reply, every process lives on."""
     proc, run_path = running
     monkeypatch.setenv("IMUFLOW_RUNS", str(run_path.parent))
     before = _pids(run_path)
     ctx = zmq.Context()
-    endpoint = ctl_endpoint(run_path, "sink")
+    endpoint = supervisor_ctl_endpoint(run_path) if target == "supervisor" else \
+        ctl_endpoint(run_path, target)
 
     @given(hs.one_of(
         hs.lists(hs.binary(max_size=200), min_size=1, max_size=3),
@@ -181,7 +183,8 @@ def test_fuzzed_requests_to_a_running_node(running, monkeypatch):
                               lambda c: hs.lists(c, max_size=3)
                               | hs.dictionaries(hs.text(max_size=5), c, max_size=3),
                               max_leaves=20)
-                 .map(lambda v: json.dumps({"cmd": "stats", "args": v}).encode()),
+                 .map(lambda v: json.dumps({"cmd": "status" if target == "supervisor" else
+                                            "stats", "args": v}).encode()),
                  min_size=1, max_size=1)))
     @settings(max_examples=150, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
