@@ -122,7 +122,7 @@ class Replay(Source):
         self._merge_ns = int(merge * 1e9)
         self._open()  # raises SessionFileError naming the file: not MCAP, foreign, empty
         self._out: dict[int, StreamInfo | None] = {}
-        self._dtypes: dict[int, np.dtype] = {}
+        self._dtypes: dict[int, tuple[np.dtype, int]] = {}  # channel -> (dtype, bytes/sample)
         self._taken: dict[str, str] = {}
         self._loops = 0
         self._items: Iterator[_Item] | None = None
@@ -344,13 +344,18 @@ class Replay(Source):
         """How far into the session replay is: recorder receive time (log time) since its start, s."""
         return self._position_ns / 1e9
 
+    def _sample_type(self, run: ChannelRun, info: StreamInfo) -> tuple[np.dtype, int]:
+        """A stream's sample dtype and bytes per sample (info.shape of them), cached."""
+        dtype = info.np_dtype
+        size = dtype.itemsize * int(np.prod(info.shape, dtype=np.int64))
+        self._dtypes[run.channel.id] = (dtype, size)
+        return dtype, size
+
     def _emit_item(self, item: _Item) -> None:
         self._position_ns = item.log_time - self._t0_file
         run = item.run
         info = self._out[run.channel.id]
-        dtype = self._dtypes.get(run.channel.id)
-        if dtype is None:
-            dtype = self._dtypes[run.channel.id] = info.np_dtype
+        dtype, sample_bytes = self._dtypes.get(run.channel.id) or self._sample_type(run, info)
         head = run.header
         a = item.start
         if item.more:
@@ -359,7 +364,7 @@ class Replay(Source):
         else:
             raw = run.payload_bytes(a, item.stop)
             n_expected = int(head["n"][a:item.stop].sum())
-        if len(raw) != n_expected * dtype.itemsize * int(np.prod(info.shape, dtype=np.int64)):
+        if len(raw) != n_expected * sample_bytes:
             raise _CorruptItem(f"session '{self.path}': stream {run.channel.stream}: payload of "
                                f"{len(raw)} bytes, headers say {n_expected} samples; the file "
                                "is corrupt there")
