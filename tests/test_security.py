@@ -244,8 +244,10 @@ def test_run_name_cannot_leave_the_runs_folder(write_graph, runs_dir):
                        .replace("version: 1", "version: 1\nname: ../../x"))
     with pytest.raises(ConfigError, match="'name': run name '../../x'"):
         load_graph(path)
-    with pytest.raises(ValueError, match="stays inside the runs folder"):
+    with pytest.raises(ConfigError, match="stays inside the runs folder"):
         create_run_dir("../../x")
+    assert cli_main(["run", str(write_graph(GRAPH.format(endpoint="tcp://127.0.0.1:5999",
+                                                         extra=""))), "--name", "../x"]) == 2
     made = create_run_dir("ok.name")
     assert made.parent == runs_dir and stat.S_IMODE(made.stat().st_mode) == 0o700
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.runtime.errors import UnsafeRunFolder
+from pipeline.runtime.errors import ConfigError, UnsafeRunFolder
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -128,9 +128,13 @@ def check_run_name(name: str) -> str:
 
 def create_run_dir(name: str) -> Path:
     """Make a fresh private run folder ``<root>/<name>-<pid>`` (short: ipc paths are length-limited)."""
+    try:
+        check_run_name(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="name") from None
     root = runs_root()
     remove_stale_runs(root)
-    path = root / f"{check_run_name(name)}-{os.getpid()}"
+    path = root / f"{name}-{os.getpid()}"
     if path.is_symlink() or path.exists():
         if path.is_symlink() or not path.is_dir():
             path.unlink()
