@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.runtime.config_yaml import MAX_ALIASES
 from pipeline.runtime.errors import ConfigError
-from pipeline.runtime.graph import MAX_ALIASES, load_graph
+from pipeline.runtime.graph import load_graph
 from pipeline.runtime.registry import resolve
 from tests.test_recorder import synth_session
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
 from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
+from pipeline.runtime.config_yaml import load_yaml
 from pipeline.runtime.errors import ConfigError
-from pipeline.runtime.graph import load_yaml
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
 G = 9.80665  # m/s^2 per g

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.runtime.bus import check_endpoint, is_remote
+from pipeline.runtime.config_yaml import LineDict, load_yaml
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.params import build_params
 from pipeline.runtime.ports import QueuePolicy
@@ -28,126 +27,6 @@ _NODE_KEYS = {"id", "kind", "params", "inputs", "outputs", "group", "endpoint", 
               "curve", "restart"}
 _EDGE_KEYS = {"source", "queue_size", "queue_policy"}
 RESTART_POLICIES = ("on-failure", "never")
-
-
-class _LineDict(dict):
-    """A mapping that remembers the line of itself and of each key (1-based)."""
-
-    line: int = 0
-    lines: dict[str, int]
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a graph config is a few KB; more is not a config
-MAX_ALIASES = 100  # YAML aliases (*name) in one file
-MAX_VALUES = 100_000  # values after aliases are expanded (a "billion laughs" file has 1e9)
-
-
-class _LineLoader(yaml.SafeLoader):
-    """Safe YAML loader (no code execution) that records line numbers and limits aliases.
-
-    Floats are read as YAML 1.2 does (``1.0e9``, ``1e-3`` are numbers, not strings).
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        """Count aliases; too many is refused (an alias bomb would expand exponentially)."""
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise ConfigError(f"more than {MAX_ALIASES} YAML aliases (*name); write the "
-                                  "values out", line=mark.line + 1)
-        return super().compose_node(parent, index)
-
-
-_LineLoader.yaml_implicit_resolvers = {  # own lists: SafeLoader's stay as they are
-    ch: list(rs) for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_LineLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
-    [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    out.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            raise ConfigError(f"key {key!r} is a {type(key).__name__}, not a string; keys are "
-                              f"names (quote it: '{key_node.value}')",
-                              line=key_node.start_mark.line + 1, key=str(key))
-        if key in out:
-            raise ConfigError(f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
-                              key=str(key))
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file safely, keeping line numbers; errors name the file and line."""
-    text = read_config_text(path)
-    try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-        _check_size(doc)
-        return doc
-    except ConfigError as exc:
-        raise ConfigError(exc.bare_message, file=str(path), line=exc.line, key=exc.key) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                          line=mark.line + 1 if mark else None) from None
-    except RecursionError:
-        raise ConfigError("nested too deeply to be a config", file=str(path)) from None
-
-
-def read_config_text(path: Path) -> str:
-    """A config file's text: UTF-8, at most MAX_CONFIG_BYTES; ConfigError naming file and line."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror}", file=str(path)) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"over {MAX_CONFIG_BYTES // 1024} KB: not a config file", file=str(path))
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError("the file is UTF-16; save it as UTF-8", file=str(path), line=1)
-    if b"\0" in raw:
-        line = raw[:raw.index(b"\0")].count(b"\n") + 1
-        raise ConfigError("binary data (a NUL byte): not a YAML text file", file=str(path),
-                          line=line)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
-                          file=str(path), line=line) from None
-
-
-def _check_size(doc: Any) -> None:
-    """Refuse a document that expands (through aliases) to more than MAX_VALUES values."""
-    stack, n = [doc], 0
-    while stack:
-        v = stack.pop()
-        n += 1
-        if n > MAX_VALUES:
-            raise ConfigError(f"the config expands to more than {MAX_VALUES} values "
-                              "(YAML aliases?); write it out")
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
 
 
 @dataclass(frozen=True)
@@ -262,7 +141,7 @@ def load_graph(path: str | Path, *, check_sensor_names: bool = True) -> GraphSpe
     return graph
 
 
-def _path_list(doc: _LineDict, key: str, f: str, *, default: list[str]) -> list[Path]:
+def _path_list(doc: LineDict, key: str, f: str, *, default: list[str]) -> list[Path]:
     """A top-level list of paths; a single path string is a list of one (never split)."""
     value = doc.get(key, default)
     if isinstance(value, str):
@@ -275,7 +154,7 @@ def _path_list(doc: _LineDict, key: str, f: str, *, default: list[str]) -> list[
     return [Path(v) for v in value]
 
 
-def _run_name(doc: _LineDict, path: Path) -> str:
+def _run_name(doc: LineDict, path: Path) -> str:
     """The graph's ``name`` (default: the file's stem), a plain name that names its run folder."""
     value = doc.get("name", path.stem)
     if "name" not in doc:
@@ -288,7 +167,7 @@ def _run_name(doc: _LineDict, path: Path) -> str:
                           key="name") from None
 
 
-def _sensor_map(doc: _LineDict, f: str) -> dict[str, str]:
+def _sensor_map(doc: LineDict, f: str) -> dict[str, str]:
     """The top-level ``sensors:`` map (sensor id, address or recorded name -> IMU site)."""
     value = doc.get("sensors", {})
     if not isinstance(value, dict) or not all(
@@ -305,7 +184,7 @@ def _sensor_map(doc: _LineDict, f: str) -> dict[str, str]:
     return dict(value)
 
 
-def _group_list(doc: _LineDict, key: str, groups: dict[str, list[str]], f: str) -> frozenset[str]:
+def _group_list(doc: LineDict, key: str, groups: dict[str, list[str]], f: str) -> frozenset[str]:
     """A top-level list of group names (``direct_groups``, ``realtime_groups``), checked."""
     value = doc.get(key, [])
     line = doc.lines.get(key)
@@ -328,7 +207,7 @@ def _resolve_rel(p: Path, config: Path) -> Path:
     return p
 
 
-def _path_field(doc: _LineDict, key: str, config: Path) -> Path | None:
+def _path_field(doc: LineDict, key: str, config: Path) -> Path | None:
     if key not in doc:
         return None
     value = doc[key]
@@ -343,7 +222,7 @@ def _path_field(doc: _LineDict, key: str, config: Path) -> Path | None:
     return p
 
 
-def _unknown_keys(d: _LineDict, allowed: set[str], f: str, where: str) -> None:
+def _unknown_keys(d: LineDict, allowed: set[str], f: str, where: str) -> None:
     for key in d:
         if key not in allowed:
             raise ConfigError(f"{where}unknown key '{key}'; allowed: {', '.join(sorted(allowed))}",
@@ -420,7 +299,7 @@ def _node_spec(raw: Any, f: str, seen: dict[str, NodeSpec]) -> tuple[NodeSpec, t
     return spec, cls
 
 
-def _curve(raw: _LineDict, f: str, where: str) -> dict[str, str] | None:
+def _curve(raw: LineDict, f: str, where: str) -> dict[str, str] | None:
     value = raw.get("curve")
     if value is None:
         return None
@@ -431,7 +310,7 @@ def _curve(raw: _LineDict, f: str, where: str) -> dict[str, str] | None:
     return {k: str(_resolve_rel(Path(v), Path(f))) for k, v in value.items()}
 
 
-def _edges(raw: _LineDict, cls: type, f: str, where: str) -> dict[str, list[EdgeSpec]]:
+def _edges(raw: LineDict, cls: type, f: str, where: str) -> dict[str, list[EdgeSpec]]:
     inputs = raw.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise ConfigError(f"{where}'inputs' must map port names to sources (node/topic)",
