@@ -36,12 +36,13 @@ from pipeline.recording.session_format import (
     META_STREAM_INFO,
     SESSION_METADATA,
 )
+from pipeline.recording.session_summary import session_sensors as session_sensors
+from pipeline.recording.session_summary import summary_chunk_starts
 from pipeline.runtime.message import StreamInfo
-from pipeline.runtime.streams import RAW_IMU
 
 log = logging.getLogger("imuflow.session_reader")
 __all__ = ["HEADER_DTYPE", "MAGIC", "ChannelRun", "SessionChannel", "SessionFileError",
-           "SessionReader", "StoredStream", "read_streams"]
+           "SessionReader", "StoredStream", "read_streams", "session_sensors"]
 
 MAGIC = b"\x89MCAP0\r\n"
 _OP_HEADER, _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 1, 2, 3, 4, 5, 6
@@ -154,7 +155,7 @@ class SessionReader:
         """
         self.corrupt_records += 1
         if self._chunk_starts is None:
-            self._chunk_starts = _summary_chunk_starts(self.path)
+            self._chunk_starts = summary_chunk_starts(self.path)
         nxt = next((c for c in self._chunk_starts if c > pos), None)
         self.log.warning("session '%s': damaged %s at byte %d; %s", self.path, what, pos,
                          f"going on at the next chunk (byte {nxt})" if nxt is not None else
@@ -344,22 +345,6 @@ class SessionReader:
         """Messages dropped because their channel record is missing or damaged."""
         return self._chunks.unknown_messages
 
-def _summary_chunk_starts(path: Path) -> list[int]:
-    """Start offsets of the chunks listed in the file's summary (empty without one)."""
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
-
-    try:
-        with open(path, "rb") as f:
-            summary = make_reader(f).get_summary()
-    except (OSError, ValueError, struct.error, McapError, UnicodeDecodeError, KeyError,
-            IndexError, MemoryError):
-        return []
-    if summary is None:
-        return []
-    return sorted(ci.chunk_start_offset for ci in summary.chunk_indexes)
-
-
 def _string(rec: memoryview, pos: int) -> tuple[str, int]:
     (n,) = struct.unpack_from("<I", rec, pos)
     return bytes(rec[pos + 4:pos + 4 + n]).decode(), pos + 4 + n
@@ -412,31 +397,3 @@ def read_streams(path: str | Path) -> dict[str, StoredStream]:
             out[ch.stream] = StoredStream(ch.info, data, header,
                                           np.concatenate([r.log_time for r in runs]))
     return out
-
-
-def session_sensors(path: str | Path) -> list[str] | None:
-    """Sensor names of the ``imu.raw`` streams of a session, from its summary section.
-
-    None when the file cannot tell without reading it all (no summary: a torn recording)
-    or is not readable; replay's setup then reports the file's problem.
-    """
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
-
-    try:
-        with open(path, "rb") as f:
-            summary = make_reader(f).get_summary()
-        if summary is None:
-            return None
-        names: list[str] = []
-        for ch in summary.channels.values():
-            raw = ch.metadata.get(META_STREAM_INFO)
-            if raw is None:
-                continue
-            info = StreamInfo.from_json(raw.encode())
-            if info.kind == RAW_IMU and info.source and info.source not in names:
-                names.append(info.source)
-        return names
-    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
-            struct.error, McapError):
-        return None  # unreadable or damaged: replay's setup names the file and the problem
