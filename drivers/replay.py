@@ -44,6 +44,15 @@ class _Item:
         return (self, *self.more)
 
 
+def _usable(info: StreamInfo) -> bool:
+    """True when a recorded stream's sample dtype and shape can be built (not damaged)."""
+    try:
+        info.np_dtype  # noqa: B018 - built for the check
+        return all(isinstance(n, int) and n >= 0 for n in info.shape)
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError, SyntaxError here
+        return False
+
+
 class _CorruptItem(ValueError):
     """A recorded block whose payload does not match its header (skipped, counted)."""
 
@@ -130,6 +139,7 @@ class Replay(Source):
         self._t0_file: int | None = None
         self._position_ns = 0
         self._corrupt_messages = 0
+        self._corrupt_streams = 0  # channels whose stream info is damaged: not replayed
         self._resumed = False
         self._ended = False  # played to the end (not stopped, not crashed)
         self._restarted: set[int] = set()
@@ -182,7 +192,8 @@ class Replay(Source):
         """Damage found in the file so far, in status."""
         r = self._reader
         self.stats.extra.update(corrupt_chunks=r.corrupt_chunks, corrupt_records=r.corrupt_records,
-                                corrupt_messages=self._corrupt_messages + r.unknown_messages)
+                                corrupt_messages=self._corrupt_messages + r.unknown_messages,
+                                corrupt_streams=self._corrupt_streams)
 
     def on_start(self) -> None:
         self._wall0 = time.monotonic_ns()
@@ -195,7 +206,11 @@ class Replay(Source):
             return self._out[ch.id]
         info: StreamInfo | None = None
         pats = self.params.topics
-        if ch.kind in self.outputs and (not pats or any(
+        if ch.kind in self.outputs and not _usable(ch.info):
+            self._corrupt_streams += 1
+            self.log.warning("not replaying %s: its stream info is damaged (dtype %r, shape %r)",
+                             ch.stream, ch.info.dtype, ch.info.shape)
+        elif ch.kind in self.outputs and (not pats or any(
                 fnmatch.fnmatchcase(ch.stream, x) or fnmatch.fnmatchcase(ch.kind, x)
                 for x in pats)):
             suffix = ch.stream.split(":", 1)[1] if ":" in ch.stream else ""
