@@ -11,10 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from pipeline.cli import main
+from pipeline.cli.validate_cmd import check_files
 from pipeline.runtime.config_yaml import MAX_ALIASES
-from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.errors import ConfigError, ImuflowError
 from pipeline.runtime.graph import load_graph
 from pipeline.runtime.registry import resolve
 from tests.test_recorder import synth_session
@@ -236,3 +239,23 @@ def test_chain_file_limits(write_graph, tmp_path, caplog, data, pattern):
     chain.write_bytes(data)
     text = f"version: 1\nchain: {chain}\nnodes:\n  - id: sim\n    kind: drivers.sim.SimImu\n"
     _fails(write_graph(text), caplog, pattern)
+
+
+@given(flips=hs.lists(hs.tuples(hs.floats(0, 1, exclude_max=True),
+                                hs.sampled_from(list(b" :-[]{}&*!|>'\"#,.0e9\n\xff"))),
+                      min_size=1, max_size=4),
+       config=hs.sampled_from(["default.yaml", "sim_truth.yaml", "serial_diy.yaml"]))
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_fuzz_damaged_configs_give_config_errors_only(tmp_path, monkeypatch, flips, config):
+    """Shipped configs with random bytes changed: only ImuflowError (one line) ever escapes."""
+    monkeypatch.chdir(REPO)
+    bad = bytearray((REPO / "configs" / config).read_bytes())
+    for where, byte in flips:
+        bad[int(where * len(bad))] = byte
+    path = tmp_path / "graph.yaml"
+    path.write_bytes(bytes(bad))
+    try:
+        check_files(load_graph(path))
+    except ImuflowError as exc:
+        assert str(exc)
