@@ -464,6 +464,12 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
             (s := state()).get("frames_drawn", 0) > 5 and s["pose_version"] > 20
             and s["samples_drawn"] > 50 and "model arm3_a" in s["status_line"] and s), 40)
         assert send_command(ctl, "screenshot", {"path": str(shot)}, timeout_s=15)["ok"]
+        stray = tmp_path / "elsewhere" / "arm3_a.onnx"  # outside model_dirs: refused
+        stray.parent.mkdir()
+        stray.write_bytes(arm3_models["a"].read_bytes())
+        assert send_command(ctl, "pick_model", {"model": str(stray)}, timeout_s=15)["ok"]
+        seen["refused"] = _wait_for("the refusal with its reason", lambda: (
+            (s := state())["model_reply"].get("ok") is False and s), 40)
         assert send_command(ctl, "pick_model", {"model": str(arm3_models["b"])},
                             timeout_s=15)["ok"]
         seen["swapped"] = _wait_for("the swap reply and the new model in the status", lambda: (
@@ -477,6 +483,11 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
     assert "window closed: stopping the graph" in err and "[viewer] viewer closed" in err
     assert rc == 0 and elapsed < 80  # ended by the window closing, not by the time limit
     assert seen["swapped"]["model_reply"]["cmd"] == "swap"
+    refused = seen["refused"]
+    reason = refused["model_reply"]["reason"]  # the observer's own words, shown in the window
+    assert reason and refused["model_reply_text"].startswith("swap refused: ")
+    assert refused["model_reply_text"][len("swap refused: "):][:40] == reason[:40]
+    assert "?" not in refused["model_reply_text"][:16]
     line = seen["swapped"]["status_line"]
     assert "observer " in line and " Hz" in line and "end-to-end p99" in line
     print("STATUS", seen["first"]["status_line"], "\nSTATUS", line)

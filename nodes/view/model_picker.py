@@ -9,6 +9,8 @@ from PySide6 import QtCore, QtWidgets
 
 from nodes.view.command_client import ObserverClient
 
+REASON_CHARS = 90  # longer reasons are cut in the label; the tooltip has the whole reply
+
 
 def list_models(model_dirs: tuple[Path, ...]) -> list[Path]:
     """Every ``*.onnx`` file in ``model_dirs`` (not recursive), sorted by name."""
@@ -101,9 +103,21 @@ class ModelPicker(QtWidgets.QWidget):
             self.reply_label.setText(f"{cmd}: {Path(str(detail)).name if cmd == 'swap' else detail}")
             self.reply_label.setStyleSheet("color: #8fd18f")
         else:
-            self.reply_label.setText(f"{cmd} refused: {reply.get('error', '?')}")
+            why = refusal_reason(reply)
+            short = why if len(why) <= REASON_CHARS else why[:REASON_CHARS - 3] + "..."
+            self.reply_label.setText(f"{cmd} refused: {short}")
             self.reply_label.setStyleSheet("color: #f08080")
         self.reply_label.setToolTip(str(reply))
+
+    @property
+    def reply_text(self) -> str:
+        """What the label beside the Swap button says now."""
+        return self.reply_label.text()
+
+
+def refusal_reason(reply: dict) -> str:
+    """Why a command was refused: the node's ``reason``, else the transport's ``error``."""
+    return str(reply.get("reason") or reply.get("error") or "no reason given")
 
 
 def _reply_of(future: concurrent.futures.Future) -> dict:

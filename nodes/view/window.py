@@ -151,7 +151,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         return {"ok": True, "headless": False, "frames_drawn": self.frames_drawn,
                 "pose_version": self._drawn_version, "samples_drawn": self.plots.samples_drawn,
                 "paused": self.paused, "status_line": self.status_line(),
-                "model_reply": self.picker.last_reply, "fps": self._fps,
+                "model_reply": self.picker.last_reply,
+                "model_reply_text": self.picker.reply_text, "fps": self._fps,
                 "sensors": self.rings.names()}
 
     def handle_command(self, command: str, args: dict) -> dict | None:
