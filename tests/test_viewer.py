@@ -517,3 +517,30 @@ def test_headless_without_display_writes_pngs(tmp_path, monkeypatch, capfd):
     assert np.any(first != last)  # the arm moved between the first and the last frame
     err = capfd.readouterr().err
     assert "running headless: no display" in err
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_sim_truth_config_draws_the_arm(display, tmp_path, monkeypatch):
+    from pipeline.runtime.control import send_command
+    from pipeline.runtime.node_loop import ctl_endpoint
+
+    monkeypatch.chdir(REPO)
+    shot = tmp_path / "scene.png"
+    seen: dict = {}
+
+    def drive(run_dir: Path) -> None:
+        ctl = ctl_endpoint(run_dir, "viewer")
+        seen["state"] = _wait_for("the arm drawn from the ground truth", lambda: (
+            (s := send_command(ctl, "view_state", timeout_s=15)).get("frames_drawn", 0) > 5
+            and s["pose_version"] > 20 and s["samples_drawn"] > 50 and s), 40)
+        send_command(ctl, "screenshot", {"path": str(shot), "what": "scene"}, timeout_s=15)
+        send_command(ctl, "close", timeout_s=15)
+
+    rc, _elapsed, errors = _run_graph(REPO / "configs" / "sim_truth.yaml", drive)
+    assert rc == 0 and not errors, errors
+    assert not seen["state"]["headless"] and len(seen["state"]["sensors"]) == 2
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20  # shaded arm, not a black screen
