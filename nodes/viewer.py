@@ -138,7 +138,29 @@ class Viewer(Node):
         return self.calls.call(lambda: self._gui_command(command, args))
 
     # -- main thread -----------------------------------------------------------------------------
+    def screenshot_path(self, path: str) -> Path:
+        """Where a screenshot goes: absolute paths as given, relative ones inside the run folder.
+
+        Raises ValueError for a relative path that leaves the run folder (``..``).
+        """
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        base = (self.context.run_dir or Path.cwd()).resolve()
+        full = (base / p).resolve()
+        if not full.is_relative_to(base):
+            raise ValueError(f"node '{self.id}': screenshot path {path!r} leaves the run folder "
+                             f"{base}; give an absolute path to write elsewhere")
+        return full
+
     def _gui_command(self, command: str, args: dict) -> dict:
+        if command == "screenshot":
+            if not args.get("path"):
+                return {"ok": False, "error": "screenshot needs args {\"path\": \"file.png\"}"}
+            try:
+                args = dict(args, path=str(self.screenshot_path(str(args["path"]))))
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
         reply = self._view.handle_command(command, args)
         if reply is None:
             kind = "headless view" if self._headless() else "window"

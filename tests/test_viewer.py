@@ -544,3 +544,26 @@ def test_sim_truth_config_draws_the_arm(display, tmp_path, monkeypatch):
 
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20  # shaded arm, not a black screen
+
+
+def test_failed_png_write_leaves_the_old_file(tmp_path):
+    from nodes.view.headless import write_png
+
+    path = tmp_path / "shot.png"
+    write_png(path, np.full((4, 4, 4), 200, np.uint8))
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        write_png(path, np.zeros((4, 4, 7), np.uint8))  # not an image: the writer fails
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["shot.png"]
+
+
+def test_screenshot_relative_paths_stay_in_the_run_folder(tmp_path):
+    from nodes.viewer import Viewer
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    viewer = Viewer.create("viewer", context=GraphContext(chain_file=ARM3, run_dir=run_dir))
+    assert viewer.screenshot_path("shots/a.png") == (run_dir / "shots" / "a.png").resolve()
+    assert viewer.screenshot_path(str(tmp_path / "x.png")) == tmp_path / "x.png"  # absolute
+    with pytest.raises(ValueError, match="leaves the run folder"):
+        viewer.screenshot_path("../../etc/passwd")

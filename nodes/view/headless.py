@@ -21,6 +21,7 @@ from nodes.view.latency_window import LatencyWindow
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.status_feed import StatusFeed, format_status
 from pipeline.kinematics.chain import Chain
+from pipeline.runtime.atomic_file import atomic_path
 
 log = logging.getLogger("imuflow.view.headless")
 
@@ -64,10 +65,11 @@ class OffscreenRenderer:
 
 
 def write_png(path: Path, rgba: np.ndarray) -> None:
-    """Write an (h, w, 4) uint8 RGBA image as PNG."""
+    """Write an (h, w, 4) uint8 RGBA image as PNG, whole or not at all (temp file + rename)."""
     from vispy.io import write_png as _write
 
-    _write(str(path), rgba)
+    with atomic_path(path) as tmp:
+        _write(str(tmp), rgba)
 
 
 class HeadlessView:

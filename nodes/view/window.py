@@ -21,6 +21,7 @@ from nodes.view.scene_image import SceneImage
 from nodes.view.signal_plots import SignalPlots
 from nodes.view.status_feed import StatusFeed, format_status, running_model
 from pipeline.kinematics.chain import Chain
+from pipeline.runtime.atomic_file import atomic_path
 
 PLOT_RATE_HZ = 30.0
 STATUS_PERIOD_MS = 500
@@ -177,11 +178,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         """Write a PNG of the whole window ("window") or the 3D view only ("scene")."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if what == "scene":
-            from vispy.io import write_png
-            write_png(str(path), self.scene.render())
-        elif not self.grab().save(str(path)):
-            raise OSError(f"could not write screenshot {path}")
+        with atomic_path(path) as tmp:  # a failed shot leaves an existing file as it was
+            if what == "scene":
+                from vispy.io import write_png
+                write_png(str(tmp), self.scene.render())
+            elif not self.grab().save(str(tmp), "PNG"):
+                raise OSError(f"could not write screenshot {path}")
         return str(path)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
