@@ -22,6 +22,7 @@ from nodes.view.pose_slot import PoseSlot
 from nodes.view.status_feed import StatusFeed, format_status
 from pipeline.kinematics.chain import Chain
 from pipeline.runtime.atomic_file import atomic_path
+from pipeline.runtime.log_setup import TERMINAL_STATUS_ENV
 
 log = logging.getLogger("imuflow.view.headless")
 
@@ -102,6 +103,8 @@ class HeadlessView:
         else:
             self.log.info("running headless: %s; status in the log every %.0f s (set png_dir "
                           "to write frames)", reason, STATUS_LOG_PERIOD_S)
+        # `imuflow run` prints its own status line: two interleaved lines help nobody
+        status_level = logging.DEBUG if os.environ.get(TERMINAL_STATUS_ENV) else logging.INFO
         next_status = time.monotonic() + STATUS_LOG_PERIOD_S
         next_png = time.monotonic()
         last_version = -1
@@ -111,7 +114,7 @@ class HeadlessView:
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_LOG_PERIOD_S
-                self.log.info("%s", self.status_line())
+                self.log.log(status_level, "%s", self.status_line())
             if self.renderer is not None and now >= next_png:
                 version, pos, quat, _t = self.pose.get()
                 if version > 0 and version != last_version:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from pipeline.runtime.graph import load_graph
+from pipeline.runtime.log_setup import TERMINAL_STATUS_ENV
 from pipeline.runtime.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name for `imuflow status`/`command` (default: graph name)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: run until Ctrl-C or the end)")
-    p.add_argument("--quiet", action="store_true", help="no status line on the terminal")
+    p.add_argument("--quiet", action="store_true",
+                   help="no status lines; only warnings and errors (this process and the nodes)")
 
 
 def status_line(snap: dict) -> str:
@@ -43,6 +47,11 @@ def status_line(snap: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load, start and supervise the graph."""
+    if args.quiet:  # the worker processes read the level from the environment
+        os.environ["IMUFLOW_LOG_LEVEL"] = "WARNING"
+        logging.getLogger().setLevel(logging.WARNING)
+    else:  # one status line on the terminal: a headless viewer keeps its own to the debug log
+        os.environ[TERMINAL_STATUS_ENV] = "1"
     graph = load_graph(args.config)
     tty = sys.stderr.isatty()
 
