@@ -3,7 +3,10 @@
 The default source of ``imuflow run``: no hardware needed. Each IMU site of the
 chain becomes one sensor stream (``StreamInfo.source`` = site name) with its
 own device clock (offset and drift, so ``sync`` has real work to do); the true
-joint state goes out on ``chain.truth``.
+joint state goes out on ``chain.truth``. ``procedure: calibration`` performs the
+calibration procedure instead of random motion (neutral pose, then every hinge flexed;
+``pipeline/kinematics/calibration_motion.py``), e.g. for ``imuflow calibrate CONFIG``
+with sensors mounted as the chain's IMU ``rotation:`` says.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from pipeline.kinematics.calibration_motion import calibration_motion
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, ImuSimulator, SimSettings
 from pipeline.runtime.errors import ConfigError
@@ -51,10 +56,19 @@ class SimImu(Source):
         noise: bool = True  # realistic sensor errors (DESIGN.md); false = ideal sensors
         clock_drift_ppm: float = 30.0  # device clocks drift up to +- this, ppm
         clock_offset_s: float = 5.0  # device clocks start up to this many seconds apart
+        # random: endless random motion; calibration: the neutral pose for procedure_static_s,
+        # procedure_functional_s of hinge flexions (10 each), then the neutral pose held
+        procedure: Literal["random", "calibration"] = "random"
+        # s; the defaults follow `imuflow calibrate CONFIG`'s prompts (3 s lead-in, 4 s still,
+        # 25 s of motion) with a second for the graph's start
+        procedure_static_s: float = 8.0
+        procedure_functional_s: float = 24.0
 
         def __post_init__(self) -> None:
             if self.rate_hz <= 0 or self.speed < 0 or self.duration_s < 0 or self.block < 1:
                 raise ValueError("rate_hz > 0, speed >= 0, duration_s >= 0, block >= 1 required")
+            if self.procedure_static_s < 0 or self.procedure_functional_s <= 0:
+                raise ValueError("procedure_static_s >= 0 and procedure_functional_s > 0 required")
 
     @classmethod
     def sensors_out(cls, params: Params, context: GraphContext,
@@ -104,9 +118,14 @@ class SimImu(Source):
 
     def _new_chunk(self) -> None:
         self._chunk += 1
-        noise = ImuNoise() if self.params.noise else ImuNoise.none()
-        self._sim = ImuSimulator(self.chain, self.params.rate_hz, self.params.seed + self._chunk,
-                                 noise, SimSettings(), duration_s=CHUNK_S + 1.0)
+        p = self.params
+        noise = ImuNoise() if p.noise else ImuNoise.none()
+        seed = p.seed + self._chunk
+        motion = (calibration_motion(self.chain, seed, p.procedure_static_s,
+                                     p.procedure_functional_s)
+                  if p.procedure == "calibration" and self._chunk == 0 else None)
+        self._sim = ImuSimulator(self.chain, p.rate_hz, seed, noise, SimSettings(),
+                                 duration_s=CHUNK_S + 1.0, motion=motion)
         self._chunk_start = self._sent
         self._ahead: tuple[np.ndarray, ...] = ()  # generated, not yet sent: raw and truth records
 

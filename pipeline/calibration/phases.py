@@ -44,6 +44,18 @@ def parse_window(text: str, rate_hz: float, n: int, what: str) -> Window:
     return Window(start, min(stop, n))
 
 
+def host_window(window_ns: tuple[int, int], t0_ns: int, rate_hz: float, n: int,
+                what: str) -> Window:
+    """Samples of a grid starting at t0_ns (ns) inside a host-clock window (t_host ns)."""
+    start = max(0, round((window_ns[0] - t0_ns) * 1e-9 * rate_hz))
+    stop = min(n, round((window_ns[1] - t0_ns) * 1e-9 * rate_hz))
+    if stop - start < 2:
+        raise ValueError(f"{what}: the recording holds no data in that phase "
+                         f"({(window_ns[0] - t0_ns) * 1e-9:.1f} to "
+                         f"{(window_ns[1] - t0_ns) * 1e-9:.1f} s from its start)")
+    return Window(start, stop)
+
+
 def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5,
                     limit: int = 8) -> list[Window]:
     """Up to ``limit`` quietest non-overlapping windows of min_s s, quietest first.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.calibration.phases import parse_window
+from pipeline.calibration.phases import host_window, parse_window
 from pipeline.calibration.sensor_to_segment import Calibration, calibrate
 from pipeline.kinematics.chain import Chain
 from pipeline.recording.resample import raw_on_grid
@@ -16,8 +16,9 @@ from pipeline.runtime.streams import RAW_IMU
 
 def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float,
                      sensors: dict[str, str] | None = None
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """acc (m/s^2) and gyr (rad/s) per IMU, sensor frames, linearly resampled at rate_hz Hz.
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """acc (m/s^2) and gyr (rad/s) per IMU, sensor frames, linearly resampled at rate_hz Hz,
+    and the grid's first time (t_host, ns).
 
     The grid spans the time all ``imus`` overlap (their ``imu.raw`` streams' t_host, the
     stream source being the IMU name, or mapped to it by ``sensors``: recorded name ->
@@ -39,19 +40,27 @@ def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float,
     acc, gyr = {}, {}
     for m in imus:
         acc[m], gyr[m] = raw_on_grid(raw[m], grid)
-    return acc, gyr
+    return acc, gyr, t0
 
 
 def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
                       static: str | None = None, functional: str | None = None,
-                      sensors: dict[str, str] | None = None, chain_name: str = "") -> Calibration:
-    """Calibrate the chain's IMUs from a recorded procedure (windows as ``T0:T1`` s, or found).
+                      sensors: dict[str, str] | None = None, chain_name: str = "",
+                      static_ns: tuple[int, int] | None = None,
+                      functional_ns: tuple[int, int] | None = None) -> Calibration:
+    """Calibrate the chain's IMUs from a recorded procedure.
 
-    ValueError / CalibrationError say what is wrong with the recording or the windows.
+    Windows as ``T0:T1`` s from the start, or as host-clock times (``*_ns``: t_host ns, as a
+    live procedure marks its phases), or found in the data. ValueError / CalibrationError say
+    what is wrong with the recording or the windows.
     """
-    acc, gyr = imu_from_session(path, chain.imu_names, rate_hz, sensors)
+    acc, gyr, t0_ns = imu_from_session(path, chain.imu_names, rate_hz, sensors)
     n = min(len(a) for a in acc.values())
     static_w = parse_window(static, rate_hz, n, "--static") if static else None
     functional_w = parse_window(functional, rate_hz, n, "--functional") if functional else None
+    if static_ns is not None:
+        static_w = host_window(static_ns, t0_ns, rate_hz, n, "the still pose")
+    if functional_ns is not None:
+        functional_w = host_window(functional_ns, t0_ns, rate_hz, n, "the joint motion")
     return calibrate(chain, acc, gyr, rate_hz, static_w, functional_w,
                      chain_name=chain_name or chain.name, source=str(path))
