@@ -7,6 +7,7 @@ exits non-zero without a traceback and leaves no partial .mcap behind.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import h5py
@@ -16,7 +17,7 @@ import pytest
 from drivers.importers import ImportFileError, broad_hdf5, generic_csv, movella_dot_csv
 from drivers.importers.session_import import import_session
 from pipeline.recording.session_reader import SessionReader, read_streams
-from pipeline.runtime.atomic_file import atomic_path
+from pipeline.runtime.atomic_file import atomic_path, atomic_text
 from tests.test_importers import CSV_MAP, HEADER, _broad_file, _csv, _dot_file, _imuflow
 
 
@@ -149,3 +150,20 @@ def test_atomic_path_writes_whole_or_nothing(tmp_path):
             tmp.write_bytes(b"partial")
             raise RuntimeError("disk full")
     assert target.read_bytes() == b"abc" and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_text_whole_or_nothing_with_the_mode_open_gives(tmp_path):
+    target = tmp_path / "angles.csv"
+    old = os.umask(0o022)
+    try:
+        with atomic_text(target) as f:
+            f.write("t,knee\n")
+    finally:
+        os.umask(old)
+    assert target.read_text() == "t,knee\n"
+    assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others may read it
+    with pytest.raises(RuntimeError):
+        with atomic_text(target) as f:
+            f.write("partial")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "t,knee\n" and list(tmp_path.iterdir()) == [target]

@@ -14,17 +14,11 @@ from typing import TextIO
 def atomic_text(path: str | Path) -> Iterator[TextIO]:
     """Open a text file for writing that appears at ``path`` only when the block succeeds.
 
-    An error (or a full disk) leaves any existing file at ``path`` untouched.
+    An error (or a full disk) leaves any existing file at ``path`` untouched. The new file
+    gets the mode ``open()`` would give it (an existing file's mode is kept).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        yield f
 
 
 @contextmanager
