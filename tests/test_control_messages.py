@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from pipeline.runtime.control import ControlTimeout, send_command
+from pipeline.runtime.control import ControlReplyError, ControlTimeout, send_command
 from pipeline.runtime.control_request import MAX_DEPTH, BadRequest, parse_request, reply_bytes
 from pipeline.runtime.node_loop import ctl_endpoint
 from pipeline.runtime.run_dir import find_run
@@ -198,3 +199,26 @@ def test_fuzzed_requests_to_a_running_node(running, monkeypatch, target):
         ctx.term()
     assert proc.poll() is None
     assert _pids(run_path) == before
+
+
+@pytest.mark.parametrize("reply", [b"\xff\xfe not utf-8", b"not json", b"[1, 2]",
+                                   b"[" * 100_000 + b"]" * 100_000])
+def test_a_reply_that_is_not_a_json_object_is_a_clear_error(reply):
+    """A foreign program on the control endpoint: the client names it, no traceback."""
+    ctx = zmq.Context.instance()
+    server = ctx.socket(zmq.REP)
+    server.setsockopt(zmq.LINGER, 0)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        def answer() -> None:
+            if server.poll(5000):
+                server.recv()
+                server.send(reply)
+
+        t = threading.Thread(target=answer)
+        t.start()
+        with pytest.raises(ControlReplyError, match="not a JSON object"):
+            send_command(f"tcp://127.0.0.1:{port}", "ping", timeout_s=5)
+        t.join()
+    finally:
+        server.close()
