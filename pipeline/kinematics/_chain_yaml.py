@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline.kinematics._inertia_yaml import parse_inertia, parse_subject
 from pipeline.kinematics.chain import (
     SHAPES,
     Body,
@@ -16,8 +17,8 @@ from pipeline.kinematics.chain import (
     JointType,
 )
 
-_TOP_KEYS = {"name", "units", "bodies", "imus"}
-_BODY_KEYS = {"name", "parent", "joint", "geometry"}
+_TOP_KEYS = {"name", "units", "bodies", "imus", "subject"}
+_BODY_KEYS = {"name", "parent", "joint", "geometry", "inertia"}
 _JOINT_KEYS = {"type", "offset", "rotation", "axis", "limits"}
 _GEOM_COMMON = {"shape", "color", "offset", "rotation"}
 _IMU_KEYS = {"name", "body", "position", "rotation"}
@@ -189,7 +190,9 @@ def parse_chain(doc: Any, file: str) -> Chain:
         geoms = rb.get("geometry", [])
         if not isinstance(geoms, list):
             raise ctx.err("geometry", "must be a list of shapes", geoms)
-        bodies.append(Body(name, parent, joint, tuple(_geometry(ctx, k, g) for k, g in enumerate(geoms))))
+        inertia = parse_inertia(ctx, rb["inertia"]) if "inertia" in rb else None
+        bodies.append(Body(name, parent, joint,
+                           tuple(_geometry(ctx, k, g) for k, g in enumerate(geoms)), inertia))
     for b in bodies:
         if b.parent is not None and b.parent not in seen:
             raise _Ctx(file, f"body '{b.name}'").err(
@@ -218,4 +221,5 @@ def parse_chain(doc: Any, file: str) -> Chain:
     name = doc.get("name", file.rsplit("/", 1)[-1].removesuffix(".yaml"))
     if not isinstance(name, str):
         raise top.err("name", "must be a string", name)
-    return Chain(name, tuple(ordered), tuple(imus), file)
+    subject = parse_subject(top, doc["subject"]) if "subject" in doc else None
+    return Chain(name, tuple(ordered), tuple(imus), file, subject)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pipeline.kinematics.inertia import BodyInertia, SegmentInertia, Subject
+
 log = logging.getLogger("imuflow.chain")
 
 _QUAT_TOL = 1e-3  # |norm - 1| below this is normalised silently, above is an error
@@ -72,12 +74,17 @@ class Geometry:
 
 @dataclass(frozen=True)
 class Body:
-    """A rigid body: name, parent name (None: earth), joint to parent, display geometry."""
+    """A rigid body: name, parent name (None: earth), joint to parent, display geometry, inertia.
+
+    ``inertia`` is None (not given), explicit or an anthropometric segment; resolve it with
+    :func:`pipeline.kinematics.inertia.chain_inertia`.
+    """
 
     name: str
     parent: str | None
     joint: Joint
     geometry: tuple[Geometry, ...] = ()
+    inertia: BodyInertia | SegmentInertia | None = None
 
 
 @dataclass(frozen=True)
@@ -97,12 +104,16 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Chain:
-    """A kinematic tree; ``bodies`` are ordered parents before children."""
+    """A kinematic tree; ``bodies`` are ordered parents before children.
+
+    ``subject`` scales the anthropometric inertia defaults of human chains (None: not given).
+    """
 
     name: str
     bodies: tuple[Body, ...]
     imus: tuple[ImuSite, ...] = ()
     source: str = ""
+    subject: Subject | None = None
 
     @property
     def n_bodies(self) -> int:
