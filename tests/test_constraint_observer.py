@@ -104,7 +104,7 @@ def test_missing_chain_is_a_config_error() -> None:
 
 
 def test_kernel_is_compiled_at_setup_for_the_frames_it_gets() -> None:
-    from nodes.constraint_observer import hinge_kernel
+    from pipeline.estimation.hinge import hinge_kernel
 
     node = ConstraintObserver.create("observer", context=GraphContext(chain_file=KNEE))
     compiled = len(hinge_kernel.signatures)

@@ -16,8 +16,8 @@ import vqf
 from qmt.functions.heading_correction import estimateDelta2d
 
 from nodes.constraint_observer import ConstraintObserver
-from nodes.constraint_observer.heading_fit import fit_delta_2d
-from nodes.constraint_observer.joint_heading import JointHeading
+from pipeline.estimation.heading_fit import fit_delta_2d
+from pipeline.estimation.joint_heading import JointHeading
 from pipeline.evaluation.joint_errors import inclination_error_deg, rotation_error_deg
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate

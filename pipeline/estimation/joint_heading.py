@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from nodes.constraint_observer.heading_fit import fit_delta_2d
+from pipeline.estimation.heading_fit import fit_delta_2d
 from pipeline.kinematics.quaternion import np_qconj, np_qfrom_axis_angle, np_qmul
 
 STARTUP, REGULAR, STILL = 2, 1, 3  # qmt's state codes

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nodes.constraint_observer.heading_fit import split_two_axis
-from nodes.constraint_observer.joint_heading import JointHeading
+from pipeline.estimation.heading_fit import split_two_axis
+from pipeline.estimation.joint_heading import JointHeading
 from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import np_qconj, np_qmul, np_qrotate
 

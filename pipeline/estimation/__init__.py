@@ -1,0 +1,1 @@
+"""Estimators without training that nodes and training share: joint constraints (constraint.py)."""

@@ -1,0 +1,178 @@
+"""ConstraintEstimator: hinge angles from joint constraints between IMU-carrying segments.
+
+The constraint-based estimators of Laidig, Seel et al., for two kinds of joints between
+segments that carry IMUs (in segment frames, i.e. after a calibration is applied):
+
+- a hinge with an IMU on both sides (the knee): the angle follows the relative angular rate
+  about the axis (``theta' = a . (w_child - w_parent)``, exact for a hinge) and is pulled
+  towards the angle gravity shows in both segments whenever both are quasi-static (a
+  complementary filter with time constant ``tau_s``; the hinge fixes the heading between the
+  two segments, so no heading estimate is needed; ``hinge.py``);
+- two orthogonal hinges through a segment without an IMU (a 2-DoF joint such as arm3's
+  y-then-z elbow): each IMU's orientation from VQF 6D, the heading offset between the two
+  from the joint's constraint (streaming form of ``qmt.headingCorrection``, causal 8 s
+  window, ``joint_heading.py``), then both angles from the relative orientation
+  (``two_axis.py``).
+
+Causal and streaming: blocks of any size give the same numbers. Units: acc m/s^2, gyr rad/s
+in segment frames; angles rad; quaternions w, x, y, z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vqf
+
+from pipeline.estimation.heading_fit import warm_up_two_axis
+from pipeline.estimation.hinge import hinge_kernel
+from pipeline.estimation.two_axis import TwoAxisJoint
+from pipeline.kinematics.chain import Chain, JointType
+from pipeline.kinematics.fk import hinge_plane_basis
+from pipeline.kinematics.quaternion import np_qrotate
+
+
+@dataclass(frozen=True)
+class ConstraintSettings:
+    """Tuning of the hinge filter (the two-axis joints have none)."""
+
+    tau_s: float = 0.5          # s, time constant of the pull towards gravity's angle
+    still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
+    max_axis_cos: float = 0.9   # gravity must be at least acos(0.9) = 26 deg off the axis
+
+    def __post_init__(self) -> None:
+        if self.tau_s <= 0 or self.still_acc_ms2 <= 0:
+            raise ValueError(f"tau_s and still_acc_ms2 must be > 0; got {self}")
+        if not 0 < self.max_axis_cos < 1:
+            raise ValueError(f"max_axis_cos must be in (0, 1), got {self.max_axis_cos}")
+
+
+@dataclass(frozen=True)
+class _Hinge:
+    body: int          # child body index (its hinge angle slot is ``slot``)
+    slot: int
+    parent_imu: int    # IMU indices in the frame
+    child_imu: int
+    geometry: np.ndarray  # (6, 3): axis in parent, axis in child, plane bases e1p e2p e1c e2c
+
+
+@dataclass(frozen=True)
+class _Pair:
+    joint: TwoAxisJoint
+    slots: tuple[int, int]  # hinge angle slots of the middle and distal bodies
+    imus: tuple[int, int]   # IMU indices in the frame: segment 1, segment 2
+
+
+def warm_up() -> None:
+    """Compile the kernels now (cached on disk), for the array views frames give them."""
+    for n in (1, 2):
+        z = np.zeros((n, 2, 3))
+        z.flags.writeable = False
+        hinge_kernel(0.0, False, z[:, 0], z[:, 0], z[:, 0], z[:, 0], np.eye(3).repeat(2, 0),
+                     np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9, np.zeros(n),
+                     np.zeros((n, 4)))
+    warm_up_two_axis()
+
+
+class ConstraintEstimator:
+    """Hinge angles and body-to-parent quaternions of ``chain`` from frames of ``imus``.
+
+    Needs an IMU on both sides of every hinge, or on both ends of a pair of orthogonal hinges;
+    raises ValueError saying which hinge lacks one (or which joints it cannot handle). The
+    root's q_rel stays identity (the orientation node estimates the root).
+    """
+
+    def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
+                 settings: ConstraintSettings = ConstraintSettings()) -> None:
+        self.chain, self.settings = chain, settings
+        imu_of: dict[int, int] = {}
+        for name, body in zip(chain.imu_names, chain.imu_bodies, strict=True):
+            if name not in imus:
+                raise ValueError(f"chain IMU '{name}' is not in the input frames (IMUs "
+                                 f"{imus}); map the sensors to the chain's names")
+            imu_of.setdefault(int(body), imus.index(name))
+        others = [chain.body_names[i] for i, p in enumerate(chain.parents)
+                  if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
+        if others:
+            raise ValueError(f"the constraint observer handles hinges (and frozen joints) "
+                             f"below the root; chain '{chain.name}' has other joints at {others}")
+        slot_of = {int(b): slot for slot, b in enumerate(chain.hinge_bodies)}
+        hinges, pairs = [], []
+        for body, slot in slot_of.items():
+            parent = int(chain.parents[body])
+            if body in imu_of and parent in imu_of:
+                hinges.append(self._hinge(body, slot, imu_of[parent], imu_of[body]))
+            elif body in imu_of and parent in slot_of and int(chain.parents[parent]) in imu_of:
+                joint = TwoAxisJoint(chain, parent, body, rate_hz)
+                pairs.append(_Pair(joint, (slot_of[parent], slot_of[body]),
+                                   (imu_of[int(chain.parents[parent])], imu_of[body])))
+            elif body in imu_of or not any(int(chain.parents[c]) == body and c in imu_of
+                                           for c in slot_of):
+                name = chain.body_names[body]
+                raise ValueError(
+                    f"hinge '{name}' needs an IMU on '{name}' and on its parent (or, for two "
+                    f"orthogonal hinges in a row, on the first one's parent and the second "
+                    f"one's body); chain '{chain.name}' has none there (use the RNN observer "
+                    "for sparse IMUs)")
+        self.two_axis = bool(pairs)
+        self._hinges, self._pairs = hinges, pairs
+        pair_imus = sorted({i for pr in pairs for i in pr.imus})
+        self._vqf = {i: vqf.VQF(1.0 / rate_hz) for i in pair_imus}  # 6D, per IMU
+        self._dt = 1.0 / rate_hz
+        self._gain = min(1.0, self._dt / settings.tau_s)
+        self._theta = np.zeros(len(hinges))
+        self._started = False
+        self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
+
+    def _hinge(self, body: int, slot: int, parent_imu: int, child_imu: int) -> _Hinge:
+        """A hinge with an IMU on both sides: axis and gravity-plane bases in both frames."""
+        axis = np.asarray(self.chain.axes[body], dtype=np.float64)
+        axis = axis / np.linalg.norm(axis)
+        rot = np.asarray(self.chain.rotations[body], dtype=np.float64)
+        axis_parent = np_qrotate(rot, axis)
+        e1p, e2p = hinge_plane_basis(axis_parent)
+        e1c, e2c = hinge_plane_basis(axis)
+        geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
+        return _Hinge(body, slot, parent_imu, child_imu, geometry)
+
+    def update(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
+               angle: np.ndarray) -> None:
+        """Advance over (n, n_imu, 3) acc m/s^2 and gyr rad/s; write ``q_rel`` (n, n_bodies, 4)
+        w,x,y,z body to parent (root identity) and ``angle`` (n, n_hinge) rad."""
+        n, s = len(acc), self.settings
+        q_rel[:, 0] = (1.0, 0.0, 0.0, 0.0)
+        one_angle, one_quat = np.empty(n), np.empty((n, 4))
+        for i, h in enumerate(self._hinges):
+            self._theta[i], started = hinge_kernel(
+                self._theta[i], self._started, acc[:, h.parent_imu], acc[:, h.child_imu],
+                gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
+                self._dt, self._gain, s.still_acc_ms2, s.max_axis_cos, one_angle, one_quat)
+            self._started = self._started or started
+            angle[:, h.slot] = one_angle
+            q_rel[:, h.body] = one_quat
+        if self._pairs:
+            self._two_axis(acc, gyr, q_rel, angle)
+        for b in range(1, self.chain.n_bodies):  # frozen bodies: their fixed rotation
+            if self.chain.joint_types[b] == JointType.FROZEN:
+                q_rel[:, b] = self._rot0[b]
+
+    def _two_axis(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
+                  angle: np.ndarray) -> None:
+        """Angles and q_rel of every two-axis pair: VQF 6D per IMU, heading, split."""
+        quat, rate = {}, {}
+        for i, f in self._vqf.items():
+            g, a = finite_or_zero(gyr[:, i]), finite_or_zero(acc[:, i])
+            quat[i], rate[i] = f.updateBatch(g, a)["quat6D"], g  # zero acc: no correction
+        for pr in self._pairs:
+            i1, i2 = pr.imus
+            both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])
+            angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
+            q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
+
+
+def finite_or_zero(v: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 C-contiguous copy with non-finite rows zeroed (VQF skips zero acc)."""
+    v = np.array(v, dtype=np.float64, order="C")
+    v[~np.isfinite(v).all(axis=1)] = 0.0
+    return v
