@@ -1,10 +1,20 @@
-"""``imuflow eval``: a tiny exported model on a small generated held-out file prints the table."""
+"""``imuflow eval`` and ``evaluate()`` against hand-made truth with known errors.
+
+The model is a pass-through ONNX graph (``y = imu[..., :8]``, ``hn = h0``), so the data
+decides exactly what the model "estimates": each sequence carries the true arm3 motion and,
+in its input channels, that motion with a known error added. The root's inclination is off
+by 5 deg, seg2's hinge by +10 deg and seg3's by -20 deg after the warm-up and by 90 deg
+inside it. So every statistic after the warm-up is exactly 5, 10 and 20 deg (mean = RMSE =
+every percentile = max), the warm-up's 90 deg must never show, and outputs taken out of
+time order would not give a constant error (the true motion varies).
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,71 +22,173 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.evaluation.imu_dataset import load_dataset
-from pipeline.evaluation.model_card import load_card, write_card
+from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
+from pipeline.evaluation.model_card import (
+    ModelCard,
+    OutputBody,
+    StateTensor,
+    load_card,
+    sha256_of,
+    write_card,
+)
 from pipeline.evaluation.observer_eval import OnnxObserverModel, body_errors, evaluate
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import hinge_to_rel
+from pipeline.kinematics.quaternion import np_qfrom_axis_angle, np_qmul
 from tools.training.data import SEEDS, generate
-from tools.training.export import export_run
 from tools.training.problem import get_problem
-from tools.training.trainer import TrainConfig, Trainer
 
 IMUFLOW = [sys.executable, "-m", "pipeline"]
+ARM3 = REPO / "configs" / "chains" / "arm3.yaml"
+RATE = 100.0
+S, T, WARMUP_S = 2, 400, 1.0           # 2 sequences x 4 s; the first 100 samples are warm-up
+K = round(WARMUP_S * RATE)
+EXPECTED = {"seg1": 5.0, "seg2": 10.0, "seg3": 20.0}   # |error| after the warm-up, deg
+WARMUP_ERROR_DEG = 90.0                 # seg3's error inside the warm-up only
+STATS = ("mean_deg", "rmse_deg", "p50_deg", "p90_deg", "p95_deg", "p99_deg", "max_deg")
+
+
+def _passthrough_model(folder: Path, hidden: int = 4) -> Path:
+    """An ONNX observer with the model-card IO whose output is its first 8 input channels."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    imu = helper.make_tensor_value_info("imu", TensorProto.FLOAT, ["B", "T", 12])
+    h0 = helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, "B", hidden])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", 8])
+    hn = helper.make_tensor_value_info("hn", TensorProto.FLOAT, [1, "B", hidden])
+    consts = [helper.make_tensor(n, TensorProto.INT64, [1], [v])
+              for n, v in (("start", 0), ("end", 8), ("axis", 2))]
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["imu", "start", "end", "axis"], ["y"]),
+         helper.make_node("Identity", ["h0"], ["hn"])],
+        "passthrough", [imu, h0], [y, hn], initializer=consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "passthrough.onnx"
+    onnx.save(model, str(path))
+    chain = load_chain(ARM3)
+    write_card(ModelCard(
+        name="passthrough", onnx_file=path.name, sha256=sha256_of(path), chain=str(ARM3),
+        bodies=chain.body_names, imus=("seg1", "seg3"), rate_hz=RATE, input_name="imu",
+        state=(StateTensor("h0", "hn", (1, hidden)),), output_name="y",
+        outputs=(OutputBody("seg1", "quat"), OutputBody("seg2", "sincos"),
+                 OutputBody("seg3", "sincos")),
+        training={"recipe": "none: y = imu[..., :8] (test model)"}), path.with_suffix(".json"))
+    return path
+
+
+def _axis_angle(axis: tuple[float, float, float], angle: np.ndarray) -> np.ndarray:
+    return np_qfrom_axis_angle(np.asarray(axis, np.float64), np.asarray(angle, np.float64))
+
+
+def hand_made(n_seq: int = S, n: int = T) -> ImuDataset:
+    """True arm3 motion (S, T) and, as model input, the same motion with the known errors."""
+    chain = load_chain(ARM3)
+    t = np.arange(n) / RATE
+    s = np.arange(n_seq)[:, None]
+    # root: heading turning, inclination (pitch) swinging; hinges: large smooth motions
+    q1 = np_qmul(_axis_angle((0, 0, 1), 0.7 * t + s),
+                 _axis_angle((0, 1, 0), 0.4 * np.sin(2 * t + s)))
+    a2 = 1.2 * np.sin(2 * np.pi * 0.4 * t + s)
+    a3 = -0.8 + 0.5 * np.cos(2 * np.pi * 0.3 * t + 2 * s)
+    q_rel = np.stack([q1, hinge_to_rel(a2, chain.rotations[1], chain.axes[1]),
+                      hinge_to_rel(a3, chain.rotations[2], chain.axes[2])], axis=2)
+    # estimates: root tilted 5 deg about the earth's x axis (inclination error exactly 5 deg)
+    q1_est = np_qmul(_axis_angle((1, 0, 0), np.radians(EXPECTED["seg1"])), q1)
+    a2_est = a2 + np.radians(EXPECTED["seg2"])
+    a3_est = a3 - np.radians(EXPECTED["seg3"])
+    a3_est[:, :K] = a3[:, :K] + np.radians(WARMUP_ERROR_DEG)  # only inside the warm-up
+    imu = np.zeros((n_seq, n, 12))
+    imu[..., 0:4] = q1_est
+    imu[..., 4], imu[..., 5] = np.sin(a2_est), np.cos(a2_est)
+    imu[..., 6], imu[..., 7] = np.sin(a3_est), np.cos(a3_est)
+    return ImuDataset(imu=imu.astype(np.float32), q_rel=q_rel.astype(np.float32), rate_hz=RATE,
+                      chain=str(ARM3), imus=("seg1", "seg3"), bodies=chain.body_names,
+                      seeds=-np.ones(n_seq, np.int64), settings={"hand_made": True})
+
+
+def _assert_expected(per_joint: dict, tol: float = 2e-3) -> None:
+    assert set(per_joint) == set(EXPECTED)
+    for body, value in EXPECTED.items():
+        row = per_joint[body]
+        row = row.as_dict() if hasattr(row, "as_dict") else row
+        for key in STATS:
+            assert row[key] == pytest.approx(value, abs=tol), (body, key, row)
 
 
 @pytest.fixture(scope="module")
 def model_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("eval")
-    cfg = TrainConfig(problem="arm3-sparse", train_sequences=2, val_sequences=1, sequence_s=4.0,
-                      window_s=2.0, batch=2, hidden=8, layers=1, epochs=1, warmup_s=1.0,
-                      data_dir=str(root / "data"))
-    Trainer(cfg, root / "run").train()
-    export_run(root / "run", root / "run" / "checkpoint.pt", root / "tiny", 2, 4.0, 1.0)
-    data = root / "heldout.npz"
-    generate(get_problem("arm3-sparse"), [SEEDS["heldout"], SEEDS["heldout"] + 1], 8.0,
-             progress=False).save(data)
-    return root / "tiny.onnx", data
+    data = root / "handmade.npz"
+    hand_made().save(data)
+    return _passthrough_model(root), data
+
+
+def test_library_scores_the_hand_made_errors_exactly(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    result = evaluate(OnnxObserverModel(model), load_dataset(data), WARMUP_S)
+    _assert_expected(result.stats)
+    for body in EXPECTED:
+        assert result.stats[body].n == S * (T - K), body  # every sample after the warm-up
+    # the whole error series, warm-up included, in time order
+    e3 = np.abs(result.errors["seg3"])
+    np.testing.assert_allclose(e3[:, :K], WARMUP_ERROR_DEG, atol=2e-3)
+    np.testing.assert_allclose(e3[:, K:], EXPECTED["seg3"], atol=2e-3)
+    np.testing.assert_allclose(result.errors["seg2"], EXPECTED["seg2"], atol=2e-3)  # signed
+
+
+def test_warm_up_errors_count_only_when_the_warm_up_is_shorter(
+        model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    s = evaluate(OnnxObserverModel(model), load_dataset(data), 0.0).stats["seg3"]
+    share = K / T  # a quarter of the samples are 90 deg off, the rest 20 deg
+    assert s.mean_deg == pytest.approx(share * 90 + (1 - share) * 20, abs=2e-3)
+    assert s.rmse_deg == pytest.approx(np.sqrt(share * 90 ** 2 + (1 - share) * 20 ** 2), abs=2e-3)
+    assert s.max_deg == pytest.approx(90.0, abs=2e-3) and s.p50_deg == pytest.approx(20.0, abs=2e-3)
 
 
 def test_eval_prints_per_joint_table_and_plots(model_and_data: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     model, data = model_and_data
     png = tmp_path / "err.png"
-    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--warmup-s", "2",
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--warmup-s", str(WARMUP_S),
                                     "--plot", str(png)],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert "2 sequences x 8 s, after 2 s warm-up" in lines[0]
+    assert "2 sequences x 4 s, after 1 s warm-up" in lines[0]
     assert lines[1].split()[:8] == ["joint", "mean", "rmse", "p50", "p90", "p95", "p99", "max"]
     rows = {ln.split()[0]: [float(v) for v in ln.split()[1:]] for ln in lines[3:]}
-    assert set(rows) == {"seg1", "seg2", "seg3"}
-    for vals in rows.values():
-        mean, rmse, p50, p90, p95, p99, mx = vals
-        assert 0 <= p50 <= p90 <= p95 <= p99 <= mx <= 180 and mean <= rmse
+    assert set(rows) == set(EXPECTED)
+    for body, vals in rows.items():
+        assert vals == pytest.approx([EXPECTED[body]] * 7, abs=0.01), (body, vals)
     assert png.stat().st_size > 10_000
 
 
-def test_eval_json_matches_library_result(model_and_data: tuple[Path, Path]) -> None:
+def test_eval_json_gives_the_hand_made_errors(model_and_data: tuple[Path, Path]) -> None:
     model, data = model_and_data
-    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--json"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--json", "--warmup-s", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
-    ref = evaluate(OnnxObserverModel(model), load_dataset(data), 5.0)
-    for body, s in ref.stats.items():
-        assert got["per_joint"][body] == s.as_dict()
+    _assert_expected(json.loads(out.stdout)["per_joint"])
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--json"],  # default 5 s
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode != 0 and "warm-up" in out.stderr  # longer than the 4 s sequences
 
 
 def test_true_outputs_give_zero_error(model_and_data: tuple[Path, Path]) -> None:
     """The decoding and error path itself: feeding the truth encoded as outputs gives 0 deg."""
-    from pipeline.kinematics.chain import load_chain
     from tools.training.data import encode_targets
 
-    model, data = model_and_data
+    model, _ = model_and_data
     card = load_card(model)
-    ds = load_dataset(data)
-    y = encode_targets(get_problem("arm3-sparse"), load_chain(REPO / card.chain), ds.q_rel)
-    errs = body_errors(card, load_chain(REPO / card.chain), y, ds.q_rel)
+    ds = generate(get_problem("arm3-sparse"), [SEEDS["heldout"]], 3.0, progress=False)
+    y = encode_targets(get_problem("arm3-sparse"), load_chain(ARM3), ds.q_rel)
+    errs = body_errors(card, load_chain(ARM3), y, ds.q_rel)
+    assert set(errs) == set(EXPECTED)
     for body, e in errs.items():
         assert np.abs(e).max() < 0.05, body
 
@@ -98,83 +210,76 @@ def test_eval_refuses_wrong_imus_and_tampered_model(model_and_data: tuple[Path, 
     assert out.returncode != 0 and "sha256" in out.stderr
 
 
-def _write_sim_session(path: Path, seed: int, duration_s: float) -> np.ndarray:
-    """A simulated arm3 session as the recorder writes it: imu.raw per sensor and chain.truth."""
-    from pipeline.kinematics.chain import load_chain
-    from pipeline.kinematics.imu_synth import simulate
+def _write_session(path: Path, ds: ImuDataset) -> None:
+    """Sequence 0 of ``ds`` as the recorder writes a simulated session: imu.raw per IMU site
+    (acc = input channels 0-2, gyr = 3-5 of that IMU) and chain.truth, 100 Hz, blocks of 50."""
     from pipeline.recording.session_writer import SessionWriter
     from pipeline.runtime.message import StreamInfo
     from pipeline.runtime.streams import RAW_IMU_DTYPE, TRUTH, raw_imu_info, state_dtype
     from pipeline.runtime.testing import make_block
 
-    chain = load_chain(REPO / "configs/chains/arm3.yaml")
-    rec = simulate(chain, duration_s, 100.0, seed)
-    t_host = 5_000_000_000 + np.arange(len(rec.t), dtype=np.int64) * 10_000_000
+    chain = load_chain(ARM3)
+    n = ds.imu.shape[1]
+    t_host = 5_000_000_000 + np.arange(n, dtype=np.int64) * 10_000_000
     tdt = state_dtype(chain.n_bodies, len(chain.hinge_bodies))
-    truth_info = StreamInfo.for_array("sim/chain.truth", TRUTH, tdt, rate_hz=100.0)
-    infos = [raw_imu_info(f"sim/imu.raw:{n}", n, 100.0) for n in chain.imu_names]
+    truth_info = StreamInfo.for_array("sim/chain.truth", TRUTH, tdt, rate_hz=RATE)
+    infos = [raw_imu_info(f"sim/imu.raw:{name}", name, RATE) for name in ds.imus]
+    per_imu = ds.imu[0].reshape(n, len(ds.imus), 6)
     w = SessionWriter(path)
     try:
-        for a in range(0, len(t_host), 50):
+        for a in range(0, n, 50):
             b = slice(a, a + 50)
             for j, info in enumerate(infos):
                 raw = np.zeros(len(t_host[b]), RAW_IMU_DTYPE)
                 raw["t_host"], raw["t_sensor"] = t_host[b], t_host[b] - 123
-                raw["acc"], raw["gyr"] = rec.acc[b, j], rec.gyr[b, j]
+                raw["acc"], raw["gyr"] = per_imu[b, j, :3], per_imu[b, j, 3:]
                 w.write_block(make_block(info, raw, t_host=int(t_host[a])), int(t_host[a]))
             truth = np.zeros(len(t_host[b]), tdt)
-            truth["t_host"], truth["q_rel"], truth["angle"] = t_host[b], rec.q_rel[b], rec.joint_angles[b]
+            truth["t_host"], truth["q_rel"] = t_host[b], ds.q_rel[0, b]
             w.write_block(make_block(truth_info, truth, t_host=int(t_host[a])), int(t_host[a]))
     finally:
         w.close()
-    return np.concatenate([rec.acc, rec.gyr], axis=2).reshape(len(rec.t), -1)
 
 
 def test_eval_reads_an_mcap_session_with_truth(model_and_data: tuple[Path, Path],
                                                tmp_path: Path) -> None:
-    from pipeline.evaluation.imu_dataset import ImuDataset, dataset_from_session
-
-    model, _ = model_and_data
-    mcap = tmp_path / "sim.mcap"
-    imu = _write_sim_session(mcap, 42, 7.0)
-    card = load_card(model)
-    ds = dataset_from_session(mcap, card.imus, card.chain, ("seg1", "seg2", "seg3"))
-    assert ds.imu.shape == (1, 700, 12) and ds.rate_hz == pytest.approx(100.0)
-    # arm3's IMUs are exactly seg1 and seg3, in that order: resampling onto equal stamps is exact
-    assert np.array_equal(ds.imu[0], imu.astype(np.float32))
-    out = subprocess.run(IMUFLOW + ["eval", str(model), str(mcap), "--json", "--warmup-s", "2"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    ref = evaluate(OnnxObserverModel(model), ImuDataset(**{**ds.__dict__, "rate_hz": 100.0}), 2.0)
-    assert json.loads(out.stdout)["per_joint"] == {b: s.as_dict() for b, s in ref.stats.items()}
-
-
-def test_eval_picks_the_model_imus_from_a_larger_dataset(model_and_data: tuple[Path, Path]) -> None:
-    from pipeline.evaluation.imu_dataset import ImuDataset
+    from pipeline.evaluation.imu_dataset import dataset_from_session
 
     model, data = model_and_data
     ds = load_dataset(data)
-    s, t = ds.imu.shape[:2]
-    per = ds.imu.reshape(s, t, 2, 6)
-    extra = np.random.default_rng(0).normal(size=(s, t, 1, 6)).astype(np.float32)
-    wide = ImuDataset(**{**ds.__dict__, "imu": np.concatenate([per[:, :, 1:], extra, per[:, :, :1]],
-                                                              axis=2).reshape(s, t, 18),
-                         "imus": ("seg3", "other", "seg1")})
-    m = OnnxObserverModel(model)
-    a, b = evaluate(m, ds, 2.0), evaluate(m, wide, 2.0)
-    assert all(a.stats[k] == b.stats[k] for k in a.stats)
+    mcap = tmp_path / "handmade.mcap"
+    _write_session(mcap, ds)
+    card = load_card(model)
+    got = dataset_from_session(mcap, card.imus, card.chain, load_chain(ARM3).body_names)
+    assert got.imu.shape == (1, T, 12) and got.rate_hz == pytest.approx(RATE)
+    # equal stamps: resampling onto the truth's stamps is exact
+    assert np.array_equal(got.imu[0], ds.imu[0]) and np.array_equal(got.q_rel[0], ds.q_rel[0])
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(mcap), "--json", "--warmup-s", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    _assert_expected(json.loads(out.stdout)["per_joint"])
+
+
+def test_eval_picks_the_model_imus_from_a_larger_dataset(model_and_data: tuple[Path, Path]) -> None:
+    model, data = model_and_data
+    ds = load_dataset(data)
+    per = ds.imu.reshape(S, T, 2, 6)
+    extra = np.random.default_rng(0).normal(size=(S, T, 1, 6)).astype(np.float32)
+    wide = replace(ds, imu=np.concatenate([per[:, :, 1:], extra, per[:, :, :1]],
+                                          axis=2).reshape(S, T, 18),
+                   imus=("seg3", "other", "seg1"))
+    _assert_expected(evaluate(OnnxObserverModel(model), wide, WARMUP_S).stats)
 
 
 def test_predictions_of_true_outputs_are_the_truth(model_and_data: tuple[Path, Path]) -> None:
     """predictions() turns outputs back into q_rel: the truth encoded as outputs comes back."""
     from pipeline.evaluation.joint_errors import rotation_error_deg
     from pipeline.evaluation.observer_eval import predictions
-    from pipeline.kinematics.chain import load_chain
     from tools.training.data import encode_targets
 
     model, data = model_and_data
     card = load_card(model)
-    chain = load_chain(REPO / card.chain)
+    chain = load_chain(ARM3)
     ds = load_dataset(data)
     q = predictions(card, chain, encode_targets(get_problem("arm3-sparse"), chain, ds.q_rel))
     assert q.shape == ds.q_rel.shape
@@ -187,16 +292,25 @@ def test_predictions_of_true_outputs_are_the_truth(model_and_data: tuple[Path, P
 
 def test_eval_writes_predictions_and_data_without_truth_is_one_line(
         model_and_data: tuple[Path, Path], tmp_path: Path) -> None:
+    from pipeline.evaluation.joint_errors import inclination_error_deg, rotation_error_deg
+
     model, data = model_and_data
     out_npz = tmp_path / "pred.npz"
-    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--predictions", str(out_npz)],
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(data), "--warmup-s", "1",
+                                    "--predictions", str(out_npz)],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     pred = np.load(out_npz)
     ds = load_dataset(data)
     assert pred["q_rel"].shape == ds.q_rel.shape and list(pred["bodies"]) == list(ds.bodies)
-    result = evaluate(OnnxObserverModel(model), ds)
-    np.testing.assert_allclose(pred["q_rel"], result.q_rel, atol=1e-6, equal_nan=True)
+    q, truth = pred["q_rel"], ds.q_rel
+    # the estimates are the hand-made ones: each body off the truth by its known error
+    np.testing.assert_allclose(inclination_error_deg(q[..., 0, :], truth[..., 0, :]), 5.0,
+                               atol=2e-3)
+    np.testing.assert_allclose(rotation_error_deg(q[..., 1, :], truth[..., 1, :]), 10.0,
+                               atol=2e-3)
+    np.testing.assert_allclose(rotation_error_deg(q[:, K:, 2, :], truth[:, K:, 2, :]), 20.0,
+                               atol=2e-3)
     from pipeline.recording.session_writer import SessionWriter
     from pipeline.runtime.streams import RAW_IMU_DTYPE, raw_imu_info
     from pipeline.runtime.testing import make_block
