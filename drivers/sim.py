@@ -115,6 +115,9 @@ class SimImu(Source):
         self._sent = 0  # samples emitted per sensor
         self._chunk_start = 0
         self._new_chunk()
+        # generate the first second now: compiles (or loads from numba's disk cache) the motion,
+        # kinematics and IMU kernels before the node reports ready, not on the data path
+        self._fill(1)
 
     def _new_chunk(self) -> None:
         self._chunk += 1

@@ -113,9 +113,13 @@ class Filter(Node):
             self._rot.update(calibrated)
             self.log.info("calibration %s applied to %s", path, sorted(calibrated))
         if self.params.bias:  # load (or compile) the rest-detection kernel now, not on a frame
-            frame = np.zeros(1, frame_dtype(1))  # as the fields of a frame array (float32)
-            RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(
-                frame["acc"], frame["gyr"])
+            for n, writeable in ((1, False), (2, False), (1, True), (2, True)):
+                # as the fields of frame arrays (float32): one frame is contiguous, more are
+                # strided; read-only from the bus, writeable from a direct producer
+                frame = np.zeros(n, frame_dtype(1))
+                frame.flags.writeable = writeable
+                RestBiasEstimator(1, window=2, gyr_std=1.0, acc_std=1.0, tau=1.0).update(
+                    frame["acc"], frame["gyr"])
         if self.params.cutoff_hz > 0:  # and the low-pass recursion (the 2nd call steps)
             warm = StreamingLowpass(1, cutoff_hz=1.0, rate_hz=10.0, order=1)
             warm(np.zeros((1, 1)))

@@ -24,6 +24,7 @@ from pipeline.runtime.control_request import BadRequest, parse_request, reply_by
 from pipeline.runtime.curve import ServerKeys
 from pipeline.runtime.direct import DirectEmitter
 from pipeline.runtime.graph import GraphSpec, NodeSpec
+from pipeline.runtime.jit_watch import JitCounter, watch
 from pipeline.runtime.message import Block
 from pipeline.runtime.node import GraphContext, Node, Source
 from pipeline.runtime.params import build_params
@@ -80,6 +81,7 @@ class NodeLoop:
         self.direct_in: set[str] = set()  # sources that call deliver() instead of the bus
         self._last_activity = time.monotonic()
         self._ended = False  # on_eos ran and the outputs were ended
+        self.jit = JitCounter()  # numba compilations on the data path (replaced when ready)
 
     # -- setup -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -154,6 +156,7 @@ class NodeLoop:
             self.state = "waiting_subscribers"
             self._wait_ready()
             self.state = "ready"
+            self.jit = watch()  # from here on, a numba compilation is on the data path
             while not self._started.is_set() and not self.stop_requested.is_set():
                 self._serve_control(50)
             self.state = "running"
@@ -190,7 +193,12 @@ class NodeLoop:
         try:
             while not self.stop_requested.is_set():
                 self._serve_control(0)
-                if not node.poll(0.02):
+                prev = self.jit.enter()
+                try:
+                    more = node.poll(0.02)
+                finally:
+                    self.jit.leave(prev)
+                if not more:
                     break
                 self._publish_status()
         finally:
@@ -279,9 +287,13 @@ class NodeLoop:
             self._eos.add(blk.topic)
             return
         stats.record_in(blk.n)
+        prev = self.jit.enter()
         t0 = time.perf_counter_ns()
-        self.node.on_block(port, blk)
-        stats.busy_ns += time.perf_counter_ns() - t0
+        try:
+            self.node.on_block(port, blk)
+        finally:
+            stats.busy_ns += time.perf_counter_ns() - t0
+            self.jit.leave(prev)
 
     def _end_outputs(self) -> None:
         for topic in self.spec.outputs:
@@ -359,7 +371,8 @@ class NodeLoop:
         stats.bad_messages = sum(s.bad_messages for s in self.subs.values())
         snap = stats.snapshot()
         self._last_status = {"node": self.spec.id, "kind": self.spec.kind, "pid": os.getpid(),
-                             "group": self.spec.group, "state": self.state, **snap}
+                             "group": self.spec.group, "state": self.state, **snap,
+                             **self.jit.report(self.node.log)}
         self.pub.poll_subscriptions()
         self.node.emit_json("status", self._last_status)
 
