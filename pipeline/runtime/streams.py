@@ -35,6 +35,16 @@ units and frames are stated once, here:
     t_host    int64             ns
     pos       f4 (n_bodies,3)   m, earth frame
     quat      f4 (n_bodies,4)   w,x,y,z, body to earth
+
+``chain.torque``: inverse dynamics per frame (nodes/dynamics), generalised coordinates in the
+chain's velocity layout (``meta["dofs"]`` names them, ``meta["units"]`` N m or N each)::
+
+    t_host    int64          ns, of the state frame the estimate belongs to (delayed input)
+    tau       f4 (n_dof,)    N m (hinge, spherical, free moment) or N (prismatic, free force)
+    residual  f4 (6,)        N, N m: force and moment (about the root origin, earth frame)
+                             the earth applies to the root; zero for a consistent floating base
+    qd        f4 (n_dof,)    rad/s or m/s, the velocities used
+    qdd       f4 (n_dof,)    rad/s^2 or m/s^2, the accelerations used
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ STATE = "chain.state"
 ROOT = "root.orientation"
 POSE = "chain.pose"
 TRUTH = "chain.truth"
+TORQUE = "chain.torque"
 STATUS = "status"
 ARRIVAL = "frame.arrival"
 
@@ -95,6 +106,12 @@ def pose_dtype(n_bodies: int) -> np.dtype:
     """Sample dtype of ``chain.pose`` for ``n_bodies``."""
     return np.dtype([("t_host", "<i8"), ("pos", "<f4", (n_bodies, 3)),
                      ("quat", "<f4", (n_bodies, 4))])
+
+
+def torque_dtype(n_dof: int) -> np.dtype:
+    """Sample dtype of ``chain.torque`` for ``n_dof`` generalised coordinates."""
+    return np.dtype([("t_host", "<i8"), ("tau", "<f4", (n_dof,)), ("residual", "<f4", (6,)),
+                     ("qd", "<f4", (n_dof,)), ("qdd", "<f4", (n_dof,))])
 
 
 def raw_imu_info(stream: str, source: str, rate_hz: float, **meta: object) -> StreamInfo:

@@ -1,0 +1,3 @@
+"""Dynamics node: joint torques (chain.torque) from the chain state, Newton-Euler + learned."""
+
+from nodes.dynamics.node import Dynamics as Dynamics
