@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.runtime.control import send_command
-from pipeline.runtime.node_loop import ctl_endpoint
-from pipeline.runtime.run_dir import find_run
+from pipeline.cli.node_command import command_node
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("node", help="node id, as in the graph config")
     p.add_argument("cmd", help="command name, e.g. ping, stats, reset, swap")
     p.add_argument("args", nargs="*", help="KEY=VALUE arguments (values parsed as JSON if they can be)")
-    p.add_argument("--run", help="run name (default: the newest running graph)")
+    p.add_argument("--run", help="run name (default: your only running graph; required when "
+                                 "more than one runs)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
 
 
@@ -35,8 +34,7 @@ def parse_kv(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Send the command and print the JSON reply; exit 1 when the reply is not ok."""
-    info = find_run(args.run)
-    reply = send_command(ctl_endpoint(info.path, args.node), args.cmd, parse_kv(args.args),
+    reply = command_node(args.run, args.node, args.cmd, parse_kv(args.args),
                          timeout_s=args.timeout)
     print(json.dumps(reply, indent=1))
     return 0 if reply.get("ok") else 1

@@ -21,7 +21,8 @@ COLUMNS = [("node", "node", "{}"), ("state", "state", "{}"), ("in/s", "rate_in_h
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
-    p.add_argument("--run", help="run name (default: the newest running graph)")
+    p.add_argument("--run", help="run name (default: your only running graph; required when "
+                                 "more than one runs)")
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.add_argument("--list", action="store_true", help="list running graphs and exit")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a report")

@@ -14,9 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.runtime.control import send_command
-from pipeline.runtime.node_loop import ctl_endpoint
-from pipeline.runtime.run_dir import find_run
+from pipeline.cli.node_command import command_node
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("node", help="observer node id, as in the graph config")
     p.add_argument("model", help="model .onnx file or its card .json (inside the graph's "
                                  "model_dirs; a bare name is looked up there)")
-    p.add_argument("--run", help="run name (default: the newest running graph)")
+    p.add_argument("--run", help="run name (default: your only running graph; required when "
+                                 "more than one runs)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the reply")
 
 
@@ -36,8 +35,7 @@ def model_argument(model: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Send ``swap`` and print the node's JSON reply."""
-    info = find_run(args.run)
-    reply = send_command(ctl_endpoint(info.path, args.node), "swap",
-                         {"model": model_argument(args.model)}, timeout_s=args.timeout)
+    reply = command_node(args.run, args.node, "swap", {"model": model_argument(args.model)},
+                         timeout_s=args.timeout)
     print(json.dumps(reply, indent=1))
     return 0 if reply.get("ok") else 1

@@ -205,12 +205,36 @@ def live_runs() -> list[RunInfo]:
     return sorted(runs, key=lambda r: r.path.stat().st_mtime, reverse=True)
 
 
-def find_run(name: str | None) -> RunInfo:
-    """The live run called ``name`` (or the only/newest one when name is None)."""
-    runs = live_runs()
-    if name:
-        runs = [r for r in runs if r.name == name or r.path.name == name]
+def describe_runs(runs: list[RunInfo]) -> str:
+    """One line naming each run, its graph file and its nodes (for messages); "none"."""
     if not runs:
-        raise LookupError(f"no running imuflow graph{' named ' + repr(name) if name else ''} "
-                          f"(looked in {runs_root()}); start one with `imuflow run CONFIG`")
+        return "none"
+    return "; ".join(f"'{r.name}' ({Path(r.config).name}: {', '.join(r.nodes)})" for r in runs)
+
+
+def find_run(name: str | None) -> RunInfo:
+    """The live run called ``name``; without a name, the only run of the user's.
+
+    Run folders are the current user's by construction (``live_runs`` skips any other
+    owner's), so with no name a run is chosen only when it is the only one; with two or
+    more LookupError lists them and asks for ``--run``, so a command never goes to a graph
+    the user did not mean.
+    """
+    runs = [r for r in live_runs() if r.path.lstat().st_uid == os.getuid()]
+    if name:
+        found = [r for r in runs if r.name == name or r.path.name == name]
+        if not found:
+            raise LookupError(f"no running imuflow graph named {name!r} (looked in "
+                              f"{runs_root()}); running now: {describe_runs(runs)}")
+        if len(found) > 1:
+            raise LookupError(f"{len(found)} running graphs are named {name!r}: "
+                              f"{', '.join(r.path.name for r in found)}; pass --run with one "
+                              "of these folder names")
+        return found[0]
+    if not runs:
+        raise LookupError(f"no running imuflow graph (looked in {runs_root()}); start one "
+                          "with `imuflow run CONFIG`")
+    if len(runs) > 1:
+        raise LookupError(f"{len(runs)} graphs are running: {describe_runs(runs)}; pass --run "
+                          "NAME to say which")
     return runs[0]
