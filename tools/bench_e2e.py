@@ -50,8 +50,10 @@ from tools.e2e_graph import (
     steal_percent,
 )
 from tools.random_observer import export_random_observer
+from tools.training_extra import torch_missing
 
 BUDGET_P99_MS = 2.0
+SHIPPED_KNEE = REPO / "models" / "knee.onnx"
 WARMUP_S = 3.0  # latencies and CPU of the first seconds are not counted
 BASELINE_PHASES = 10  # the baseline loop runs with 10 tick phases against the sensor arrivals
 
@@ -200,6 +202,7 @@ def main() -> None:
                     choices=[*LAYOUTS, "baseline"])
     ap.add_argument("--out", type=Path, help="also write the JSON result to this file")
     args = ap.parse_args()
+    no_torch = torch_missing()
     work = Path(tempfile.mkdtemp(prefix="imfe2e"))
     os.environ.setdefault("IMUFLOW_RUNS", str(work / "runs"))
     result = {"benchmark": "e2e", "command": "imuflow bench e2e --json " + " ".join(sys.argv[1:]),
@@ -217,7 +220,20 @@ def main() -> None:
         for n_imu in args.imus:
             chain_file = REPO / CHAINS[n_imu]
             models = work / f"models{n_imu}"
-            model = export_random_observer(chain_file, models)
+            if not no_torch:
+                model = export_random_observer(chain_file, models)
+            elif n_imu == 2:  # no training extra: the shipped knee model (GRU 2 x 96)
+                models.mkdir()
+                for suffix in (".onnx", ".json"):
+                    shutil.copy(SHIPPED_KNEE.with_suffix(suffix), models)
+                model = models / SHIPPED_KNEE.name
+                result["model_2_imus"] = (f"2 IMUs run the shipped knee model (GRU 2 x 96), "
+                                          f"not a random-weight 2 x 128 one: {no_torch}")
+            else:
+                result["results"][f"{n_imu}_imus"] = {
+                    "skipped": f"needs PyTorch to make a random-weight observer of the "
+                               f"shipped size for this chain: {no_torch}"}
+                continue
             res = result["results"][f"{n_imu}_imus"] = {}
             for layout in args.layouts:
                 if layout == "baseline":
@@ -238,8 +254,13 @@ def main() -> None:
         return
     m = result["machine"]
     print(f"machine: {m['cpu']} ({m['cores']} cores, load {m['load_avg_1_5_15']})")
+    if "model_2_imus" in result:
+        print(result["model_2_imus"])
     print(f"{'imus':>5s} {'layout':10s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  cpu % per node")
     for key, res in result["results"].items():
+        if "skipped" in res:
+            print(f"{key.split('_')[0]:>5s} skipped: {res['skipped']}")
+            continue
         for layout, r in res.items():
             print(f"{key.split('_')[0]:>5s} {layout:10s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
                   f"{r['max_ms']:8.3f}  {r.get('cpu_percent_of_one_core')}")

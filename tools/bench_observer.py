@@ -33,6 +33,7 @@ from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, s
 from pipeline.kinematics.chain import load_chain
 from pipeline.runtime.streams import frame_dtype
 from tools import machine_info  # noqa: E402
+from tools.training_extra import torch_missing
 
 BUDGET_US = 100.0
 EXPORTED = [  # (name, chain, hidden, layers, outputs)
@@ -248,10 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     shipped = sorted(p for p in (REPO / "models").glob("*.onnx") if p.with_suffix(".json").exists())
     for p in shipped:
         rows.append(dict(bench_model(p, args.steps, None), source="shipped"))
-    with tempfile.TemporaryDirectory(prefix="imf-bench") as tmp:
-        for name, chain, hidden, layers, outputs in EXPORTED:
-            path, net = export(Path(tmp), name, chain, hidden, layers, outputs)
-            rows.append(dict(bench_model(path, args.steps, net), source="exported here"))
+    no_torch = torch_missing()
+    if no_torch:  # runtime set-up only: the exported models need torch
+        rows += [{"model": name, "source": "exported here",
+                  "skipped": f"needs PyTorch to export the model and time its torch step: "
+                             f"{no_torch}"} for name, *_ in EXPORTED]
+    else:
+        with tempfile.TemporaryDirectory(prefix="imf-bench") as tmp:
+            for name, chain, hidden, layers, outputs in EXPORTED:
+                path, net = export(Path(tmp), name, chain, hidden, layers, outputs)
+                rows.append(dict(bench_model(path, args.steps, net), source="exported here"))
     result = {"bench": "observer", "command": " ".join(["imuflow bench observer"] + (argv or sys.argv[1:])),
               "machine": machine(), "budget_step_p50_us": BUDGET_US, "steps": args.steps,
               "session": "onnxruntime CPU, 1 intra-op thread, sequential; batch 1",
@@ -266,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<18} {'state':<10} {'onnx p50/p99 us':>16} {'node p50/p99 us':>16} "
           f"{'torch p50/p99 us':>17} {'block samples/s':>16}  budget")
     for r in rows:
+        if "skipped" in r:
+            print(f"{r['model']:<18} skipped: {r['skipped']}")
+            continue
         t = r.get("torch_step")
         tt = f"{t['p50_us']:.1f}/{t['p99_us']:.1f}" if t else "n/a"
         o, n = r["onnx_step"], r["node_step"]
@@ -275,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\none-frame step engines, p50/p99 us: hot loop | at 100 Hz (10 ms sleep before each, "
           "CPU time)")
     for r in rows:
-        for name, e in r["one_frame_steps"].items():
+        for name, e in r.get("one_frame_steps", {}).items():
             h, c = e["hot"], e["paced_100hz"]
             print(f"{r['model']:<18} {name:<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "
                   f"{c['p50_us']:>7.1f}/{c['p99_us']:<8.1f}")

@@ -21,7 +21,6 @@ Run: ``imuflow bench track [--json] [--minutes 60] [--knee-s 60] [--repeat 5] [-
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from pipeline.runtime.graph import GraphSpec, load_graph  # noqa: E402
 from pipeline.runtime.inline import InlineGraph  # noqa: E402
 from tools import machine_info  # noqa: E402
 from tools.bench_replay import synthesise  # noqa: E402
+from tools.training_extra import torch_missing  # noqa: E402
 
 KNEE = REPO / "configs" / "chains" / "knee.yaml"
 CHAIN24 = REPO / "configs" / "chains" / "chain24.yaml"
@@ -120,9 +120,9 @@ def bench_knee(folder: Path, seconds: float, repeat: int) -> dict:
 
 def bench_chain24(folder: Path, minutes: float, repeat: int) -> dict:
     """The 10-IMU session through a random-weight observer of the shipped size (needs torch)."""
-    if importlib.util.find_spec("torch") is None:
-        return {"skipped": "needs the training extra (PyTorch) to make the random-weight "
-                           "observer: bash tools/setup.sh --dev"}
+    no_torch = torch_missing()
+    if no_torch:
+        return {"skipped": f"needs PyTorch to make the random-weight observer: {no_torch}"}
     from tools.random_observer import export_random_observer
 
     t0 = time.perf_counter()

@@ -23,11 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.training.losses import LOSS_KINDS
-from tools.training.trainer import TrainConfig, Trainer
+from tools.training_extra import TRAIN_EXTRA, torch_missing
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
+    from tools.training.losses import LOSS_KINDS
+    from tools.training.trainer import TrainConfig
+
     d = TrainConfig()
     p.add_argument("--run-dir", type=Path, required=True, help="checkpoints, log.jsonl, curves.png")
     p.add_argument("--resume", action="store_true", help="continue from run-dir/checkpoint.pt "
@@ -56,11 +58,16 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``train`` or ``export``."""
+    """Entry point: ``train``, ``export``, ``compare``, ``heldout`` (the last two: no torch)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    _train_args(sub.add_parser("train", help="train (or resume) a run"))
-    _export_args(sub.add_parser("export", help="export a checkpoint to ONNX + model card"))
+    no_torch = torch_missing()  # train and export need it; heldout and compare do not
+    if no_torch is None:
+        _train_args(sub.add_parser("train", help="train (or resume) a run"))
+        _export_args(sub.add_parser("export", help="export a checkpoint to ONNX + model card"))
+    else:
+        for name in ("train", "export"):
+            sub.add_parser(name, help=f"(needs PyTorch: {TRAIN_EXTRA})")
     c = sub.add_parser("compare", help="plot the curves of several runs side by side")
     c.add_argument("runs", type=Path, nargs="+", help="run dirs")
     c.add_argument("--out", type=Path, required=True, help="PNG file")
@@ -73,9 +80,16 @@ def main(argv: list[str] | None = None) -> int:
                    "never uses (tools/training/problem.py Problem.stress_settings), seeds from "
                    "2_000_000")
     h.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+    args, unknown = ap.parse_known_args(argv)
+    if unknown and not (no_torch and args.cmd in ("train", "export")):
+        ap.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if no_torch is not None and args.cmd in ("train", "export"):
+        print(f"train_observer.py {args.cmd} needs PyTorch: {no_torch}", file=sys.stderr)
+        return 2
     if args.cmd == "train":
+        from tools.training.trainer import TrainConfig, Trainer
+
         cfg_file = args.run_dir / "config.json"
         if args.resume and cfg_file.exists():
             cfg = TrainConfig(**json.loads(cfg_file.read_text()))
