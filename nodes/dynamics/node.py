@@ -16,7 +16,7 @@ import numpy as np
 
 from nodes.dynamics.gyro import GyroRates
 from nodes.dynamics.learned import LearnedDynamics, load_dynamics_card
-from pipeline.dynamics.differentiator import Differentiator, q_from_state
+from pipeline.dynamics.differentiator import Differentiator, StateToQ
 from pipeline.dynamics.rigid_body import InverseDynamics, dof_units
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.inertia import MissingInertia, Subject
@@ -94,6 +94,7 @@ class Dynamics(Node):
         if self.params.model is not None:
             self._set_model(self._load(str(self.params.model)))
         self.diff: Differentiator | None = None
+        self._to_q = StateToQ(self.chain)
         self.gyro: GyroRates | None = None
         self._gyro_imus: list[str] = []
         self._dtype = torque_dtype(self.chain.nqd)
@@ -168,7 +169,7 @@ class Dynamics(Node):
     def _process(self, data: np.ndarray, gap: bool) -> np.ndarray:
         """Push the frames of one state block; return the estimates that became ready."""
         d = self.diff
-        q_all = q_from_state(self.chain, data["q_rel"], data["angle"])
+        q_all = self._to_q(data["q_rel"], data["angle"])
         out = np.empty(len(data), self._dtype)
         k_out = 0
         period_ns = 1e9 / self._rate_hz

@@ -21,8 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from pipeline.kinematics.chain import Chain, JointType
-from pipeline.kinematics.quaternion import np_qconj, np_qmul
+from pipeline.kinematics.chain import Chain
 
 _FREE, _SPH, _HINGE, _PRISM = 0, 1, 2, 3
 
@@ -40,21 +39,55 @@ def q_from_state(chain: Chain, q_rel: np.ndarray, angle: np.ndarray) -> np.ndarr
     """Joint coordinates (T, nq) from chain.state fields q_rel (T, n, 4) and angle (T, n_hinge).
 
     Hinges take ``angle`` (rad); spherical and free joints the quaternion of the joint
-    (``conj(joint rotation) * q_rel``); translations are zero (chain.state has none).
+    (``conj(joint rotation) * q_rel``, normalised); translations are zero (chain.state has none).
     """
-    q_rel = np.asarray(q_rel, dtype=np.float64)
-    angle = np.asarray(angle, dtype=np.float64)
+    q_rel = np.asarray(q_rel)
+    angle = np.asarray(angle)
+    hinge_of = np.full(chain.n_bodies, -1, np.int64)
+    hinge_of[chain.hinge_bodies] = np.arange(len(chain.hinge_bodies))
+    ints = np.ascontiguousarray(np.stack([chain.parents, chain.joint_types, chain.q_start,
+                                          hinge_of], axis=1).astype(np.int64))
     q = np.zeros((len(q_rel), chain.nq))
-    hinge = {int(b): k for k, b in enumerate(chain.hinge_bodies)}
-    for i, b in enumerate(chain.bodies):
-        s, t = int(chain.q_start[i]), b.joint.type
-        if t == JointType.HINGE:
-            q[:, s] = angle[:, hinge[i]]
-        elif t in (JointType.FREE, JointType.SPHERICAL):
-            quat = np_qmul(np_qconj(chain.rotations[i]), q_rel[:, i])
-            quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
-            q[:, s + 3 if t == JointType.FREE else s:s + 7 if t == JointType.FREE else s + 4] = quat
+    _q_from_state(ints, np.ascontiguousarray(chain.rotations), q_rel, angle, q)
     return q
+
+
+class StateToQ:
+    """``q_from_state`` with the chain's arrays packed once (per-frame use in the node)."""
+
+    def __init__(self, chain: Chain) -> None:
+        hinge_of = np.full(chain.n_bodies, -1, np.int64)
+        hinge_of[chain.hinge_bodies] = np.arange(len(chain.hinge_bodies))
+        self.ints = np.ascontiguousarray(np.stack(
+            [chain.parents, chain.joint_types, chain.q_start, hinge_of], axis=1).astype(np.int64))
+        self.rot = np.ascontiguousarray(chain.rotations)
+        self.nq = chain.nq
+
+    def __call__(self, q_rel: np.ndarray, angle: np.ndarray) -> np.ndarray:
+        """(T, nq) coordinates of T chain.state samples."""
+        q = np.zeros((len(q_rel), self.nq))
+        _q_from_state(self.ints, self.rot, q_rel, angle, q)
+        return q
+
+
+@njit(cache=True)
+def _q_from_state(ints, rot, q_rel, angle, q):
+    for k in range(q_rel.shape[0]):
+        for i in range(ints.shape[0]):
+            t, s, h = ints[i, 1], ints[i, 2], ints[i, 3]
+            if t == _HINGE:
+                q[k, s] = angle[k, h]
+            elif t == _FREE or t == _SPH:
+                o = s + 3 if t == _FREE else s
+                aw, ax, ay, az = rot[i, 0], -rot[i, 1], -rot[i, 2], -rot[i, 3]
+                bw, bx, by, bz = (float(q_rel[k, i, 0]), float(q_rel[k, i, 1]),
+                                  float(q_rel[k, i, 2]), float(q_rel[k, i, 3]))
+                w = aw * bw - ax * bx - ay * by - az * bz
+                x = aw * bx + ax * bw + ay * bz - az * by
+                y = aw * by - ax * bz + ay * bw + az * bx
+                z = aw * bz + ax * by - ay * bx + az * bw
+                nrm = math.sqrt(w * w + x * x + y * y + z * z)
+                q[k, o], q[k, o + 1], q[k, o + 2], q[k, o + 3] = w / nrm, x / nrm, y / nrm, z / nrm
 
 
 @njit(cache=True, inline="always")
