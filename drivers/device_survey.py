@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from drivers.ble.bluetooth_service import service_problem
 from drivers.ble.connection import backend_errors, load_backend
 from drivers.ble.discovery import BleDeviceInfo, scan_ble
 from drivers.serial.discovery import SerialPortInfo, list_serial_ports
@@ -26,7 +27,11 @@ _BLE_HINT = {
 
 @dataclass
 class DeviceSurvey:
-    """Serial ports and BLE devices found; `ble_error` says why the scan did not run or failed."""
+    """Serial ports and BLE devices found.
+
+    ``ble_scanned`` is true only when a BLE scan ran to its end (so ``ble`` is what was
+    seen); ``ble_error`` says why one that was asked for could not run or failed.
+    """
 
     serial: list[SerialPortInfo] = field(default_factory=list)
     ble: list[BleDeviceInfo] = field(default_factory=list)
@@ -56,10 +61,10 @@ class DeviceSurvey:
             if p.kind.value in _SERIAL_HINT:
                 lines.append(f"  {'':<24} -> {_SERIAL_HINT[p.kind.value]}")
         lines.append("BLE devices:")
-        if not self.ble_scanned:
-            lines.append("  (scan skipped: --no-ble)")
-        elif self.ble_error:
+        if self.ble_error:
             lines.append(f"  BLE scan not possible: {self.ble_error}")
+        elif not self.ble_scanned:
+            lines.append("  (scan skipped: --no-ble)")
         elif not self.ble:
             lines.append("  (none found)")
         for d in self.ble:
@@ -71,6 +76,9 @@ class DeviceSurvey:
 
 
 def _ble_unavailable_reason(exc: BaseException) -> str:
+    problem = service_problem(exc)
+    if problem:
+        return problem
     name = type(exc).__name__
     if name == "BleakBluetoothNotAvailableError":
         return f"Bluetooth is off, missing or not permitted ({exc})"
@@ -86,13 +94,14 @@ def survey_devices(ble: bool = True, timeout_s: float = 5.0,
 
     A missing adapter or Bluetooth service is reported in ``ble_error``, never raised.
     """
-    survey = DeviceSurvey(serial=list_serial_ports(), ble_scanned=ble)
+    survey = DeviceSurvey(serial=list_serial_ports())
     if not ble:
         return survey
     module = load_backend(backend)
     errors = backend_errors(module)
     try:
         survey.ble = asyncio.run(scan_ble(timeout_s, scanner_cls=module.BleakScanner))
+        survey.ble_scanned = True
     except errors as exc:
         survey.ble_error = _ble_unavailable_reason(exc)
         _log.debug("BLE scan failed", exc_info=True)

@@ -51,9 +51,9 @@ class SerialImu(Source):
     @dataclass(frozen=True)
     class Params:
         port: str  # device path or pyserial URL (loop://, socket://host:port)
-        protocol: Literal["xbus", "witmotion", "line"]
+        protocol: Literal["xbus", "witmotion", "line"]  # Xsens MTi, WitMotion, DIY text lines
         sensor: str = "imu"  # stream source name: the chain's IMU site, e.g. "thigh"
-        baudrate: int = 115200
+        baudrate: int = 115200  # serial line speed, bit/s
         rate_hz: float = 100.0  # nominal sample rate, Hz (and the rate `configure` sets)
         reconnect_max_s: float = 5.0  # longest wait between reopen attempts, s
         configure: bool = False  # xbus: GoToConfig/SetOutputConfiguration/GoToMeasurement;

@@ -52,7 +52,7 @@ class SimImu(Source):
         # (start + sample time), as a replay keeps its recorded stamps, so sync sees 100 Hz data
         duration_s: float = 0.0  # simulated seconds before the stream ends; 0 = endless
         block: int = 1  # samples per message per sensor
-        seed: int = 0
+        seed: int = 0  # random motion, sensor errors and clocks (same seed, same data)
         noise: bool = True  # realistic sensor errors (DESIGN.md); false = ideal sensors
         clock_drift_ppm: float = 30.0  # device clocks drift up to +- this, ppm
         clock_offset_s: float = 5.0  # device clocks start up to this many seconds apart

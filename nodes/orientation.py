@@ -57,7 +57,7 @@ class Orientation(Node):
     @dataclass(frozen=True)
     class Params:
         imu: str = ""  # root IMU name; "" = the first IMU of the frame
-        mode: Literal["6d", "9d"] = "6d"
+        mode: Literal["6d", "9d"] = "6d"  # 6d: acc + gyr (9d is refused: frames carry no mag)
         tau_acc_s: float = 3.0  # s, VQF accelerometer time constant (tauAcc)
         rest_bias: bool = True  # VQF rest bias estimation
         motion_bias: bool = True  # VQF motion bias estimation

@@ -55,6 +55,7 @@ def test_without_bluetooth_it_says_so_and_still_lists_serial_ports():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["ble"] == [] and out["ble_error"]
+    assert out["ble_scanned"] is False  # a scan that failed did not scan
     assert "Bluetooth" in out["ble_error"]
     assert sorted(p["device"] for p in out["serial"]) == sorted(p.device for p in comports())
     text = subprocess.run([sys.executable, "-m", "pipeline", "devices", "--timeout", "0.5"],

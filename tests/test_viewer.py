@@ -517,6 +517,8 @@ def test_headless_without_display_writes_pngs(tmp_path, monkeypatch, capfd):
     assert np.any(first != last)  # the arm moved between the first and the last frame
     err = capfd.readouterr().err
     assert "running headless: no display" in err
+    start = next(ln for ln in err.splitlines() if "running headless" in ln)
+    assert f"frames to {png_dir}" in start and "set png_dir" not in start  # it is set
 
 
 @pytest.mark.gui

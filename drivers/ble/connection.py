@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
+from drivers.ble.bluetooth_service import service_problem
 from pipeline.runtime.errors import ConfigError, DeviceTimeout
 
 _log = logging.getLogger("imuflow.ble_connection")
@@ -147,6 +148,7 @@ class BleLink:
         self._stopping = False
         self._dropped: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._host_problem: str | None = None  # logged host-side reason (no bus, no bluetoothd)
 
     def _push(self, kind: EventKind, data: bytes | bytearray = b"", source: str = "") -> None:
         self._events.put(LinkEvent(self.sensor, kind, time.monotonic_ns(), bytes(data), source))
@@ -183,9 +185,16 @@ class BleLink:
             except self._errors as exc:
                 self.connected = False
                 self.failures += 1
-                level = self._log.warning if self.failures % 10 == 1 else self._log.debug
-                level("%s (%s): %s: %s; retry in %.1f s", self.sensor, self.address,
-                      type(exc).__name__, exc, backoff)
+                problem = service_problem(exc)
+                if problem:  # the host, not the device: say so once, with the fix
+                    level = self._log.warning if problem != self._host_problem else self._log.debug
+                    self._host_problem = problem
+                    level("%s (%s): BLE unavailable on this host: %s; retrying every %.0f s",
+                          self.sensor, self.address, problem, self._reconnect_max_s)
+                else:
+                    level = self._log.warning if self.failures % 10 == 1 else self._log.debug
+                    level("%s (%s): %s: %s; retry in %.1f s", self.sensor, self.address,
+                          type(exc).__name__, exc, backoff)
                 await self._drop_client()
             if self._stopping:
                 return
@@ -206,6 +215,7 @@ class BleLink:
         if self._stopping:
             return
         self.connects += 1
+        self._host_problem = None
         self._push("connected")  # queued before any notification of this connection
         await self._profile.start(self.client, self._push)
         self.connected = True
