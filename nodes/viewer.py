@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nodes.view.calibration_capture import CalibrationCapture
 from nodes.view.command_client import ObserverClient
 from nodes.view.display_check import binding_problem, display_problem
 from nodes.view.gui_calls import GuiCalls
@@ -31,7 +32,8 @@ from pipeline.runtime.ports import Input, QueuePolicy
 from pipeline.runtime.streams import FRAME, POSE, RAW_IMU, STATE, TRUTH
 from pipeline.runtime.supervisor import supervisor_ctl_endpoint
 
-GUI_COMMANDS = ("view_state", "screenshot", "pick_model", "pause", "close")
+GUI_COMMANDS = ("view_state", "screenshot", "pick_model", "pause", "close", "calibrate",
+                "calibration_state", "heading_reset")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class ViewerParams:
 
     chain: str = ""  # chain file; "" = the graph's top-level ``chain:``
     observer: str = "observer"  # node id the model picker and reset button talk to
+    orientation: str = "orientation"  # node id the Reset heading button talks to
     fps: float = 60.0  # redraw rate of the 3D view, frames/s
     headless: Any = "auto"  # "auto" (window when the display answers), true, false (window)
     png_dir: str = ""  # write rendered frames here as PNG (off screen); "" = off
@@ -86,6 +89,7 @@ class Viewer(Node):
         self.rings = SampleRings(p.plot_window_s)
         self.latency = LatencyWindow()
         self.calls = GuiCalls()
+        self.capture = CalibrationCapture()  # the imu input while the window calibrates
         self._view: Any = None  # ViewerWindow or HeadlessView, set in the main thread
         self._view_ready = threading.Event()
         self.inputs_ended = threading.Event()  # every input stream ended (headless view exits)
@@ -119,13 +123,20 @@ class Viewer(Node):
 
     def _on_imu(self, block: Block) -> None:
         d, info = block.data, block.info
+        capture = self.capture
         if info.kind == FRAME:
             names = list(info.meta.get("imus") or [f"imu{i}" for i in range(d["acc"].shape[1])])
+            frames = info.meta.get("frames") or []
             for i, name in enumerate(names):
                 self.rings.add_imu(name, d["t_host"], d["acc"][:, i], d["gyr"][:, i], info.rate_hz)
+                if capture.armed:
+                    capture.add(name, d["t_host"], d["acc"][:, i], d["gyr"][:, i],
+                                segment_frame=i < len(frames) and frames[i] == "segment")
         else:
             name = info.source or info.stream
             self.rings.add_imu(name, d["t_host"], d["acc"], d["gyr"], info.rate_hz)
+            if capture.armed:
+                capture.add(name, d["t_host"], d["acc"], d["gyr"])
 
     def on_eos(self) -> None:
         self.inputs_ended.set()
@@ -232,7 +243,9 @@ class Viewer(Node):
                             status=status, client=client, model_dirs=self.context.model_dirs,
                             observer=self.params.observer, fps=self.params.fps, stop=stop,
                             calls=self.calls, on_close=lambda: self._closed(stop),
-                            title=f"imuflow {self.id}")
+                            title=f"imuflow {self.id}",
+                            heading=ObserverClient(self.context.run_dir, self.params.orientation),
+                            capture=self.capture, run_dir=self.context.run_dir)
 
     def _closed(self, stop: threading.Event) -> None:
         """The window closed: ask the supervisor to stop the graph (this process too)."""

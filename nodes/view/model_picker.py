@@ -95,12 +95,17 @@ class ModelPicker(QtWidgets.QWidget):
         future.add_done_callback(lambda f: self.replied.emit(cmd, _reply_of(f)))
         return future
 
+    def show_reply_of(self, cmd: str, future: concurrent.futures.Future
+                      ) -> concurrent.futures.Future:
+        """Show the reply of another node's command (e.g. heading_reset) beside the button."""
+        self.reply_label.setText(f"{cmd} ...")
+        return self._send(cmd, future)
+
     def _show_reply(self, cmd: str, reply: dict) -> None:
         self.last_reply = dict(reply, cmd=cmd)
         self.swap_button.setEnabled(True)
         if reply.get("ok"):
-            detail = reply.get("model") or reply.get("message") or "ok"
-            self.reply_label.setText(f"{cmd}: {Path(str(detail)).name if cmd == 'swap' else detail}")
+            self.reply_label.setText(f"{cmd}: {reply_detail(cmd, reply)}")
             self.reply_label.setStyleSheet("color: #8fd18f")
         else:
             why = refusal_reason(reply)
@@ -113,6 +118,15 @@ class ModelPicker(QtWidgets.QWidget):
     def reply_text(self) -> str:
         """What the label beside the Swap button says now."""
         return self.reply_label.text()
+
+
+def reply_detail(cmd: str, reply: dict) -> str:
+    """What an accepted command did, in a few words."""
+    if cmd == "swap" and reply.get("model"):
+        return Path(str(reply["model"])).name
+    if cmd == "heading_reset" and "removed_deg" in reply:
+        return f"{float(reply['removed_deg']):+.1f} deg of heading removed"
+    return str(reply.get("message") or "ok")
 
 
 def refusal_reason(reply: dict) -> str:

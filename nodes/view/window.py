@@ -10,6 +10,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from nodes.view.calibration_capture import CalibrationCapture
+from nodes.view.calibration_panel import CalibrationPanel
 from nodes.view.chain_scene import ChainScene
 from nodes.view.command_client import ObserverClient
 from nodes.view.gui_calls import GuiCalls
@@ -25,7 +27,7 @@ from pipeline.runtime.atomic_file import atomic_path
 
 PLOT_RATE_HZ = 30.0
 STATUS_PERIOD_MS = 500
-KEYS_HELP = "keys: space pause, r reset, m model, q quit"
+KEYS_HELP = "keys: space pause, r reset, m model, c calibrate, h heading, q quit"
 
 
 class ViewerWindow(QtWidgets.QMainWindow):
@@ -38,7 +40,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def __init__(self, chain: Chain, *, pose: PoseSlot, rings: SampleRings, latency: LatencyWindow,
                  status: StatusFeed, client: ObserverClient, model_dirs: tuple[Path, ...],
                  observer: str, fps: float, stop: threading.Event, calls: GuiCalls,
-                 on_close: Callable[[], None], title: str = "imuflow") -> None:
+                 on_close: Callable[[], None], title: str = "imuflow",
+                 heading: ObserverClient | None = None,
+                 capture: CalibrationCapture | None = None, run_dir: Path | None = None) -> None:
         super().__init__()
         self.pose, self.rings, self.latency, self.status = pose, rings, latency, status
         self.observer, self.stop, self.calls, self._on_close = observer, stop, calls, on_close
@@ -48,11 +52,18 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.scene_view = SceneImage(self.scene)
         self.plots = SignalPlots(rings, tuple(chain.body_names[i] for i in chain.hinge_bodies))
         self.picker = ModelPicker(client, model_dirs)
+        self.heading = heading or ObserverClient(run_dir, "orientation")
+        self.calibration = CalibrationPanel(chain, capture or CalibrationCapture(), run_dir)
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(self.scene_view)
         splitter.addWidget(self.plots)
         splitter.setSizes([660, 620])
-        self.setCentralWidget(splitter)
+        central = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.calibration)
+        column.addWidget(splitter, 1)
+        self.setCentralWidget(central)
         self._build_toolbar()
         self.status_label = QtWidgets.QLabel("waiting for data")
         self.statusBar().addWidget(self.status_label, 1)
@@ -80,6 +91,14 @@ class ViewerWindow(QtWidgets.QMainWindow):
         reset = QtGui.QAction("Reset state", self)
         reset.triggered.connect(self.picker.reset_state)
         bar.addAction(reset)
+        heading = QtGui.QAction("Reset heading", self)
+        heading.setToolTip("the root's current heading reads 0 from now on (orientation node)")
+        heading.triggered.connect(self.reset_heading)
+        bar.addAction(heading)
+        calibrate = QtGui.QAction("Calibrate", self)
+        calibrate.setToolTip("guided sensor-to-segment calibration (as `imuflow calibrate`)")
+        calibrate.triggered.connect(lambda: self.start_calibration())
+        bar.addAction(calibrate)
         bar.addSeparator()
         bar.addWidget(self.picker)
         bar.addSeparator()
@@ -90,10 +109,23 @@ class ViewerWindow(QtWidgets.QMainWindow):
     def _shortcuts(self) -> None:
         ctx = QtCore.Qt.ShortcutContext.ApplicationShortcut
         for key, slot in (("Space", self.pause_action.toggle), ("R", self.picker.reset_state),
-                          ("Q", self.close), ("M", self.focus_picker)):
+                          ("Q", self.close), ("M", self.focus_picker),
+                          ("C", lambda: self.start_calibration()), ("H", self.reset_heading)):
             sc = QtGui.QShortcut(QtGui.QKeySequence(key), self)
             sc.setContext(ctx)
             sc.activated.connect(slot)
+
+    def reset_heading(self) -> None:
+        """Ask the orientation node for ``heading_reset``; its reply shows beside the picker."""
+        self.picker.show_reply_of("heading_reset", self.heading.submit("heading_reset",
+                                                                       timeout_s=5.0))
+
+    def start_calibration(self, **seconds: float) -> dict:
+        """Run the guided calibration (lead_in_s, static_s, functional_s; defaults as the CLI)."""
+        try:
+            return self.calibration.begin(**seconds)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
 
     def focus_picker(self) -> None:
         """Give the model combo box the keyboard focus and open its list."""
@@ -154,12 +186,21 @@ class ViewerWindow(QtWidgets.QMainWindow):
                 "paused": self.paused, "status_line": self.status_line(),
                 "model_reply": self.picker.last_reply,
                 "model_reply_text": self.picker.reply_text, "fps": self._fps,
-                "sensors": self.rings.names()}
+                "sensors": self.rings.names(), "calibration": self.calibration.state_dict()}
 
     def handle_command(self, command: str, args: dict) -> dict | None:
-        """Run a viewer control command (view_state, screenshot, pick_model, pause, close)."""
+        """Run a viewer control command (view_state, screenshot, pick_model, pause, close,
+        calibrate {lead_in_s, static_s, functional_s}, calibration_state, heading_reset)."""
         if command == "view_state":
             return self.view_state()
+        if command == "calibrate":
+            known = ("lead_in_s", "static_s", "functional_s")
+            return self.start_calibration(**{k: float(v) for k, v in args.items() if k in known})
+        if command == "calibration_state":
+            return {"ok": True, **self.calibration.state_dict()}
+        if command == "heading_reset":
+            self.reset_heading()
+            return {"ok": True, "sent": True}
         if command == "screenshot":
             return {"ok": True, "path": self.save_screenshot(Path(args["path"]),
                                                              str(args.get("what", "window")))}
@@ -190,5 +231,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         """Closing the window stops the graph (via the on_close callback)."""
         self.frame_timer.stop()
         self.status_timer.stop()
+        self.calibration.shutdown()
+        self.heading.close()
         self._on_close()
         event.accept()

@@ -28,14 +28,22 @@ def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float,
     names = sensors or {}
     raw = {names.get(s.info.source, s.info.source): s.data for s in read_streams(path).values()
            if s.info.kind == RAW_IMU}
-    missing = [m for m in imus if m not in raw]
+    return imu_on_grid(raw, imus, rate_hz, str(path))
+
+
+def imu_on_grid(raw: dict[str, np.ndarray], imus: tuple[str, ...], rate_hz: float,
+                where: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """:func:`imu_from_session` on samples in memory: ``raw`` maps IMU names to arrays with
+    fields ``t_host`` (ns), ``acc`` (3,) m/s^2 and ``gyr`` (3,) rad/s (sensor frame), e.g.
+    ``imu.raw`` records. ``where`` names the data in errors."""
+    missing = [m for m in imus if m not in raw or not len(raw[m])]
     if missing:
-        raise ValueError(f"{path}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
+        raise ValueError(f"{where}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
                          f"{sorted(raw)} (rename them with `imuflow import ... --name OLD=NEW`)")
     t0 = max(int(raw[m]["t_host"].min()) for m in imus)
     t1 = min(int(raw[m]["t_host"].max()) for m in imus)
     if t1 <= t0:
-        raise ValueError(f"{path}: the sensors {list(imus)} do not overlap in time")
+        raise ValueError(f"{where}: the sensors {list(imus)} do not overlap in time")
     grid = t0 + np.arange(int((t1 - t0) * 1e-9 * rate_hz) + 1) * (1e9 / rate_hz)  # ns
     acc, gyr = {}, {}
     for m in imus:
@@ -55,6 +63,25 @@ def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
     what is wrong with the recording or the windows.
     """
     acc, gyr, t0_ns = imu_from_session(path, chain.imu_names, rate_hz, sensors)
+    return _calibrate_grid(chain, acc, gyr, t0_ns, rate_hz, static, functional, static_ns,
+                           functional_ns, chain_name or chain.name, str(path))
+
+
+def calibrate_samples(raw: dict[str, np.ndarray], chain: Chain, rate_hz: float,
+                      static_ns: tuple[int, int], functional_ns: tuple[int, int],
+                      chain_name: str = "", source: str = "live procedure") -> Calibration:
+    """Calibrate from samples captured live (``raw`` as for :func:`imu_on_grid`) with the
+    procedure's host-clock phases (:meth:`~pipeline.calibration.procedure.ProcedureClock.windows`).
+    """
+    acc, gyr, t0_ns = imu_on_grid(raw, chain.imu_names, rate_hz, source)
+    return _calibrate_grid(chain, acc, gyr, t0_ns, rate_hz, None, None, static_ns,
+                           functional_ns, chain_name or chain.name, source)
+
+
+def _calibrate_grid(chain: Chain, acc: dict, gyr: dict, t0_ns: int, rate_hz: float,
+                    static: str | None, functional: str | None,
+                    static_ns: tuple[int, int] | None, functional_ns: tuple[int, int] | None,
+                    chain_name: str, source: str) -> Calibration:
     n = min(len(a) for a in acc.values())
     static_w = parse_window(static, rate_hz, n, "--static") if static else None
     functional_w = parse_window(functional, rate_hz, n, "--functional") if functional else None
@@ -62,5 +89,5 @@ def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
         static_w = host_window(static_ns, t0_ns, rate_hz, n, "the still pose")
     if functional_ns is not None:
         functional_w = host_window(functional_ns, t0_ns, rate_hz, n, "the joint motion")
-    return calibrate(chain, acc, gyr, rate_hz, static_w, functional_w,
-                     chain_name=chain_name or chain.name, source=str(path))
+    return calibrate(chain, acc, gyr, rate_hz, static_w, functional_w, chain_name=chain_name,
+                     source=source)

@@ -25,7 +25,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.calibration import Calibration, CalibrationError, write_calibration
+from pipeline.calibration import CalibrationError, write_calibration
+from pipeline.calibration.procedure import (
+    FUNCTIONAL_S,
+    LEAD_IN_S,
+    STATIC_S,
+    ProcedureClock,
+    how_to_use,
+    procedure_phases,
+    report_lines,
+)
 from pipeline.calibration.session_input import calibrate_session
 from pipeline.kinematics.chain import Chain, ChainError, load_chain
 from pipeline.recording.record_graph import write_recording_graph
@@ -52,12 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-hz", type=float, default=100.0,
                    help="resampling rate for the estimation, Hz (default 100)")
     live = p.add_argument_group("live procedure (SOURCE is a graph)")
-    live.add_argument("--lead-in-s", type=float, default=3.0,
-                      help="seconds to get into the neutral pose (default 3)")
-    live.add_argument("--static-s", type=float, default=4.0,
-                      help="seconds to hold the neutral pose still (default 4)")
-    live.add_argument("--functional-s", type=float, default=25.0,
-                      help="seconds of joint motion (default 25)")
+    live.add_argument("--lead-in-s", type=float, default=LEAD_IN_S,
+                      help=f"seconds to get into the neutral pose (default {LEAD_IN_S:g})")
+    live.add_argument("--static-s", type=float, default=STATIC_S,
+                      help=f"seconds to hold the neutral pose still (default {STATIC_S:g})")
+    live.add_argument("--functional-s", type=float, default=FUNCTIONAL_S,
+                      help=f"seconds of joint motion (default {FUNCTIONAL_S:g})")
     live.add_argument("--keep", type=Path, metavar="FILE.mcap",
                       help="keep the recording of the procedure here")
 
@@ -91,16 +100,13 @@ def _calibrate(args: argparse.Namespace, session: Path, chain: Chain, chain_name
     except (ValueError, CalibrationError) as exc:
         raise ImuflowError(f"calibrate: {exc}") from None
     write_calibration(cal, args.output)
-    print("\n".join(report(cal)))
+    print("\n".join(report_lines(cal)))
     if not cal.ok:
         print(f"wrote {args.output} (marked poor: the filter will not apply it)")
         return EXIT_POOR
     print(f"wrote {args.output}")
+    print(how_to_use(args.output))
     return 0
-
-
-STILL_MARGIN_S = 0.5     # s cut from each end of the still phase: settling in, moving off
-MOTION_MARGIN_S = 0.25   # s cut from each end of the motion phase
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -110,56 +116,41 @@ def _live(args: argparse.Namespace) -> int:
     if chain_file is None:
         raise ConfigError("the graph names no 'chain:'; give --chain", file=str(args.source))
     chain = _chain(Path(chain_file))
+    try:
+        clock = ProcedureClock(procedure_phases(chain, args.lead_in_s, args.static_s,
+                                                args.functional_s))
+    except ValueError as exc:
+        raise ImuflowError(f"calibrate: {exc} (--lead-in-s, --static-s, --functional-s)") from None
     with tempfile.TemporaryDirectory(prefix="imuflow-calibrate-") as tmp:
         session = args.keep or Path(tmp) / "procedure.mcap"
-        marks = _record_procedure(args, chain, session)
+        _record_procedure(args, clock, session)
         print(f"recorded the procedure ({session}); calibrating", flush=True)
-        # the phases as prompted (host clock, the sessions' t_host), not as detected: a
-        # user's quietest moment may be the pose after the motion, not the neutral one
-        still = (marks[1] + _ns(STILL_MARGIN_S), marks[2] - _ns(STILL_MARGIN_S))
-        motion = (marks[2] + _ns(MOTION_MARGIN_S), marks[3] - _ns(MOTION_MARGIN_S))
+        still, motion = clock.windows()  # the phases as prompted (host clock, t_host)
         return _calibrate(args, session, chain, str(chain_file), dict(graph.sensors),
                           static_ns=still, functional_ns=motion)
 
 
-def _ns(seconds: float) -> int:
-    return round(seconds * 1e9)
-
-
-def _record_procedure(args: argparse.Namespace, chain: Chain, session: Path) -> list[int]:
-    """Record the graph's sources through the prompted phases (lead-in, still, motion).
-
-    Returns the phases' boundaries on the host monotonic clock (ns, as t_host): the start of
-    each of the three phases and the end of the last.
-    """
-    joints = ", ".join(chain.body_names[i] for i in chain.hinge_bodies) or "every joint"
-    phases = [(args.lead_in_s, "get into the neutral pose: joints straight, segments upright"),
-              (args.static_s, "hold still in the neutral pose"),
-              (args.functional_s, "flex and extend each joint through its range, about ten "
-                                  f"times ({joints}), at a steady pace")]
-    if any(not seconds > 0 for seconds, _ in phases):
-        raise ImuflowError("calibrate: --lead-in-s, --static-s and --functional-s must be > 0")
-    marks: list[int] = []
+def _record_procedure(args: argparse.Namespace, clock: ProcedureClock, session: Path) -> None:
+    """Record the graph's sources while ``clock`` walks the prompted phases (lead-in, still,
+    motion), with a prompt and a progress bar per phase."""
+    n = len(clock.phases)
     bar: tqdm | None = None
 
     def until() -> bool:
         nonlocal bar
-        now = time.monotonic_ns()
-        if marks:
-            elapsed = (now - marks[-1]) * 1e-9
-            if elapsed < phases[len(marks) - 1][0]:
-                bar.n = round(elapsed, 1)
-                bar.refresh()
-                return False
+        at = clock.update(time.monotonic_ns())
+        if at is not None and not at.began:
+            bar.n = round(at.elapsed_s, 1)
+            bar.refresh()
+            return False
+        if bar is not None:
             bar.n = bar.total
             bar.close()
-        marks.append(now)
-        if len(marks) > len(phases):
+        if at is None:
             return True
-        seconds, what = phases[len(marks) - 1]
-        print(f"step {len(marks)}/{len(phases)}: {what} ({seconds:g} s)", flush=True)
-        bar = tqdm(total=seconds, unit="s", mininterval=0.25, leave=False, disable=None,
-                   bar_format="{l_bar}{bar}| {n:.1f}/{total:g} s")
+        print(f"step {at.index + 1}/{n}: {at.phase.prompt} ({at.phase.seconds:g} s)", flush=True)
+        bar = tqdm(total=at.phase.seconds, unit="s", mininterval=0.25, leave=False,
+                   disable=None, bar_format="{l_bar}{bar}| {n:.1f}/{total:g} s")
         return False
 
     path = write_recording_graph(args.source, session)
@@ -169,18 +160,6 @@ def _record_procedure(args: argparse.Namespace, chain: Chain, session: Path) -> 
         code = sup.run(until=until)
     finally:
         path.unlink(missing_ok=True)
-    if code != 0 or len(marks) <= len(phases):
+    if code != 0 or not clock.done:
         raise ImuflowError(f"calibrate: the graph {args.source} stopped before the procedure "
                            "ended (see above); nothing calibrated")
-    return marks
-
-
-def report(cal: Calibration) -> list[str]:
-    """Lines for the terminal: the phases, each sensor's rotation and quality, problems."""
-    lines = [f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s, functional motion "
-             f"{cal.functional[0]:.2f}-{cal.functional[1]:.2f} s"]
-    for s in cal.sensors.values():
-        q = ", ".join(f"{x:+.4f}" for x in s.rotation)
-        lines.append(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(
-            f"{k} {v:.3g}" for k, v in s.quality.items()))
-    return lines + [f"POOR: {p}" for p in cal.problems()]

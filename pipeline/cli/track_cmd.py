@@ -30,8 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.calibration import CalibrationError, write_calibration
+from pipeline.calibration.procedure import report_lines
 from pipeline.calibration.session_input import calibrate_session
-from pipeline.cli.calibrate_cmd import EXIT_POOR, report
+from pipeline.cli.calibrate_cmd import EXIT_POOR
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.recording.track_session import (
     FORMATS,
@@ -125,7 +126,7 @@ def _calibration(graph: GraphSpec, args: argparse.Namespace, out: Path) -> Path 
                            "or --no-calibration") from None
     path = out.with_name(out.stem + ".calibration.yaml")
     write_calibration(cal, path)
-    log.info("calibrated from the session (%s):\n%s", path, "\n".join(report(cal)))
+    log.info("calibrated from the session (%s):\n%s", path, "\n".join(report_lines(cal)))
     if not cal.ok:
         log.error("the calibration from %s is poor (written to %s); record the procedure "
                   "(docs/calibration.md) and pass --calibration, or --no-calibration",
