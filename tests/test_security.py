@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from nodes.observer.session import check_inside
 from nodes.remote_input import RemoteInput
 from pipeline.cli import main as cli_main
 from pipeline.runtime.bus import Subscriber
@@ -25,6 +24,7 @@ from pipeline.runtime.control import send_command
 from pipeline.runtime.curve import ClientKeys, create_keys
 from pipeline.runtime.errors import ConfigError, ModelRejected, UnsafeRunFolder
 from pipeline.runtime.graph import load_graph
+from pipeline.runtime.model_files import check_inside
 from pipeline.runtime.params import coerce
 from pipeline.runtime.run_dir import create_run_dir, find_run, live_runs, runs_root
 from pipeline.runtime.supervisor import Supervisor

@@ -126,11 +126,11 @@ def run_baseline(chain_file: Path, model_path: Path, duration_s: float, seed: in
     import onnxruntime as ort
 
     from nodes.observer.fit import fit_model
-    from nodes.observer.session import session_options
     from pipeline.evaluation.model_card import card_path_for, load_card
     from pipeline.kinematics.chain import load_chain
     from pipeline.kinematics.fk import Kinematics
     from pipeline.kinematics.imu_synth import ImuNoise, simulate
+    from pipeline.runtime.model_files import session_options
     from pipeline.runtime.streams import frame_dtype
 
     chain = load_chain(chain_file)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from nodes.observer.session import check_inside, find_model, session_options
 from pipeline.runtime.errors import ModelRejected
+from pipeline.runtime.model_files import check_inside, find_model, session_options
 
 SCHEMA = "imuflow.dynamics_card/1"
 TARGETS = ("residual", "torque")
