@@ -483,6 +483,8 @@ def test_window_in_graph_swaps_model_and_closing_stops_graph(display, arm3_model
     assert "window closed: stopping the graph" in err and "[viewer] viewer closed" in err
     assert rc == 0 and elapsed < 80  # ended by the window closing, not by the time limit
     assert seen["swapped"]["model_reply"]["cmd"] == "swap"
+    # what the swap did, beside the button (was "swap: ok": the reply has old/new, not model)
+    assert seen["swapped"]["model_reply_text"].startswith("swap: arm3_a -> arm3_b (")
     refused = seen["refused"]
     reason = refused["model_reply"]["reason"]  # the observer's own words, shown in the window
     assert reason and refused["model_reply_text"].startswith("swap refused: ")

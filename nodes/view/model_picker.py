@@ -122,8 +122,9 @@ class ModelPicker(QtWidgets.QWidget):
 
 def reply_detail(cmd: str, reply: dict) -> str:
     """What an accepted command did, in a few words."""
-    if cmd == "swap" and reply.get("model"):
-        return Path(str(reply["model"])).name
+    if cmd == "swap" and reply.get("new"):  # the observer's swap reply: old, new, timings
+        took_ms = sum(float(reply.get(k, 0)) for k in ("load_ms", "check_ms", "warmup_ms"))
+        return f"{reply.get('old', '?')} -> {reply['new']} ({took_ms:.0f} ms)"
     if cmd == "heading_reset" and "removed_deg" in reply:
         return f"{float(reply['removed_deg']):+.1f} deg of heading removed"
     return str(reply.get("message") or "ok")
