@@ -27,7 +27,8 @@ def _dataset(card: dict, section: str):
     spec = card[section]
     first, last = spec["seeds"]
     assert last - first + 1 == spec["sequences"]
-    return generate(get_problem(card["name"]), np.arange(first, last + 1), spec["duration_s"],
+    problem = card["training"].get("data", {}).get("problem", card["name"])  # older cards: name
+    return generate(get_problem(problem), np.arange(first, last + 1), spec["duration_s"],
                     progress=False, stress=section == "stress")
 
 

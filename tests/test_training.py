@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,21 +21,46 @@ from tools.training.network import Observer
 from tools.training.problem import get_problem
 from tools.training.trainer import TrainConfig, Trainer
 
+# lr == lr_min: a flat schedule, so a run of 2 epochs resumed to 3 takes the same steps as a
+# straight run of 3 (the cosine schedule would otherwise depend on the planned epoch count)
 TINY = {"problem": "arm3-sparse", "train_sequences": 4, "val_sequences": 2, "sequence_s": 6.0,
-            "window_s": 2.0, "batch": 2, "hidden": 8, "layers": 1, "epochs": 2, "checkpoint_every": 1,
-            "warmup_s": 1.0}
+        "window_s": 2.0, "batch": 2, "hidden": 8, "layers": 1, "epochs": 2, "checkpoint_every": 1,
+        "warmup_s": 1.0, "lr": 5e-3, "lr_min": 5e-3, "threads": 1}
+
+
+def _state(trainer: Trainer) -> tuple[dict, dict]:
+    return trainer.model.state_dict(), trainer.opt.state_dict()
+
+
+def _assert_same_tensors(a, b, what: str) -> None:
+    """Equal nested dicts/lists of tensors and numbers, bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), what
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            _assert_same_tensors(a[k], b[k], f"{what}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{what}[{i}]")
+    else:
+        assert a == b, what
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfig]:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainConfig, Trainer]:
+    """A finished 2-epoch run and its Trainer; tests that change the run copy it first."""
     root = tmp_path_factory.mktemp("train")
     cfg = TrainConfig(**TINY, data_dir=str(root / "data"))
-    Trainer(cfg, root / "run").train()
-    return root / "run", cfg
+    trainer = Trainer(cfg, root / "run")
+    trainer.train()
+    return root / "run", cfg, trainer
 
 
-def test_tiny_run_writes_checkpoints_log_and_plot(tiny_run: tuple[Path, TrainConfig]) -> None:
-    run, _cfg = tiny_run
+def test_tiny_run_writes_checkpoints_log_and_plot(tiny_run: tuple[Path, TrainConfig, Trainer]
+                                                  ) -> None:
+    run, _cfg, _ = tiny_run
     for name in ("checkpoint.pt", "best.pt", "config.json", "log.jsonl", "curves.png"):
         assert (run / name).stat().st_size > 0, name
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -45,19 +71,63 @@ def test_tiny_run_writes_checkpoints_log_and_plot(tiny_run: tuple[Path, TrainCon
     assert (run.parent / "data" / "arm3-sparse_6s_train4.npz").exists()
 
 
-def test_resume_continues_from_checkpoint(tiny_run: tuple[Path, TrainConfig]) -> None:
-    run, cfg = tiny_run
-    more = replace(cfg, epochs=3)
-    t = Trainer(more, run, resume=True)
-    assert (t.epoch, t.step) == (2, 4)
+def test_training_overfits_one_sequence(tmp_path: Path) -> None:
+    """Every step changes every weight, and on one sequence (validated on itself) the
+    validation error falls to less than half of the untrained model's, the loss with it."""
+    problem = get_problem("arm3-sparse")
+    one = generate(problem, [SEEDS["train"]], 4.0, progress=False)
+    data = tmp_path / "data"  # the cache files the trainer reads: 8 copies to train, 1 to check
+    replace(one, imu=np.repeat(one.imu, 8, 0), q_rel=np.repeat(one.q_rel, 8, 0),
+            seeds=np.repeat(one.seeds, 8)).save(data / "arm3-sparse_4s_train8.npz")
+    one.save(data / "arm3-sparse_4s_val1.npz")
+    cfg = TrainConfig(problem="arm3-sparse", train_sequences=8, val_sequences=1, sequence_s=4.0,
+                      window_s=2.0, batch=1, hidden=16, layers=1, epochs=5, lr=1e-2, lr_min=1e-2,
+                      warmup_s=1.0, checkpoint_every=1000, data_dir=str(data))
+    t = Trainer(cfg, tmp_path / "run")
+    assert torch.equal(t.vx[0], t.x[0])  # validated on the sequence it trains on
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    untrained = t.validate()["val_mean_deg"]
     t.train()
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    after = t.model.state_dict()
+    for name, p in t.model.named_parameters():
+        assert not torch.equal(p.detach(), before[name]), f"{name} never changed"
+    assert torch.equal(after["in_mean"], before["in_mean"])  # buffers are no weights
+    val = [h["val_mean_deg"] for h in t.history]
+    loss = [h["loss"] for h in t.history]
+    assert t.step == 40 and len(val) == 5
+    assert val[-1] < 0.5 * untrained, (untrained, val)
+    assert loss[-1] < 0.5 * loss[0], loss
+
+
+def test_resume_reproduces_a_straight_run(tiny_run: tuple[Path, TrainConfig, Trainer],
+                                          tmp_path: Path) -> None:
+    """2 epochs, then resumed to 3, equal a straight 3-epoch run bit for bit (same seed,
+    one thread): the checkpoint restores the model, the optimizer and the random streams."""
+    run, cfg, trainer = tiny_run
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(run, resumed_dir)
+    more = replace(cfg, epochs=3)
+    t = Trainer(more, resumed_dir, resume=True)
+    assert (t.epoch, t.step) == (2, 4)
+    model, opt = _state(trainer)  # the run's state in memory when it finished
+    _assert_same_tensors(t.model.state_dict(), model, "model after resume")
+    _assert_same_tensors(t.opt.state_dict(), opt, "optimizer after resume")
+    t.train()
+    log = [json.loads(line) for line in (resumed_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3] and log[-1]["step"] == 6
+    straight = Trainer(more, tmp_path / "straight")
+    straight.train()
+    _assert_same_tensors(t.model.state_dict(), straight.model.state_dict(), "model")
+    _assert_same_tensors(t.opt.state_dict(), straight.opt.state_dict(), "optimizer")
+    assert [h["loss"] for h in t.history] == [h["loss"] for h in straight.history]
+    assert [h["val_mean_deg"] for h in t.history] == [h["val_mean_deg"] for h in straight.history]
+    # and the third epoch did something: a resume that lost the weights would not get here
+    assert not torch.equal(t.model.state_dict()["head.2.weight"], model["head.2.weight"])
 
 
-def test_export_gives_a_loadable_model_and_card(tiny_run: tuple[Path, TrainConfig],
+def test_export_gives_a_loadable_model_and_card(tiny_run: tuple[Path, TrainConfig, Trainer],
                                                 tmp_path: Path) -> None:
-    run, _ = tiny_run
+    run, _, _ = tiny_run
     card = export_run(run, run / "checkpoint.pt", tmp_path / "tiny", heldout_sequences=2,
                       heldout_s=6.0, warmup_s=1.0)
     loaded = load_card(tmp_path / "tiny.onnx")  # checks schema and sha256
@@ -97,12 +167,17 @@ def test_onnx_matches_torch_stepping_and_block(cell: tuple[int, int], tmp_path: 
     assert np.abs(h - h_ref.numpy()).max() < 1e-5
 
 
-def test_checkpoint_round_trip_gives_same_outputs(tiny_run: tuple[Path, TrainConfig]) -> None:
-    run, _ = tiny_run
-    m1, _ = load_checkpoint(run / "checkpoint.pt")
-    m2, _ = load_checkpoint(run / "checkpoint.pt")
+def test_checkpoint_holds_the_trained_model(tiny_run: tuple[Path, TrainConfig, Trainer]) -> None:
+    """load_checkpoint gives the weights the run ended with, not the initial ones."""
+    run, cfg, trainer = tiny_run
+    m, ck = load_checkpoint(run / "checkpoint.pt")
+    _assert_same_tensors(m.state_dict(), trainer.model.state_dict(), "checkpoint model")
+    assert ck["epoch"] == 2 and ck["step"] == 4
+    fresh = Trainer(replace(cfg, epochs=0), run.parent / "fresh").model  # same seed, untrained
     x = torch.randn(1, 5, 12)
-    assert torch.equal(m1(x, m1.initial_state(1))[0], m2(x, m2.initial_state(1))[0])
+    y = m(x, m.initial_state(1))[0]
+    assert torch.equal(y, trainer.model.eval()(x, trainer.model.initial_state(1))[0])
+    assert not torch.allclose(y, fresh(x, fresh.initial_state(1))[0])
 
 
 def test_targets_encode_true_hinge_angles_and_inclination() -> None:
@@ -118,10 +193,11 @@ def test_targets_encode_true_hinge_angles_and_inclination() -> None:
     assert np.allclose(y[:, 4] ** 2 + y[:, 5] ** 2, 1, atol=1e-5)
 
 
-def test_compare_plots_runs_side_by_side(tiny_run: tuple[Path, TrainConfig], tmp_path: Path) -> None:
+def test_compare_plots_runs_side_by_side(tiny_run: tuple[Path, TrainConfig, Trainer],
+                                        tmp_path: Path) -> None:
     from tools.training.compare import compare_runs
 
-    run, _ = tiny_run
+    run, _, _ = tiny_run
     table = compare_runs([run, run], tmp_path / "cmp.png")
     assert len(table.splitlines()) == 3 and "plain" in table.splitlines()[1]
     assert (tmp_path / "cmp.png").stat().st_size > 10_000

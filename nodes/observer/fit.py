@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.estimation.constraint_prior import ConstraintPrior
 from pipeline.evaluation.model_card import ModelCard
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
 from pipeline.runtime.errors import ModelRejected
@@ -108,12 +109,15 @@ class ModelFit:
         n_bodies, n_hinge: sizes of the ``chain.state`` sample.
         estimated: body names the model outputs (the others stay identity / angle 0).
         all_sensors: True when ``perm`` is a permutation (the model input holds every sensor).
+        prior: a hybrid model's constraint prior (stateful: every frame goes through
+            :meth:`features` once, in order).
     """
 
     card: ModelCard
     chain: Chain
     perm: np.ndarray
     estimated: tuple[str, ...]
+    prior: ConstraintPrior | None = None
 
     def __post_init__(self) -> None:
         ch = self.chain
@@ -148,18 +152,25 @@ class ModelFit:
             angle[:, self._rest_hinges] = 0.0
 
     def features(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Model input (n, n_imu*6) float32 from ``imu.frame`` samples (n,), card IMU order.
+        """Model input (n, n_features) float32 from ``imu.frame`` samples (n,), card IMU order:
+        acc m/s^2 and gyr rad/s per IMU, then a hybrid model's prior.
 
-        ``out``: optional C-contiguous (n, n_imu*6) float32 array to write into and return.
+        ``out``: optional C-contiguous (n, n_features) float32 array to write into and return.
         """
         n, k = len(frames), len(self.perm)
-        x = np.empty((n, 6 * k), np.float32) if out is None else out
+        x = np.empty((n, self.card.n_features), np.float32) if out is None else out
         acc, gyr = frames["acc"], frames["gyr"]
         if not self._identity_perm or acc.shape[1] != k:
             acc, gyr = acc[:, self.perm], gyr[:, self.perm]
-        x3 = x.reshape(n, k, 6)
+        if self.prior is None:
+            x3 = x.reshape(n, k, 6)
+        else:
+            x3 = np.empty((n, k, 6), np.float32)
+            x[:, 6 * k:] = self.prior.features(acc, gyr)
         x3[:, :, :3] = acc
         x3[:, :, 3:] = gyr
+        if self.prior is not None:
+            x[:, :6 * k] = x3.reshape(n, 6 * k)
         return x
 
     def decode(self, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
@@ -271,4 +282,12 @@ def fit_model(card: ModelCard, chain: Chain, stream_imus: list[str] | tuple[str,
     check_chain(card, chain, search)
     check_rate(card, rate_hz)
     perm = imu_order(card, stream_imus)
-    return ModelFit(card, chain, perm, tuple(o.body for o in card.outputs))
+    prior = None
+    if card.prior:
+        try:
+            prior = ConstraintPrior(chain, list(card.imus), rate_hz,
+                                    [(o.body, o.encoding) for o in card.outputs])
+        except ValueError as exc:
+            raise ModelRejected(f"model {card.name}: its constraint prior does not fit chain "
+                                f"'{chain.name}': {exc}") from None
+    return ModelFit(card, chain, perm, tuple(o.body for o in card.outputs), prior)

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.kinematics.quaternion import np_qangle, np_qconj, np_qmul, np_qnormalize, np_qrotate
+from pipeline.kinematics.quaternion import (  # noqa: F401 (heading_free: also imported from here)
+    heading_free,
+    np_qangle,
+    np_qconj,
+    np_qmul,
+    np_qnormalize,
+    np_qrotate,
+)
 
 log = logging.getLogger("imuflow.joint_errors")
 
@@ -39,17 +46,6 @@ def sincos_to_angle(sincos: np.ndarray) -> np.ndarray:
 def rotation_error_deg(q_est: np.ndarray, q_true: np.ndarray) -> np.ndarray:
     """Rotation angle (...) deg in [0, 180] between quaternions (..., 4) (normalised here)."""
     return np.degrees(np_qangle(np_qnormalize(q_est), np_qnormalize(q_true)))
-
-
-def heading_free(q: np.ndarray) -> np.ndarray:
-    """Inclination part (..., 4) of body->earth q (..., 4): q = twist_z * swing, returns swing (w >= 0)."""
-    q = np_qnormalize(q)
-    twist = np.zeros_like(q)
-    twist[..., 0], twist[..., 3] = q[..., 0], q[..., 3]
-    swing = np_qmul(np_qconj(np_qnormalize(twist)), q)
-    swing[..., 3] = 0.0  # exactly zero in theory; remove round-off
-    swing = np_qnormalize(swing)
-    return np.where(swing[..., :1] < 0, -swing, swing)
 
 
 def inclination_error_deg(q_est: np.ndarray, q_true: np.ndarray) -> np.ndarray:

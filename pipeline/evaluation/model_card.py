@@ -12,7 +12,11 @@
     rate_hz       sample rate of the input, Hz
     input         {"name": "imu", "layout": "per imu: acc_x acc_y acc_z gyr_x gyr_y gyr_z",
                    "units": ["m/s^2", "rad/s"], "frame": "sensor", "features": n_imu*6}
-                  raw SI values go in; normalisation is inside the ONNX graph
+                  raw SI values go in; normalisation is inside the ONNX graph.
+                  With "prior": "constraint" (a hybrid model), the IMU values are followed by
+                  the model's outputs as estimated without training
+                  (pipeline/estimation/constraint_prior.py), and features is n_imu*6 + the
+                  output width
     state         [{"input": "h0", "output": "hn", "shape": [layers, hidden]}, ...]
                   hidden-state tensors; the ONNX shape is [layers, batch, hidden]
     outputs       {"name": "y", "bodies": [{"body": "seg2", "encoding": "quat"|"sincos"}, ...]}
@@ -34,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.estimation.constraint_prior import PRIOR_KINDS
 from pipeline.runtime.errors import ModelRejected
 
 SCHEMA = "imuflow.model_card/1"
@@ -75,11 +80,12 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     heldout: dict = field(default_factory=dict)
     path: Path | None = None
+    prior: str = ""  # "" or "constraint": extra input from pipeline/estimation/constraint_prior
 
     @property
     def n_features(self) -> int:
-        """Input features per time step: 6 per IMU (acc m/s^2, gyr rad/s)."""
-        return 6 * len(self.imus)
+        """Input features per time step: 6 per IMU (acc m/s^2, gyr rad/s), then the prior's."""
+        return 6 * len(self.imus) + (self.n_outputs if self.prior else 0)
 
     @property
     def n_outputs(self) -> int:
@@ -99,9 +105,12 @@ class ModelCard:
             "sha256": self.sha256, "chain": self.chain, "bodies": list(self.bodies),
             "imus": list(self.imus), "rate_hz": self.rate_hz,
             "input": {"name": self.input_name,
-                      "layout": "per imu: acc_x acc_y acc_z gyr_x gyr_y gyr_z",
+                      "layout": "per imu: acc_x acc_y acc_z gyr_x gyr_y gyr_z" + (
+                          "; then the outputs as the constraint estimators give them "
+                          "(pipeline/estimation/constraint_prior.py)" if self.prior else ""),
                       "units": ["m/s^2", "rad/s"], "frame": "sensor",
-                      "features": self.n_features},
+                      "features": self.n_features,
+                      **({"prior": self.prior} if self.prior else {})},
             "state": [dict(asdict(s), shape=list(s.shape)) for s in self.state],
             "outputs": {"name": self.output_name, "bodies": [asdict(o) for o in self.outputs]},
             "training": self.training, "heldout": self.heldout,
@@ -143,9 +152,13 @@ def load_card(path: str | Path, *, verify_hash: bool = True) -> ModelCard:
                         for s in d["state"]),
             output_name=d["outputs"]["name"],
             outputs=tuple(OutputBody(o["body"], o["encoding"]) for o in d["outputs"]["bodies"]),
-            training=d.get("training", {}), heldout=d.get("heldout", {}), path=path)
+            training=d.get("training", {}), heldout=d.get("heldout", {}), path=path,
+            prior=str(d["input"].get("prior", "")))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelRejected(f"{path}: model card field missing or malformed: {exc!r}") from None
+    if card.prior not in ("",) + PRIOR_KINDS:
+        raise ModelRejected(f"{path}: input 'prior' must be one of {list(PRIOR_KINDS)}, got "
+                            f"'{card.prior}'")
     for o in card.outputs:
         if o.encoding not in ENCODING_SIZE:
             raise ModelRejected(f"{path}: output body '{o.body}': encoding must be one of "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.estimation.constraint_prior import prior_features
 from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.evaluation.joint_errors import (
     ErrorStats,
@@ -52,7 +53,8 @@ class OnnxObserverModel:
 
     def run(self, imu: np.ndarray, state: dict[str, np.ndarray] | None = None
             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """imu (B, T, n_imu*6) float32 raw SI -> y (B, T, n_out) and the next state {input name: array}."""
+        """imu (B, T, n_features) float32 raw SI (and the prior, see the card) -> y (B, T, n_out)
+        and the next state {input name: array}."""
         imu = np.ascontiguousarray(imu, dtype=np.float32)
         if imu.ndim != 3 or imu.shape[2] != self.card.n_features:
             raise ValueError(f"{self.card.name}: input must be (batch, T, {self.card.n_features}) "
@@ -121,6 +123,10 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
     s_, t_ = data.imu.shape[:2]
     cols = [data.imus.index(n) for n in card.imus]  # the model's IMUs, in its order
     imu = data.imu.reshape(s_, t_, len(data.imus), 6)[:, :, cols].reshape(s_, t_, -1)
+    if card.prior:  # a hybrid model: the constraint estimate goes in beside the signals
+        outputs = [(o.body, o.encoding) for o in card.outputs]
+        imu = np.concatenate([imu, prior_features(chain, list(card.imus), card.rate_hz,
+                                                  outputs, imu)], axis=-1)
     ys = [model.run(imu[i:i + batch])[0] for i in range(0, s_, batch)]
     y = np.concatenate(ys)
     errs = body_errors(card, chain, y, data.q_rel)

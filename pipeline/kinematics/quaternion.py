@@ -183,3 +183,14 @@ def np_qangle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def np_qintegrate(q: np.ndarray, omega: np.ndarray, dt: float) -> np.ndarray:
     """Propagate unit q (..., 4) by constant body rate omega (..., 3) rad/s over dt s."""
     return np_qnormalize(np_qmul(q, np_qfrom_rotvec(np.asarray(omega) * dt)))
+
+
+def heading_free(q: np.ndarray) -> np.ndarray:
+    """Inclination part (..., 4) of body->earth q (..., 4): q = twist_z * swing; swing, w >= 0."""
+    q = np_qnormalize(q)
+    twist = np.zeros_like(q)
+    twist[..., 0], twist[..., 3] = q[..., 0], q[..., 3]
+    swing = np_qmul(np_qconj(np_qnormalize(twist)), q)
+    swing[..., 3] = 0.0  # exactly zero in theory; remove round-off
+    swing = np_qnormalize(swing)
+    return np.where(swing[..., :1] < 0, -swing, swing)

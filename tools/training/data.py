@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.estimation.constraint_prior import encode_outputs
 from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
-from pipeline.evaluation.joint_errors import heading_free
 from pipeline.kinematics.chain import Chain, load_chain
-from pipeline.kinematics.fk import rel_to_hinge
 from pipeline.kinematics.imu_synth import simulate
 from tools.training.problem import Problem
 
@@ -71,15 +70,4 @@ def cached(path: Path, problem: Problem, kind: str, n: int, duration_s: float,
 
 def encode_targets(problem: Problem, chain: Chain, q_rel: np.ndarray) -> np.ndarray:
     """Targets (..., n_out) float32 from true q_rel (..., n_bodies, 4): sincos of hinges, quats."""
-    parts = []
-    for body, enc in problem.outputs:
-        i = chain.index(body)
-        q = np.asarray(q_rel[..., i, :], dtype=np.float64)
-        if enc == "sincos":
-            a = rel_to_hinge(q, chain.rotations[i], chain.axes[i])
-            parts += [np.sin(a)[..., None], np.cos(a)[..., None]]
-        elif i == 0 or chain.parents[i] < 0:
-            parts.append(heading_free(q))
-        else:
-            parts.append(np.where(q[..., :1] < 0, -q, q))
-    return np.concatenate(parts, axis=-1).astype(np.float32)
+    return encode_outputs(chain, problem.outputs, q_rel)

@@ -75,7 +75,7 @@ def heldout_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> 
 
 
 def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, training: dict,
-               heldout: dict) -> ModelCard:
+               heldout: dict, prior: str = "") -> ModelCard:
     """A model card for ``onnx_file`` (sha256 computed here)."""
     from pipeline.kinematics.chain import load_chain
 
@@ -85,7 +85,7 @@ def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, tr
         bodies=chain.body_names, imus=problem.imus, rate_hz=100.0, input_name="imu",
         state=(StateTensor("h0", "hn", (model.layers, model.hidden)),), output_name="y",
         outputs=tuple(OutputBody(b, e) for b, e in problem.outputs), training=training,
-        heldout=heldout, path=onnx_file.with_suffix(".json"))
+        heldout=heldout, path=onnx_file.with_suffix(".json"), prior=prior)
 
 
 def train_command(cfg: dict, ck: dict, max_minutes: float | None = None) -> str:
@@ -124,7 +124,8 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
         "loss": {"kind": cfg["loss"], "beta": cfg["beta"], "detach_weights": cfg["detach_weights"],
                  "error": "angle (rad) per output body and time step; see tools/training/losses.py"},
         "optimizer": f"Adam lr {cfg['lr']} cosine to {cfg['lr_min']}, grad clip {cfg['grad_clip']}",
-        "data": {"train_sequences": cfg["train_sequences"], "sequence_s": cfg["sequence_s"],
+        "data": {"problem": cfg["problem"], "train_sequences": cfg["train_sequences"],
+                 "sequence_s": cfg["sequence_s"],
                  "train_seeds": [SEEDS["train"], SEEDS["train"] + cfg["train_sequences"] - 1],
                  "window_s": cfg["window_s"], "batch": cfg["batch"]},
         "epochs": ck["epoch"], "steps": ck["step"], "checkpoint": checkpoint.name,
@@ -135,7 +136,11 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
         "note": "the learning-rate schedule follows the time budget when it ends before the "
                 "epochs, so a rerun matches the recipe, not the weights bit for bit",
     }
-    card = build_card(model, problem, out.stem, onnx_path, training, {})
+    prior = cfg.get("prior", "")
+    if prior:
+        training["network"] += (f"; hybrid: the output is the {prior} prior (input features "
+                                f"{model.prior_at}..) plus the head's correction")
+    card = build_card(model, problem, out.stem, onnx_path, training, {}, prior)
     write_card(card, card.path)
     result = evaluate(OnnxObserverModel(onnx_path), data, warmup_s)
     heldout = {
@@ -146,7 +151,7 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
                    f"--sequences {heldout_sequences} --duration-s {heldout_s:g} --out HELDOUT.npz && "
                    f"imuflow eval {onnx_path.as_posix()} HELDOUT.npz --warmup-s {warmup_s:g}",
     }
-    card = build_card(model, problem, out.stem, onnx_path, training, heldout)
+    card = build_card(model, problem, out.stem, onnx_path, training, heldout, prior)
     write_card(card, card.path)
     log.info("exported %s (%d bytes): %s", onnx_path, onnx_path.stat().st_size,
              {b: (round(s.mean_deg, 2), round(s.p99_deg, 2)) for b, s in result.stats.items()})

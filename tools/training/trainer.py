@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.estimation.constraint_prior import prior_features
+from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.kinematics.chain import load_chain
 from tools.training.data import REPO, cached, encode_targets
 from tools.training.losses import output_errors, scaled_loss
@@ -47,6 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 50       # optimizer steps
     threads: int = 1
     data_dir: str = "/tmp/imuflow-train/data"
+    prior: str = ""  # "constraint": a hybrid model, correcting the constraint estimate
 
 
 def _normalisation(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,25 +74,45 @@ class Trainer:
                        cfg.train_sequences, cfg.sequence_s, cfg.rate_hz)
         val = cached(data / f"{tag}_val{cfg.val_sequences}.npz", self.problem, "val",
                      cfg.val_sequences, cfg.sequence_s, cfg.rate_hz)
-        self.x = torch.from_numpy(train.imu)
+        x, vx = train.imu, val.imu
+        if cfg.prior:
+            x = np.concatenate([x, self._prior(train, data / f"{tag}_train{cfg.train_sequences}")],
+                               axis=-1)
+            vx = np.concatenate([vx, self._prior(val, data / f"{tag}_val{cfg.val_sequences}")],
+                                axis=-1)
+        self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(encode_targets(self.problem, self.chain, train.q_rel))
-        self.vx = torch.from_numpy(val.imu)
+        self.vx = torch.from_numpy(vx)
         self.vy = torch.from_numpy(encode_targets(self.problem, self.chain, val.q_rel))
-        mean, std = _normalisation(train.imu)
+        mean, std = _normalisation(x)
         n_out = self.y.shape[-1]
-        self.model = Observer(self.x.shape[-1], n_out, cfg.hidden, cfg.layers, mean, std)
+        torch.manual_seed(cfg.seed)  # before the model: its initial weights come from the seed
+        self.model = Observer(self.x.shape[-1], n_out, cfg.hidden, cfg.layers, mean, std,
+                              prior_at=train.imu.shape[-1] if cfg.prior else -1)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.epoch, self.step, self.history = 0, 0, []
         self.train_s = 0.0          # training wall time so far, s (kept across resumes)
         self.max_minutes = math.inf
         self.rng = np.random.default_rng(cfg.seed)
-        torch.manual_seed(cfg.seed)
         ck = self.run_dir / "checkpoint.pt"
         if resume and ck.exists():
             self._load(ck)
         elif resume:
             log.warning("--resume: no checkpoint in %s, starting fresh", self.run_dir)
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+
+    def _prior(self, data: ImuDataset, stem: Path) -> np.ndarray:
+        """The constraint prior (S, T, n_out) of a cached set, computed once and cached."""
+        path = stem.with_name(f"{stem.name}_prior-{self.cfg.prior}.npy")
+        if path.exists():
+            prior = np.load(path)
+            if prior.shape[:2] == data.imu.shape[:2]:
+                return prior
+        log.info("computing the %s prior of %s", self.cfg.prior, stem.name)
+        prior = prior_features(self.chain, list(self.problem.imus), data.rate_hz,
+                               self.problem.outputs, data.imu)
+        np.save(path, prior)
+        return prior
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, path: Path | None = None) -> None:

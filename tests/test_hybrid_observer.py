@@ -1,0 +1,115 @@
+"""Hybrid observer models: the constraint prior as extra input, the same live and offline.
+
+A hybrid (card ``input.prior: constraint``) gets, after the IMU signals, the joint state
+the constraint estimators give without training (pipeline/estimation/constraint_prior.py)
+and outputs a correction added to it. Checked here with real ONNX sessions: an untrained
+hybrid (head at zero) returns the prior exactly; the live node (step and block mode) gives
+what the offline evaluation gives; a card whose prior cannot run on the chain is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nodes.observer import RnnObserver
+from pipeline.estimation.constraint_prior import ConstraintPrior, encode_outputs, prior_features
+from pipeline.evaluation.model_card import load_card, write_card
+from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
+from pipeline.kinematics.chain import load_chain
+from pipeline.runtime.errors import ModelRejected
+from pipeline.runtime.node import GraphContext
+from pipeline.runtime.streams import STATE, frame_dtype, frame_info
+from pipeline.runtime.testing import make_block
+from tools.training.data import generate
+from tools.training.export import build_card, export_onnx
+from tools.training.network import Observer
+from tools.training.problem import get_problem
+
+REPO = Path(__file__).resolve().parents[1]
+ARM3 = REPO / "configs/chains/arm3.yaml"
+
+
+@pytest.fixture(scope="module")
+def arm3_data():
+    return generate(get_problem("arm3-sparse"), [3_000_000, 3_000_001], 12.0, progress=False)
+
+
+def _hybrid(folder: Path, trained: bool) -> Path:
+    """A small hybrid arm3 model exported to ONNX with its card; random head when trained."""
+    problem = get_problem("arm3-sparse")
+    torch.manual_seed(0)
+    model = Observer(12 + 8, 8, hidden=16, layers=1, prior_at=12)
+    if trained:  # stands in for a trained correction: small, non-zero
+        torch.nn.init.normal_(model.head[2].weight, std=0.02)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / "arm3-hybrid.onnx"
+    export_onnx(model, onnx_path)
+    card = build_card(model, problem, "arm3-hybrid", onnx_path, {}, {}, prior="constraint")
+    write_card(card, card.path)
+    return onnx_path
+
+
+def test_untrained_hybrid_returns_the_prior(tmp_path, arm3_data):
+    model = OnnxObserverModel(_hybrid(tmp_path, trained=False))
+    assert model.card.prior == "constraint" and model.card.n_features == 20
+    chain = load_chain(ARM3)
+    outputs = get_problem("arm3-sparse").outputs
+    prior = prior_features(chain, ["seg1", "seg3"], 100.0, outputs, arm3_data.imu)
+    x = np.concatenate([arm3_data.imu, prior], axis=-1)
+    y, _ = model.run(x)
+    np.testing.assert_allclose(y, prior, atol=1e-6)
+    # the prior itself is a good estimate: angle errors of a few degrees, not tens
+    result = evaluate(model, arm3_data, warmup_s=5.0)
+    for body, stats in result.stats.items():
+        assert stats.mean_deg < 8.0, (body, stats)
+
+
+def test_prior_does_not_depend_on_block_size(arm3_data):
+    chain = load_chain(ARM3)
+    outputs = get_problem("arm3-sparse").outputs
+    one = prior_features(chain, ["seg1", "seg3"], 100.0, outputs, arm3_data.imu[:1], block=1)
+    big = prior_features(chain, ["seg1", "seg3"], 100.0, outputs, arm3_data.imu[:1], block=250)
+    np.testing.assert_allclose(one, big, atol=1e-5)
+    truth = encode_outputs(chain, outputs, arm3_data.q_rel[:1])
+    assert np.abs(one - truth)[:, 500:].mean() < 0.1  # it estimates the state
+
+
+@pytest.mark.parametrize("mode", ["step", "block"])
+def test_live_node_gives_the_offline_numbers(tmp_path, arm3_data, mode):
+    onnx_path = _hybrid(tmp_path, trained=True)
+    offline = evaluate(OnnxObserverModel(onnx_path), arm3_data, warmup_s=5.0).q_rel[0]
+    node = RnnObserver.create("obs", context=GraphContext(chain_file=ARM3,
+                                                          model_dirs=(tmp_path,)),
+                              model=str(onnx_path), mode=mode)
+    info = frame_info("filter/imu.frame", ["seg1", "seg3"], 100.0)
+    t_ = arm3_data.imu.shape[1]
+    frames = np.zeros(t_, frame_dtype(2))
+    frames["t_host"] = np.arange(t_) * 10_000_000
+    imu = arm3_data.imu[0].reshape(t_, 2, 6)
+    frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
+    step = 1 if mode == "step" else 37
+    for i in range(0, t_, step):
+        node.on_block("frame", make_block(info, frames[i:i + step]))
+    q = np.concatenate([b.data["q_rel"] for b in node.emitted if b.info.kind == STATE])
+    for body in (1, 2):  # hinge bodies; the root is heading-free in both
+        dots = np.abs(np.sum(q[:, body] * offline[:, body], axis=-1))
+        assert dots.min() > 1 - 1e-5, (mode, body, dots.min())
+
+
+def test_a_card_with_an_unknown_prior_is_refused(tmp_path):
+    onnx_path = _hybrid(tmp_path, trained=False)
+    card_file = onnx_path.with_suffix(".json")
+    card_file.write_text(card_file.read_text().replace('"prior": "constraint"',
+                                                       '"prior": "magic"'))
+    with pytest.raises(ModelRejected, match="'prior' must be one of"):
+        load_card(onnx_path)
+
+
+def test_a_prior_without_the_imus_it_needs_names_them():
+    knee = load_chain(REPO / "configs/chains/knee.yaml")
+    with pytest.raises(ValueError, match="chain IMU 'shank' is not in the input frames"):
+        ConstraintPrior(knee, ["thigh"], 100.0, [("shank", "sincos")])
