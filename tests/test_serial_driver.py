@@ -233,6 +233,9 @@ def test_graph_on_a_pty_survives_an_unplugged_cable(write_graph, tmp_path):
     def device() -> None:
         nonlocal master, slave
         try:
+            # pyserial flushes the input when it opens the port: bytes written before the
+            # driver's on_start are gone, so wait for it (a loaded machine starts it late)
+            _wait(lambda: node_stat("mti", "connected"), 20)
             for k in range(200):  # 2 s of an MTi at 100 Hz, written in 10 ms bursts
                 os.write(master, mti_frame(k))
                 if k % 5 == 4:
