@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.kinematics import quaternion as Q
 from pipeline.kinematics.chain import Chain, JointType, load_chain
-from pipeline.kinematics.fk import Kinematics, fk_q_into, hinge_to_rel, rel_to_hinge
+from pipeline.kinematics.fk import Kinematics, hinge_to_rel, rel_to_hinge
 from pipeline.kinematics.mesh import build_mesh, vertices_to_world_into
 
 CHAINS = Path(__file__).resolve().parents[1] / "configs" / "chains"
@@ -66,7 +69,8 @@ def test_hinge_angle_round_trip(theta: float, rot: np.ndarray, axis: np.ndarray)
 
 def test_hinge_angle_wraps_into_minus_pi_pi() -> None:
     rot, axis = np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 1])
-    got = rel_to_hinge(hinge_to_rel(np.array([3 * math.pi / 2, -3 * math.pi / 2]), rot, axis), rot, axis)
+    rel = hinge_to_rel(np.array([3 * math.pi / 2, -3 * math.pi / 2]), rot, axis)
+    got = rel_to_hinge(rel, rot, axis)
     np.testing.assert_allclose(got, [-math.pi / 2, math.pi / 2], atol=1e-12)
 
 
@@ -124,7 +128,8 @@ def test_fk_equals_numpy_reference(name: str) -> None:
     # sites: body pose composed with site offset
     spos, squat = kin.sites(pos, quat)
     b = chain.imu_bodies
-    np.testing.assert_allclose(spos, pos[:, b] + Q.np_qrotate(quat[:, b], chain.imu_positions), atol=1e-12)
+    np.testing.assert_allclose(spos, pos[:, b] + Q.np_qrotate(quat[:, b], chain.imu_positions),
+                               atol=1e-12)
     np.testing.assert_allclose(squat, Q.np_qmul(quat[:, b], chain.imu_rotations), atol=1e-12)
     one_pos, one_quat = kin.sites(pos[3], quat[3])  # single frame
     np.testing.assert_allclose(one_pos, spos[3], atol=0)
@@ -156,20 +161,43 @@ def test_relative_and_compose_round_trip() -> None:
     pos1, quat1 = kin.forward_rel(q_rel[4], p_rel[4, 0])  # single frame
     np.testing.assert_allclose(pos1, pos[4], atol=1e-12)
     np.testing.assert_allclose(quat1, quat[4], atol=1e-12)
-    np.testing.assert_allclose(kin.hinge_angles(q_rel),
-                               (qs[:, chain.q_start[chain.hinge_bodies]] + np.pi) % (2 * np.pi) - np.pi,
+    hinge_q = qs[:, chain.q_start[chain.hinge_bodies]]
+    np.testing.assert_allclose(kin.hinge_angles(q_rel), (hinge_q + np.pi) % (2 * np.pi) - np.pi,
                                atol=1e-9)
 
 
+_ALLOC_CHECK = """
+import numpy as np
+from numba.core.runtime import rtsys
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.fk import Kinematics, fk_q_batch, fk_q_into
+kin = Kinematics(load_chain({chain!r}))
+n, nq = kin.ints.shape[0], kin.chain.nq
+pos, quat = np.empty((n, 3)), np.empty((n, 4))
+fk_q_into(kin.ints, kin.params, np.zeros(nq), pos, quat)  # loads the runtime, compiles
+fk_q_batch(kin.ints, kin.params, np.zeros((1, nq)), pos[None], quat[None])
+def allocations(frames):  # NRT allocations by one compiled call over `frames` frames
+    q = np.zeros((frames, nq))
+    pos, quat = np.empty((frames, n, 3)), np.empty((frames, n, 4))
+    before = rtsys.get_allocation_stats().alloc
+    fk_q_batch(kin.ints, kin.params, q, pos, quat)
+    return rtsys.get_allocation_stats().alloc - before
+print(allocations(1), allocations(200))
+"""
+
+
 def test_fk_kernel_does_not_allocate_per_call() -> None:
-    chain = load_chain(CHAINS / "chain24.yaml")
-    kin = Kinematics(chain)
-    q = random_q(chain, np.random.default_rng(1))
-    pos, quat = np.empty((24, 3)), np.empty((24, 4))
-    fk_q_into(kin.ints, kin.params, q, pos, quat)
-    p0 = pos.copy()
-    fk_q_into(kin.ints, kin.params, q, pos, quat)
-    assert np.array_equal(pos, p0)
+    """Counted by numba's runtime (NRT) statistics, which must be switched on before numba is
+    imported: fk_q_batch calls fk_q_into per frame in compiled code, so a kernel that
+    allocates per body or per frame makes 200 frames cost more than one (the call from Python
+    itself allocates a few times, for boxing its array arguments)."""
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    proc = subprocess.run([sys.executable, "-c", _ALLOC_CHECK.format(
+        chain=str(CHAINS / "chain24.yaml"))], capture_output=True, text=True, env=env,
+        cwd=CHAINS.parents[1], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    one, many = map(int, proc.stdout.split())
+    assert many == one  # the compiled kernel allocates nothing per frame or body
 
 
 @pytest.mark.parametrize("name", ["knee", "arm3", "chain24"])
