@@ -26,10 +26,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nodes.observer.fit import ModelFit
+from nodes.observer.fit import fit_model
 from nodes.observer.runner import ObserverRunner
 from nodes.observer.session import StepBinding, load_session
-from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.evaluation.model_card import (
+    SCHEMA,
+    ModelCard,
+    OutputBody,
+    StateTensor,
+    sha256_of,
+    write_card,
+)
 from pipeline.kinematics.chain import load_chain
 from pipeline.runtime.streams import frame_dtype
 from tools import machine_info  # noqa: E402
@@ -154,12 +161,13 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
            "one_frame_steps": _engines(session, x, steps)}
     # one frame through the node's runner: features, session.run, output decoding
     chain = load_chain(REPO / "configs" / "chains" / f"{Path(card.chain).stem}.yaml")
-    fit = ModelFit(card, chain, np.arange(len(card.imus)), tuple(o.body for o in card.outputs))
+    fit = fit_model(card, chain, list(card.imus), card.rate_hz)  # a hybrid's prior included
     runner = ObserverRunner(session, fit, reset_gap_s=1.0, block_mode=False)
-    frames = np.zeros(steps, dtype=frame_dtype(len(card.imus)))
+    n_imu = len(card.imus)
+    frames = np.zeros(steps, dtype=frame_dtype(n_imu))
     frames["t_host"] = np.arange(steps) * 10_000_000
-    frames["acc"] = x[:, :3 * len(card.imus)].reshape(steps, -1, 3)
-    frames["gyr"] = x[:, 3 * len(card.imus):].reshape(steps, -1, 3)
+    frames["acc"] = x[:, :3 * n_imu].reshape(steps, -1, 3)
+    frames["gyr"] = x[:, 3 * n_imu:6 * n_imu].reshape(steps, -1, 3)
     out = np.empty(1, dtype=[("q_rel", "<f4", (chain.n_bodies, 4)),
                              ("angle", "<f4", (len(chain.hinge_bodies),))])
     lat = []
@@ -239,6 +247,12 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
             "within_budget": out["paced_100hz"]["p50_us"] <= BUDGET_US}
 
 
+def _is_observer(onnx: Path) -> bool:
+    """True when ``onnx`` has an observer model card (not, e.g., a dynamics model's)."""
+    card = onnx.with_suffix(".json")
+    return card.exists() and json.loads(card.read_text()).get("schema") == SCHEMA
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table or one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -246,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000, help="timed steps per model")
     args = ap.parse_args(argv)
     rows = []
-    shipped = sorted(p for p in (REPO / "models").glob("*.onnx") if p.with_suffix(".json").exists())
+    shipped = sorted(p for p in (REPO / "models").glob("*.onnx") if _is_observer(p))
     for p in shipped:
         rows.append(dict(bench_model(p, args.steps, None), source="shipped"))
     no_torch = torch_missing()
