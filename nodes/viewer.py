@@ -29,7 +29,7 @@ from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block
 from pipeline.runtime.node import Node
 from pipeline.runtime.ports import Input, QueuePolicy
-from pipeline.runtime.streams import FRAME, POSE, RAW_IMU, STATE, TRUTH
+from pipeline.runtime.streams import FRAME, POSE, RAW_IMU, STATE, TORQUE, TRUTH
 from pipeline.runtime.supervisor import supervisor_ctl_endpoint
 
 GUI_COMMANDS = ("view_state", "screenshot", "pick_model", "pause", "close", "calibrate",
@@ -59,7 +59,8 @@ class ViewerParams:
 
 
 class Viewer(Node):
-    """Live view of a chain: 3D pose, IMU signals, joint angles with ground truth, status.
+    """Live view of a chain: 3D pose, IMU signals, joint angles with ground truth, joint
+    torques, status.
 
     Ports:
         pose: chain.pose (pos (n_bodies, 3) m earth frame z up; quat (n_bodies, 4) wxyz body
@@ -67,6 +68,8 @@ class Viewer(Node):
         imu: imu.frame or imu.raw (acc m/s^2, gyr rad/s, sensor frame), optional, many.
         state: chain.state (angle (n_hinge,) rad), optional: estimated hinge angles.
         truth: chain.truth (same dtype as chain.state), optional: ground truth overlay.
+        torque: chain.torque (tau (n_dof,) N m or N, from a dynamics node), optional: a
+            fourth plot of the joint torques (N m degrees of freedom).
 
     Commands (control socket): view_state, screenshot {path, what: window|scene},
     pick_model {model}, pause {on}, close; the GUI actions run in the main thread.
@@ -77,6 +80,7 @@ class Viewer(Node):
         "imu": Input(accepts=(FRAME, RAW_IMU), many=True, required=False),
         "state": Input(accepts=(STATE,), required=False),
         "truth": Input(accepts=(TRUTH,), required=False),
+        "torque": Input(accepts=(TORQUE,), required=False),
     }
     outputs = ()
     main_thread = True
@@ -120,6 +124,10 @@ class Viewer(Node):
             kind = "estimate" if port == "state" else "truth"
             self.rings.add_angles(kind, d["t_host"], d["angle"].reshape(len(d), -1),
                                   block.info.rate_hz)
+        elif port == "torque":
+            meta = block.info.meta
+            self.rings.add_torques(d["t_host"], d["tau"].reshape(len(d), -1), block.info.rate_hz,
+                                   meta.get("dofs"), meta.get("units"))
 
     def _on_imu(self, block: Block) -> None:
         d, info = block.data, block.info
@@ -245,7 +253,8 @@ class Viewer(Node):
                             calls=self.calls, on_close=lambda: self._closed(stop),
                             title=f"imuflow {self.id}",
                             heading=ObserverClient(self.context.run_dir, self.params.orientation),
-                            capture=self.capture, run_dir=self.context.run_dir)
+                            capture=self.capture, run_dir=self.context.run_dir,
+                            torque=bool(self.context.sources.get("torque")))
 
     def _closed(self, stop: threading.Event) -> None:
         """The window closed: ask the supervisor to stop the graph (this process too)."""

@@ -64,7 +64,9 @@ class SampleRings:
     """Ring buffers keyed by name, created on first use (thread-safe registry).
 
     IMU rings hold (acc m/s^2 xyz, gyr rad/s xyz) per sensor; the ``angle`` and ``truth``
-    rings hold hinge angles in rad in chain order.
+    rings hold hinge angles in rad in chain order; the ``torque`` ring (key "tau") holds the
+    generalised forces of a ``chain.torque`` stream (N m, or N for translations), named and
+    united by ``torque_dofs`` / ``torque_units``.
     """
 
     def __init__(self, window_s: float) -> None:
@@ -72,6 +74,9 @@ class SampleRings:
         self._lock = threading.Lock()
         self.imu: dict[str, SampleRing] = {}
         self.angle: dict[str, SampleRing] = {}
+        self.torque: dict[str, SampleRing] = {}
+        self.torque_dofs: tuple[str, ...] = ()
+        self.torque_units: tuple[str, ...] = ()
 
     def _ring(self, table: dict[str, SampleRing], name: str, width: int,
               rate_hz: float) -> SampleRing:
@@ -91,6 +96,19 @@ class SampleRings:
         """Append hinge angles (n, n_hinge) rad; ``kind`` is "estimate" or "truth"."""
         ring = self._ring(self.angle, kind, angle.shape[1], rate_hz)
         ring.extend(t_host, angle)
+
+    def add_torques(self, t_host: np.ndarray, tau: np.ndarray, rate_hz: float,
+                    dofs: list[str] | None = None, units: list[str] | None = None) -> None:
+        """Append generalised forces (n, n_dof); ``dofs``/``units`` from the stream's meta."""
+        n_dof = tau.shape[1]
+        if len(self.torque_dofs) != n_dof:
+            names = list(dofs or [])
+            self.torque_dofs = tuple(names if len(names) == n_dof
+                                     else [f"dof {j}" for j in range(n_dof)])
+            u = list(units or [])
+            self.torque_units = tuple(u if len(u) == n_dof else ["N m"] * n_dof)
+        ring = self._ring(self.torque, "tau", n_dof, rate_hz)
+        ring.extend(t_host, tau)
 
     def names(self) -> list[str]:
         """Sensor names seen so far, in arrival order."""

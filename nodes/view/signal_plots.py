@@ -1,7 +1,10 @@
-"""Rolling plots: acceleration and angular rate per sensor, joint angles with ground truth.
+"""Rolling plots: acceleration and angular rate per sensor, joint angles with ground truth,
+and joint torques when the viewer has a ``torque`` input (``chain.torque``).
 
 Reads :class:`SampleRings` filled by the bus thread; call :meth:`SignalPlots.refresh` from
-the Qt thread (about 30 Hz). Units at the UI: m/s^2, deg/s, deg; time in s before now.
+the Qt thread (about 30 Hz). Units at the UI: m/s^2, deg/s, deg, N m; time in s before now.
+The torque plot shows the rotational degrees of freedom (N m) of the stream; translational
+ones (N: prismatic joints, a free root's force) are left out.
 
 Each curve gets at most two points per pixel column (min and max, :func:`peak_decimate`);
 the y ranges move in 1-2-5 steps only when the data needs it (:class:`StickyRange`), with
@@ -27,14 +30,20 @@ ANGLE_COLORS = ((240, 170, 60), (80, 200, 220), (220, 110, 220), (170, 220, 90),
                 (150, 150, 255))
 ALL_SENSORS = "all sensors"
 GRID_PEN = (62, 67, 76)
-MIN_SPAN = {"acc": 2.0, "gyr": 20.0, "angle": 10.0}  # smallest y range shown: m/s^2, deg/s, deg
+MIN_SPAN = {"acc": 2.0, "gyr": 20.0, "angle": 10.0, "torque": 2.0}  # smallest y range shown:
+# m/s^2, deg/s, deg, N m
+TORQUE_LEGEND_MAX = 12  # degrees of freedom named in the torque plot's legend (chain24 has 70)
 
 
 class SignalPlots(QtWidgets.QWidget):
-    """Three stacked plots sharing the time axis, plus a sensor selector."""
+    """Three stacked plots sharing the time axis (four with torques), plus a sensor selector.
+
+    ``torque``: make the torque plot at once (the viewer has a ``torque`` input); without it
+    the plot is added when the first torques arrive.
+    """
 
     def __init__(self, rings: SampleRings, hinge_names: tuple[str, ...],
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, torque: bool = False) -> None:
         super().__init__(parent)
         self.rings, self.hinge_names = rings, hinge_names
         pg.setConfigOptions(antialias=False, background="#1e2127", foreground="#d0d4da")
@@ -61,7 +70,21 @@ class SignalPlots(QtWidgets.QWidget):
         self.angle_plot.setXLink(self.acc_plot)
         self.imu_curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         self.angle_curves: dict[tuple[str, int], pg.PlotDataItem] = {}
+        self.torque_plot: pg.PlotItem | None = None
+        self.torque_curves: dict[int, pg.PlotDataItem] = {}
         self.samples_drawn = 0
+        self.torque_samples_drawn = 0
+        if torque:
+            self._add_torque_plot()
+
+    def _add_torque_plot(self) -> None:
+        """The fourth plot, below the angles; the time axis label moves down to it."""
+        p = self._plot(3, "joint torques (inverse dynamics)", "torque", "N m", self.rings.window_s)
+        p.setXLink(self.acc_plot)
+        self.angle_plot.setLabel("bottom", "")
+        p.setLabel("bottom", "time before now", units="s")
+        p.getAxis("bottom").enableAutoSIPrefix(False)
+        self.torque_plot = p
 
     def _plot(self, row: int, title: str, label: str, unit: str, window_s: float) -> pg.PlotItem:
         p = self.graphics.addPlot(row=row, col=0, title=title)
@@ -135,6 +158,33 @@ class SignalPlots(QtWidgets.QWidget):
             self.angle_curves[key] = curve
         return curve
 
+    def _torque_curve(self, j: int, shown: int) -> pg.PlotDataItem:
+        curve = self.torque_curves.get(j)
+        if curve is None:
+            dofs = self.rings.torque_dofs
+            name = (dofs[j] if j < len(dofs) else f"dof {j}") if shown < TORQUE_LEGEND_MAX else None
+            pen = pg.mkPen(ANGLE_COLORS[shown % len(ANGLE_COLORS)], width=2)
+            curve = self.torque_plot.plot(pen=pen, name=name)
+            self.torque_curves[j] = curve
+        return curve
+
+    def _refresh_torques(self, since: int, now_ns: int, px: int) -> int:
+        """Draw the torque ring (N m columns only); returns the samples read."""
+        ring = self.rings.torque.get("tau")
+        if ring is None:
+            return 0
+        if self.torque_plot is None:
+            self._add_torque_plot()
+        w = self.rings.window_s
+        t, v = ring.snapshot(since)
+        x, v = peak_decimate((t - now_ns) * 1e-9, v, -w, 0.0, px)
+        cols = [j for j, u in enumerate(self.rings.torque_units) if u == "N m"]
+        for shown, j in enumerate(cols):
+            self._torque_curve(j, shown).setData(x, v[:, j])
+        self._fit_y(self.torque_plot, "torque", [v[:, cols]] if cols else [])
+        self.torque_samples_drawn = len(t)
+        return len(t)
+
     def refresh(self, now_ns: int | None = None) -> None:
         """Redraw every curve from the rings: x = time before now in s, peak-decimated."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
@@ -173,4 +223,5 @@ class SignalPlots(QtWidgets.QWidget):
         self._fit_y(self.acc_plot, "acc", acc_cols)
         self._fit_y(self.gyr_plot, "gyr", gyr_cols)
         self._fit_y(self.angle_plot, "angle", angle_cols)
+        drawn += self._refresh_torques(since, now_ns, px)
         self.samples_drawn = drawn

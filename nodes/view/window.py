@@ -42,7 +42,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
                  observer: str, fps: float, stop: threading.Event, calls: GuiCalls,
                  on_close: Callable[[], None], title: str = "imuflow",
                  heading: ObserverClient | None = None,
-                 capture: CalibrationCapture | None = None, run_dir: Path | None = None) -> None:
+                 capture: CalibrationCapture | None = None, run_dir: Path | None = None,
+                 torque: bool = False) -> None:
         super().__init__()
         self.pose, self.rings, self.latency, self.status = pose, rings, latency, status
         self.observer, self.stop, self.calls, self._on_close = observer, stop, calls, on_close
@@ -50,7 +51,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.resize(1280, 760)
         self.scene = ChainScene(chain, size=(640, 600))
         self.scene_view = SceneImage(self.scene)
-        self.plots = SignalPlots(rings, tuple(chain.body_names[i] for i in chain.hinge_bodies))
+        self.plots = SignalPlots(rings, tuple(chain.body_names[i] for i in chain.hinge_bodies),
+                                 torque=torque)
         self.picker = ModelPicker(client, model_dirs)
         self.heading = heading or ObserverClient(run_dir, "orientation")
         self.calibration = CalibrationPanel(chain, capture or CalibrationCapture(), run_dir)
@@ -183,6 +185,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         """What the window shows now (for the viewer's ``view_state`` command and tests)."""
         return {"ok": True, "headless": False, "frames_drawn": self.frames_drawn,
                 "pose_version": self._drawn_version, "samples_drawn": self.plots.samples_drawn,
+                "torque_samples_drawn": self.plots.torque_samples_drawn,
                 "paused": self.paused, "status_line": self.status_line(),
                 "model_reply": self.picker.last_reply,
                 "model_reply_text": self.picker.reply_text, "fps": self._fps,
