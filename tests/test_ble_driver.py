@@ -1,4 +1,5 @@
-"""BLE drivers (MovellaDot, WitMotionBle) against tests/fake_bleak.py: connect, stream, drop, stop."""
+"""BLE drivers (MovellaDot, WitMotionBle) against tests/fake_bleak.py: connect, stream, drop,
+stop."""
 
 from __future__ import annotations
 
@@ -299,10 +300,11 @@ def test_fake_scanner_lists_devices_like_bleak():
     from drivers.ble.discovery import BleKind, scan_ble
     fb.add_device(fb.FakeDot(A1))
     fb.add_device(fb.FakeWitMotion("E8:00:00:00:00:01"))
+    before = set(threading.enumerate())
     found = asyncio.run(scan_ble(0.1, scanner_cls=fb.FakeBleakScanner))
     assert [(d.address, d.kind) for d in found] == [(A1, BleKind.MOVELLA_DOT),
                                                      ("E8:00:00:00:00:01", BleKind.WITMOTION)]
-    assert threading.active_count() >= 1
+    assert set(threading.enumerate()) - before == set()  # the scan leaves no thread behind
 
 
 @pytest.mark.slow

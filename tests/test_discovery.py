@@ -46,7 +46,11 @@ def test_recognise_port_by_strings_only():
 
 
 def test_list_serial_ports_default_uses_comports():
-    assert isinstance(list_serial_ports(), list)  # real pyserial listing, may be empty
+    from serial.tools.list_ports import comports
+    ports = comports()  # this machine's real pyserial listing (may be empty)
+    got = list_serial_ports()
+    assert sorted(p.device for p in got) == sorted(p.device for p in ports)
+    assert got == list_serial_ports(ports)  # each described and ordered as given explicitly
 
 
 class FakeScanner:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli.validate_cmd import check_files
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.graph import load_graph
 from pipeline.runtime.ports import QueuePolicy
@@ -43,7 +44,18 @@ def test_good_config_loads_in_topological_order(write_graph):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_validate(name):
-    load_graph(REPO / "configs" / name)
+    """As `imuflow validate` checks them: the graph and the files it names (chain, models,
+    sessions) load, and every input reads a stream an earlier node publishes."""
+    g = load_graph(REPO / "configs" / name)
+    check_files(g)
+    assert g.nodes and sorted(sum(g.groups.values(), [])) == sorted(n.id for n in g.nodes)
+    seen: dict[str, list[str]] = {}
+    for n in g.nodes:  # topological order: sources come first
+        for edges in n.inputs.values():
+            for e in edges:
+                topic = e.source.split("/", 1)[1]
+                assert topic in seen.get(e.node, []), f"{n.id} reads {e.source} before it exists"
+        seen[n.id] = list(n.outputs)
 
 
 BAD = {
@@ -55,8 +67,8 @@ BAD = {
     "duplicate id": (GOOD.replace("id: sink", "id: mid"),
                      "graph.yaml:11: node 'mid': duplicate id (first defined on line 7)"),
     "missing topic": (GOOD.replace("inputs: {in: src/count}", "inputs: {in: src/counts}"),
-                      "graph.yaml:10: node 'mid': input 'in' reads 'src/counts', but node 'src' publishes "
-                      "only count"),
+                      "graph.yaml:10: node 'mid': input 'in' reads 'src/counts', but node 'src' "
+                      "publishes only count"),
     "missing node": (GOOD.replace("inputs: {in: src/count}", "inputs: {in: nope/count}"),
                      "input 'in' reads 'nope/count', but there is no node 'nope'"),
     "wrong param type": (GOOD.replace("total: 10", "total: ten"),
@@ -91,7 +103,8 @@ BAD = {
                                     "params: {total: 10, block: 2}\n    outputs: [counts]"),
                        "node 'src': nodes.counter.Counter has no output 'counts'"),
     "remote endpoint": (GOOD.replace("group: pair\n    inputs: {in: src/count}",
-                                     "group: pair\n    endpoint: http://x\n    inputs: {in: src/count}"),
+                                     "group: pair\n    endpoint: http://x\n"
+                                     "    inputs: {in: src/count}"),
                         "'endpoint' must be tcp://HOST:PORT"),
     "direct group unknown": (GOOD.replace("nodes:\n", "direct_groups: [live]\nnodes:\n", 1),
                              "graph.yaml:3: 'direct_groups': no node is in group 'live'; groups: "
@@ -132,7 +145,8 @@ def test_direct_edges_are_lossless_same_group_only(write_graph):
     assert graph.direct_groups == {"pair"}
     assert not graph.direct_edge(mid, mid.inputs["in"][0])  # src is in another group
     assert not graph.direct_edge(sink, sink.inputs["in"][0])  # drop_oldest
-    lossless = load_graph(write_graph(GOOD.replace("nodes:\n", "direct_groups: [pair]\nnodes:\n", 1)
-                                      .replace("queue_policy: drop_oldest", "queue_policy: lossless")))
+    text = GOOD.replace("nodes:\n", "direct_groups: [pair]\nnodes:\n", 1)
+    lossless = load_graph(write_graph(text.replace("queue_policy: drop_oldest",
+                                                   "queue_policy: lossless")))
     sink = lossless.node("sink")
     assert lossless.direct_edge(sink, sink.inputs["in"][0])

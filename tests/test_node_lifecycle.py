@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from pipeline.recording.session_reader import SessionReader
 from pipeline.runtime.node import GraphContext, Source
 from pipeline.runtime.registry import aliases, resolve
 
@@ -29,3 +31,11 @@ def test_end_of_stream_before_any_input(alias, tmp_path, monkeypatch):
     node = resolve(alias).create(alias, context=ctx, **params_for(alias, tmp_path))
     node.on_eos()
     node.teardown()
+    assert [b for b in node.emitted if b.n] == []  # nothing made up without input
+    if alias == "recorder":  # a finished, empty session (summary written, not torn)
+        with SessionReader(tmp_path / "rec.mcap") as reader:
+            assert not reader.truncated
+            assert sum(len(run) for runs in reader.runs() for run in runs) == 0
+    if alias == "sequence_check":
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["received"] == 0 and report["lost"] == 0

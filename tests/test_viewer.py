@@ -1,4 +1,5 @@
-"""Viewer tests: buffers, status line, the window under a real Xvfb server, whole graphs, headless PNGs."""
+"""Viewer tests: buffers, status line, the window under a real Xvfb server, whole graphs,
+headless PNGs."""
 
 from __future__ import annotations
 
@@ -164,13 +165,72 @@ def test_software_renderer_draws_the_chain_and_follows_pose():
     chain = load_chain(ARM3)
     kin = Kinematics(chain)
     renderer = AggChainRenderer(chain, (320, 240))
+    from mpl_toolkits.mplot3d import proj3d
+
+    def pixels() -> list[tuple[int, int]]:  # (row, col) of each body's centre in the image
+        ax = renderer.ax
+        out = []
+        for c in _body_centres(renderer.mesh, renderer._world):
+            x, y, _ = proj3d.proj_transform(*c, ax.get_proj())
+            px, py = ax.transData.transform((x, y))
+            out.append((int(round(renderer.fig.bbox.height - py)), int(round(px))))
+        return out
+
     q = chain.q_zero()
     a = renderer.render(*kin.forward(q))
-    q[chain.q_start[1]] = 1.4
+    at_a = pixels()
+    q[chain.q_start[1]] = 1.4  # bend the first hinge by 80 deg: seg2 and seg3 move
     b = renderer.render(*kin.forward(q))
+    at_b = pixels()
     assert a.shape == (240, 320, 4) and a.dtype == np.uint8
     assert len(np.unique(a.reshape(-1, 4), axis=0)) > 20  # shaded bodies, not just background
-    assert np.mean(np.any(a != b, axis=-1)) > 0.002
+    background = a[0, 0, :3]
+    _assert_bodies_drawn_at(a, at_a, renderer.mesh, background)
+    _assert_bodies_drawn_at(b, at_b, renderer.mesh, background)
+    assert at_b[0] == at_a[0] and at_b[1] != at_a[1] and at_b[2] != at_a[2]
+    for i in (1, 2):  # where the moved bodies were is background now
+        assert np.abs(b[at_a[i]][:3].astype(int) - background).max() <= 16, (i, b[at_a[i]])
+
+
+def _body_centres(mesh, world: np.ndarray) -> np.ndarray:
+    """(n_bodies, 3) mean of each body's world vertices: inside its convex mesh."""
+    bs = mesh.body_start
+    return np.stack([world[bs[i]:bs[i + 1]].mean(0) for i in range(len(bs) - 1)])
+
+
+def _scene_pixels(scene, points: np.ndarray, img: np.ndarray) -> list[tuple[int, int]]:
+    """(row, col) in ``img`` (the canvas rendered) of world points, through the camera."""
+    mapped = scene.view.scene.node_transform(scene.canvas.scene).map(points)
+    xy = mapped[:, :2] / mapped[:, 3:4]  # canvas pixels (logical), y down
+    scale = img.shape[0] / scene.canvas.size[1]
+    return [(int(round(y * scale)), int(round(x * scale))) for x, y in xy]
+
+
+def _without_bodies(scene) -> np.ndarray:
+    scene.show_bodies(False)
+    try:
+        return scene.render()
+    finally:
+        scene.show_bodies(True)
+
+
+def _assert_bodies_drawn_at(img: np.ndarray, at: list[tuple[int, int]], mesh,
+                            background: np.ndarray) -> None:
+    """``background``: one colour, or the same view rendered without the bodies."""
+    """At each body's projected centre the image shows that body: not the background, and
+    closer in hue to its own mesh colour than to any other body's (shading scales all three)."""
+    bs = mesh.body_start
+    own = []  # each body's segment colour: its most common vertex colour (joints are grey)
+    for i in range(len(at)):
+        colours, counts = np.unique(mesh.colors[bs[i]:bs[i + 1], :3], axis=0, return_counts=True)
+        own.append(colours[np.argmax(counts)])
+    own = np.stack(own)
+    own = own / np.linalg.norm(own, axis=1, keepdims=True)
+    for i, rc in enumerate(at):
+        px = img[rc][:3].astype(float)
+        behind = background[rc][:3] if background.ndim == 3 else background
+        assert np.abs(px - behind).max() > 16, f"body {i} not drawn at {rc}: {px}"
+        assert int(np.argmax(own @ (px / np.linalg.norm(px)))) == i, (i, rc, px)
 
 
 # -- the window, in this process, on the test X server --------------------------------------------
@@ -223,28 +283,43 @@ def test_window_draws_chain_and_follows_pose(window, qapp):
     viewer, win, _stop = window
     assert win.isVisible() and "arm3" in win.windowTitle()
     kin = Kinematics(viewer.chain)
+    scene = win.scene
+    scene.imu_markers.visible = False  # drawn on top (no depth test), where body 0's IMU sits
+    try:
+        _draws_bodies_where_they_are(viewer, win, kin)
+    finally:
+        scene.imu_markers.visible = True
+    _pump(qapp, 0.1)
+    assert win.frames_drawn > 0
+
+
+def _draws_bodies_where_they_are(viewer, win, kin) -> None:
+    scene = win.scene
     q = viewer.chain.q_zero()  # root at its joint offset, 1 m above the floor
     viewer.on_block("pose", _pose_block(kin, q, time.monotonic_ns()))
     win.tick()
-    drawn = win.scene.render()
+    drawn = scene.render()
     assert drawn.shape[2] == 4 and drawn.dtype == np.uint8
-    win.scene.show_bodies(False)
-    empty = win.scene.render()
-    win.scene.show_bodies(True)
+    empty = _without_bodies(scene)
     assert _changed_fraction(drawn, empty) > 0.005  # the arm covers a visible part of the view
+    centres_a = _body_centres(scene.mesh, scene._world)
+    _assert_bodies_drawn_at(drawn, _scene_pixels(scene, centres_a, drawn), scene.mesh, empty)
     q2 = q.copy()
-    q2[viewer.chain.q_start[1]] = 1.4  # bend the first hinge by 80 deg
+    q2[viewer.chain.q_start[1]] = 1.4  # bend the first hinge by 80 deg: seg2 and seg3 move
     viewer.on_block("pose", _pose_block(kin, q2, time.monotonic_ns()))
     win.tick()
-    bent = win.scene.render()
-    assert _changed_fraction(drawn, bent) > 0.002
+    bent = scene.render()
+    empty = _without_bodies(scene)  # the same camera (it follows the chain)
+    centres_b = _body_centres(scene.mesh, scene._world)
+    _assert_bodies_drawn_at(bent, _scene_pixels(scene, centres_b, bent), scene.mesh, empty)
+    assert np.linalg.norm(centres_b[2] - centres_a[2]) > 0.3  # m: the forearm swung away
+    rc = _scene_pixels(scene, centres_a, bent)[2]  # where it was shows what is behind it now
+    assert np.abs(bent[rc][:3].astype(int) - empty[rc][:3]).max() <= 16, rc
     win.set_paused(True)  # paused: a new pose is not drawn
     viewer.on_block("pose", _pose_block(kin, q, time.monotonic_ns()))
     win.tick()
     assert _changed_fraction(bent, win.scene.render()) < 1e-4
     win.set_paused(False)
-    _pump(qapp, 0.1)
-    assert win.frames_drawn > 0
 
 
 @pytest.mark.gui
@@ -414,7 +489,9 @@ def _wait_for(what: str, check, timeout_s: float):
 
 
 def _run_graph(path: Path, drive, timeout_s: float = 90.0) -> tuple[int, float, list]:
-    """Run the graph in this (main) thread, ``drive(run_dir)`` in another; return (rc, s, errors)."""
+    """Run the graph in this (main) thread, ``drive(run_dir)`` in another.
+
+    Returns (rc, seconds, errors)."""
     from pipeline.runtime.graph import load_graph
     from pipeline.runtime.supervisor import Supervisor
 
