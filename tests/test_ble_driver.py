@@ -68,9 +68,11 @@ def test_dot_configures_rate_battery_and_streams_two_sensors():
     d1 = fb.add_device(fb.FakeDot(A1))
     d1.control[8:19] = b"Movella DOT"  # the device tag must survive read-modify-write
     node = dot_node()
+    t0 = time.monotonic()
     try:
         run_for(node, 1.2)
     finally:
+        elapsed = time.monotonic() - t0
         node.on_stop()
         node.teardown()
     writes = [(u, d) for op, u, d in d1.log if op == "write"]
@@ -82,7 +84,9 @@ def test_dot_configures_rate_battery_and_streams_two_sensors():
     for name in ("thigh", "shank"):
         blocks = raw_blocks(node, name)
         data = np.concatenate([b.data for b in blocks])
-        assert 25 <= len(data) <= 45, len(data)  # about 1.2 s at 30 Hz
+        # about 1.2 s at 30 Hz: never more than the wall clock allows, at least a third (a 3x
+        # margin for a loaded CI machine)
+        assert 36 / 3 <= len(data) <= elapsed * 30 + 2, (len(data), elapsed)
         assert np.all(steps(data["t_sensor"], 30) == 1)
         k = np.round(data["t_sensor"] * 30 / 1e9).astype(int)  # fake: ts = k * period
         np.testing.assert_allclose(data["acc"][:, 0], 0.001 * (k % 10000), atol=1e-4)
@@ -221,15 +225,17 @@ def test_witmotion_ble_sets_rate_streams_and_reads_battery():
     node = WitMotionBle.create(sensors=[{"name": "shank", "address": dev.address}], rate_hz=50,
                                set_rate=True, backend="tests.fake_bleak")
     node.on_start()
+    t0 = time.monotonic()
     try:
         run_for(node, 1.0)
     finally:
+        elapsed = time.monotonic() - t0
         node.on_stop()
         node.teardown()
     writes = [d for op, u, d in dev.log if op == "write" and u == wit.WRITE_UUID]
     assert writes[:2] == [wit.unlock(), wit.set_rate(50)] and dev.rate_hz == 50
     data = np.concatenate([b.data for b in raw_blocks(node, "shank")])
-    assert 35 <= len(data) <= 60
+    assert 50 / 3 <= len(data) <= elapsed * 50 + 2, (len(data), elapsed)  # 1 s at 50 Hz, 3x
     assert np.all(data["t_sensor"] == -1) and np.all(np.diff(data["t_host"]) > 0)
     np.testing.assert_allclose(data["acc"][:, 1], -1024 * ACC_SCALE, rtol=1e-6)
     np.testing.assert_allclose(data["gyr"][:, 0], 100 * GYR_SCALE, rtol=1e-6)

@@ -159,7 +159,9 @@ def test_stalled_viewer_does_not_slow_upstream_and_catches_up_on_the_newest_pose
         final = sup.snapshot()["nodes"]
     finally:
         sup.stop()
-    assert len(rates) >= 3 and min(rates) > 80, rates  # upstream kept its 100 Hz throughout
+    # upstream kept its 100 Hz throughout (a blocked upstream reports ~0 Hz while the viewer
+    # is stopped); a third of it, for a 3x margin on a loaded CI machine
+    assert len(rates) >= 3 and min(rates) > 100 / 3, rates
     assert final["viewer"]["drops"] > 150  # the 2 s backlog (200 poses) was dropped, not drawn
     assert final["fk"]["gaps"] == 0
     assert state["ok"], state

@@ -1,4 +1,5 @@
-"""SerialImu: loop:// node tests, an MTi handshake over a pty, and a real graph on a pty that is unplugged."""
+"""SerialImu: loop:// node tests, an MTi handshake over a pty, and a real graph on a pty that
+is unplugged."""
 
 from __future__ import annotations
 
@@ -101,10 +102,9 @@ def test_lost_port_is_reopened_with_backoff_and_marked_as_gap():
     node = loop_node("xbus", reconnect_max_s=0.3)
     feed(node, b"".join(mti_frame(k) for k in range(10)))
     node.serial_port.close()  # the cable is pulled: the next read fails
-    t0 = time.monotonic()
     node.poll(0.02)
+    # poll did not block until the reopen (0.25 s later): it returned with the port closed
     assert node.serial_port is None and node.stats.extra["connected"] is False
-    assert time.monotonic() - t0 < 0.2  # poll did not block
     deadline = time.monotonic() + 3
     while node.serial_port is None and time.monotonic() < deadline:
         assert node.poll(0.02) is True

@@ -73,8 +73,12 @@ def test_real_time_speed_factor_paces_the_stream():
     t0 = time.monotonic()
     while time.monotonic() - t0 < 0.5:
         node.poll(0.02)
+    elapsed = time.monotonic() - t0
     n = sum(b.n for b in node.emitted if b.topic == "sim/chain.truth")
-    assert 120 <= n <= 210  # about 0.5 s x 100 Hz x 4
+    # never ahead of 4x the wall clock (plus a block of 0.1 s): holds under any load; at least
+    # a third of the 200 frames due (a 3x margin for a loaded CI machine) is still more than
+    # speed 1 could give (50)
+    assert 200 / 3 <= n <= elapsed * 100 * 4 + 40, (n, elapsed)
 
 
 def test_fk_node_turns_truth_into_world_poses():

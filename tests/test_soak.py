@@ -1,4 +1,5 @@
-"""Soak, short version: 60 simulated seconds of 10 IMUs through the processing graph (tools/soak.py)."""
+"""Soak, short version: 60 simulated seconds of 10 IMUs through the processing graph
+(tools/soak.py)."""
 
 from __future__ import annotations
 
@@ -19,4 +20,7 @@ def test_sixty_seconds_of_ten_imus_arrive_complete_without_loss_or_memory_growth
     assert s["gaps_per_node"]["sync"] == 0  # no chunk boundary of the simulator in 60 s
     assert s["nodes"]["observer"]["held_frames"] <= 60  # <= 1 %: frames with a MISSING sensor
     assert s["rss_growth_max_mb"] is not None and s["rss_growth_max_mb"] < RSS_GOAL_MB
+    # the graph runs at 10x real time; keeping up with real time (1x) is the contract, so this
+    # holds with a 10x margin on a loaded 2-core CI machine (the throughput itself is measured
+    # by tools/soak.py and BENCHMARKS.md, not asserted here)
     assert s["real_time_multiple"] > 1.0
