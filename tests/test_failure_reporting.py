@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import zmq
 
 from pipeline.cli.status_cmd import table
@@ -67,6 +68,32 @@ def test_restarting_node_shows_as_restarting(write_graph):
 
     assert sup.run(until=watch) == 0
     assert "restarting" in seen and "dead" not in seen
+
+
+def test_restart_back_off_doubles_from_0_25_s_to_5_s_and_resets_after_10_s(write_graph):
+    """The supervisor's restart delays for a group whose process keeps failing (exit 1, as a
+    node that raises), taken from a real supervisor watching real processes that exit at once;
+    the process lifetime is set through started_at instead of waited for."""
+    sup = Supervisor(load_graph(write_graph(CRASHING.format(restart="on-failure"))))
+    w = sup.workers["src"]
+    try:
+        def delay_after_failure(lived_s: float) -> float:
+            w.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+            w.proc.wait()
+            w.started_at = time.monotonic() - lived_s
+            before = time.monotonic()
+            sup._watch_workers()
+            assert w.proc is None and w.exit_code == 1 and not w.dead
+            return w.restart_at - before
+
+        got = [delay_after_failure(0.0) for _ in range(7)]
+        assert got == pytest.approx([0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0], abs=0.05)
+        assert delay_after_failure(9.0) == pytest.approx(5.0, abs=0.05)  # not yet stable
+        assert delay_after_failure(10.5) == pytest.approx(0.25, abs=0.05)  # ran 10 s: reset
+        assert delay_after_failure(0.0) == pytest.approx(0.5, abs=0.05)
+    finally:
+        w.proc = None
+        sup.stop()
 
 
 def test_restarted_node_that_does_not_answer_start_is_retried_not_fatal(write_graph):
@@ -126,7 +153,8 @@ def test_record_exits_non_zero_when_the_recorder_dies(tmp_path, runs_dir):
 
 
 def test_graph_whose_source_died_for_good_ends_by_itself(write_graph):
-    """Consumers of a dead source are told its streams ended: no wait for an EOS that never comes."""
+    """Consumers of a dead source are told its streams ended: no wait for an EOS that never
+    comes."""
     sup = Supervisor(load_graph(write_graph("""\
         version: 1
         nodes:

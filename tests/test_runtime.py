@@ -109,6 +109,7 @@ def test_ctrl_c_stops_every_process_within_2_s(write_graph, tmp_path, runs_dir):
                             stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
     children = _wait_running(runs_dir, n_nodes=3)
+    run_folder = find_run(None).path
     time.sleep(1.0)  # data flowing
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -122,8 +123,35 @@ def test_ctrl_c_stops_every_process_within_2_s(write_graph, tmp_path, runs_dir):
     assert elapsed < 3 * STOP_TIMEOUT_S, f"stop took {elapsed:.2f} s"
     alive = [p for p in children if _alive(p)]
     assert alive == [], f"orphans left: {alive}"
+    assert not run_folder.exists()  # the run folder (sockets, manifest) goes at stop
     r = json.loads(report.read_text())
     assert r["received"] > 100 and r["lost"] == 0  # drained in order, nothing lost
+
+
+def test_workers_exit_when_the_supervisor_is_killed(write_graph, tmp_path, runs_dir):
+    """kill -9 of the supervisor: no orphans (workers get SIGTERM from Linux, PR_SET_PDEATHSIG)."""
+    text = CHAIN.format(total=0, block=1, report=tmp_path / "report.json", direct="", g_src="a",
+                        g_mid="b", g_sink="c")
+    path = write_graph(text.replace("block: 1}", "block: 1, rate_hz: 200}"))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(path), "--quiet"],
+                            stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    children: list[int] = []
+    try:
+        children += _wait_running(runs_dir, n_nodes=3)
+        assert len(children) == 3 and proc.pid not in children
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10  # they drain for up to 1 s, then exit
+        while (alive := [p for p in children if _alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alive == [], f"orphans left: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list[int]:
