@@ -30,7 +30,8 @@ from tools.dynamics_data import arm_data, friction, wave  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models")
-    td.ship(argparse.Namespace(out=str(out), name="tiny-dyn", samples=600, epochs=2))
+    td.ship(argparse.Namespace(out=str(out), name="tiny-dyn", samples=600, epochs=2,
+                               episode_s=10.0, val_samples=300, heldout_samples=500))
     return out
 
 
@@ -39,6 +40,10 @@ def test_data_generator_has_the_unmodelled_effects() -> None:
     assert d.x.shape == (1500, 15) and d.tau.shape == d.tau_rb.shape == (1500, 5)
     resid = d.tau - d.tau_rb
     assert np.all(np.sqrt(np.mean(resid ** 2, 0)) > 0.1)  # friction, springs, payload, push
+    # the expected torque (mean payload, friction, springs) explains most of what rigid-body
+    # misses; what is left is the per-phase payload and push, and the noise
+    left = np.mean((d.tau - d.tau_mean) ** 2)
+    assert 0.0025 < left < 0.7 * np.mean(resid ** 2)
     f = friction(np.array([[1e-3, -1e-3, 0.05, 1.0, -1.0]]))
     assert f[0, 0] > 0 > f[0, 1] and f[0, 3] > 0 > f[0, 4]
     x, y = wave("sawtooth", 300, 0.1, 0)
@@ -49,6 +54,8 @@ def test_tiny_training_run_exports_an_onnx_equal_to_pytorch(tiny_model: Path) ->
     card = json.loads((tiny_model / "tiny-dyn.json").read_text())
     assert card["schema"] == "imuflow.dynamics_card/1" and card["output"]["target"] == "residual"
     assert card["heldout"]["onnx_vs_torch_max_abs"] < 1e-4
+    train = card["training"]
+    assert 1 <= train["selected_epoch"] <= 2 and card["heldout"]["samples"] == 500
     loaded = load_dynamics_card(tiny_model / "tiny-dyn.onnx", (tiny_model,))
     m = LearnedDynamics(loaded)
     y = m.step(np.zeros(5), np.zeros(5), np.zeros(5))

@@ -72,3 +72,11 @@ def test_window_plots_the_dynamics_nodes_torques(qapp) -> None:
     finally:
         win.close()
         qapp.processEvents()
+
+
+def test_model_picker_leaves_out_the_dynamics_model() -> None:
+    from nodes.view.model_picker import list_models
+
+    names = [p.name for p in list_models((REPO / "models",))]
+    assert "knee.onnx" in names and "arm5-dynamics.onnx" not in names  # the observer's list
+    assert (REPO / "models" / "arm5-dynamics.onnx").exists()

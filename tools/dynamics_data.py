@@ -13,6 +13,11 @@ friction per joint: Coulomb ``Fc tanh(qd / 0.01)`` + viscous ``Fv qd`` + Stribec
 0.05 N m (sd). The rigid-body model alone is Newton-Euler with the nominal inertia, no payload,
 no push, no friction or elasticity.
 
+``tau_mean`` is the best any model of q, qd and qdd can do: the expected torque given the true
+motion (Newton-Euler with the mean payload, no push, plus friction and springs). Payloads and
+pushes are drawn per phase and do not show in the motion, so the rest of ``tau - tau_mean`` is
+unpredictable from the inputs; a model that fits it has memorised its training phases.
+
 Synthetic (Rueckert et al. 2017, section on synthetic data, as imuflow reads it): a sine, a
 triangle and a sawtooth wave of period 1-3 s sampled at 100 Hz, noise sd 0.01 or 0.1 added to
 the inputs; the task is one-step-ahead prediction of the clean wave from the noisy samples.
@@ -45,17 +50,20 @@ VS = 0.05  # rad/s, Stribeck velocity
 K_ELASTIC = np.array([0.0, 2.0, 1.2, 0.0, 0.3])  # N m/rad, joint springs
 Q0 = np.array([0.0, 0.3, -0.4, 0.0, 0.0])  # rad, spring rest angles
 NOISE = {"q": 1e-3, "qd": 0.01, "qdd": 0.2, "tau": 0.05}
+PAYLOAD_KG = (0.0, 1.5)  # uniform per phase
 REACHING = MotionSettings(max_rate_rad_s=1.5, max_acc_rad_s2=10.0, seg_min_s=0.5,
                           seg_max_s=3.0, rest_prob=0.3, amplitude_min=0.05)
 
 
 @dataclass
 class ArmData:
-    """Arm samples: x (N, 15) = q, qd, qdd (noisy inputs); tau (N, 5) measured; tau_rb (N, 5)."""
+    """Arm samples: x (N, 15) = q, qd, qdd (noisy inputs); tau (N, 5) measured; tau_rb (N, 5)
+    rigid-body (nominal) from the noisy inputs; tau_mean (N, 5) expected torque (true motion)."""
 
     x: np.ndarray
     tau: np.ndarray
     tau_rb: np.ndarray
+    tau_mean: np.ndarray
 
 
 def friction(qd: np.ndarray) -> np.ndarray:
@@ -92,7 +100,8 @@ def arm_episode(seconds: float, seed: int) -> ArmData:
     while start < len(t):  # payload and push phases
         n = int(rng.uniform(5, 15) * RATE_HZ)
         sl = slice(start, min(start + n, len(t)))
-        dyn = InverseDynamics(chain, with_payload(base, rng.uniform(0, 1.5)), external=["link5"])
+        dyn = InverseDynamics(chain, with_payload(base, rng.uniform(*PAYLOAD_KG)),
+                              external=["link5"])
         ext = np.zeros((sl.stop - sl.start, 1, 9))
         ext[:, 0, 6:] = TOOL
         if rng.random() < 0.4:  # pushing against something: constant force at the tool tip
@@ -100,12 +109,17 @@ def arm_episode(seconds: float, seed: int) -> ArmData:
         tau[sl], _ = dyn.torques_batch(q[sl], qd[sl], qdd[sl], ext)
         start = sl.stop
     tau += friction(qd) + K_ELASTIC * (q - Q0)
+    mean_dyn = InverseDynamics(chain, with_payload(base, sum(PAYLOAD_KG) / 2), external=["link5"])
+    ext = np.zeros((len(t), 1, 9))
+    ext[:, 0, 6:] = TOOL
+    tau_mean, _ = mean_dyn.torques_batch(q, qd, qdd, ext)  # torque is linear in the payload mass
+    tau_mean += friction(qd) + K_ELASTIC * (q - Q0)
     tau += rng.normal(0, NOISE["tau"], tau.shape)
     x = np.concatenate([q + rng.normal(0, NOISE["q"], q.shape),
                         qd + rng.normal(0, NOISE["qd"], qd.shape),
                         qdd + rng.normal(0, NOISE["qdd"], qdd.shape)], axis=1)
     tau_rb_noisy, _ = nominal.torques_batch(x[:, :5], x[:, 5:10], x[:, 10:])
-    return ArmData(x, tau, tau_rb_noisy)
+    return ArmData(x, tau, tau_rb_noisy, tau_mean)
 
 
 def arm_data(n_samples: int, seed: int, episode_s: float = 60.0) -> ArmData:
@@ -117,7 +131,7 @@ def arm_data(n_samples: int, seed: int, episode_s: float = 60.0) -> ArmData:
         have += len(parts[-1].x)
         k += 1
     cat = lambda f: np.concatenate([getattr(p, f) for p in parts])[:n_samples]  # noqa: E731
-    return ArmData(cat("x"), cat("tau"), cat("tau_rb"))
+    return ArmData(cat("x"), cat("tau"), cat("tau_rb"), cat("tau_mean"))
 
 
 def wave(kind: str, n: int, noise_sd: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

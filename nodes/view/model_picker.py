@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -12,13 +13,27 @@ from nodes.view.command_client import ObserverClient
 REASON_CHARS = 90  # longer reasons are cut in the label; the tooltip has the whole reply
 
 
+NOT_OBSERVER_SCHEMAS = ("imuflow.dynamics_card/1",)  # models the observer cannot run
+
+
+def _card_schema(onnx: Path) -> str:
+    """The ``schema`` of the card beside ``onnx`` ('' when there is none or it is unreadable)."""
+    try:
+        return str(json.loads(onnx.with_suffix(".json").read_text(encoding="utf-8"))
+                   .get("schema", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""  # the observer says what is wrong with it when picked
+
+
 def list_models(model_dirs: tuple[Path, ...]) -> list[Path]:
-    """Every ``*.onnx`` file in ``model_dirs`` (not recursive), sorted by name."""
+    """Every ``*.onnx`` file in ``model_dirs`` (not recursive), sorted by name, except those
+    whose card says they are for another node (inverse dynamics: ``imuflow swap RUN dynamics``)."""
     found: dict[Path, None] = {}
     for d in model_dirs:
         if Path(d).is_dir():
             for p in sorted(Path(d).glob("*.onnx")):
-                found[p.resolve()] = None
+                if _card_schema(p) not in NOT_OBSERVER_SCHEMAS:
+                    found[p.resolve()] = None
     return sorted(found, key=lambda p: p.name)
 
 
