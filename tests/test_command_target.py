@@ -62,12 +62,22 @@ TIMED_MAIN = ("import sys, time; from pipeline.cli import main; t0 = time.monoto
 
 def _imuflow(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``imuflow ARGS``; return the process and the seconds main() took."""
+    return _imuflow_all(args)[0]
+
+
+def _imuflow_all(*calls: tuple[str, ...]) -> list[tuple[subprocess.CompletedProcess, float]]:
+    """Run several ``imuflow ARGS`` at once (independent commands against the same runs)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("DISPLAY", None)
-    proc = subprocess.run([sys.executable, "-c", TIMED_MAIN, *args], capture_output=True,
-                          text=True, timeout=90, cwd=REPO, env=env)
-    took = float(proc.stderr.rsplit("ELAPSED ", 1)[1].split()[0])
-    return proc, took
+    procs = [subprocess.Popen([sys.executable, "-c", TIMED_MAIN, *args], cwd=REPO, env=env,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for args in calls]
+    done = []
+    for args, proc in zip(calls, procs):
+        stdout, stderr = proc.communicate(timeout=90)
+        took = float(stderr.rsplit("ELAPSED ", 1)[1].split()[0])
+        done.append((subprocess.CompletedProcess(args, proc.returncode, stdout, stderr), took))
+    return done
 
 
 def _start(path: Path, name: str) -> subprocess.Popen:
@@ -105,41 +115,42 @@ def test_commands_name_what_runs_and_fail_fast(write_graph):
     beta = None
     try:
         _wait("alpha", lambda n: all(s.get("state") == "running" for s in n.values()))
+        bad_node = (("command", "nosuch", "ping", "--timeout", "30"),
+                    ("swap", "nosuch", "models/knee.onnx", "--timeout", "30"))
+        (miss, _), (ok, _), *bad = _imuflow_all(
+            ("command", "sink", "ping", "--run", "nosuch"), ("command", "sink", "ping"),
+            *bad_node)
         # a run name that does not exist
-        miss, _ = _imuflow("command", "sink", "ping", "--run", "nosuch")
         assert miss.returncode == 1
         assert "no running imuflow graph named 'nosuch'" in miss.stderr
         assert "running now: 'alpha' (alpha.yaml: ok, sink)" in miss.stderr
 
         # the only run is chosen; a node it does not have is refused at once, naming its nodes
-        ok, _ = _imuflow("command", "sink", "ping")
         assert ok.returncode == 0 and '"state": "running"' in ok.stdout, ok.stderr
-        for args in (("command", "nosuch", "ping"), ("swap", "nosuch", "models/knee.onnx")):
-            bad, took = _imuflow(*args, "--timeout", "30")
-            assert bad.returncode == 1, bad
-            assert "run 'alpha' has no node 'nosuch'; its nodes: ok, sink" in bad.stderr
+        for args, (proc, took) in zip(bad_node, bad):
+            assert proc.returncode == 1, proc
+            assert "run 'alpha' has no node 'nosuch'; its nodes: ok, sink" in proc.stderr
             assert took < FAIL_FAST_S, (args, took)
 
         beta = _start(write_graph(BETA, "beta.yaml"), "beta")
         _wait("beta", lambda n: n.get("src", {}).get("state") == "dead"
               and n.get("fsink", {}).get("state") == "stopped"
               and n.get("keep", {}).get("state") == "running")
+        (two, _), (named, _), (dead, took_dead), (ended, took_ended) = _imuflow_all(
+            ("command", "sink", "ping"), ("command", "sink", "ping", "--run", "alpha"),
+            ("command", "src", "ping", "--run", "beta", "--timeout", "30"),
+            ("swap", "fsink", "models/knee.onnx", "--run", "beta", "--timeout", "60"))
         # two runs: no guessing
-        two, took = _imuflow("command", "sink", "ping")
         assert two.returncode == 1 and "2 graphs are running" in two.stderr, two.stderr
         assert "'alpha' (alpha.yaml: ok, sink)" in two.stderr and "'beta' (beta.yaml" in two.stderr
         assert "pass --run NAME" in two.stderr
-        named, _ = _imuflow("command", "sink", "ping", "--run", "alpha")
         assert named.returncode == 0, named.stderr
 
         # a node that died, one whose streams ended: their state and the running nodes
-        dead, took = _imuflow("command", "src", "ping", "--run", "beta", "--timeout", "30")
-        assert dead.returncode == 1 and took < FAIL_FAST_S, (dead.stderr, took)
+        assert dead.returncode == 1 and took_dead < FAIL_FAST_S, (dead.stderr, took_dead)
         assert "node 'src' of run 'beta' died (exit code 1)" in dead.stderr
         assert "running nodes: keep (running)" in dead.stderr
-        ended, took = _imuflow("swap", "fsink", "models/knee.onnx", "--run", "beta",
-                               "--timeout", "60")
-        assert ended.returncode == 1 and took < FAIL_FAST_S, (ended.stderr, took)
+        assert ended.returncode == 1 and took_ended < FAIL_FAST_S, (ended.stderr, took_ended)
         assert "node 'fsink' of run 'beta' has ended" in ended.stderr
 
         # a graph that has ended
