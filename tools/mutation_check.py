@@ -49,6 +49,7 @@ class Mutation:
     old: str
     new: str
     tests: tuple[str, ...]  # pytest arguments: files, node ids, -k expressions
+    also: tuple[tuple[str, str], ...] = ()  # further (old, new) pairs in the same file
 
 
 MUTATIONS = [
@@ -80,6 +81,13 @@ MUTATIONS = [
              "                w = (grid - tp) / np.maximum(span, 1)\n",
              "                w = np.zeros(len(grid))  # mutated\n",
              ("tests/test_sync.py",)),
+    Mutation("sync sample-and-hold in every path (block, gaps, one sample)",
+             "nodes/sync/sensor_track.py",
+             "                w = (grid - tp) / np.maximum(span, 1)\n",
+             "                w = np.zeros(len(grid))  # mutated\n",
+             ("tests/test_sync.py",),
+             also=(("(grid - t[jp]) / np.maximum(span, 1), 0.0)", "0.0 * grid, 0.0)"),
+                   ("        w = (g - tp) / max(span, 1)\n", "        w = 0.0\n"))),
     Mutation("observer reset threshold doubled", "nodes/observer/runner.py",
              "        self.reset_gap_ns = int(reset_gap_s * 1e9)\n",
              "        self.reset_gap_ns = int(2 * reset_gap_s * 1e9)\n",
@@ -96,6 +104,10 @@ MUTATIONS = [
              "        shutil.rmtree(self.run_dir, ignore_errors=True)\n",
              "        pass  # mutated\n",
              ("tests/test_runtime.py", "-k", "ctrl_c_stops")),
+    Mutation("imuflow run prints no status line", "pipeline/cli/run_cmd.py",
+             "        sys.stderr.write((\"\\r\\x1b[2K\" + line) if tty else line + \"\\n\")\n",
+             "        pass  # mutated\n",
+             ("tests/test_cli.py", "-k", "headless_with_a_status_line")),
     Mutation("recorder copies large read-only payloads", "pipeline/recording/session_format.py",
              "    if (isinstance(data, np.ndarray) and data.nbytes >= 65536",
              "    if (False and isinstance(data, np.ndarray) and data.nbytes >= 65536",
@@ -185,13 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
         for m in chosen:
             path = root / m.file
-            original = path.read_text()
-            if original.count(m.old) != 1:
-                print(f"mutation '{m.name}' does not apply: its text occurs "
-                      f"{original.count(m.old)} times in {m.file}", file=sys.stderr)
-                return 2
+            original = mutated = path.read_text()
+            for old, new in ((m.old, m.new), *m.also):
+                if mutated.count(old) != 1:
+                    print(f"mutation '{m.name}' does not apply: {old!r} occurs "
+                          f"{mutated.count(old)} times in {m.file}", file=sys.stderr)
+                    return 2
+                mutated = mutated.replace(old, new)
             stat = path.stat()
-            path.write_text(original.replace(m.old, m.new))
+            path.write_text(mutated)
             try:
                 result, detail, took = _run_tests(root, m.tests, args.timeout)
             finally:
