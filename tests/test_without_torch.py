@@ -49,26 +49,38 @@ def no_torch_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=timeout)
+def _run_all(env: dict, *calls: tuple[str, ...],
+             timeout: float = 240) -> list[subprocess.CompletedProcess]:
+    """Run independent scripts at once (their start-up dominates; this machine has 2 cores)."""
+    procs = [subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+             for args in calls]
+    done = []
+    for args, proc in zip(calls, procs):
+        stdout, stderr = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
+    return done
 
 
 def test_heldout_generator_runs_and_training_says_what_it_needs(no_torch_env, tmp_path):
     out = tmp_path / "heldout.npz"
-    gen = _run(no_torch_env, "tools/train_observer.py", "heldout", "--problem", "knee",
-               "--sequences", "1", "--duration-s", "3", "--out", str(out))
+    gen, train = _run_all(
+        no_torch_env, ("tools/train_observer.py", "heldout", "--problem", "knee",
+                       "--sequences", "1", "--duration-s", "3", "--out", str(out)),
+        ("tools/train_observer.py", "train", "--run-dir", str(tmp_path / "run")))
     assert gen.returncode == 0, gen.stderr
     with np.load(out) as data:
         assert len(data.files) > 0
-    train = _run(no_torch_env, "tools/train_observer.py", "train", "--run-dir", str(tmp_path))
     assert train.returncode == 2
     assert "train needs PyTorch" in train.stderr and ".[train]" in train.stderr
 
 
 @pytest.mark.timeout(300)
 def test_bench_observer_and_e2e_run_and_skip_the_torch_rows(no_torch_env):
-    obs = _run(no_torch_env, "-m", "pipeline", "bench", "observer", "--json", "--steps", "300")
+    obs, e2e = _run_all(
+        no_torch_env, ("-m", "pipeline", "bench", "observer", "--json", "--steps", "300"),
+        ("-m", "pipeline", "bench", "e2e", "--json", "--duration-s", "4.5", "--imus", "2", "5",
+         "--layouts", "direct"))
     assert obs.returncode == 0, obs.stderr[-2000:]
     result = json.loads(obs.stdout)
     assert result["machine"]["torch"] is None
@@ -78,8 +90,6 @@ def test_bench_observer_and_e2e_run_and_skip_the_torch_rows(no_torch_env):
     assert len(skipped) == 4 and all("needs PyTorch" in r["skipped"] for r in skipped)
     assert result["constraint_observer"]["one_frame_on_block"]["hot"]["p50_us"] > 0
 
-    e2e = _run(no_torch_env, "-m", "pipeline", "bench", "e2e", "--json", "--duration-s", "4.5",
-               "--imus", "2", "5", "--layouts", "direct")
     assert e2e.returncode == 0, e2e.stderr[-2000:]
     result = json.loads(e2e.stdout)
     assert result["results"]["2_imus"]["direct"]["latency_count"] > 50
