@@ -143,9 +143,11 @@ def test_workers_exit_when_the_supervisor_is_killed(write_graph, tmp_path, runs_
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 10  # they drain for up to 1 s, then exit
-        while (alive := [p for p in children if _alive(p)]) and time.monotonic() < deadline:
+        # exited workers are reparented to init, which may reap them late: a zombie (Z) has
+        # exited, only a process still running is an orphan
+        while (alive := [p for p in children if _running(p)]) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert alive == [], f"orphans left: {alive}"
+        assert alive == [], f"orphans left: {[_proc_state(p) for p in alive]}"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -169,6 +171,26 @@ def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list
             return sorted({n["pid"] for n in nodes.values()})
         time.sleep(0.2)
     raise AssertionError("graph did not reach the running state")
+
+
+def _proc_state(pid: int) -> str:
+    """pid, state letter and command line from /proc (for failure messages)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-80:]
+    except OSError:
+        return f"{pid} gone"
+    state, ppid = stat.rsplit(')', 1)[1].split()[:2]
+    return f"{pid} {state} ppid {ppid} {cmd}"
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _alive(pid: int) -> bool:
