@@ -55,6 +55,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout-s", type=float, default=60.0)
     p.add_argument("--max-minutes", type=float, help="the run's time budget, for the card's "
                    "command line (only needed for checkpoints that do not store it)")
+    p.add_argument("--stress-sequences", type=int, default=0, help="also score the model on "
+                   "this many stress sequences and the constraint observer on the held-out and "
+                   "stress sets (card sections stress, baselines; default 0: not done)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         generate(get_problem(args.problem), seeds, args.duration_s,
                  noisy=not args.no_noise, stress=args.stress).save(args.out)
         return 0
-    from tools.training.export import export_run
-    export_run(args.run_dir, args.run_dir / args.checkpoint, args.out,
-               args.heldout_sequences, args.heldout_s, max_minutes=args.max_minutes)
+    from tools.training.export import add_stress_and_baseline, export_run
+    card = export_run(args.run_dir, args.run_dir / args.checkpoint, args.out,
+                      args.heldout_sequences, args.heldout_s, max_minutes=args.max_minutes)
+    if args.stress_sequences:
+        data_dir = json.loads((args.run_dir / "config.json").read_text())["data_dir"]
+        add_stress_and_baseline(card.path, args.stress_sequences, args.heldout_s,
+                                data_dir=Path(data_dir))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import warnings
@@ -10,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.evaluation.imu_dataset import ImuDataset
+from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
 from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
+from pipeline.evaluation.node_eval import evaluate_node
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
-from tools.training.data import REPO, SEEDS, cached
+from pipeline.runtime.atomic_file import atomic_text
+from tools.training.data import REPO, SEEDS, cached, generate
 from tools.training.network import Observer
 from tools.training.problem import Problem, get_problem
 
@@ -155,4 +158,62 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
     write_card(card, card.path)
     log.info("exported %s (%d bytes): %s", onnx_path, onnx_path.stat().st_size,
              {b: (round(s.mean_deg, 2), round(s.p99_deg, 2)) for b, s in result.stats.items()})
+    return card
+
+
+STRESS_SETTINGS = ("tools/training/problem.py Problem.stress_settings / stress_noise: root pitch "
+                   "and roll to +-180 deg, motion to 1.6x the fastest of arm3-sparse's training, "
+                   "rests 0.3-0.6 probability up to 6 s, IMU placement jitter 2x, sensor noise "
+                   "1.5x, biases 1.7x, scale errors 2x")
+CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): VQF 6D per IMU, heading offset from "
+                   "the 2-DoF joint constraint (streaming qmt.headingCorrection), hinge angles "
+                   "from the relative orientation; seg1 inclination from the orientation node "
+                   "(VQF 6D)")
+
+
+def stress_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> ImuDataset:
+    """The stress set (seeds from SEEDS['stress'], Problem.stress_settings), cached in data_dir."""
+    path = data_dir / f"{problem.name}_{int(duration_s)}s_stress{n}.npz"
+    if path.exists():
+        ds = load_dataset(path)
+        if ds.n_sequences == n and abs(ds.duration_s - duration_s) < 1e-6:
+            return ds
+    seeds = np.arange(SEEDS["stress"], SEEDS["stress"] + n)
+    ds = generate(problem, seeds, duration_s, stress=True)
+    ds.save(path)
+    return ds
+
+
+def add_stress_and_baseline(card_file: Path, sequences: int = 32, duration_s: float = 60.0,
+                            warmup_s: float = 5.0, data_dir: Path | None = None) -> dict:
+    """Add the card's ``stress`` section (the model on the stress set) and ``baselines``
+    (the constraint observer on the card's held-out and stress sets); returns the card dict."""
+    card = json.loads(card_file.read_text())
+    problem = get_problem(card["training"]["data"]["problem"])
+    data_dir = Path(data_dir) if data_dir else card_file.parent
+    onnx = card_file.with_name(card["onnx_file"])
+    held = card["heldout"]
+    heldout = heldout_set(problem, held["sequences"], held["duration_s"], data_dir)
+    stress = stress_set(problem, sequences, duration_s, data_dir)
+    result = evaluate(OnnxObserverModel(onnx), stress, warmup_s)
+    card["stress"] = {
+        "seeds": [int(stress.seeds[0]), int(stress.seeds[-1])], "sequences": sequences,
+        "duration_s": duration_s, "warmup_s": warmup_s, "settings": STRESS_SETTINGS,
+        "per_joint": {b: st.as_dict() for b, st in result.stats.items()},
+        "command": f"python tools/train_observer.py heldout --problem {problem.name} --stress "
+                   f"--sequences {sequences} --duration-s {duration_s:g} --out STRESS.npz && "
+                   f"imuflow eval models/{onnx.name} STRESS.npz --warmup-s {warmup_s:g}",
+    }
+
+    def scored(data: ImuDataset, w: float) -> dict:
+        res = evaluate_node("constraint_observer", data, w, progress=False)
+        return {b: st.as_dict() for b, st in res.stats.items()}
+
+    card["baselines"] = {"constraint_observer": {
+        "what": CONSTRAINT_WHAT, "heldout": scored(heldout, held["warmup_s"]),
+        "stress": scored(stress, warmup_s),
+        "command": "imuflow eval constraint_observer HELDOUT.npz; "
+                   "imuflow eval constraint_observer STRESS.npz"}}
+    with atomic_text(card_file) as f:
+        f.write(json.dumps(card, indent=1) + "\n")
     return card
