@@ -60,7 +60,7 @@ def test_keys_refuses_to_replace_existing_keys(tmp_path):
 @pytest.fixture(scope="module")
 def default_runs(tmp_path_factory) -> dict:
     """The default graph without a display, as a user types it: `imuflow run` (stopped with
-    Ctrl-C once the commands below answered) and at the same time `imuflow run --duration 3
+    Ctrl-C once the commands below answered) and at the same time `imuflow run --duration 5
     --quiet`; while the first runs: `status --once`, `status --list`, `command` and `keys`
     as subprocesses. Their exit codes, output and times, for the tests below."""
     tmp = tmp_path_factory.mktemp("cli")
@@ -83,6 +83,8 @@ def default_runs(tmp_path_factory) -> dict:
         deadline = time.monotonic() + 180
         while "loud" not in out or "quiet" not in out:  # until both graphs run
             assert time.monotonic() < deadline, "never running"
+            for name in ("loud", "quiet"):  # each must be seen running before it ends
+                assert name in out or procs[name].poll() is None, f"{name} ended early"
             for name in ("loud", "quiet"):
                 folder = next((p for p in (tmp / "runs").glob(f"{name}-*")), None)
                 if name not in out and folder and _all_running(folder):
@@ -123,7 +125,7 @@ def _all_running(folder: Path) -> bool:
     return bool(nodes) and all(n.get("state") == "running" for n in nodes.values())
 
 
-QUIET_S = 3.0
+QUIET_S = 5.0  # runs beside the other, which waits for the commands: costs no time
 DEFAULT_NODES = ["sim", "sync", "filter", "orientation", "observer", "fk", "viewer"]
 STATUS_LINE = re.compile(r"^sim \d+/s > sync \d+/s > .* > viewer \d+/s"
                          r" \| latency p99 [\d.]+ ms \| gaps \d+$")
