@@ -14,6 +14,7 @@ import time
 
 import numba
 import numpy as np
+import yaml
 
 from nodes.filter.filter import Filter
 from nodes.observer.rnn_observer import RnnObserver
@@ -140,3 +141,26 @@ def test_nodes_compile_their_kernels_in_setup():
     # and the counter sees a kernel compiled on a block (the check can fail)
     late = CompilesOnFirstBlock.create("late")
     assert _feed_like_the_bus(late, info, sizes=(1,)) == 1
+
+
+def test_the_hybrid_graph_compiles_nothing_on_its_data_path(write_graph):
+    """configs/arm3_hybrid.yaml (less the window): the hybrid model's constraint prior is built
+    at the first block, so its kernels must be loaded in the observer's setup."""
+    graph = yaml.safe_load((REPO / "configs/arm3_hybrid.yaml").read_text())
+    graph["nodes"] = [n for n in graph["nodes"] if n["id"] != "viewer"]
+    graph["chain"] = str(REPO / graph["chain"])
+    graph["model_dirs"] = [str(REPO / "models")]
+    for n in graph["nodes"]:
+        if n["id"] == "observer":
+            n["params"]["model"] = str(REPO / n["params"]["model"])
+    sup = Supervisor(load_graph(write_graph(yaml.safe_dump(graph))))
+    sup.start()
+    try:
+        t0 = time.monotonic()
+        sup.run(until=lambda: sup.status.get("fk", {}).get("samples_in", 0) > 200
+                or time.monotonic() - t0 > 30)
+    finally:
+        sup.stop()
+    status = sup.status
+    assert status["fk"]["samples_in"] > 200, status["fk"]
+    assert status["observer"].get("jit_compiles", 0) == 0, status["observer"]

@@ -104,6 +104,9 @@ class RnnObserver(Node):
         session = self._load(self.params.model)
         self.chain = chain_for(session.card, self.context.chain_file, self._search)
         check_chain(session.card, self.chain, self._search)
+        if session.card.prior:  # its estimators' numba kernels load now, not at the first block
+            fit_model(session.card, self.chain, list(session.card.imus), session.card.rate_hz,
+                      self._search)
         self._session = session  # the configured model, bound to the stream at the first block
         self._runner: ObserverRunner | None = None
         self._in_info: StreamInfo | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import vqf
 
-from pipeline.estimation.constraint import ConstraintEstimator, finite_or_zero
+from pipeline.estimation.constraint import ConstraintEstimator, finite_or_zero, warm_up
 from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.fk import rel_to_hinge
 from pipeline.kinematics.quaternion import heading_free
@@ -61,6 +61,7 @@ class ConstraintPrior:
         self.chain, self.outputs = chain, tuple(outputs)
         self.width = output_width(outputs)
         self._estimator = ConstraintEstimator(chain, list(imus), rate_hz)
+        self._compile_now(list(imus), rate_hz)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc == "quat" for body, enc in outputs):
             root = [imus.index(n) for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
@@ -69,6 +70,20 @@ class ConstraintPrior:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
             self._root_vqf, self._root_imu = vqf.VQF(1.0 / rate_hz), root[0]
+
+    def _compile_now(self, imus: list[str], rate_hz: float) -> None:
+        """Run a throwaway estimator and the encoding on the arrays frames bring (float32,
+        read-only or not), so numba compiles at model load, not on the first frame."""
+        warm_up()
+        scratch = ConstraintEstimator(self.chain, imus, rate_hz)
+        n_hinge = len(self.chain.hinge_bodies)
+        for writeable in (False, True):
+            z = np.zeros((2, len(imus), 3), np.float32)
+            z[..., 2] = 9.81
+            z.flags.writeable = writeable
+            q_rel = np.empty((2, self.chain.n_bodies, 4))
+            scratch.update(z, z, q_rel, np.empty((2, n_hinge)))
+            encode_outputs(self.chain, self.outputs, q_rel)
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""
