@@ -162,15 +162,11 @@ class ModelFit:
         acc, gyr = frames["acc"], frames["gyr"]
         if not self._identity_perm or acc.shape[1] != k:
             acc, gyr = acc[:, self.perm], gyr[:, self.perm]
-        if self.prior is None:
-            x3 = x.reshape(n, k, 6)
-        else:
-            x3 = np.empty((n, k, 6), np.float32)
-            x[:, 6 * k:] = self.prior.features(acc, gyr)
+        x3 = x[:, :6 * k].reshape(n, k, 6)  # a view: only the contiguous last axis is split
         x3[:, :, :3] = acc
         x3[:, :, 3:] = gyr
         if self.prior is not None:
-            x[:, :6 * k] = x3.reshape(n, 6 * k)
+            x[:, 6 * k:] = self.prior.features(acc, gyr)
         return x
 
     def decode(self, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
@@ -282,12 +278,16 @@ def fit_model(card: ModelCard, chain: Chain, stream_imus: list[str] | tuple[str,
     check_chain(card, chain, search)
     check_rate(card, rate_hz)
     perm = imu_order(card, stream_imus)
-    prior = None
-    if card.prior:
-        try:
-            prior = ConstraintPrior(chain, list(card.imus), rate_hz,
-                                    [(o.body, o.encoding) for o in card.outputs])
-        except ValueError as exc:
-            raise ModelRejected(f"model {card.name}: its constraint prior does not fit chain "
-                                f"'{chain.name}': {exc}") from None
+    prior = prior_for(card, chain, rate_hz) if card.prior else None
     return ModelFit(card, chain, perm, tuple(o.body for o in card.outputs), prior)
+
+
+def prior_for(card: ModelCard, chain: Chain, rate_hz: float) -> ConstraintPrior:
+    """A fresh constraint prior of hybrid model ``card`` on ``chain``; ModelRejected if the
+    chain's joints or IMUs do not allow one."""
+    try:
+        return ConstraintPrior(chain, list(card.imus), rate_hz,
+                               [(o.body, o.encoding) for o in card.outputs])
+    except ValueError as exc:
+        raise ModelRejected(f"model {card.name}: its constraint prior does not fit chain "
+                            f"'{chain.name}': {exc}") from None

@@ -15,9 +15,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from nodes.observer.fit import chain_for, check_chain, fit_model
+from nodes.observer.fit import chain_for, check_chain, fit_model, prior_for
 from nodes.observer.runner import FrameRing, ObserverRunner
 from nodes.observer.session import ObserverSession, find_model, load_session
+from pipeline.estimation.constraint_prior import warm_up_prior
 from pipeline.evaluation.model_card import load_card
 from pipeline.runtime.errors import ModelRejected
 from pipeline.runtime.message import Block, StreamInfo
@@ -104,9 +105,8 @@ class RnnObserver(Node):
         session = self._load(self.params.model)
         self.chain = chain_for(session.card, self.context.chain_file, self._search)
         check_chain(session.card, self.chain, self._search)
-        if session.card.prior:  # its estimators' numba kernels load now, not at the first block
-            fit_model(session.card, self.chain, list(session.card.imus), session.card.rate_hz,
-                      self._search)
+        if session.card.prior:  # built anew at the first block; its kernels load now
+            warm_up_prior(prior_for(session.card, self.chain, session.card.rate_hz))
         self._session = session  # the configured model, bound to the stream at the first block
         self._runner: ObserverRunner | None = None
         self._in_info: StreamInfo | None = None

@@ -59,9 +59,8 @@ class ConstraintPrior:
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
                  outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> None:
         self.chain, self.outputs = chain, tuple(outputs)
-        self.width = output_width(outputs)
+        self.width, self.n_imu = output_width(outputs), len(imus)
         self._estimator = ConstraintEstimator(chain, list(imus), rate_hz)
-        self._compile_now(list(imus), rate_hz)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc == "quat" for body, enc in outputs):
             root = [imus.index(n) for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
@@ -70,20 +69,6 @@ class ConstraintPrior:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
             self._root_vqf, self._root_imu = vqf.VQF(1.0 / rate_hz), root[0]
-
-    def _compile_now(self, imus: list[str], rate_hz: float) -> None:
-        """Run a throwaway estimator and the encoding on the arrays frames bring (float32,
-        read-only or not), so numba compiles at model load, not on the first frame."""
-        warm_up()
-        scratch = ConstraintEstimator(self.chain, imus, rate_hz)
-        n_hinge = len(self.chain.hinge_bodies)
-        for writeable in (False, True):
-            z = np.zeros((2, len(imus), 3), np.float32)
-            z[..., 2] = 9.81
-            z.flags.writeable = writeable
-            q_rel = np.empty((2, self.chain.n_bodies, 4))
-            scratch.update(z, z, q_rel, np.empty((2, n_hinge)))
-            encode_outputs(self.chain, self.outputs, q_rel)
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""
@@ -96,6 +81,17 @@ class ConstraintPrior:
             q_rel[:, 0] = self._root_vqf.updateBatch(finite_or_zero(gyr[:, k]),
                                                      finite_or_zero(acc[:, k]))["quat6D"]
         return encode_outputs(self.chain, self.outputs, q_rel)
+
+
+def warm_up_prior(prior: ConstraintPrior) -> None:
+    """Compile (or load from numba's cache) every kernel ``prior`` runs on frames (float32,
+    read-only or not) by feeding it two still frames: for a node's setup, on a throwaway prior."""
+    warm_up()
+    for writeable in (False, True):
+        z = np.zeros((2, prior.n_imu, 3), np.float32)
+        z[..., 2] = 9.81  # at rest, upright: m/s^2
+        z.flags.writeable = writeable
+        prior.features(z, z)
 
 
 def prior_features(chain: Chain, imus: list[str], rate_hz: float,

@@ -55,7 +55,8 @@ def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
 
 def cached(path: Path, problem: Problem, kind: str, n: int, duration_s: float,
            rate_hz: float = 100.0, noisy: bool = True) -> ImuDataset:
-    """Load ``path`` if it exists, else generate ``n`` sequences of seed range ``kind`` and save."""
+    """Load ``path`` if it exists, else generate ``n`` sequences of seed range ``kind`` and save
+    (``kind`` "stress": with the problem's stress settings)."""
     if path.exists():
         ds = load_dataset(path)
         if ds.n_sequences == n and ds.imus == problem.imus and abs(ds.duration_s - duration_s) < 1e-6:
@@ -63,7 +64,7 @@ def cached(path: Path, problem: Problem, kind: str, n: int, duration_s: float,
         log.warning("%s does not match the requested set (%d x %.0f s); regenerating", path, n,
                     duration_s)
     seeds = np.arange(SEEDS[kind], SEEDS[kind] + n)
-    ds = generate(problem, seeds, duration_s, rate_hz, noisy)
+    ds = generate(problem, seeds, duration_s, rate_hz, noisy, stress=kind == "stress")
     ds.save(path)
     return ds
 

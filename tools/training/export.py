@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
+from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
 from pipeline.evaluation.node_eval import evaluate_node
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.runtime.atomic_file import atomic_text
-from tools.training.data import REPO, SEEDS, cached, generate
+from tools.training.data import REPO, SEEDS, cached
 from tools.training.network import Observer
 from tools.training.problem import Problem, get_problem
 
@@ -173,15 +173,8 @@ CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): VQF 6D per IMU, hea
 
 def stress_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> ImuDataset:
     """The stress set (seeds from SEEDS['stress'], Problem.stress_settings), cached in data_dir."""
-    path = data_dir / f"{problem.name}_{int(duration_s)}s_stress{n}.npz"
-    if path.exists():
-        ds = load_dataset(path)
-        if ds.n_sequences == n and abs(ds.duration_s - duration_s) < 1e-6:
-            return ds
-    seeds = np.arange(SEEDS["stress"], SEEDS["stress"] + n)
-    ds = generate(problem, seeds, duration_s, stress=True)
-    ds.save(path)
-    return ds
+    return cached(data_dir / f"{problem.name}_{int(duration_s)}s_stress{n}.npz", problem,
+                  "stress", n, duration_s)
 
 
 def add_stress_and_baseline(card_file: Path, sequences: int = 32, duration_s: float = 60.0,
