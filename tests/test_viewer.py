@@ -214,18 +214,35 @@ def _without_bodies(scene) -> np.ndarray:
         scene.show_bodies(True)
 
 
+def _segment_masks(img: np.ndarray, mesh) -> list[np.ndarray]:
+    """Per body, the pixels whose hue is that body's segment colour (shading scales all three
+    channels, so the normalised colour stays), brighter than the dark background."""
+    own = _segment_colours(mesh)
+    px = img[..., :3].astype(float)
+    bright = px.max(-1) > 60
+    unit = px / np.maximum(np.linalg.norm(px, axis=-1, keepdims=True), 1e-9)
+    sim = unit @ own.T  # (H, W, n_bodies) cosine to each segment colour
+    best = sim.argmax(-1)
+    return [bright & (best == i) & (sim[..., i] > 0.995) for i in range(len(own))]
+
+
+def _segment_colours(mesh) -> np.ndarray:
+    """(n_bodies, 3) unit vectors: each body's most common vertex colour (joints are grey)."""
+    bs = mesh.body_start
+    own = []
+    for i in range(len(bs) - 1):
+        colours, counts = np.unique(mesh.colors[bs[i]:bs[i + 1], :3], axis=0, return_counts=True)
+        own.append(colours[np.argmax(counts)])
+    own = np.stack(own)
+    return own / np.linalg.norm(own, axis=1, keepdims=True)
+
+
 def _assert_bodies_drawn_at(img: np.ndarray, at: list[tuple[int, int]], mesh,
                             background: np.ndarray) -> None:
     """``background``: one colour, or the same view rendered without the bodies."""
     """At each body's projected centre the image shows that body: not the background, and
     closer in hue to its own mesh colour than to any other body's (shading scales all three)."""
-    bs = mesh.body_start
-    own = []  # each body's segment colour: its most common vertex colour (joints are grey)
-    for i in range(len(at)):
-        colours, counts = np.unique(mesh.colors[bs[i]:bs[i + 1], :3], axis=0, return_counts=True)
-        own.append(colours[np.argmax(counts)])
-    own = np.stack(own)
-    own = own / np.linalg.norm(own, axis=1, keepdims=True)
+    own = _segment_colours(mesh)
     for i, rc in enumerate(at):
         px = img[rc][:3].astype(float)
         behind = background[rc][:3] if background.ndim == 3 else background
@@ -591,9 +608,17 @@ def test_headless_without_display_writes_pngs(tmp_path, monkeypatch, capfd):
     assert len(frames) >= 3
     from PIL import Image
 
+    from pipeline.kinematics.mesh import build_mesh
+
     first, last = (np.asarray(Image.open(f).convert("RGB")) for f in (frames[0], frames[-1]))
     assert first.shape[0] > 100 and len(np.unique(first.reshape(-1, 3), axis=0)) > 20
-    assert np.any(first != last)  # the arm moved between the first and the last frame
+    # the arm is drawn (pixels in its segments' hues; one segment may hide another) and it moved:
+    # the segments cover other pixels in the last frame than in the first
+    mesh = build_mesh(load_chain(ARM3))
+    a, b = np.stack(_segment_masks(first, mesh)), np.stack(_segment_masks(last, mesh))
+    assert a.sum() > 1000 and b.sum() > 1000, (a.sum((1, 2)), b.sum((1, 2)))
+    changed = (a ^ b).sum() / (a | b).sum()
+    assert changed > 0.3, f"the segments cover nearly the same pixels ({changed:.0%} changed)"
     err = capfd.readouterr().err
     assert "running headless: no display" in err
     start = next(ln for ln in err.splitlines() if "running headless" in ln)
