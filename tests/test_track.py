@@ -71,15 +71,18 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert proc.returncode == 0, proc.stderr[-2000:]
     live = {s.info.kind: s.data for s in read_streams(tmp / "live.mcap").values()}
     out = {"live": live, "tmp": tmp}
-    tracks = {suffix: subprocess.Popen(  # the three formats at once: independent runs
+    runs = {suffix: [f"tracked.{suffix}"] for suffix in ("csv", "mot", "mcap")}
+    runs.update({f"torques_{suffix}": [f"torques.{suffix}", "--torques"]
+                 for suffix in ("csv", "mot")})
+    tracks = {key: subprocess.Popen(  # every format at once: independent runs
         [sys.executable, "-m", "pipeline", "track", str(session), "--config", str(config),
-         "--no-calibration", "-o", str(tmp / f"tracked.{suffix}")], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for suffix in ("csv", "mot", "mcap")}
-    for suffix, proc in tracks.items():
+         "--no-calibration", "-o", str(tmp / name), *extra], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for key, (name, *extra) in runs.items()}
+    for key, proc in tracks.items():
         stdout, stderr = proc.communicate(timeout=240)
         assert proc.returncode == 0, stderr[-2000:]
-        out[suffix] = tmp / f"tracked.{suffix}"
-        out[f"{suffix}_stdout"] = stdout
+        out[key] = tmp / runs[key][0]
+        out[f"{key}_stdout"] = stdout
     return out
 
 
@@ -122,6 +125,38 @@ def test_mcap_holds_the_live_streams_bit_for_bit(tracked: dict) -> None:
     got = {s.info.kind: s.data for s in read_streams(tracked["mcap"]).values()}
     for kind in ("chain.state", "chain.pose"):
         assert got[kind].tobytes() == tracked["live"][kind].tobytes(), kind
+
+
+def test_torques_are_newton_euler_on_the_tracked_angles(tracked: dict) -> None:
+    from pipeline.dynamics import InverseDynamics
+    from pipeline.dynamics.differentiator import differentiate, q_from_state
+    from pipeline.kinematics.chain import load_chain
+
+    csv = np.genfromtxt(tracked["torques_csv"], delimiter=",", names=True)
+    plain = np.genfromtxt(tracked["csv"], delimiter=",", names=True)
+    for name in plain.dtype.names:  # the angles and poses are those of the run without torques
+        np.testing.assert_array_equal(csv[name], plain[name], err_msg=name)
+    chain = load_chain(KNEE)
+    q_rel = np.stack([np.stack([csv[f"{b}_q_rel_{c}"] for c in "wxyz"], -1)
+                      for b in chain.body_names], 1)
+    angle = np.radians(csv["shank_angle_deg"])[:, None]
+    q = q_from_state(chain, q_rel.astype(np.float32), angle.astype(np.float32))
+    qs, qds, qdds, first = differentiate(chain, q, 100.0, 7, "centre")
+    tau, residual = InverseDynamics(chain).torques_batch(qs, qds, qdds)
+    got = csv["shank_torque_Nm"]
+    # frame k's estimate needs frames k-3..k+3 (7-frame window at its centre); a frame flagged
+    # as a gap (here the stream's last) restarts the window
+    have = np.isfinite(got)
+    assert first == 3 and not have[:3].any() and not have[-3:].any() and have.sum() >= 2000 - 7
+    rows = np.flatnonzero(have)
+    np.testing.assert_allclose(got[rows], tau[rows - first, chain.qd_start[1]], rtol=1e-4,
+                               atol=1e-3)
+    np.testing.assert_allclose(csv["residual_mz_Nm"][rows], residual[rows - first, 5], rtol=1e-4,
+                               atol=1e-3)
+    assert np.ptp(got[rows]) > 1.0  # the knee moment varies with the motion (N m)
+    header, labels, data = read_mot(tracked["torques_mot"].with_name("torques_torques.sto"))
+    assert header["inDegrees"] == "no" and "shank_moment" in labels and "thigh.fx_force" in labels
+    np.testing.assert_allclose(data[:, labels.index("shank_moment")], got, atol=1e-6)
 
 
 def test_track_reports_speed_and_frames(tracked: dict) -> None:

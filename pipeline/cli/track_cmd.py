@@ -11,6 +11,12 @@ live run, so the numbers are the live ones. Output by suffix:
 - ``.mot``: OpenSim motion file, time and hinge angles in degrees;
 - ``.mcap``: the ``chain.state`` and ``chain.pose`` streams as a session file.
 
+``--torques`` adds joint torques by Newton-Euler over the chain's segment inertias (the
+``dynamics`` node, docs/dynamics.md; a graph with its own ``chain.torque`` node keeps it):
+CSV columns ``<coordinate>_torque_Nm`` (``_N`` for translations) and ``residual_*`` of the
+root, the ``chain.torque`` stream in ``.mcap``, and ``<stem>_torques.sto`` beside a ``.mot``.
+The first and last 3 frames (half the differentiator's 7-frame window) have none (NaN).
+
 Without ``--calibration`` the session is calibrated first, as ``imuflow calibrate``
 does (neutral pose and joint motion found in the recording); the file is written
 next to the output. Examples::
@@ -18,6 +24,7 @@ next to the output. Examples::
     imuflow track /tmp/knee.mcap -o knee.csv
     imuflow track lab.mcap --sensor femur=thigh --sensor tibia=shank -o knee.mot
     imuflow track /tmp/knee.mcap --model models/knee.onnx --calibration cal.yaml -o rnn.csv
+    imuflow track /tmp/knee.mcap --torques -o knee.csv
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from pipeline.recording.track_session import (
     track,
     with_calibration,
     with_model,
+    with_torques,
 )
 from pipeline.runtime.errors import ConfigError, ImuflowError
 from pipeline.runtime.graph import GraphSpec, load_graph
@@ -68,6 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="use the sensors as mounted (only for sensors aligned with the segments)")
     p.add_argument("--sensor", action="append", default=[], metavar="OLD=NEW",
                    help="rename a recorded sensor to the chain's IMU site (repeatable)")
+    p.add_argument("--torques", action="store_true", help="also write joint torques (N m) "
+                   "by Newton-Euler over the chain's segment inertias (docs/dynamics.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -83,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     graph = for_session(graph, args.session.resolve())
     if args.model:
         graph = with_model(graph, args.model)
+    if args.torques:
+        graph = with_torques(graph)
     calibration = _calibration(graph, args, out)
     if calibration is None and not args.no_calibration:
         return EXIT_POOR

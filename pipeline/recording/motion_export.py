@@ -1,9 +1,12 @@
 """Joint angles and body poses out of imuflow: CSV (pandas, MATLAB) and OpenSim ``.mot`` files.
 
 Input is what the tracking chain publishes: ``chain.state`` (q_rel w,x,y,z body to
-parent, hinge angles rad) and optionally ``chain.pose`` (per body position m and
-orientation w,x,y,z in the earth frame, z up), with their stream infos naming the
-bodies and hinges. One row per state sample; a pose is matched by its ``t_host``.
+parent, hinge angles rad), optionally ``chain.pose`` (per body position m and
+orientation w,x,y,z in the earth frame, z up) and ``chain.torque`` (per generalised
+coordinate N m or N, root residual), with their stream infos naming the bodies, hinges
+and coordinates. One row per state sample; a pose or torque is matched by its ``t_host``
+(rows within half the differentiating window of either end, or of a gap, have no torque:
+NaN).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class Motion:
     q_rel: np.ndarray  # (n, n_bodies, 4) w,x,y,z body to parent (root: to earth)
     pos: np.ndarray | None  # (n, n_bodies, 3) m, earth frame; NaN where no pose matched
     quat: np.ndarray | None  # (n, n_bodies, 4) w,x,y,z body to earth
+    torque: np.ndarray | None = None  # (n, n_dof) N m (rotations) or N; NaN where none matched
+    residual: np.ndarray | None = None  # (n, 6) root residual force N, moment N m, earth frame
+    dofs: tuple[str, ...] = ()  # generalised coordinate names (chain.torque meta "dofs")
+    dof_units: tuple[str, ...] = ()  # "N m" or "N" per coordinate
 
     @property
     def t_s(self) -> np.ndarray:
@@ -35,8 +42,10 @@ class Motion:
         return (self.t_host - self.t_host[0]) / 1e9 if len(self.t_host) else np.zeros(0)
 
 
-def motion_from_blocks(state: list[Block], pose: list[Block] | None = None) -> Motion:
-    """Join ``chain.state`` blocks and (optionally) ``chain.pose`` blocks into one Motion."""
+def motion_from_blocks(state: list[Block], pose: list[Block] | None = None,
+                       torque: list[Block] | None = None) -> Motion:
+    """Join ``chain.state`` blocks and (optionally) ``chain.pose`` and ``chain.torque`` blocks
+    into one Motion."""
     if not state:
         raise ValueError("no chain.state samples: the tracking chain produced nothing (is the "
                          "session empty, or do its sensors not reach the observer?)")
@@ -44,15 +53,30 @@ def motion_from_blocks(state: list[Block], pose: list[Block] | None = None) -> M
     s = np.concatenate([b.data for b in state])
     bodies = tuple(info.meta.get("bodies", [f"body{i}" for i in range(s["q_rel"].shape[1])]))
     hinges = tuple(info.meta.get("hinges", [f"hinge{i}" for i in range(s["angle"].shape[1])]))
-    pos = quat = None
+    pos = quat = tau = residual = None
     if pose:
-        p = np.concatenate([b.data for b in pose])
-        idx = np.searchsorted(p["t_host"], s["t_host"]).clip(0, len(p) - 1)
-        hit = p["t_host"][idx] == s["t_host"]
-        pos = np.where(hit[:, None, None], p["pos"][idx], np.nan)
-        quat = np.where(hit[:, None, None], p["quat"][idx], np.nan)
+        pos, quat = _matched(pose, s["t_host"], "pos", "quat")
+    dofs: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    if torque:
+        tau, residual = _matched(torque, s["t_host"], "tau", "residual")
+        meta = torque[0].info.meta
+        dofs = tuple(meta.get("dofs") or [f"dof{i}" for i in range(tau.shape[1])])
+        units = tuple(meta.get("units") or ["N m"] * len(dofs))
     return Motion(s["t_host"].astype(np.int64), bodies, hinges, s["angle"].astype(np.float64),
-                  s["q_rel"].astype(np.float64), pos, quat)
+                  s["q_rel"].astype(np.float64), pos, quat, tau, residual, dofs, units)
+
+
+def _matched(blocks: list[Block], t_host: np.ndarray, *fields: str) -> list[np.ndarray]:
+    """``fields`` of the samples in ``blocks`` at each of ``t_host``, NaN where none has it."""
+    p = np.concatenate([b.data for b in blocks])
+    idx = np.searchsorted(p["t_host"], t_host).clip(0, len(p) - 1)
+    hit = p["t_host"][idx] == t_host
+    out = []
+    for name in fields:
+        v = p[name][idx].astype(np.float64)
+        out.append(np.where(hit.reshape((-1,) + (1,) * (v.ndim - 1)), v, np.nan))
+    return out
 
 
 def csv_columns(m: Motion) -> list[tuple[str, np.ndarray]]:
@@ -65,6 +89,12 @@ def csv_columns(m: Motion) -> list[tuple[str, np.ndarray]]:
         for i, b in enumerate(m.bodies):
             cols += [(f"{b}_pos_{c}_m", m.pos[:, i, k]) for k, c in enumerate("xyz")]
             cols += [(f"{b}_quat_{c}", m.quat[:, i, k]) for k, c in enumerate("wxyz")]
+    if m.torque is not None and m.residual is not None:
+        cols += [(f"{d}_torque_{u.replace(' ', '')}", m.torque[:, i])
+                 for i, (d, u) in enumerate(zip(m.dofs, m.dof_units))]
+        cols += [(f"residual_{c}_{u}", m.residual[:, k])
+                 for k, (c, u) in enumerate(zip(("fx", "fy", "fz", "mx", "my", "mz"),
+                                                ("N",) * 3 + ("Nm",) * 3))]
     return cols
 
 
@@ -88,8 +118,31 @@ def write_mot(m: Motion, path: str | Path, name: str = "imuflow") -> None:
     """
     cols = [("time", m.t_s)] + [(f"{h}_angle", np.degrees(m.angle[:, i]))
                                 for i, h in enumerate(m.hinges)]
+    _write_storage(path, name, cols, in_degrees=True)
+
+
+def torque_file(mot_path: str | Path) -> Path:
+    """Where the torques of a ``.mot`` export go: ``<stem>_torques.sto`` beside it."""
+    p = Path(mot_path)
+    return p.with_name(p.stem + "_torques.sto")
+
+
+def write_sto_torques(m: Motion, path: str | Path, name: str = "imuflow") -> None:
+    """OpenSim Storage file of the joint torques, like its inverse-dynamics output: time s and
+    ``<coordinate>_moment`` (N m) or ``_force`` (N) per generalised coordinate."""
+    if m.torque is None:
+        raise ValueError("no chain.torque in this motion")
+    cols = [("time", m.t_s)] + [
+        (f"{d}_{'force' if u == 'N' else 'moment'}", m.torque[:, i])
+        for i, (d, u) in enumerate(zip(m.dofs, m.dof_units))]
+    _write_storage(path, f"{name} joint torques", cols, in_degrees=False)
+
+
+def _write_storage(path: str | Path, title: str, cols: list[tuple[str, np.ndarray]],
+                   in_degrees: bool) -> None:
+    """OpenSim Storage (version 1): header, tab-separated column names, one row per sample."""
     with atomic_text(path) as f:
-        f.write(f"{name}\nversion=1\nnRows={len(m.t_host)}\nnColumns={len(cols)}\n"
-                "inDegrees=yes\nendheader\n")
+        f.write(f"{title}\nversion=1\nnRows={len(cols[0][1])}\nnColumns={len(cols)}\n"
+                f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n")
         f.write("\t".join(c for c, _ in cols) + "\n")
         np.savetxt(f, np.column_stack([v for _, v in cols]), delimiter="\t", fmt="%.8f")

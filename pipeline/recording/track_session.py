@@ -4,7 +4,9 @@ The graph is a live tracking graph (e.g. ``configs/replay.yaml``) rewritten for 
 work: its one replay node plays the session at speed 0 with the recorded times, only the
 nodes that ``chain.state`` and ``chain.pose`` depend on are kept (no window, no recorder),
 and everything runs in the calling thread (:class:`pipeline.runtime.inline.InlineGraph`),
-so the numbers are those of a live run. Used by ``imuflow track`` and ``tools/bench_track.py``.
+so the numbers are those of a live run. With :func:`with_torques` (or a graph that has a
+``chain.torque`` node) the joint torques are kept as well. Used by ``imuflow track`` and
+``tools/bench_track.py``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.recording.motion_export import motion_from_blocks, write_csv, write_mot
+from pipeline.recording.motion_export import (
+    motion_from_blocks,
+    torque_file,
+    write_csv,
+    write_mot,
+    write_sto_torques,
+)
 from pipeline.recording.session_writer import SessionWriter
 from pipeline.runtime.errors import ConfigError, ImuflowError
-from pipeline.runtime.graph import GraphSpec, NodeSpec
+from pipeline.runtime.graph import EdgeSpec, GraphSpec, NodeSpec
 from pipeline.runtime.inline import InlineGraph
 from pipeline.runtime.message import Block
 from pipeline.runtime.registry import resolve
 from pipeline.runtime.sensor_check import check_sensors
-from pipeline.runtime.streams import POSE, STATE
+from pipeline.runtime.streams import POSE, STATE, TORQUE
 
 FORMATS = (".csv", ".mot", ".mcap")
 
@@ -88,10 +96,28 @@ def with_calibration(graph: GraphSpec, calibration: Path | None) -> GraphSpec:
     return graph
 
 
+def with_torques(graph: GraphSpec) -> GraphSpec:
+    """The graph with a ``nodes.dynamics.Dynamics`` node on the estimated chain.state (joint
+    torques by Newton-Euler over the chain's segment inertias), unless it has one already."""
+    if producer(graph, TORQUE, required=False):
+        return graph
+    state = producer(graph, STATE)
+    ids = {n.id for n in graph.nodes}
+    node_id = next(name for i in range(len(ids) + 1)
+                   if (name := f"dynamics{i or ''}") not in ids)
+    group = graph.node(state.split("/")[0]).group
+    spec = NodeSpec(id=node_id, kind="nodes.dynamics.Dynamics", params={},
+                    inputs={"state": [EdgeSpec(state)]}, outputs=[TORQUE], group=group)
+    return replace(graph, nodes=[*graph.nodes, spec],
+                   groups={**graph.groups, group: [*graph.groups.get(group, []), node_id]})
+
+
 def tracking_part(graph: GraphSpec) -> GraphSpec:
-    """Only the nodes that chain.state and chain.pose depend on (no window, no recorder)."""
+    """Only the nodes that chain.state, chain.pose and chain.torque depend on (no window, no
+    recorder)."""
     keep: set[str] = set()
-    todo = [t.split("/")[0] for t in (producer(graph, STATE), producer(graph, POSE, False)) if t]
+    tops = (producer(graph, STATE), producer(graph, POSE, False), producer(graph, TORQUE, False))
+    todo = [t.split("/")[0] for t in tops if t]
     while todo:
         nid = todo.pop()
         if nid not in keep:
@@ -130,8 +156,10 @@ def track(graph: GraphSpec, session: Path, out: Path,
     graph = tracking_part(graph)
     check_sensors(graph)
     state_topic, pose_topic = producer(graph, STATE), producer(graph, POSE, required=False)
+    torque_topic = producer(graph, TORQUE, required=False)
     states: list[Block] = []
     poses: list[Block] = []
+    torques: list[Block] = []
     writer = SessionWriter(out) if out.suffix.lower() == ".mcap" else None
     keep_state = writer.write_block if writer else states.append
     frames = [0, 0, -1]  # count, first and last t_host (ns)
@@ -145,6 +173,8 @@ def track(graph: GraphSpec, session: Path, out: Path,
     taps = {state_topic: on_state}
     if pose_topic:
         taps[pose_topic] = writer.write_block if writer else poses.append
+    if torque_topic:
+        taps[torque_topic] = writer.write_block if writer else torques.append
     inline = InlineGraph(graph, taps)
     replay = next(n for _, n in inline.nodes if isinstance(n, resolve("replay")))
     try:
@@ -154,8 +184,13 @@ def track(graph: GraphSpec, session: Path, out: Path,
         if writer is not None:
             writer.close()
     if writer is None:
-        motion = motion_from_blocks(states, poses)
-        (write_csv if out.suffix.lower() == ".csv" else write_mot)(motion, out)
+        motion = motion_from_blocks(states, poses, torques)
+        if out.suffix.lower() == ".csv":
+            write_csv(motion, out)
+        else:
+            write_mot(motion, out)
+            if motion.torque is not None:
+                write_sto_torques(motion, torque_file(out))
     n = frames[0]
     data_s = (frames[2] - frames[1]) / 1e9 * n / (n - 1) if n > 1 else 0.0
     return TrackSummary(frames=n, data_s=data_s, run_s=run_s, setup_s=setup_s)
