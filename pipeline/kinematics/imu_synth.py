@@ -77,6 +77,7 @@ class SimSettings:
     mount_rotation_max_rad: float = 0.0  # random mounting rotation up to this angle
     fd_step_s: float = 1e-4              # central-difference step for acc and gyr
     gravity_ms2: float = GRAVITY_MS2
+    time_jitter_s: float = 0.0           # +- sampling-time error of each sample (uniform), s
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class SimRecording:
     """Simulated IMU data with ground truth; T samples, n bodies, n_imu sensors.
 
     Attributes:
-        t: (T,) float64, s. acc: (T, n_imu, 3) float32, m/s^2, sensor frame.
+        t: (T,) float64, s, the true sample times (off the 1/rate grid with time jitter).
+        acc: (T, n_imu, 3) float32, m/s^2, sensor frame.
         gyr: (T, n_imu, 3) float32, rad/s, sensor frame. q: (T, nq) float64 joint coordinates.
         q_rel: (T, n, 4) float64 body->parent wxyz. q_world: (T, n, 4) body->earth wxyz.
         pos_world: (T, n, 3) float64 m, earth frame. joint_angles: (T, n_hinge) float64 rad.
@@ -211,6 +213,9 @@ class ImuSimulator:
         """The next n samples of the recording (times continue from the previous block)."""
         t = (self._next + np.arange(n)) / self.rate_hz
         self._next += n
+        if self.settings.time_jitter_s > 0:  # sampled off the nominal grid; truth at the same times
+            j = self.settings.time_jitter_s
+            t = t + self._rng.uniform(-j, j, n)
         h = self.settings.fd_step_s
         q_all = self.motion.q(np.concatenate([t - h, t, t + h]))
         pos, quat = self.kin.forward_batch(q_all)

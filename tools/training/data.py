@@ -40,9 +40,10 @@ def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
     for seed in tqdm(list(seeds), desc=f"simulate {problem.name}", unit="seq", disable=not progress):
         noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
         settings = (problem.stress_settings if stress else problem.sim_settings)(int(seed))
-        rec = simulate(chain, duration_s, rate_hz, int(seed), noise, settings)
+        rec = simulate(problem.chain_for(chain, int(seed)), duration_s, rate_hz, int(seed), noise,
+                       settings)
         x = np.concatenate([rec.acc[:, cols], rec.gyr[:, cols]], axis=2)  # (T, m, 6)
-        imus.append(x.reshape(len(x), -1).astype(np.float32))
+        imus.append(problem.drop_samples(x.reshape(len(x), -1), int(seed)).astype(np.float32))
         q_rels.append(rec.q_rel.astype(np.float32))
     settings = dict(problem.describe(), noisy=noisy, duration_s=duration_s)
     if stress:

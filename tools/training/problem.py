@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
 from pipeline.kinematics.motion import MotionSettings
 
@@ -23,6 +25,11 @@ class Problem:
     placement_jitter_m: float = 0.05            # +- shift along the segment, m
     root_tilt_rad: float = 1.2                  # +- pitch and roll of a free root, rad
     speed_max: float = 1.0                      # fastest motion: 5 rad/s, 60 rad/s^2 at 1.0
+    segment_scale: tuple[float, float] = (1.0, 1.0)  # per-segment length factor, uniform
+    imu_lateral_m: float = 0.0                  # +- IMU offset across its segment (y, z), m
+    time_jitter_s: float = 0.0                  # +- sampling-time error per sample, s
+    drop_prob: float = 0.0                      # chance per sample and IMU that a gap starts
+    drop_max: int = 5                           # longest gap, samples (bridged linearly)
 
     def sim_settings(self, seed: int) -> SimSettings:
         """Per-sequence simulator settings drawn from ``seed``: motion speed and rest frequency vary."""
@@ -36,7 +43,47 @@ class Problem:
             max_rate_rad_s=5.0 * speed, max_acc_rad_s2=60.0 * speed,
             max_rate_m_s=0.8 * speed, max_acc_m_s2=6.0 * speed)
         return SimSettings(motion=motion, placement_jitter_m=self.placement_jitter_m,
-                           mount_rotation_max_rad=self.mount_rotation_max_rad)
+                           mount_rotation_max_rad=self.mount_rotation_max_rad,
+                           time_jitter_s=self.time_jitter_s)
+
+    def chain_for(self, chain: Chain, seed: int) -> Chain:
+        """``chain`` with this sequence's segment lengths and IMU sites: each body's joint
+        offsets to its children and its IMU positions scaled by one factor per body (drawn from
+        ``segment_scale``), IMUs shifted across the segment by up to ``imu_lateral_m``."""
+        if self.segment_scale == (1.0, 1.0) and self.imu_lateral_m == 0.0:
+            return chain
+        rng = np.random.default_rng([seed, 6007])
+        scale = dict(zip(chain.body_names, rng.uniform(*self.segment_scale, chain.n_bodies)))
+        bodies = tuple(b if b.parent is None else dataclasses.replace(
+            b, joint=dataclasses.replace(b.joint, offset=tuple(
+                float(v) * scale[b.parent] for v in b.joint.offset))) for b in chain.bodies)
+        imus = []
+        for s in chain.imus:
+            pos = np.array(s.position) * scale[s.body]
+            across = np.argsort(np.abs(pos))[:2]  # the two axes the segment does not run along
+            pos[across] += rng.uniform(-self.imu_lateral_m, self.imu_lateral_m, 2)
+            imus.append(dataclasses.replace(s, position=tuple(float(v) for v in pos)))
+        return dataclasses.replace(chain, bodies=bodies, imus=tuple(imus))
+
+    def drop_samples(self, x: np.ndarray, seed: int) -> np.ndarray:
+        """Input (T, n_imu*6), per IMU acc then gyr, with lost samples bridged by straight lines
+        as the sync node does: per IMU a gap of 1..``drop_max`` samples starts with ``drop_prob``
+        per sample."""
+        if self.drop_prob <= 0:
+            return x
+        rng = np.random.default_rng([seed, 6011])
+        x = x.copy()
+        t_len = len(x)
+        for i in range(x.shape[1] // 6):
+            cols = slice(6 * i, 6 * i + 6)  # acc then gyr of IMU i
+            for start in np.flatnonzero(rng.random(t_len) < self.drop_prob):
+                stop = min(start + int(rng.integers(1, self.drop_max + 1)), t_len - 1)
+                if start == 0 or stop <= start:
+                    continue
+                w = (np.arange(start, stop) - (start - 1)) / (stop - (start - 1))
+                x[start:stop, cols] = ((1 - w)[:, None] * x[start - 1, cols]
+                                       + w[:, None] * x[stop, cols])
+        return x
 
     def stress_settings(self, seed: int) -> SimSettings:
         """Settings training never uses: the root over the whole sphere (pitch and roll up to
@@ -86,7 +133,22 @@ class Problem:
                       "acc_bias_max_ms2": n.acc_bias_max,
                       "gyr_bias_max_deg_s": round(math.degrees(n.gyr_bias_max), 2),
                       "scale_max": n.acc_scale_max, "bias_walk": "pipeline.kinematics.imu_synth.ImuNoise"},
+            **self._field_randomisation(),
         }
+
+    def _field_randomisation(self) -> dict:
+        """The card entries of segment, IMU-site, timing and dropout randomisation, when used."""
+        out: dict = {}
+        if self.segment_scale != (1.0, 1.0):
+            out["segment_scale"] = list(self.segment_scale)
+        if self.imu_lateral_m:
+            out["imu_lateral_m"] = self.imu_lateral_m
+        if self.time_jitter_s:
+            out["time_jitter_s"] = self.time_jitter_s
+        if self.drop_prob:
+            out["dropped_samples"] = {"gap_start_prob": self.drop_prob, "gap_max": self.drop_max,
+                                      "bridged": "linear, as nodes/sync"}
+        return out
 
 
 PROBLEMS: dict[str, Problem] = {
@@ -100,6 +162,15 @@ PROBLEMS: dict[str, Problem] = {
         name="arm3-wide", chain="configs/chains/arm3.yaml", imus=("seg1", "seg3"),
         outputs=(("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos")),
         root_tilt_rad=math.pi, speed_max=1.3),
+    # arm3-wide plus what real use brings: segment lengths 0.6-1.6x, IMUs anywhere along and up
+    # to 3 cm across their segment, residual mounting errors after calibration (up to 5 deg),
+    # sampling-time errors (+-2 ms) and dropped samples (gaps of 1-5 samples, bridged)
+    "arm3-field": Problem(
+        name="arm3-field", chain="configs/chains/arm3.yaml", imus=("seg1", "seg3"),
+        outputs=(("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos")),
+        root_tilt_rad=math.pi, speed_max=1.3, mount_rotation_max_rad=math.radians(5.0),
+        segment_scale=(0.6, 1.6), imu_lateral_m=0.03,
+        time_jitter_s=0.002, drop_prob=0.005),
     "knee": Problem(
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),

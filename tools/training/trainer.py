@@ -50,6 +50,7 @@ class TrainConfig:
     threads: int = 1
     data_dir: str = "/tmp/imuflow-train/data"
     prior: str = ""  # "constraint": a hybrid model, correcting the constraint estimate
+    init_from: str = ""  # a checkpoint whose weights (and input normalisation) start this run
 
 
 def _normalisation(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +98,11 @@ class Trainer:
         ck = self.run_dir / "checkpoint.pt"
         if resume and ck.exists():
             self._load(ck)
-        elif resume:
-            log.warning("--resume: no checkpoint in %s, starting fresh", self.run_dir)
+        else:
+            if resume:
+                log.warning("--resume: no checkpoint in %s, starting fresh", self.run_dir)
+            if cfg.init_from:
+                self._init_weights(Path(cfg.init_from))
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
 
     def _prior(self, data: ImuDataset, stem: Path) -> np.ndarray:
@@ -126,6 +130,16 @@ class Trainer:
                     "history": self.history, "rng": self.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "config": asdict(self.cfg)}, tmp)
         tmp.replace(path)
+
+    def _init_weights(self, path: Path) -> None:
+        """Start from the model weights of another run's checkpoint (fine-tuning)."""
+        ck = torch.load(path, weights_only=False)
+        if ck["model_config"] != self.model.config():
+            raise ValueError(f"--init-from {path}: its network {ck['model_config']} differs from "
+                             f"this run's {self.model.config()}; give the same --hidden, --layers "
+                             "and --prior")
+        self.model.load_state_dict(ck["model"])
+        log.info("initial weights from %s (epoch %d)", path, ck["epoch"])
 
     def _load(self, path: Path) -> None:
         """Restore a run saved by ``_save``."""
