@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)  # the mutation tests re-read unchanged copies of each file
 def imports_of(source: str) -> list[tuple[int, str]]:
     """(line, absolute module name) of every import statement, nested ones included."""
     found = []
