@@ -94,6 +94,8 @@ def test_live_node_gives_the_offline_numbers(tmp_path, arm3_data, mode):
     step = 1 if mode == "step" else 37
     for i in range(0, t_, step):
         node.on_block("frame", make_block(info, frames[i:i + step]))
+    # one-frame steps run the compiled GRU kernel, which adds the prior's input columns
+    assert node.on_command("model", {})["step_engine"] == "compiled"
     q = np.concatenate([b.data["q_rel"] for b in node.emitted if b.info.kind == STATE])
     for body in (1, 2):  # hinge bodies; the root is heading-free in both
         dots = np.abs(np.sum(q[:, body] * offline[:, body], axis=-1))

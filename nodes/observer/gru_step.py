@@ -9,7 +9,9 @@ models; ``imuflow bench observer``, BENCHMARKS.md).
 Only graphs exported by ``tools/training/export.py`` from
 ``tools.training.network.Observer`` are recognised: per-feature normalisation,
 Linear + GELU embedding, stacked ONNX GRU layers (``linear_before_reset=1``,
-forward, default activations), Linear + GELU + Linear head. The weights are read
+forward, default activations), Linear + GELU + Linear head, and for a hybrid model
+(``input.prior``) the prior's columns of the raw input added to the head's output. The
+weights are read
 from the ONNX initializers (no pickle) and the step is checked against
 onnxruntime on random input at load (:func:`compile_step`); any other graph, or
 a mismatch above :data:`MATCH_TOL`, keeps the onnxruntime step. The kernels keep
@@ -59,6 +61,7 @@ class GruWeights:
     b_head1: np.ndarray
     w_head2: np.ndarray
     b_head2: np.ndarray
+    prior_at: int = -1  # hybrid: y += x[prior_at:prior_at + n_outputs] (raw input); -1: none
 
     @property
     def layers(self) -> int:
@@ -94,7 +97,11 @@ def read_gru_weights(onnx_path: str | Path) -> GruWeights:
         ["Slice", "GRU", "Squeeze"] * layers + ["Transpose", "Concat"])  # one layer: no h0 split
     expect = ["Sub", "Div", "MatMul", "Add", *_GELU, "Transpose", *stack, "MatMul", "Add", *_GELU,
               "MatMul", "Add"]
-    if not layers or ops != expect:
+    prior_at = -1
+    if layers and ops == expect + ["Slice", "Add"]:  # hybrid: the prior's input columns added
+        prior_at = _prior_slice(graph, nodes[-2], nodes[-1])
+        nodes = nodes[:-2]
+    elif not layers or ops != expect:
         raise NotCompilable(f"graph ops {ops[:12]}... are not the GRU observer's")
     for g in grus:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in g.attribute}
@@ -132,7 +139,23 @@ def read_gru_weights(onnx_path: str | Path) -> GruWeights:
         w_in=c(np.stack(w_in), np.float32), w_hid=c(np.stack(w_hid), np.float32),
         b_in=c(b[:, :3 * hidden]), b_hid=c(b[:, 3 * hidden:]),
         w_head1=c(head1), b_head1=c(weight(add2)), w_head2=c(head2),
-        b_head2=c(weight(add3)))
+        b_head2=c(weight(add3)), prior_at=prior_at)
+
+
+def _prior_slice(graph: onnx.GraphProto, sl: onnx.NodeProto, add: onnx.NodeProto) -> int:
+    """First input column of a hybrid's ``y = head + imu[..., a:a + n_out]``; NotCompilable
+    unless the Slice takes the graph's input along its last axis with step 1."""
+    const = {n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+             for n in graph.node if n.op_type == "Constant" and n.attribute}
+    args = [const.get(name) for name in sl.input[1:]]
+    if sl.input[0] != graph.input[0].name or any(a is None for a in args) or len(args) < 3:
+        raise NotCompilable("the hybrid's Slice does not read constant columns of the input")
+    start, end, axes = (int(np.ravel(a)[0]) for a in args[:3])
+    step = int(np.ravel(args[3])[0]) if len(args) > 3 else 1
+    if axes not in (-1, 2) or step != 1 or sl.output[0] not in add.input or start < 0:
+        raise NotCompilable(f"the hybrid's Slice [{start}:{end}] axis {axes} step {step} is not "
+                            "the prior's columns")
+    return start
 
 
 @numba.njit(cache=True)
@@ -232,6 +255,8 @@ class CompiledStep:
         self.x = np.zeros((1, f), np.float32)
         self.y = np.zeros((1, weights.n_outputs), np.float32)
         self._x0, self._y0 = self.x[0], self.y[0]
+        at = weights.prior_at
+        self._prior = self._x0[at:at + weights.n_outputs] if at >= 0 else None
         shape = (weights.layers, 1, hid)
         self._states = ([np.zeros(shape, np.float32)], [np.zeros(shape, np.float32)])
         self._scratch = np.zeros(f + 8 * hid, np.float32)
@@ -245,6 +270,8 @@ class CompiledStep:
             k = 0
         _gru_step(self._x0, self._flat, self._dims, states[k][0], states[1 - k][0], self._y0,
                   self._scratch)
+        if self._prior is not None:
+            self._y0 += self._prior
         return self.y, states[1 - k]
 
 
