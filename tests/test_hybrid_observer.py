@@ -115,3 +115,31 @@ def test_a_prior_without_the_imus_it_needs_names_them():
     knee = load_chain(REPO / "configs/chains/knee.yaml")
     with pytest.raises(ValueError, match="chain IMU 'shank' is not in the input frames"):
         ConstraintPrior(knee, ["thigh"], 100.0, [("shank", "sincos")])
+
+
+def test_output_encoding_kernel_equals_the_numpy_formulas():
+    """encode_outputs (numba, one frame at a time in the live prior) gives the numpy formulas'
+    numbers: hinge angle from the joint-frame twist, heading-free root, w >= 0."""
+    from pipeline.kinematics.fk import rel_to_hinge
+    from pipeline.kinematics.quaternion import heading_free
+
+    chain = load_chain(ARM3)
+    outputs = [("seg1", "quat"), ("seg2", "sincos"), ("seg3", "sincos"), ("seg3", "quat")]
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(5, 300, 3, 4))
+    q[0, 0] = 0.0  # zero quaternions: the identity
+    q[0, 1, 0] = (0.0, 1.0, 0.0, 0.0)  # upside down: no twist part
+    parts = []
+    for body, enc in outputs:
+        i = chain.index(body)
+        if enc == "sincos":
+            a = rel_to_hinge(q[..., i, :], chain.rotations[i], chain.axes[i])
+            parts += [np.sin(a)[..., None], np.cos(a)[..., None]]
+        elif i == 0:
+            parts.append(heading_free(q[..., i, :]))
+        else:
+            parts.append(np.where(q[..., i, :1] < 0, -q[..., i, :], q[..., i, :]))
+    expected = np.concatenate(parts, axis=-1).astype(np.float32)
+    np.testing.assert_array_equal(encode_outputs(chain, outputs, q), expected)
+    one = encode_outputs(chain, outputs, q[1, 7])
+    np.testing.assert_array_equal(one, expected[1, 7])

@@ -303,7 +303,12 @@ def score(args: argparse.Namespace) -> int:
     """Score the imuflow model and RING's predictions on the same sequences; print the table."""
     try:
         from pipeline.evaluation.joint_errors import error_stats
-        from pipeline.evaluation.observer_eval import OnnxObserverModel, body_errors, evaluate
+        from pipeline.evaluation.observer_eval import (
+            OnnxObserverModel,
+            body_errors,
+            evaluate,
+            model_input,
+        )
         from pipeline.kinematics.chain import load_chain
     except ImportError as exc:
         raise CompareError(f"'score' needs imuflow's environment (onnxruntime, numba): {exc}; "
@@ -335,13 +340,11 @@ def score(args: argparse.Namespace) -> int:
     k = round(args.warmup_s * data.rate_hz)
 
     ours = evaluate(model, sub, args.warmup_s)  # exactly `imuflow eval`
-    cols = [sub.imus.index(n) for n in card.imus]
-    s_, t_ = sub.imu.shape[:2]
-    imu = sub.imu.reshape(s_, t_, len(sub.imus), 6)[:, :, cols].reshape(s_, t_, -1)
+    s_ = sub.imu.shape[0]
     our_seconds = []
-    for i in range(s_):  # timing: one 60 s sequence per session.run, batch 1, 1 thread
+    for i in range(s_):  # timing: one 60 s sequence (a hybrid's prior included), batch 1
         t0 = time.perf_counter()
-        model.run(imu[i:i + 1])
+        model.run(model_input(card, chain, replace(sub, imu=sub.imu[i:i + 1])))
         our_seconds.append(time.perf_counter() - t0)
 
     q_true = sub.q_rel.astype(np.float64)

@@ -124,6 +124,8 @@ class ConstraintEstimator:
         self._theta = np.zeros(len(hinges))
         self._started = False
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
+        self._frozen = [b for b in range(1, chain.n_bodies)
+                        if chain.joint_types[b] == JointType.FROZEN]
 
     def _hinge(self, body: int, slot: int, parent_imu: int, child_imu: int) -> _Hinge:
         """A hinge with an IMU on both sides: axis and gravity-plane bases in both frames."""
@@ -153,9 +155,8 @@ class ConstraintEstimator:
             q_rel[:, h.body] = one_quat
         if self._pairs:
             self._two_axis(acc, gyr, q_rel, angle)
-        for b in range(1, self.chain.n_bodies):  # frozen bodies: their fixed rotation
-            if self.chain.joint_types[b] == JointType.FROZEN:
-                q_rel[:, b] = self._rot0[b]
+        for b in self._frozen:  # frozen bodies: their fixed rotation
+            q_rel[:, b] = self._rot0[b]
 
     def _two_axis(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
                   angle: np.ndarray) -> None:

@@ -12,13 +12,15 @@ Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import vqf
+from numba import njit
 
 from pipeline.estimation.constraint import ConstraintEstimator, finite_or_zero, warm_up
 from pipeline.kinematics.chain import Chain
-from pipeline.kinematics.fk import rel_to_hinge
-from pipeline.kinematics.quaternion import heading_free
+from pipeline.kinematics.quaternion import qmul4
 
 PRIOR_KINDS = ("constraint",)
 
@@ -30,18 +32,64 @@ def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[st
     Per (body, encoding): ``sincos`` of a hinge angle; ``quat`` of the root, heading-free
     (inclination only, w >= 0), or of another body (w >= 0).
     """
-    parts = []
+    q = np.asarray(q_rel, dtype=np.float64)
+    lead = q.shape[:-2]
+    flat = np.ascontiguousarray(q.reshape((-1,) + q.shape[-2:]))
+    out = np.empty((len(flat), output_width(outputs)), np.float32)
+    _encode_into(flat, *_encode_plan(chain, outputs), out)
+    return out.reshape(lead + (out.shape[-1],))
+
+
+def _encode_plan(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kernel rows (body, kind, first column), joint rotations (k, 4) and hinge axes (k, 3);
+    kind 0: sincos of a hinge, 1: heading-free root quat, 2: quat with w >= 0."""
+    plan, col = [], 0
     for body, enc in outputs:
         i = chain.index(body)
-        q = np.asarray(q_rel[..., i, :], dtype=np.float64)
-        if enc == "sincos":
-            a = rel_to_hinge(q, chain.rotations[i], chain.axes[i])
-            parts += [np.sin(a)[..., None], np.cos(a)[..., None]]
-        elif i == 0 or chain.parents[i] < 0:
-            parts.append(heading_free(q))
-        else:
-            parts.append(np.where(q[..., :1] < 0, -q, q))
-    return np.concatenate(parts, axis=-1).astype(np.float32)
+        kind = 0 if enc == "sincos" else 1 if i == 0 or chain.parents[i] < 0 else 2
+        plan.append((i, kind, col))
+        col += 2 if enc == "sincos" else 4
+    idx = [i for i, _, _ in plan]
+    return (np.array(plan, np.int64).reshape(-1, 3),
+            np.ascontiguousarray(chain.rotations[idx], dtype=np.float64).reshape(-1, 4),
+            np.ascontiguousarray(chain.axes[idx], dtype=np.float64).reshape(-1, 3))
+
+
+@njit(cache=True)
+def _encode_into(q_rel, plan, rot, axis, out):  # pragma: no cover - numba
+    """``encode_outputs`` of q_rel (n, n_bodies, 4) into out (n, width) float32, in float64."""
+    for t in range(q_rel.shape[0]):
+        for k in range(plan.shape[0]):
+            b, kind, c = plan[k, 0], plan[k, 1], plan[k, 2]
+            w, x, y, z = q_rel[t, b, 0], q_rel[t, b, 1], q_rel[t, b, 2], q_rel[t, b, 3]
+            if kind == 0:  # hinge angle about the axis, in the joint frame: (-pi, pi]
+                jw, jx, jy, jz = qmul4(rot[k, 0], -rot[k, 1], -rot[k, 2], -rot[k, 3], w, x, y, z)
+                a = 2.0 * math.atan2(jx * axis[k, 0] + jy * axis[k, 1] + jz * axis[k, 2], jw)
+                if a > math.pi:
+                    a -= 2.0 * math.pi
+                elif a <= -math.pi:
+                    a += 2.0 * math.pi
+                out[t, c], out[t, c + 1] = math.sin(a), math.cos(a)
+                continue
+            if kind == 1:  # q = twist_z * swing: keep the swing (inclination)
+                w, x, y, z = _unit(w, x, y, z)
+                tn = math.sqrt(w * w + z * z)
+                tw, tz = (1.0, 0.0) if tn == 0.0 else (w / tn, z / tn)
+                w, x, y, z = qmul4(tw, 0.0, 0.0, -tz, w, x, y, z)
+                w, x, y, z = _unit(w, x, y, 0.0)  # z is zero up to round-off
+            if w < 0.0:
+                w, x, y, z = -w, -x, -y, -z
+            out[t, c], out[t, c + 1], out[t, c + 2], out[t, c + 3] = w, x, y, z
+
+
+@njit(cache=True, inline="always")
+def _unit(w, x, y, z):  # pragma: no cover - numba
+    """q / |q|; the zero quaternion becomes the identity."""
+    n = math.sqrt(w * w + x * x + y * y + z * z)
+    if n == 0.0:
+        return 1.0, 0.0, 0.0, 0.0
+    return w / n, x / n, y / n, z / n
 
 
 def output_width(outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> int:
@@ -61,6 +109,7 @@ class ConstraintPrior:
         self.chain, self.outputs = chain, tuple(outputs)
         self.width, self.n_imu = output_width(outputs), len(imus)
         self._estimator = ConstraintEstimator(chain, list(imus), rate_hz)
+        self._plan = _encode_plan(chain, outputs)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc == "quat" for body, enc in outputs):
             root = [imus.index(n) for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
@@ -80,7 +129,9 @@ class ConstraintPrior:
             k = self._root_imu
             q_rel[:, 0] = self._root_vqf.updateBatch(finite_or_zero(gyr[:, k]),
                                                      finite_or_zero(acc[:, k]))["quat6D"]
-        return encode_outputs(self.chain, self.outputs, q_rel)
+        out = np.empty((n, self.width), np.float32)
+        _encode_into(q_rel, *self._plan, out)  # encode_outputs, its plan made once
+        return out
 
 
 def warm_up_prior(prior: ConstraintPrior) -> None:

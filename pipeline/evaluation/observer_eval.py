@@ -105,6 +105,19 @@ class EvalResult:
     q_rel: np.ndarray | None = None   # (S, T, n_bodies, 4) the model's estimates, see predictions
 
 
+def model_input(card: ModelCard, chain: Chain, data: ImuDataset) -> np.ndarray:
+    """The model's input (S, T, n_features) float32: the card's IMUs in its order (acc m/s^2
+    then gyr rad/s each, sensor frame) and, for a hybrid, the constraint prior after them."""
+    s_, t_ = data.imu.shape[:2]
+    cols = [data.imus.index(n) for n in card.imus]
+    imu = data.imu.reshape(s_, t_, len(data.imus), 6)[:, :, cols].reshape(s_, t_, -1)
+    if card.prior:  # a hybrid model: the constraint estimate goes in beside the signals
+        outputs = [(o.body, o.encoding) for o in card.outputs]
+        imu = np.concatenate([imu, prior_features(chain, list(card.imus), card.rate_hz,
+                                                  outputs, imu)], axis=-1)
+    return imu
+
+
 def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
              batch: int = 16) -> EvalResult:
     """Run ``model`` over every sequence of ``data`` and collect per-joint errors after warm-up."""
@@ -120,13 +133,8 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
     if tuple(chain.body_names) != tuple(data.bodies):
         raise ValueError(f"dataset bodies {data.bodies} differ from chain {card.chain} "
                          f"bodies {chain.body_names}")
-    s_, t_ = data.imu.shape[:2]
-    cols = [data.imus.index(n) for n in card.imus]  # the model's IMUs, in its order
-    imu = data.imu.reshape(s_, t_, len(data.imus), 6)[:, :, cols].reshape(s_, t_, -1)
-    if card.prior:  # a hybrid model: the constraint estimate goes in beside the signals
-        outputs = [(o.body, o.encoding) for o in card.outputs]
-        imu = np.concatenate([imu, prior_features(chain, list(card.imus), card.rate_hz,
-                                                  outputs, imu)], axis=-1)
+    s_ = data.imu.shape[0]
+    imu = model_input(card, chain, data)
     ys = [model.run(imu[i:i + batch])[0] for i in range(0, s_, batch)]
     y = np.concatenate(ys)
     errs = body_errors(card, chain, y, data.q_rel)
