@@ -38,6 +38,7 @@ from pipeline.evaluation.model_card import (
     write_card,
 )
 from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import simulate
 from pipeline.runtime.streams import frame_dtype
 from tools import machine_info  # noqa: E402
 from tools.training_extra import torch_missing
@@ -127,6 +128,21 @@ def _step_times(step, x: np.ndarray, state: list[np.ndarray], pause_s: float) ->
     return _percentiles(lat)
 
 
+def _node_times(runner: ObserverRunner, frames: np.ndarray, out: np.ndarray,
+                pause_s: float) -> dict:
+    """p50/p99 of the node's one-frame ``runner.process`` (features, a hybrid's prior, the
+    step, decoding); with ``pause_s`` > 0 after a sleep each, in thread CPU time."""
+    clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
+    lat = []
+    for i in range(len(frames)):
+        if pause_s > 0:
+            time.sleep(pause_s)
+        t0 = clock()
+        runner.process(frames[i:i + 1], out)
+        lat.append(clock() - t0)
+    return _percentiles(lat)
+
+
 def _engines(session, x: np.ndarray, steps: int) -> dict:
     """Hot and 100 Hz-paced one-frame step times of onnxruntime and, if used, the kernel."""
     out = {}
@@ -159,23 +175,20 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
            "features": card.n_features, "outputs": card.n_outputs,
            "onnx_step": _percentiles(lat), "step_engine": session.step_engine,
            "one_frame_steps": _engines(session, x, steps)}
-    # one frame through the node's runner: features, session.run, output decoding
+    # one frame through the node's runner: features, a hybrid's prior, the step, decoding; on
+    # simulated motion of the card's chain (the prior's estimators work as in use)
     chain = load_chain(REPO / "configs" / "chains" / f"{Path(card.chain).stem}.yaml")
-    fit = fit_model(card, chain, list(card.imus), card.rate_hz)  # a hybrid's prior included
+    fit = fit_model(card, chain, list(card.imus), card.rate_hz)
     runner = ObserverRunner(session, fit, reset_gap_s=1.0, block_mode=False)
-    n_imu = len(card.imus)
-    frames = np.zeros(steps, dtype=frame_dtype(n_imu))
-    frames["t_host"] = np.arange(steps) * 10_000_000
-    frames["acc"] = x[:, :3 * n_imu].reshape(steps, -1, 3)
-    frames["gyr"] = x[:, 3 * n_imu:6 * n_imu].reshape(steps, -1, 3)
+    rec = simulate(chain, steps / card.rate_hz, card.rate_hz, 0)
+    cols = [chain.imu_names.index(n) for n in card.imus]
+    frames = np.zeros(steps, dtype=frame_dtype(len(cols)))
+    frames["t_host"] = np.arange(steps) * round(1e9 / card.rate_hz)
+    frames["acc"], frames["gyr"] = rec.acc[:steps, cols], rec.gyr[:steps, cols]
     out = np.empty(1, dtype=[("q_rel", "<f4", (chain.n_bodies, 4)),
                              ("angle", "<f4", (len(chain.hinge_bodies),))])
-    lat = []
-    for i in range(steps):
-        t0 = time.perf_counter_ns()
-        runner.process(frames[i:i + 1], out)
-        lat.append(time.perf_counter_ns() - t0)
-    row["node_step"] = _percentiles(lat)
+    row["node_step"] = _node_times(runner, frames, out, 0.0)
+    row["node_step_paced_100hz"] = _node_times(runner, frames[:PACED_STEPS], out, 0.01)
     t_block = 1000
     xb = np.tile(x, (t_block // len(x) + 1, 1))[:t_block]
     best = float("inf")
@@ -299,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\none-frame step engines, p50/p99 us: hot loop | at 100 Hz (10 ms sleep before each, "
           "CPU time)")
     for r in rows:
+        if "node_step" in r:
+            h, c = r["node_step"], r["node_step_paced_100hz"]
+            print(f"{r['model']:<18} {'node step':<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "
+                  f"{c['p50_us']:>7.1f}/{c['p99_us']:<8.1f}")
         for name, e in r.get("one_frame_steps", {}).items():
             h, c = e["hot"], e["paced_100hz"]
             print(f"{r['model']:<18} {name:<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "

@@ -175,5 +175,7 @@ class ConstraintEstimator:
 def finite_or_zero(v: np.ndarray) -> np.ndarray:
     """(n, 3) float64 C-contiguous copy with non-finite rows zeroed (VQF skips zero acc)."""
     v = np.array(v, dtype=np.float64, order="C")
-    v[~np.isfinite(v).all(axis=1)] = 0.0
+    finite = np.isfinite(v)
+    if not finite.all():  # rare: skip the row indexing on clean frames (per-frame hot path)
+        v[~finite.all(axis=1)] = 0.0
     return v
