@@ -171,6 +171,15 @@ PROBLEMS: dict[str, Problem] = {
         root_tilt_rad=math.pi, speed_max=1.3, mount_rotation_max_rad=math.radians(5.0),
         segment_scale=(0.6, 1.6), imu_lateral_m=0.03,
         time_jitter_s=0.002, drop_prob=0.005),
+    # the knee after sensor-to-segment calibration, with what real use brings: residual
+    # mounting errors up to 5 deg, segment lengths 0.8-1.25x, IMUs up to 3 cm off their site
+    # across the segment, the thigh at any tilt (lying, kneeling), sampling-time jitter and
+    # dropped samples as for arm3-field
+    "knee-field": Problem(
+        name="knee-field", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
+        outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(5.0),
+        root_tilt_rad=math.pi, speed_max=1.3, segment_scale=(0.8, 1.25), imu_lateral_m=0.03,
+        time_jitter_s=0.002, drop_prob=0.005),
     "knee": Problem(
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
