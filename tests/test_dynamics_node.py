@@ -21,12 +21,14 @@ from pipeline.runtime.testing import make_block
 
 REPO = Path(__file__).resolve().parents[1]
 ARM5 = REPO / "configs" / "chains" / "arm5.yaml"
+KNEE = REPO / "configs" / "chains" / "knee.yaml"
 RATE = 100.0
 
 
-def arm_states(seconds: float = 6.0, seed: int = 4):
-    """chain.state samples of random arm5 motion, with the true q, qd, qdd."""
-    chain = load_chain(ARM5)
+def arm_states(seconds: float = 6.0, seed: int = 4, chain_file: Path = ARM5):
+    """chain.state samples of random motion of ``chain_file`` (arm5), ideal imu.frame
+    samples, and the true q, qd, qdd."""
+    chain = load_chain(chain_file)
     motion = generate_motion(chain, seconds + 1.0, seed)
     rec = simulate(chain, seconds, RATE, seed, ImuNoise.none(),
                    SimSettings(placement_jitter_m=0.0), motion=motion)
@@ -108,6 +110,30 @@ def test_gyroscope_rates_replace_differentiated_ones() -> None:
     out_sg = feed(sg, st, (1,))
     assert not np.array_equal(out_sg["qd"], out["qd"])
     np.testing.assert_allclose(out["qdd"], qdd[idx], atol=0.05 * np.abs(qdd).max())
+
+
+def test_root_imu_gives_a_floating_root_its_linear_acceleration() -> None:
+    """knee: the thigh is a free root that translates; chain.state has no positions, so the
+    root's acceleration comes from the thigh IMU (ideal sensors, true angles)."""
+    chain, st, frames, q, qd, qdd = arm_states(6.0, chain_file=KNEE)
+    knee = chain.qd_start[1]
+    err = {}
+    for root_acc in (True, False):
+        node = Dynamics.create("dynamics", chain=str(KNEE), root_acc=root_acc)
+        out = feed(node, st, (1,), frames, list(chain.imu_names))
+        meta = node.output_info(TORQUE).meta
+        assert meta["root_acceleration"] == ("root IMU" if root_acc else "zero (not measured)")
+        assert node.stats.extra["root_acc_frames"] == (len(out) if root_acc else 0)
+        idx = np.searchsorted(st["t_host"], out["t_host"])
+        lin = qdd[idx, :3]  # m/s^2, the true root acceleration
+        lin_err = np.sqrt(np.mean((out["qdd"][:, :3] - lin) ** 2))
+        if root_acc:  # the rest is the lever arm's alpha, a derivative of the gyro (7 frames)
+            assert lin_err < 0.1 * np.sqrt(np.mean(lin ** 2)), lin_err
+        true_tau, _ = InverseDynamics(chain).torques_batch(q[idx], qd[idx], qdd[idx])
+        err[root_acc] = np.sqrt(np.mean((out["tau"][:, knee] - true_tau[:, knee]) ** 2))
+    rms = np.sqrt(np.mean(true_tau[:, knee] ** 2))
+    assert err[True] < 0.03 * rms, (err, rms)  # 1.5 % measured
+    assert err[False] > 5 * err[True], err  # without it the thigh's translation is missing (11 %)
 
 
 def test_gap_restarts_the_window() -> None:

@@ -14,12 +14,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from nodes.dynamics.gyro import GyroRates
+from nodes.dynamics.gyro import GyroRates, root_acceleration
 from nodes.dynamics.learned import LearnedDynamics, load_dynamics_card
 from pipeline.dynamics.differentiator import Differentiator, StateToQ
 from pipeline.dynamics.rigid_body import InverseDynamics, dof_units
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.inertia import MissingInertia, Subject
+from pipeline.kinematics.quaternion import np_qconj, np_qmul, np_qrotate
 from pipeline.runtime.errors import ConfigError, ModelRejected
 from pipeline.runtime.message import Block, StreamInfo
 from pipeline.runtime.node import GraphContext, Node
@@ -36,8 +37,9 @@ class Dynamics(Node):
         state: chain.state or chain.truth (q_rel (n_bodies, 4) w,x,y,z body to parent; hinge
             angle rad); ``info.rate_hz`` (or params.rate_hz) is the frame rate.
         imu: imu.frame (optional): gyroscope rates (rad/s, sensor frame) give the rates of the
-            hinges whose body and parent carry an IMU (or whose parent is the earth); frames
-            are paired with states by t_host (within half a period).
+            hinges whose body and parent carry an IMU (or whose parent is the earth), and a
+            free root's IMU gives the root's linear acceleration (acc m/s^2: specific force);
+            frames are paired with states by t_host (within half a period).
         chain.torque (out): one sample per state frame once the differentiating window is
             full; ``t_host`` is that of the frame the estimate belongs to (``delay_s`` in the
             stream meta behind the newest input); tau (n_dof,) N m / N, residual (6,) N, N m
@@ -57,6 +59,7 @@ class Dynamics(Node):
         window: int = 7  # samples of the Savitzky-Golay fit (quadratic), >= 3
         evaluate: Literal["centre", "newest"] = "centre"  # centre: delay (window-1)/2 frames
         gyro: bool = True  # hinge rates from gyroscopes when an imu input carries them
+        root_acc: bool = True  # a free root's linear acceleration from its IMU's accelerometer
         rate_hz: float = 0.0  # frame rate; 0: the state stream's rate_hz
         subject_mass_kg: float = 0.0  # > 0: scale anthropometric inertia to this subject
         subject_height_m: float = 0.0
@@ -101,7 +104,8 @@ class Dynamics(Node):
         self._rate_hz = 0.0
         self._last_t: int | None = None
         self._ready: tuple[LearnedDynamics | None, concurrent.futures.Future, dict] | None = None
-        self.stats.extra.update(resets=0, gyro_frames=0, swaps=0, model=self._model_name())
+        self.stats.extra.update(resets=0, gyro_frames=0, root_acc_frames=0, swaps=0,
+                                model=self._model_name())
         self.dyn.torques(self.chain.q_zero(), np.zeros(self.chain.nqd), np.zeros(self.chain.nqd))
 
     def teardown(self) -> None:
@@ -138,11 +142,14 @@ class Dynamics(Node):
         self._t_ring = np.zeros(self.params.window, np.int64)
         self._qrel_ring = np.zeros((self.params.window, self.chain.n_bodies, 4))
         self._gyro_ring = np.full((self.params.window, 0), np.nan)
+        self._root_ring = np.full((self.params.window, 6), np.nan)  # root IMU f, w; body axes
         self._declare()
 
     def _declare(self) -> None:
         d = self.diff
-        gyro = [self.chain.body_names[i] for i, _ in self.gyro.bodies] if self.gyro else []
+        gyro = ([self.chain.body_names[i] for i, _ in self.gyro.bodies]
+                if self.gyro and self.params.gyro else [])
+        root_acc = bool(self.gyro and self.params.root_acc and self.gyro.root_col >= 0)
         self.declare(TORQUE, StreamInfo.for_array(
             f"{self.id}/{TORQUE}", TORQUE, self._dtype, rate_hz=self._rate_hz,
             channels=self._dtype.names, units=("ns", "N m|N", "N|N m", "rad/s|m/s",
@@ -150,11 +157,12 @@ class Dynamics(Node):
             meta={"chain": self.chain.name, "dofs": self.dyn.dof_names,
                   "units": dof_units(self.chain), "delay_s": d.delay_s, "window": d.window,
                   "evaluate": self.params.evaluate, "gyro_hinges": gyro,
+                  "root_acceleration": "root IMU" if root_acc else "zero (not measured)",
                   "model": self._model_name(), "floating": self.dyn.floating,
                   "residual": "force N (3), moment N m (3) on the root, earth frame"}))
 
     def _keep_imu(self, block: Block) -> None:
-        if not self.params.gyro:
+        if not (self.params.gyro or self.params.root_acc):
             return
         imus = list(block.info.meta.get("imus") or [])
         with self._lock:
@@ -182,8 +190,12 @@ class Dynamics(Node):
             self._last_t = t
             row = d.count % w
             self._t_ring[row] = t
-            g = self.gyro.rates(t, data["q_rel"][k]) if self.gyro is not None else None
-            if self.gyro is not None and self._gyro_ring.shape[1] != len(self.gyro.dofs):
+            use_gyro = self.gyro is not None and self.params.gyro
+            g = self.gyro.rates(t, data["q_rel"][k]) if use_gyro else None
+            if self.params.root_acc and self.gyro is not None:
+                f = self.gyro.root_imu(t)
+                self._root_ring[row] = np.nan if f is None else f
+            if use_gyro and self._gyro_ring.shape[1] != len(self.gyro.dofs):
                 self._gyro_ring = np.full((w, len(self.gyro.dofs)), np.nan)
             if self._gyro_ring.shape[1]:
                 self._gyro_ring[row] = np.nan if g is None else g
@@ -199,6 +211,11 @@ class Dynamics(Node):
                     qd[self.gyro.dofs] = ring[d.at]
                     qdd[self.gyro.dofs] = d.c1 @ ring
                     self.stats.extra["gyro_frames"] += 1
+            root = self._root_ring[(oldest + np.arange(w)) % w]
+            if self.params.root_acc and np.all(np.isfinite(root)):
+                qdd = qdd.copy()
+                qdd[:3] = self._root_linear(d.q, root[d.at, :3], root[d.at, 3:], d.c1 @ root[:, 3:])
+                self.stats.extra["root_acc_frames"] += 1
             tau, res = self.dyn.torques(d.q, qd, qdd)
             tau = self._learned(d.q, qd, qdd, tau)
             o = out[k_out]
@@ -206,6 +223,16 @@ class Dynamics(Node):
             o["tau"], o["residual"], o["qd"], o["qdd"] = tau, res, qd, qdd
             k_out += 1
         return out[:k_out]
+
+    def _root_linear(self, q: np.ndarray, force: np.ndarray, rate: np.ndarray,
+                     rate_dot: np.ndarray) -> np.ndarray:
+        """The free root's position acceleration (3,), joint frame, from its IMU: specific
+        force, rate and its derivative (body axes) at the evaluated frame."""
+        rot_j = self.chain.rotations[0]
+        q_world = np_qmul(rot_j, q[3:7])  # root body -> earth
+        a = root_acceleration(force, q_world, rate, rate_dot, self.gyro.root_site,
+                              self.dyn.gravity)
+        return np_qrotate(np_qconj(rot_j), a)
 
     def _learned(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
                  tau: np.ndarray) -> np.ndarray:
