@@ -112,6 +112,20 @@ MUTATIONS = [
              "    if (isinstance(data, np.ndarray) and data.nbytes >= 65536",
              "    if (False and isinstance(data, np.ndarray) and data.nbytes >= 65536",
              ("tests/test_recorder.py", "-k", "without_copies")),
+    Mutation("headless frames keep the first pose", "nodes/view/headless.py",
+             "        write_png(path, self.renderer.render(pos, quat))\n"
+             "        self.frames_written += 1\n",
+             "        self.__dict__.setdefault('_first', (pos.copy(), quat.copy()))\n"
+             "        write_png(path, self.renderer.render(*self._first))\n"
+             "        self.frames_written += 1\n",
+             ("tests/test_viewer.py", "-k", "headless_without_display")),
+    Mutation("compiled step drops a hybrid's prior", "nodes/observer/gru_step.py",
+             "        if self._prior is not None:\n            self._y0 += self._prior\n", "",
+             ("tests/test_hybrid_observer.py", "tests/test_gru_step.py")),
+    Mutation("dynamics ignores the root IMU", "nodes/dynamics/node.py",
+             "            if self.params.root_acc and np.all(np.isfinite(root)):",
+             "            if False and np.all(np.isfinite(root)):",
+             ("tests/test_dynamics_node.py",)),
 ]
 
 
