@@ -73,8 +73,13 @@ def _track(realdata: Path, tmp: Path) -> dict:
     angle = np.interp(ring["t"], t, np.degrees(state["angle"][:, 0].astype(np.float64)))
     proc = _imuflow("track", str(session), "--calibration", str(cal), "-o", str(tmp / "knee.csv"))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _imuflow("track", str(session), "--calibration", str(cal), "--model",
+                    str(REPO / "models/knee.onnx"), "-o", str(tmp / "model.csv"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = np.genfromtxt(tmp / "model.csv", delimiter=",", names=True)
     return {"t": ring["t"], "ours": angle, "ring": ring["angle_deg"], "state": state,
             "track_csv": np.genfromtxt(tmp / "knee.csv", delimiter=",", names=True),
+            "model": np.interp(ring["t"], model["time_s"], model["shank_angle_deg"]),
             "calibration": yaml.safe_load(cal.read_text())}
 
 
@@ -96,9 +101,11 @@ def test_track_writes_the_live_runs_angles(tracked: dict) -> None:
                                rtol=0)
 
 
-def test_knee_angle_follows_ring(tracked: dict) -> None:
+@pytest.mark.parametrize("observer", ["ours", "model"])
+def test_knee_angle_follows_ring(tracked: dict, observer: str) -> None:
+    """The constraint observer (the replay graph) and models/knee.onnx (`track --model`)."""
     m = tracked["t"] >= COMPARE_FROM_S
-    corr = np.corrcoef(tracked["ours"][m], tracked["ring"][m])[0, 1]
+    corr = np.corrcoef(tracked[observer][m], tracked["ring"][m])[0, 1]
     assert corr >= 0.95, corr
 
 

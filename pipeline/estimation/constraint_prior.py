@@ -136,13 +136,15 @@ class ConstraintPrior:
 
 def warm_up_prior(prior: ConstraintPrior) -> None:
     """Compile (or load from numba's cache) every kernel ``prior`` runs on frames (float32,
-    read-only or not) by feeding it two still frames: for a node's setup, on a throwaway prior."""
+    read-only or not, one frame or more) by feeding it still frames: for a node's setup, on a
+    throwaway prior."""
     warm_up()
-    for writeable in (False, True):
-        z = np.zeros((2, prior.n_imu, 3), np.float32)
-        z[..., 2] = 9.81  # at rest, upright: m/s^2
-        z.flags.writeable = writeable
-        prior.features(z, z)
+    for n in (1, 2):  # one frame: its per-IMU views are C-contiguous, another kernel type
+        for writeable in (False, True):
+            z = np.zeros((n, prior.n_imu, 3), np.float32)
+            z[..., 2] = 9.81  # at rest, upright: m/s^2
+            z.flags.writeable = writeable
+            prior.features(z, z)
 
 
 def prior_features(chain: Chain, imus: list[str], rate_hz: float,

@@ -94,7 +94,8 @@ def build_card(model: Observer, problem: Problem, name: str, onnx_file: Path, tr
 def train_command(cfg: dict, ck: dict, max_minutes: float | None = None) -> str:
     """The ``train_observer.py train`` command line that reruns a checkpoint's recipe."""
     skip = {"data_dir", "threads"}
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items()
+                     if k not in skip and v != "")  # empty options (no prior, no init) left out
     budget = ck.get("max_minutes") or max_minutes
     tail = f" --max-minutes {budget:g}" if budget else ""
     return f"python tools/train_observer.py train --run-dir RUN {flags}{tail}"
@@ -162,13 +163,14 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
 
 
 STRESS_SETTINGS = ("tools/training/problem.py Problem.stress_settings / stress_noise: root pitch "
-                   "and roll to +-180 deg, motion to 1.6x the fastest of arm3-sparse's training, "
+                   "and roll to +-180 deg, motion to 1.6x the generator's fastest (1.0x), "
                    "rests 0.3-0.6 probability up to 6 s, IMU placement jitter 2x, sensor noise "
                    "1.5x, biases 1.7x, scale errors 2x")
-CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): VQF 6D per IMU, heading offset from "
-                   "the 2-DoF joint constraint (streaming qmt.headingCorrection), hinge angles "
-                   "from the relative orientation; seg1 inclination from the orientation node "
-                   "(VQF 6D)")
+CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): a hinge with an IMU on both sides "
+                   "from the hinge kernel (gyroscopes, gravity in the hinge plane); two hinges "
+                   "in a row from VQF 6D per IMU, the heading offset from the 2-DoF joint "
+                   "constraint (streaming qmt.headingCorrection) and the relative orientation; "
+                   "the root's inclination from the orientation node (VQF 6D)")
 
 
 def stress_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> ImuDataset:
