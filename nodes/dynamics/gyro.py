@@ -110,9 +110,9 @@ class GyroRates:
 
 def root_acceleration(f_body: np.ndarray, q_root: np.ndarray, w: np.ndarray, alpha: np.ndarray,
                       site: np.ndarray, gravity: np.ndarray) -> np.ndarray:
-    """Linear acceleration (3,) m/s^2 of the root origin in the earth frame (the free joint's
-    frame, its rotation being the identity) from the root IMU's specific force ``f_body`` (body
-    axes), the root orientation ``q_root`` w,x,y,z, its rate ``w`` and angular acceleration
+    """Linear acceleration (3,) m/s^2 of the root origin in the earth frame from the root IMU's
+    specific force ``f_body`` (body axes), the root orientation ``q_root`` w,x,y,z (body to
+    earth), its rate ``w`` and angular acceleration
     ``alpha`` (rad/s, rad/s^2, body axes), the site position ``site`` (m, body) and
     ``gravity`` (3,) m/s^2 (earth, e.g. (0, 0, -9.81))."""
     r = np_qto_matrix(np.asarray(q_root, np.float64))
