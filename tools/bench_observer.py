@@ -107,7 +107,12 @@ def _percentiles(samples_ns: list[int]) -> dict:
             "p99_us": round(float(np.percentile(us, 99)), 2)}
 
 
-PACED_STEPS = 200  # steps timed with a 10 ms pause before each (as at 100 Hz)
+PACED_STEPS = 200  # steps timed with a 10 ms pause before each (as at 100 Hz), at most
+
+
+def _paced(steps: int) -> int:
+    """Paced steps for a run of ``steps``: a third of them, 20 to PACED_STEPS (10 ms each)."""
+    return min(PACED_STEPS, max(20, steps // 3))
 
 
 def _step_times(step, x: np.ndarray, state: list[np.ndarray], pause_s: float) -> dict:
@@ -152,7 +157,7 @@ def _engines(session, x: np.ndarray, steps: int) -> dict:
     for name, step in engines.items():
         _step_times(step, x[:200], session.zero_state(), 0.0)  # warm-up
         out[name] = {"hot": _step_times(step, x[:steps], session.zero_state(), 0.0),
-                     "paced_100hz": _step_times(step, x[:PACED_STEPS], session.zero_state(),
+                     "paced_100hz": _step_times(step, x[:_paced(steps)], session.zero_state(),
                                                 0.01)}
     return out
 
@@ -188,7 +193,7 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
     out = np.empty(1, dtype=[("q_rel", "<f4", (chain.n_bodies, 4)),
                              ("angle", "<f4", (len(chain.hinge_bodies),))])
     row["node_step"] = _node_times(runner, frames, out, 0.0)
-    row["node_step_paced_100hz"] = _node_times(runner, frames[:PACED_STEPS], out, 0.01)
+    row["node_step_paced_100hz"] = _node_times(runner, frames[:_paced(steps)], out, 0.01)
     t_block = 1000
     xb = np.tile(x, (t_block // len(x) + 1, 1))[:t_block]
     best = float("inf")
@@ -246,7 +251,7 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
     out = {}
     for name, pause, clock, todo in (("hot", 0.0, time.perf_counter_ns, blocks),
                                      ("paced_100hz", 0.01, time.thread_time_ns,
-                                      blocks[:PACED_STEPS])):
+                                      blocks[:_paced(steps)])):
         lat = []
         for b in todo:
             if pause:
