@@ -192,7 +192,7 @@ class Dynamics(Node):
             self._t_ring[row] = t
             use_gyro = self.gyro is not None and self.params.gyro
             g = self.gyro.rates(t, data["q_rel"][k]) if use_gyro else None
-            if self.params.root_acc and self.gyro is not None:
+            if self.params.root_acc and self.gyro is not None and self.gyro.root_col >= 0:
                 f = self.gyro.root_imu(t)
                 self._root_ring[row] = np.nan if f is None else f
             if use_gyro and self._gyro_ring.shape[1] != len(self.gyro.dofs):
@@ -202,20 +202,22 @@ class Dynamics(Node):
             if not d.push(q_all[k]):
                 continue
             oldest = d.count % w
-            qd, qdd = d.qd, d.qdd
+            order = (oldest + np.arange(w)) % w  # the window's rings, oldest frame first
+            qd, qdd = d.qd, d.qdd  # the differentiator's buffers: copied before a change
             if self._gyro_ring.shape[1]:
-                order = (oldest + np.arange(w)) % w
                 ring = self._gyro_ring[order]
                 if np.all(np.isfinite(ring)):
                     qd, qdd = qd.copy(), qdd.copy()
                     qd[self.gyro.dofs] = ring[d.at]
                     qdd[self.gyro.dofs] = d.c1 @ ring
                     self.stats.extra["gyro_frames"] += 1
-            root = self._root_ring[(oldest + np.arange(w)) % w]
-            if self.params.root_acc and np.all(np.isfinite(root)):
-                qdd = qdd.copy()
-                qdd[:3] = self._root_linear(d.q, root[d.at, :3], root[d.at, 3:], d.c1 @ root[:, 3:])
-                self.stats.extra["root_acc_frames"] += 1
+            if self.params.root_acc and self.gyro is not None and self.gyro.root_col >= 0:
+                root = self._root_ring[order]
+                if np.all(np.isfinite(root)):
+                    qdd = qdd.copy() if qdd is d.qdd else qdd
+                    qdd[:3] = self._root_linear(d.q, root[d.at, :3], root[d.at, 3:],
+                                                d.c1 @ root[:, 3:])
+                    self.stats.extra["root_acc_frames"] += 1
             tau, res = self.dyn.torques(d.q, qd, qdd)
             tau = self._learned(d.q, qd, qdd, tau)
             o = out[k_out]
