@@ -26,7 +26,8 @@ class Problem:
     root_tilt_rad: float = 1.2                  # +- pitch and roll of a free root, rad
     speed_max: float = 1.0                      # fastest motion: 5 rad/s, 60 rad/s^2 at 1.0
     segment_scale: tuple[float, float] = (1.0, 1.0)  # per-segment length factor, uniform
-    imu_lateral_m: float = 0.0                  # +- IMU offset across its segment (y, z), m
+    imu_lateral_m: float = 0.0                  # +- IMU offset across its segment, m (the two
+                                                # axes its site position is smallest along)
     time_jitter_s: float = 0.0                  # +- sampling-time error per sample, s
     drop_prob: float = 0.0                      # chance per sample and IMU that a gap starts
     drop_max: int = 5                           # longest gap, samples (bridged linearly)
