@@ -133,6 +133,9 @@ class Trainer:
 
     def _init_weights(self, path: Path) -> None:
         """Start from the model weights of another run's checkpoint (fine-tuning)."""
+        if not path.is_file():
+            raise FileNotFoundError(f"--init-from {path}: no such checkpoint; give a run's "
+                                    "best.pt or checkpoint.pt")
         ck = torch.load(path, weights_only=False)
         if ck["model_config"] != self.model.config():
             raise ValueError(f"--init-from {path}: its network {ck['model_config']} differs from "
