@@ -332,7 +332,7 @@ def test_shipped_knee_config_runs_from_fake_dots_to_poses(tmp_path, monkeypatch)
             continue
         if n["id"] == "dots":
             n["params"]["backend"] = "tests.fake_bleak"
-        if n["id"] == "observer":
+        if n["id"] == "observer" and "model" in n.get("params", {}):
             n["params"]["model"] = str(REPO / n["params"]["model"])
         if n["id"] == "recorder":
             n["params"]["path"] = str(rec)
