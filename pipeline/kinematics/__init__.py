@@ -1,6 +1,6 @@
 """Kinematic chains: chain YAML model, quaternions, forward kinematics, meshes, motion and IMU synthesis.
 
-May import: the standard library, numpy, numba, PyYAML. Imports nothing of the runtime
+May import: the standard library, numpy, numba, scipy, PyYAML. Imports nothing of the runtime
 (so training, evaluation and the simulator use it without the bus).
 """
 

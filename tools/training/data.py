@@ -15,6 +15,7 @@ from tqdm import tqdm
 from pipeline.estimation.constraint_prior import encode_outputs
 from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
 from pipeline.kinematics.chain import Chain, load_chain
+from pipeline.kinematics.gait import heel_strike_shocks
 from pipeline.kinematics.imu_synth import simulate
 from tools.training.problem import Problem
 
@@ -40,9 +41,15 @@ def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
     for seed in tqdm(list(seeds), desc=f"simulate {problem.name}", unit="seq", disable=not progress):
         noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
         settings = (problem.stress_settings if stress else problem.sim_settings)(int(seed))
-        rec = simulate(problem.chain_for(chain, int(seed)), duration_s, rate_hz, int(seed), noise,
-                       settings)
-        x = np.concatenate([rec.acc[:, cols], rec.gyr[:, cols]], axis=2)  # (T, m, 6)
+        seq_chain = problem.chain_for(chain, int(seed))
+        gait = problem.gait_for(seq_chain, int(seed), duration_s)
+        rec = simulate(seq_chain, duration_s, rate_hz, int(seed), noise, settings, motion=gait)
+        acc, gyr = rec.acc, rec.gyr
+        if gait is not None:  # the heel strikes' shocks on the sensors
+            shock_acc, shock_gyr = heel_strike_shocks(rec.t, gait, rec.imu_rotations,
+                                                      [int(seed), 6043])
+            acc, gyr = acc + shock_acc.astype(np.float32), gyr + shock_gyr.astype(np.float32)
+        x = np.concatenate([acc[:, cols], gyr[:, cols]], axis=2)  # (T, m, 6)
         imus.append(problem.drop_samples(x.reshape(len(x), -1), int(seed)).astype(np.float32))
         q_rels.append(rec.q_rel.astype(np.float32))
     settings = dict(problem.describe(), noisy=noisy, duration_s=duration_s)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.kinematics.chain import Chain
+from pipeline.kinematics.gait import GaitMotion, gait_motion
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
 from pipeline.kinematics.motion import MotionSettings
 
@@ -31,6 +32,7 @@ class Problem:
     time_jitter_s: float = 0.0                  # +- sampling-time error per sample, s
     drop_prob: float = 0.0                      # chance per sample and IMU that a gap starts
     drop_max: int = 5                           # longest gap, samples (bridged linearly)
+    gait_prob: float = 0.0                      # share of sequences that walk and run (knee)
 
     def sim_settings(self, seed: int) -> SimSettings:
         """Per-sequence simulator settings drawn from ``seed``: motion speed and rest frequency vary."""
@@ -65,6 +67,13 @@ class Problem:
             pos[across] += rng.uniform(-self.imu_lateral_m, self.imu_lateral_m, 2)
             imus.append(dataclasses.replace(s, position=tuple(float(v) for v in pos)))
         return dataclasses.replace(chain, bodies=bodies, imus=tuple(imus))
+
+    def gait_for(self, chain: Chain, seed: int, duration_s: float) -> GaitMotion | None:
+        """This sequence's walking and running motion (``pipeline.kinematics.gait``), or None
+        for the random keyframe motion; drawn with ``gait_prob``."""
+        if self.gait_prob <= 0 or np.random.default_rng([seed, 6029]).random() >= self.gait_prob:
+            return None
+        return gait_motion(chain, duration_s + 1.0, [seed, 6037])
 
     def drop_samples(self, x: np.ndarray, seed: int) -> np.ndarray:
         """Input (T, n_imu*6), per IMU acc then gyr, with lost samples bridged by straight lines
@@ -146,6 +155,11 @@ class Problem:
             out["imu_lateral_m"] = self.imu_lateral_m
         if self.time_jitter_s:
             out["time_jitter_s"] = self.time_jitter_s
+        if self.gait_prob:
+            out["gait"] = {"share": self.gait_prob,
+                           "motion": "pipeline.kinematics.gait.gait_motion: walking and running "
+                                     "bouts, standing and turning between them",
+                           "shocks": "pipeline.kinematics.gait.heel_strike_shocks"}
         if self.drop_prob:
             out["dropped_samples"] = {"gap_start_prob": self.drop_prob, "gap_max": self.drop_max,
                                       "bridged": "linear, as nodes/sync"}
@@ -181,6 +195,14 @@ PROBLEMS: dict[str, Problem] = {
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(5.0),
         root_tilt_rad=math.pi, speed_max=1.3, segment_scale=(0.8, 1.25), imu_lateral_m=0.03,
         time_jitter_s=0.002, drop_prob=0.005),
+    # knee-field where a share of the sequences walk and run: periodic strides with fast swing
+    # flexion, the pelvis bobbing and swaying, turns while standing, and the shock of every
+    # heel strike at the sensors (the random keyframe motion never makes gait)
+    "knee-walk": Problem(
+        name="knee-walk", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
+        outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(5.0),
+        root_tilt_rad=math.pi, speed_max=1.3, segment_scale=(0.8, 1.25), imu_lateral_m=0.03,
+        time_jitter_s=0.002, drop_prob=0.005, gait_prob=0.4),
     "knee": Problem(
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
