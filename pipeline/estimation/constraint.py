@@ -119,6 +119,8 @@ class ConstraintEstimator:
         self._hinges, self._pairs = hinges, pairs
         pair_imus = sorted({i for pr in pairs for i in pr.imus})
         self._vqf = {i: vqf.VQF(1.0 / rate_hz) for i in pair_imus}  # 6D, per IMU
+        self.vqf_imus = frozenset(self._vqf)  # IMU indices whose 6D orientation VQF tracks
+        self.imu_quat6d: dict[int, np.ndarray] = {}  # the last update's VQF 6D (n, 4) per IMU
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
         self._theta = np.zeros(len(hinges))
@@ -165,6 +167,7 @@ class ConstraintEstimator:
         for i, f in self._vqf.items():
             g, a = finite_or_zero(gyr[:, i]), finite_or_zero(acc[:, i])
             quat[i], rate[i] = f.updateBatch(g, a)["quat6D"], g  # zero acc: no correction
+        self.imu_quat6d = quat
         for pr in self._pairs:
             i1, i2 = pr.imus
             both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])

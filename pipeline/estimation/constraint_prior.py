@@ -117,7 +117,9 @@ class ConstraintPrior:
             if not root:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
-            self._root_vqf, self._root_imu = vqf.VQF(1.0 / rate_hz), root[0]
+            self._root_imu = root[0]
+            if root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
+                self._root_vqf = vqf.VQF(1.0 / rate_hz)
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""
@@ -125,10 +127,12 @@ class ConstraintPrior:
         q_rel = np.empty((n, self.chain.n_bodies, 4))
         angle = np.empty((n, len(self.chain.hinge_bodies)))
         self._estimator.update(acc, gyr, q_rel, angle)
+        k = self._root_imu
         if self._root_vqf is not None:
-            k = self._root_imu
             q_rel[:, 0] = self._root_vqf.updateBatch(finite_or_zero(gyr[:, k]),
                                                      finite_or_zero(acc[:, k]))["quat6D"]
+        elif k >= 0:  # the same VQF 6D on the same samples, already run by the estimator
+            q_rel[:, 0] = self._estimator.imu_quat6d[k]
         out = np.empty((n, self.width), np.float32)
         _encode_into(q_rel, *self._plan, out)  # encode_outputs, its plan made once
         return out
