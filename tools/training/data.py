@@ -7,6 +7,7 @@ from disjoint seed ranges (``SEEDS``), so no held-out motion or sensor error is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from pipeline.estimation.constraint_prior import encode_outputs
 from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.gait import heel_strike_shocks
-from pipeline.kinematics.imu_synth import simulate
+from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
 from tools.training.problem import Problem
 
 log = logging.getLogger("imuflow.training.data")
@@ -30,17 +31,21 @@ SEEDS = {"train": 0, "val": 500_000, "heldout": 1_000_000, "stress": 2_000_000}
 
 def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
              rate_hz: float = 100.0, noisy: bool = True, progress: bool = True,
-             stress: bool = False) -> ImuDataset:
+             stress: bool = False, vary: Callable[[SimSettings], SimSettings] | None = None,
+             noise: ImuNoise | None = None) -> ImuDataset:
     """Simulate one sequence per seed: IMU input (S, T, n_imu*6) float32 SI and true q_rel.
 
-    ``stress``: the problem's stress settings and sensor errors (beyond training's).
+    ``stress``: the problem's stress settings and sensor errors (beyond training's). ``vary``
+    changes each sequence's settings, ``noise`` replaces the sensor errors (tools/stress_axes.py).
     """
+    if noise is None:
+        noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
     chain = load_chain(REPO / problem.chain)
     cols = [chain.imu_names.index(n) for n in problem.imus]
     imus, q_rels = [], []
     for seed in tqdm(list(seeds), desc=f"simulate {problem.name}", unit="seq", disable=not progress):
-        noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
         settings = (problem.stress_settings if stress else problem.sim_settings)(int(seed))
+        settings = vary(settings) if vary is not None else settings
         seq_chain = problem.chain_for(chain, int(seed))
         gait = problem.gait_for(seq_chain, int(seed), duration_s)
         rec = simulate(seq_chain, duration_s, rate_hz, int(seed), noise, settings, motion=gait)
