@@ -6,7 +6,8 @@ own device clock (offset and drift, so ``sync`` has real work to do); the true
 joint state goes out on ``chain.truth``. ``procedure: calibration`` performs the
 calibration procedure instead of random motion (neutral pose, then every hinge flexed;
 ``pipeline/kinematics/calibration_motion.py``), e.g. for ``imuflow calibrate CONFIG``
-with sensors mounted as the chain's IMU ``rotation:`` says.
+with sensors mounted as the chain's IMU ``rotation:`` says; ``procedure: walking`` walks
+and runs a knee chain (``pipeline/kinematics/gait.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from pipeline.kinematics.calibration_motion import calibration_motion
 from pipeline.kinematics.chain import ChainError, load_chain
+from pipeline.kinematics.gait import check_knee, gait_motion
 from pipeline.kinematics.imu_synth import ImuNoise, ImuSimulator, SimSettings
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import StreamInfo
@@ -57,8 +59,10 @@ class SimImu(Source):
         clock_drift_ppm: float = 30.0  # device clocks drift up to +- this, ppm
         clock_offset_s: float = 5.0  # device clocks start up to this many seconds apart
         # random: endless random motion; calibration: the neutral pose for procedure_static_s,
-        # procedure_functional_s of hinge flexions (10 each), then the neutral pose held
-        procedure: Literal["random", "calibration"] = "random"
+        # procedure_functional_s of hinge flexions (10 each), then the neutral pose held;
+        # walking: bouts of walking and running with standing turns (a knee chain: free
+        # thigh, knee hinge; the heel strikes' shocks are not simulated here)
+        procedure: Literal["random", "calibration", "walking"] = "random"
         # s; the defaults follow `imuflow calibrate CONFIG`'s prompts (3 s lead-in, 4 s still,
         # 25 s of motion) with a second for the graph's start
         procedure_static_s: float = 8.0
@@ -97,6 +101,12 @@ class SimImu(Source):
             raise ConfigError(f"node '{self.id}': no chain: set params.chain or the graph's "
                               "`chain:` key (e.g. configs/chains/knee.yaml)", key="chain")
         self.chain = load_chain(self.context.resolve(path))
+        if self.params.procedure == "walking":
+            try:
+                check_knee(self.chain)
+            except ValueError as exc:
+                raise ConfigError(f"node '{self.id}': procedure 'walking': {exc}",
+                                  key="procedure") from None
         rng = np.random.default_rng(self.params.seed + 7919)
         m = len(self.chain.imus)
         self._drift = rng.uniform(-1, 1, m) * self.params.clock_drift_ppm * 1e-6
@@ -124,9 +134,12 @@ class SimImu(Source):
         p = self.params
         noise = ImuNoise() if p.noise else ImuNoise.none()
         seed = p.seed + self._chunk
-        motion = (calibration_motion(self.chain, seed, p.procedure_static_s,
-                                     p.procedure_functional_s)
-                  if p.procedure == "calibration" and self._chunk == 0 else None)
+        motion = None
+        if p.procedure == "calibration" and self._chunk == 0:
+            motion = calibration_motion(self.chain, seed, p.procedure_static_s,
+                                        p.procedure_functional_s)
+        elif p.procedure == "walking":
+            motion = gait_motion(self.chain, CHUNK_S + 1.0, seed)
         self._sim = ImuSimulator(self.chain, p.rate_hz, seed, noise, SimSettings(),
                                  duration_s=CHUNK_S + 1.0, motion=motion)
         self._chunk_start = self._sent

@@ -12,6 +12,7 @@ from drivers.sim import SimImu
 from nodes.fk import ForwardKinematics
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.fk import Kinematics
+from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.streams import POSE, RAW_IMU, TRUTH
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,3 +102,19 @@ def test_sim_without_chain_names_the_fix():
     from pipeline.runtime.errors import ConfigError
     with pytest.raises(ConfigError, match="no chain: set params.chain or the graph's `chain:`"):
         SimImu.create("sim")
+
+
+def test_walking_procedure_walks_a_knee_and_refuses_other_chains():
+    knee = REPO / "configs" / "chains" / "knee.yaml"
+    node = SimImu.create("sim", chain=str(knee), speed=0.0, duration_s=30.0, seed=4,
+                         procedure="walking")
+    node.on_start()
+    while node.poll(0.05):
+        pass
+    truth = np.concatenate([b.data for b in node.emitted if b.topic == f"sim/{TRUTH}"])
+    knee_deg = np.degrees(truth["angle"][:, 0])
+    swings = np.flatnonzero((knee_deg[1:-1] > 45) & (knee_deg[1:-1] >= knee_deg[:-2])
+                            & (knee_deg[1:-1] > knee_deg[2:]))
+    assert len(swings) >= 8  # a swing-phase flexion peak per stride
+    with pytest.raises(ConfigError, match="procedure 'walking'.*knee hinge.*arm3"):
+        SimImu.create("sim", chain=str(ARM3), procedure="walking")

@@ -153,14 +153,19 @@ def _stand(k: _Knots, rng: np.random.Generator, t0: float, t1: float, heading0: 
         k.add("yaw", t, heading0 + (heading1 - heading0) * u * u * (3 - 2 * u))  # smoothstep
 
 
-def gait_motion(chain: Chain, duration_s: float, rng: np.random.Generator | int,
-                settings: GaitSettings = GaitSettings()) -> GaitMotion:
-    """Bouts of walking and running with standing and turning between them, over duration_s s."""
+def check_knee(chain: Chain) -> None:
+    """Raise ValueError unless ``chain`` is a knee: a free thigh and a knee hinge below it."""
     bodies = chain.bodies
     if (len(bodies) != 2 or bodies[0].joint.type != JointType.FREE
             or bodies[1].joint.type != JointType.HINGE):
         raise ValueError(f"gait motion needs a free thigh and a knee hinge; chain "
                          f"'{chain.name}' has {[b.joint.type.name for b in bodies]}")
+
+
+def gait_motion(chain: Chain, duration_s: float, rng: np.random.Generator | int,
+                settings: GaitSettings = GaitSettings()) -> GaitMotion:
+    """Bouts of walking and running with standing and turning between them, over duration_s s."""
+    check_knee(chain)
     rng = np.random.default_rng(rng)
     s, k = settings, _Knots()
     heading, t = float(rng.uniform(-math.pi, math.pi)), 0.0
