@@ -102,6 +102,49 @@ def test_live_node_gives_the_offline_numbers(tmp_path, arm3_data, mode):
         assert dots.min() > 1 - 1e-5, (mode, body, dots.min())
 
 
+@pytest.mark.parametrize("mode", ["step", "block"])
+def test_joint_centre_prior_live_and_offline(tmp_path, mode):
+    """A knee hybrid on the joint-centre prior: the card names it, offline evaluation and the
+    live node compute it (not the quasi-static one), and walking tells the two apart."""
+    problem = get_problem("knee-walk")
+    data = generate(problem, [3_000_003], 20.0, progress=False)  # a walking sequence
+    assert problem.gait_for(load_chain(REPO / problem.chain), 3_000_003, 20.0) is not None
+    torch.manual_seed(0)
+    model = Observer(12 + 2, 2, hidden=16, layers=1, prior_at=12)
+    torch.nn.init.normal_(model.head[2].weight, std=0.02)
+    onnx_path = tmp_path / "knee-jc.onnx"
+    export_onnx(model, onnx_path)
+    card = build_card(model, problem, "knee-jc", onnx_path, {}, {},
+                      prior="constraint-joint-centre")
+    write_card(card, card.path)
+    knee = load_chain(REPO / "configs/chains/knee.yaml")
+    priors = {k: prior_features(knee, ["thigh", "shank"], 100.0, problem.outputs, data.imu,
+                                kind=k) for k in ("constraint", "constraint-joint-centre")}
+    assert np.abs(priors["constraint"] - priors["constraint-joint-centre"]).max() > 0.05
+    offline = evaluate(OnnxObserverModel(onnx_path), data, warmup_s=5.0).q_rel[0]
+    node = RnnObserver.create("obs", context=GraphContext(chain_file=REPO / problem.chain,
+                                                          model_dirs=(tmp_path,)),
+                              model=str(onnx_path), mode=mode)
+    info = frame_info("filter/imu.frame", ["thigh", "shank"], 100.0)
+    t_ = data.imu.shape[1]
+    frames = np.zeros(t_, frame_dtype(2))
+    frames["t_host"] = np.arange(t_) * 10_000_000
+    imu = data.imu[0].reshape(t_, 2, 6)
+    frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
+    step = 1 if mode == "step" else 37
+    for i in range(0, t_, step):
+        node.on_block("frame", make_block(info, frames[i:i + step]))
+    q = np.concatenate([b.data["q_rel"] for b in node.emitted if b.info.kind == STATE])
+    dots = np.abs(np.sum(q[:, 1] * offline[:, 1], axis=-1))
+    assert dots.min() > 1 - 1e-5, (mode, dots.min())
+
+
+def test_an_unknown_prior_is_refused_by_name():
+    knee = load_chain(REPO / "configs/chains/knee.yaml")
+    with pytest.raises(ValueError, match="unknown prior 'magic'.*constraint-joint-centre"):
+        ConstraintPrior(knee, ["thigh", "shank"], 100.0, [("shank", "sincos")], "magic")
+
+
 def test_a_card_with_an_unknown_prior_is_refused(tmp_path):
     onnx_path = _hybrid(tmp_path, trained=False)
     card_file = onnx_path.with_suffix(".json")

@@ -43,15 +43,20 @@ class ConstraintObserver(Node):
 
     @dataclass(frozen=True)
     class Params:
-        tau_s: float = 0.5          # s, time constant of the pull towards gravity's angle
+        tau_s: float = 0.5          # s, time constant of the pull towards the accelerations' angle
         still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
-        max_axis_cos: float = 0.9   # gravity must be at least acos(0.9) = 26 deg off the axis
+        max_axis_cos: float = 0.9   # the acceleration at least acos(0.9) = 26 deg off the axis
+        # hinges: both accelerations moved to the joint centre (the chain's IMU positions), the
+        # pull then also in motion while their norms agree within agree_ms2 m/s^2
+        joint_centre: bool = True
+        agree_ms2: float = 3.0
 
         def __post_init__(self) -> None:
             self.settings()  # ValueError naming the bad value
 
         def settings(self) -> ConstraintSettings:
-            return ConstraintSettings(self.tau_s, self.still_acc_ms2, self.max_axis_cos)
+            return ConstraintSettings(self.tau_s, self.still_acc_ms2, self.max_axis_cos,
+                                      self.joint_centre, self.agree_ms2)
 
     @classmethod
     def sensors_out(cls, params: Params, context: GraphContext,

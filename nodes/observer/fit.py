@@ -287,7 +287,7 @@ def prior_for(card: ModelCard, chain: Chain, rate_hz: float) -> ConstraintPrior:
     chain's joints or IMUs do not allow one."""
     try:
         return ConstraintPrior(chain, list(card.imus), rate_hz,
-                               [(o.body, o.encoding) for o in card.outputs])
+                               [(o.body, o.encoding) for o in card.outputs], card.prior)
     except ValueError as exc:
         raise ModelRejected(f"model {card.name}: its constraint prior does not fit chain "
                             f"'{chain.name}': {exc}") from None

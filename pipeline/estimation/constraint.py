@@ -5,9 +5,14 @@ segments that carry IMUs (in segment frames, i.e. after a calibration is applied
 
 - a hinge with an IMU on both sides (the knee): the angle follows the relative angular rate
   about the axis (``theta' = a . (w_child - w_parent)``, exact for a hinge) and is pulled
-  towards the angle gravity shows in both segments whenever both are quasi-static (a
-  complementary filter with time constant ``tau_s``; the hinge fixes the heading between the
-  two segments, so no heading estimate is needed; ``hinge.py``);
+  towards the angle the accelerations show in both segments (a complementary filter with
+  time constant ``tau_s``; the hinge fixes the heading between the two segments, so no
+  heading estimate is needed; ``hinge.py``). By default both accelerations are first moved
+  to the joint centre (lever arms from the chain's IMU positions; Seel, Raisch, Schauer,
+  "IMU-based joint angle measurement for gait analysis", Sensors 2014), where they are the
+  same vector seen from both segments, so the pull works during motion whenever their norms
+  agree; ``joint_centre=False`` pulls only while both segments are quasi-static (gravity
+  alone), the form the shipped hybrid models were trained with;
 - two orthogonal hinges through a segment without an IMU (a 2-DoF joint such as arm3's
   y-then-z elbow): each IMU's orientation from VQF 6D, the heading offset between the two
   from the joint's constraint (streaming form of ``qmt.headingCorrection``, causal 8 s
@@ -26,7 +31,7 @@ import numpy as np
 import vqf
 
 from pipeline.estimation.heading_fit import warm_up_two_axis
-from pipeline.estimation.hinge import hinge_kernel
+from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
@@ -37,13 +42,18 @@ from pipeline.kinematics.quaternion import np_qrotate
 class ConstraintSettings:
     """Tuning of the hinge filter (the two-axis joints have none)."""
 
-    tau_s: float = 0.5          # s, time constant of the pull towards gravity's angle
+    tau_s: float = 0.5          # s, time constant of the pull towards the accelerations' angle
     still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
-    max_axis_cos: float = 0.9   # gravity must be at least acos(0.9) = 26 deg off the axis
+    max_axis_cos: float = 0.9   # the acceleration must be at least acos(0.9) = 26 deg off the axis
+    # both accelerations moved to the joint centre first (the chain's IMU positions, rigid
+    # segments; Seel et al. 2014): the pull then works in motion too, whenever their norms
+    # agree within agree_ms2, not only while both segments are quasi-static
+    joint_centre: bool = True
+    agree_ms2: float = 3.0      # m/s^2, max | |f_parent| - |f_child| | at the joint centre
 
     def __post_init__(self) -> None:
-        if self.tau_s <= 0 or self.still_acc_ms2 <= 0:
-            raise ValueError(f"tau_s and still_acc_ms2 must be > 0; got {self}")
+        if self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.agree_ms2 <= 0:
+            raise ValueError(f"tau_s, still_acc_ms2 and agree_ms2 must be > 0; got {self}")
         if not 0 < self.max_axis_cos < 1:
             raise ValueError(f"max_axis_cos must be in (0, 1), got {self.max_axis_cos}")
 
@@ -55,6 +65,7 @@ class _Hinge:
     parent_imu: int    # IMU indices in the frame
     child_imu: int
     geometry: np.ndarray  # (6, 3): axis in parent, axis in child, plane bases e1p e2p e1c e2c
+    lever: np.ndarray     # (2, 3) m: joint centre to the parent's / child's IMU, segment frames
 
 
 @dataclass(frozen=True)
@@ -69,9 +80,11 @@ def warm_up() -> None:
     for n in (1, 2):
         z = np.zeros((n, 2, 3))
         z.flags.writeable = False
-        hinge_kernel(0.0, False, z[:, 0], z[:, 0], z[:, 0], z[:, 0], np.eye(3).repeat(2, 0),
-                     np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9, np.zeros(n),
-                     np.zeros((n, 4)))
+        for at_joint in (False, True):
+            hinge_kernel(0.0, False, z[:, 0], z[:, 0], z[:, 0], z[:, 0],
+                         np.eye(3).repeat(2, 0), np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9,
+                         at_joint, np.zeros(n), np.zeros((n, 4)))
+        to_joint_centre(z[:, 0], z[:, 0], np.zeros(3), np.zeros(3), 0.01, np.zeros((n, 3)))
     warm_up_two_axis()
 
 
@@ -86,12 +99,15 @@ class ConstraintEstimator:
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
                  settings: ConstraintSettings = ConstraintSettings()) -> None:
         self.chain, self.settings = chain, settings
-        imu_of: dict[int, int] = {}
-        for name, body in zip(chain.imu_names, chain.imu_bodies, strict=True):
+        imu_of: dict[int, int] = {}  # body -> IMU index in the frames
+        self._site_of: dict[int, int] = {}  # body -> the chain's IMU site
+        for site, (name, body) in enumerate(zip(chain.imu_names, chain.imu_bodies,
+                                                strict=True)):
             if name not in imus:
                 raise ValueError(f"chain IMU '{name}' is not in the input frames (IMUs "
                                  f"{imus}); map the sensors to the chain's names")
             imu_of.setdefault(int(body), imus.index(name))
+            self._site_of.setdefault(int(body), site)
         others = [chain.body_names[i] for i, p in enumerate(chain.parents)
                   if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
         if others:
@@ -124,6 +140,8 @@ class ConstraintEstimator:
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
         self._theta = np.zeros(len(hinges))
+        self._w_last = np.zeros((len(hinges), 2, 3))  # rad/s, parent and child IMU
+        self._acc_joint = np.zeros((0, 2, 3))  # m/s^2, scratch: at the joint centre
         self._started = False
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
         self._frozen = [b for b in range(1, chain.n_bodies)
@@ -138,7 +156,12 @@ class ConstraintEstimator:
         e1p, e2p = hinge_plane_basis(axis_parent)
         e1c, e2c = hinge_plane_basis(axis)
         geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
-        return _Hinge(body, slot, parent_imu, child_imu, geometry)
+        parent = int(self.chain.parents[body])
+        sites = self.chain.imu_positions
+        r_parent = sites[self._site_of[parent]] - self.chain.offsets[body]
+        r_child = sites[self._site_of[body]]  # the child's frame sits at the joint
+        lever = np.stack([r_parent, r_child]).astype(np.float64)
+        return _Hinge(body, slot, parent_imu, child_imu, geometry, lever)
 
     def update(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
                angle: np.ndarray) -> None:
@@ -147,11 +170,20 @@ class ConstraintEstimator:
         n, s = len(acc), self.settings
         q_rel[:, 0] = (1.0, 0.0, 0.0, 0.0)
         one_angle, one_quat = np.empty(n), np.empty((n, 4))
+        if s.joint_centre and len(self._acc_joint) < n:
+            self._acc_joint = np.empty((n, 2, 3))
         for i, h in enumerate(self._hinges):
+            ap, ac = acc[:, h.parent_imu], acc[:, h.child_imu]
+            if s.joint_centre:
+                ap, ac = self._acc_joint[:n, 0], self._acc_joint[:n, 1]
+                for side, imu in enumerate((h.parent_imu, h.child_imu)):
+                    to_joint_centre(acc[:, imu], gyr[:, imu], h.lever[side],
+                                    self._w_last[i, side], self._dt, self._acc_joint[:n, side])
             self._theta[i], started = hinge_kernel(
-                self._theta[i], self._started, acc[:, h.parent_imu], acc[:, h.child_imu],
-                gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
-                self._dt, self._gain, s.still_acc_ms2, s.max_axis_cos, one_angle, one_quat)
+                self._theta[i], self._started, ap, ac, gyr[:, h.parent_imu],
+                gyr[:, h.child_imu], h.geometry, self._rot0[h.body], self._dt, self._gain,
+                s.agree_ms2 if s.joint_centre else s.still_acc_ms2, s.max_axis_cos,
+                s.joint_centre, one_angle, one_quat)
             self._started = self._started or started
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat

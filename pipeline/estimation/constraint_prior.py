@@ -1,7 +1,7 @@
 """The constraint estimators' guess of a model's outputs, as extra model input.
 
-A hybrid observer model (model card ``input.prior: constraint``) takes, after the raw IMU
-signals, the joint state that needs no training: the hinge angles of ``ConstraintEstimator``
+A hybrid observer model (model card ``input.prior``, one of ``PRIOR_KINDS``) takes, after the
+raw IMU signals, the joint state that needs no training: the hinge angles of ``ConstraintEstimator``
 and the root's inclination from VQF 6D on the root's IMU, encoded exactly as the model's
 outputs (``encode_outputs``). The network learns a correction of that guess (what the
 constraints cannot observe, such as the heading tail). Training and the live observer compute
@@ -18,11 +18,20 @@ import numpy as np
 import vqf
 from numba import njit
 
-from pipeline.estimation.constraint import ConstraintEstimator, finite_or_zero, warm_up
+from pipeline.estimation.constraint import (
+    ConstraintEstimator,
+    ConstraintSettings,
+    finite_or_zero,
+    warm_up,
+)
 from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import qmul4
 
-PRIOR_KINDS = ("constraint",)
+# prior name (model card input.prior) -> the estimator's settings: "constraint" pulls a hinge
+# towards gravity only while both segments are quasi-static (the shipped hybrids were trained
+# on it), "constraint-joint-centre" also in motion, from the accelerations at the joint centre
+PRIOR_KINDS = {"constraint": ConstraintSettings(joint_centre=False),
+               "constraint-joint-centre": ConstraintSettings(joint_centre=True)}
 
 
 def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
@@ -105,10 +114,13 @@ class ConstraintPrior:
     """
 
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
-                 outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> None:
+                 outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+                 kind: str = "constraint") -> None:
         self.chain, self.outputs = chain, tuple(outputs)
         self.width, self.n_imu = output_width(outputs), len(imus)
-        self._estimator = ConstraintEstimator(chain, list(imus), rate_hz)
+        if kind not in PRIOR_KINDS:
+            raise ValueError(f"unknown prior '{kind}'; known: {list(PRIOR_KINDS)}")
+        self._estimator = ConstraintEstimator(chain, list(imus), rate_hz, PRIOR_KINDS[kind])
         self._plan = _encode_plan(chain, outputs)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc == "quat" for body, enc in outputs):
@@ -153,14 +165,14 @@ def warm_up_prior(prior: ConstraintPrior) -> None:
 
 def prior_features(chain: Chain, imus: list[str], rate_hz: float,
                    outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
-                   imu: np.ndarray, block: int = 100) -> np.ndarray:
-    """(S, T, width) float32 prior of every sequence of ``imu`` (S, T, n_imu*6: acc, gyr per
-    IMU), each from a fresh estimator fed ``block`` frames at a time, as a live stream."""
+                   imu: np.ndarray, block: int = 100, kind: str = "constraint") -> np.ndarray:
+    """(S, T, width) float32 prior ``kind`` of every sequence of ``imu`` (S, T, n_imu*6: acc,
+    gyr per IMU), each from a fresh estimator fed ``block`` frames at a time, as live."""
     s_, t_ = imu.shape[:2]
     x = imu.reshape(s_, t_, len(imus), 6).astype(np.float64)
     out = np.empty((s_, t_, output_width(outputs)), np.float32)
     for s in range(s_):
-        prior = ConstraintPrior(chain, imus, rate_hz, outputs)
+        prior = ConstraintPrior(chain, imus, rate_hz, outputs, kind)
         for i in range(0, t_, block):
             out[s, i:i + block] = prior.features(x[s, i:i + block, :, :3],
                                                  x[s, i:i + block, :, 3:])

@@ -18,14 +18,18 @@ G = 9.81
 @njit(cache=True)
 def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp: np.ndarray,
                  wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float, gain: float,
-                 still_acc: float, max_cos: float, angle: np.ndarray, quat: np.ndarray
-                 ) -> tuple[float, bool]:
+                 tol: float, max_cos: float, at_joint: bool, angle: np.ndarray,
+                 quat: np.ndarray) -> tuple[float, bool]:
     """One hinge over a block: integrate the relative rate about the axis, pull towards the
-    angle gravity shows in both segments when both are quasi-static (the first such frame sets
-    the angle outright). ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in
-    segment frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases
-    e1p, e2p, e1c, e2c; ``rot`` (4,) the joint frame. Writes angle (n,) rad and quat (n, 4)
-    w,x,y,z child to parent; returns the last angle and whether it started."""
+    angle the accelerations show in both segments (the first usable frame sets the angle
+    outright). ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in segment
+    frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases e1p,
+    e2p, e1c, e2c; ``rot`` (4,) the joint frame. A frame is usable when both accelerations
+    are within ``tol`` m/s^2 of g (quasi-static: gravity alone), or, with ``at_joint`` (the
+    accelerations already moved to the joint centre, ``to_joint_centre``), when their norms
+    agree within ``tol`` (the same vector seen from both segments) and exceed g / 2.
+    Writes angle (n,) rad and quat (n, 4) w,x,y,z child to parent; returns the last angle
+    and whether it started."""
     for k in range(ap.shape[0]):
         rate = 0.0
         for j in range(3):
@@ -34,7 +38,11 @@ def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp
             theta += dt * rate
         n1 = math.sqrt(ap[k, 0] ** 2 + ap[k, 1] ** 2 + ap[k, 2] ** 2)
         n2 = math.sqrt(ac[k, 0] ** 2 + ac[k, 1] ** 2 + ac[k, 2] ** 2)
-        if abs(n1 - G) < still_acc and abs(n2 - G) < still_acc:
+        if at_joint:
+            usable = abs(n1 - n2) < tol and min(n1, n2) > 0.5 * G
+        else:
+            usable = abs(n1 - G) < tol and abs(n2 - G) < tol
+        if usable:
             dp = ap[k, 0] * geo[0, 0] + ap[k, 1] * geo[0, 1] + ap[k, 2] * geo[0, 2]
             dc = ac[k, 0] * geo[1, 0] + ac[k, 1] * geo[1, 1] + ac[k, 2] * geo[1, 2]
             if abs(dp) <= max_cos * n1 and abs(dc) <= max_cos * n2:
@@ -51,3 +59,25 @@ def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp
         quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
             rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
     return theta, started
+
+
+@njit(cache=True)
+def to_joint_centre(acc: np.ndarray, gyr: np.ndarray, r: np.ndarray, w_last: np.ndarray,
+                    dt: float, out: np.ndarray) -> None:
+    """The specific force at the joint centre from an IMU's, for a rigid segment:
+    ``f_joint = f_imu - w x (w x r) - dw/dt x r`` (Seel et al. 2014). ``acc`` m/s^2 and
+    ``gyr`` rad/s (n, 3) in the segment frame, ``r`` (3,) m from the joint centre to the IMU
+    in that frame; ``w_last`` (3,) the rate before the block (updated; dw/dt by backward
+    difference). Writes ``out`` (n, 3) m/s^2; non-finite samples pass through."""
+    for k in range(acc.shape[0]):
+        w0, w1, w2 = gyr[k, 0], gyr[k, 1], gyr[k, 2]
+        if not (math.isfinite(w0) and math.isfinite(w1) and math.isfinite(w2)):
+            out[k] = acc[k]
+            continue
+        d0, d1, d2 = (w0 - w_last[0]) / dt, (w1 - w_last[1]) / dt, (w2 - w_last[2]) / dt
+        w_last[0], w_last[1], w_last[2] = w0, w1, w2
+        # w x r and w x (w x r)
+        c0, c1, c2 = w1 * r[2] - w2 * r[1], w2 * r[0] - w0 * r[2], w0 * r[1] - w1 * r[0]
+        out[k, 0] = acc[k, 0] - (w1 * c2 - w2 * c1) - (d1 * r[2] - d2 * r[1])
+        out[k, 1] = acc[k, 1] - (w2 * c0 - w0 * c2) - (d2 * r[0] - d0 * r[2])
+        out[k, 2] = acc[k, 2] - (w0 * c1 - w1 * c0) - (d0 * r[1] - d1 * r[0])

@@ -13,7 +13,8 @@
     input         {"name": "imu", "layout": "per imu: acc_x acc_y acc_z gyr_x gyr_y gyr_z",
                    "units": ["m/s^2", "rad/s"], "frame": "sensor", "features": n_imu*6}
                   raw SI values go in; normalisation is inside the ONNX graph.
-                  With "prior": "constraint" (a hybrid model), the IMU values are followed by
+                  With "prior": "constraint" or "constraint-joint-centre" (a hybrid model;
+                  constraint_prior.PRIOR_KINDS), the IMU values are followed by
                   the model's outputs as estimated without training
                   (pipeline/estimation/constraint_prior.py), and features is n_imu*6 + the
                   output width
@@ -80,7 +81,7 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     heldout: dict = field(default_factory=dict)
     path: Path | None = None
-    prior: str = ""  # "" or "constraint": extra input from pipeline/estimation/constraint_prior
+    prior: str = ""  # "" or a PRIOR_KINDS name: extra input from estimation/constraint_prior
 
     @property
     def n_features(self) -> int:
@@ -156,7 +157,7 @@ def load_card(path: str | Path, *, verify_hash: bool = True) -> ModelCard:
             prior=str(d["input"].get("prior", "")))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelRejected(f"{path}: model card field missing or malformed: {exc!r}") from None
-    if card.prior not in ("",) + PRIOR_KINDS:
+    if card.prior not in ("", *PRIOR_KINDS):
         raise ModelRejected(f"{path}: input 'prior' must be one of {list(PRIOR_KINDS)}, got "
                             f"'{card.prior}'")
     for o in card.outputs:

@@ -114,7 +114,7 @@ def model_input(card: ModelCard, chain: Chain, data: ImuDataset) -> np.ndarray:
     if card.prior:  # a hybrid model: the constraint estimate goes in beside the signals
         outputs = [(o.body, o.encoding) for o in card.outputs]
         imu = np.concatenate([imu, prior_features(chain, list(card.imus), card.rate_hz,
-                                                  outputs, imu)], axis=-1)
+                                                  outputs, imu, kind=card.prior)], axis=-1)
     return imu
 
 

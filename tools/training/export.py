@@ -167,7 +167,8 @@ STRESS_SETTINGS = ("tools/training/problem.py Problem.stress_settings / stress_n
                    "rests 0.3-0.6 probability up to 6 s, IMU placement jitter 2x, sensor noise "
                    "1.5x, biases 1.7x, scale errors 2x")
 CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): a hinge with an IMU on both sides "
-                   "from the hinge kernel (gyroscopes, gravity in the hinge plane); two hinges "
+                   "from the hinge kernel (gyroscopes; the accelerations moved to the joint "
+                   "centre, their angle in the hinge plane); two hinges "
                    "in a row from VQF 6D per IMU, the heading offset from the 2-DoF joint "
                    "constraint (streaming qmt.headingCorrection) and the relative orientation; "
                    "the root's inclination from the orientation node (VQF 6D)")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.estimation.constraint_prior import prior_features
+from pipeline.estimation.constraint_prior import PRIOR_KINDS, prior_features
 from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.kinematics.chain import load_chain
 from tools.training.data import REPO, cached, encode_targets
@@ -49,7 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 50       # optimizer steps
     threads: int = 1
     data_dir: str = "/tmp/imuflow-train/data"
-    prior: str = ""  # "constraint": a hybrid model, correcting the constraint estimate
+    prior: str = ""  # a PRIOR_KINDS name ("constraint", ...): a hybrid correcting that estimate
     init_from: str = ""  # a checkpoint whose weights (and input normalisation) start this run
 
 
@@ -63,6 +63,8 @@ class Trainer:
     """One training run in ``run_dir``: ``checkpoint.pt``, ``log.jsonl``, ``curves.png``, ``config.json``."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False) -> None:
+        if cfg.prior and cfg.prior not in PRIOR_KINDS:
+            raise ValueError(f"--prior '{cfg.prior}': one of {list(PRIOR_KINDS)} (or none)")
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
@@ -114,7 +116,7 @@ class Trainer:
                 return prior
         log.info("computing the %s prior of %s", self.cfg.prior, stem.name)
         prior = prior_features(self.chain, list(self.problem.imus), data.rate_hz,
-                               self.problem.outputs, data.imu)
+                               self.problem.outputs, data.imu, kind=self.cfg.prior)
         np.save(path, prior)
         return prior
 
