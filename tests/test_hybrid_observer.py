@@ -53,6 +53,25 @@ def _hybrid(folder: Path, trained: bool) -> Path:
     return onnx_path
 
 
+def _live(onnx_path: Path, chain_file: Path, data, mode: str) -> tuple[RnnObserver, np.ndarray]:
+    """The RNN observer node fed data's first sequence (one frame or 37 at a time): the node
+    and the q_rel (T, n_bodies, 4) it published."""
+    node = RnnObserver.create("obs", context=GraphContext(chain_file=chain_file,
+                                                          model_dirs=(onnx_path.parent,)),
+                              model=str(onnx_path), mode=mode)
+    info = frame_info("filter/imu.frame", list(data.imus), 100.0)
+    t_ = data.imu.shape[1]
+    frames = np.zeros(t_, frame_dtype(len(data.imus)))
+    frames["t_host"] = np.arange(t_) * 10_000_000
+    imu = data.imu[0].reshape(t_, len(data.imus), 6)
+    frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
+    step = 1 if mode == "step" else 37
+    for i in range(0, t_, step):
+        node.on_block("frame", make_block(info, frames[i:i + step]))
+    return node, np.concatenate([b.data["q_rel"] for b in node.emitted
+                                 if b.info.kind == STATE])
+
+
 def test_untrained_hybrid_returns_the_prior(tmp_path, arm3_data):
     model = OnnxObserverModel(_hybrid(tmp_path, trained=False))
     assert model.card.prior == "constraint" and model.card.n_features == 20
@@ -82,21 +101,9 @@ def test_prior_does_not_depend_on_block_size(arm3_data):
 def test_live_node_gives_the_offline_numbers(tmp_path, arm3_data, mode):
     onnx_path = _hybrid(tmp_path, trained=True)
     offline = evaluate(OnnxObserverModel(onnx_path), arm3_data, warmup_s=5.0).q_rel[0]
-    node = RnnObserver.create("obs", context=GraphContext(chain_file=ARM3,
-                                                          model_dirs=(tmp_path,)),
-                              model=str(onnx_path), mode=mode)
-    info = frame_info("filter/imu.frame", ["seg1", "seg3"], 100.0)
-    t_ = arm3_data.imu.shape[1]
-    frames = np.zeros(t_, frame_dtype(2))
-    frames["t_host"] = np.arange(t_) * 10_000_000
-    imu = arm3_data.imu[0].reshape(t_, 2, 6)
-    frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
-    step = 1 if mode == "step" else 37
-    for i in range(0, t_, step):
-        node.on_block("frame", make_block(info, frames[i:i + step]))
+    node, q = _live(onnx_path, ARM3, arm3_data, mode)
     # one-frame steps run the compiled GRU kernel, which adds the prior's input columns
     assert node.on_command("model", {})["step_engine"] == "compiled"
-    q = np.concatenate([b.data["q_rel"] for b in node.emitted if b.info.kind == STATE])
     for body in (1, 2):  # hinge bodies; the root is heading-free in both
         dots = np.abs(np.sum(q[:, body] * offline[:, body], axis=-1))
         assert dots.min() > 1 - 1e-5, (mode, body, dots.min())
@@ -122,19 +129,7 @@ def test_joint_centre_prior_live_and_offline(tmp_path, mode):
                                 kind=k) for k in ("constraint", "constraint-joint-centre")}
     assert np.abs(priors["constraint"] - priors["constraint-joint-centre"]).max() > 0.05
     offline = evaluate(OnnxObserverModel(onnx_path), data, warmup_s=5.0).q_rel[0]
-    node = RnnObserver.create("obs", context=GraphContext(chain_file=REPO / problem.chain,
-                                                          model_dirs=(tmp_path,)),
-                              model=str(onnx_path), mode=mode)
-    info = frame_info("filter/imu.frame", ["thigh", "shank"], 100.0)
-    t_ = data.imu.shape[1]
-    frames = np.zeros(t_, frame_dtype(2))
-    frames["t_host"] = np.arange(t_) * 10_000_000
-    imu = data.imu[0].reshape(t_, 2, 6)
-    frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
-    step = 1 if mode == "step" else 37
-    for i in range(0, t_, step):
-        node.on_block("frame", make_block(info, frames[i:i + step]))
-    q = np.concatenate([b.data["q_rel"] for b in node.emitted if b.info.kind == STATE])
+    _, q = _live(onnx_path, REPO / problem.chain, data, mode)
     dots = np.abs(np.sum(q[:, 1] * offline[:, 1], axis=-1))
     assert dots.min() > 1 - 1e-5, (mode, dots.min())
 
