@@ -74,6 +74,26 @@ def test_accelerations_moved_to_the_joint_centre_agree() -> None:
     assert np.percentile(at_knee, 99) < np.percentile(raw, 99) / 4
 
 
+def test_joint_centre_takes_no_rate_derivative_across_a_gap() -> None:
+    """The first sample and the one after a non-finite rate have no previous rate: the
+    centripetal term alone, no dw/dt spike."""
+    from pipeline.estimation.hinge import to_joint_centre
+
+    w, r = np.array([0.0, 3.0, 0.0]), np.array([0.0, 0.0, -0.2])
+    gyr = np.tile(w * 0.5, (5, 1))
+    gyr[3] = w  # a step in the rate: dw/dt = 0.5 w / dt at sample 3 of a continuous stream
+    gyr[2] = np.nan
+    acc = np.tile([0.0, 0.0, 9.81], (5, 1))
+    out = np.empty((5, 3))
+    to_joint_centre(acc, gyr, r, np.full(3, np.nan), 0.01, out)
+    centripetal = lambda w_: np.cross(w_, np.cross(w_, r))  # noqa: E731
+    np.testing.assert_allclose(out[0], acc[0] - centripetal(gyr[0]))  # first sample
+    np.testing.assert_allclose(out[2], acc[2])                         # no rate: passed on
+    np.testing.assert_allclose(out[3], acc[3] - centripetal(w))        # after the gap
+    dw = (gyr[4] - gyr[3]) / 0.01
+    np.testing.assert_allclose(out[4], acc[4] - centripetal(gyr[4]) - np.cross(dw, r))
+
+
 @pytest.mark.parametrize("seed", [2, 5])
 def test_joint_centre_beats_the_quasi_static_pull_in_fast_motion(seed: int) -> None:
     frames, truth = _frames(seed, ImuNoise())

@@ -140,7 +140,7 @@ class ConstraintEstimator:
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
         self._theta = np.zeros(len(hinges))
-        self._w_last = np.zeros((len(hinges), 2, 3))  # rad/s, parent and child IMU
+        self._w_last = np.full((len(hinges), 2, 3), np.nan)  # rad/s, parent and child IMU
         self._acc_joint = np.zeros((0, 2, 3))  # m/s^2, scratch: at the joint centre
         self._started = False
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)

@@ -68,13 +68,17 @@ def to_joint_centre(acc: np.ndarray, gyr: np.ndarray, r: np.ndarray, w_last: np.
     ``f_joint = f_imu - w x (w x r) - dw/dt x r`` (Seel et al. 2014). ``acc`` m/s^2 and
     ``gyr`` rad/s (n, 3) in the segment frame, ``r`` (3,) m from the joint centre to the IMU
     in that frame; ``w_last`` (3,) the rate before the block (updated; dw/dt by backward
-    difference). Writes ``out`` (n, 3) m/s^2; non-finite samples pass through."""
+    difference; NaN: no previous sample, dw/dt taken as 0). Writes ``out`` (n, 3) m/s^2;
+    samples with a non-finite rate pass through, and the next one takes dw/dt as 0."""
     for k in range(acc.shape[0]):
         w0, w1, w2 = gyr[k, 0], gyr[k, 1], gyr[k, 2]
         if not (math.isfinite(w0) and math.isfinite(w1) and math.isfinite(w2)):
             out[k] = acc[k]
+            w_last[0] = math.nan
             continue
-        d0, d1, d2 = (w0 - w_last[0]) / dt, (w1 - w_last[1]) / dt, (w2 - w_last[2]) / dt
+        d0 = d1 = d2 = 0.0
+        if math.isfinite(w_last[0]):
+            d0, d1, d2 = (w0 - w_last[0]) / dt, (w1 - w_last[1]) / dt, (w2 - w_last[2]) / dt
         w_last[0], w_last[1], w_last[2] = w0, w1, w2
         # w x r and w x (w x r)
         c0, c1, c2 = w1 * r[2] - w2 * r[1], w2 * r[0] - w0 * r[2], w0 * r[1] - w1 * r[0]
