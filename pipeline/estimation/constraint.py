@@ -12,7 +12,7 @@ segments that carry IMUs (in segment frames, i.e. after a calibration is applied
   "IMU-based joint angle measurement for gait analysis", Sensors 2014), where they are the
   same vector seen from both segments, so the pull works during motion whenever their norms
   agree; ``joint_centre=False`` pulls only while both segments are quasi-static (gravity
-  alone), the form the shipped hybrid models were trained with;
+  alone), the form of the ``constraint`` prior (``constraint_prior.PRIOR_KINDS``);
 - two orthogonal hinges through a segment without an IMU (a 2-DoF joint such as arm3's
   y-then-z elbow): each IMU's orientation from VQF 6D, the heading offset between the two
   from the joint's constraint (streaming form of ``qmt.headingCorrection``, causal 8 s

@@ -28,8 +28,9 @@ from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import qmul4
 
 # prior name (model card input.prior) -> the estimator's settings: "constraint" pulls a hinge
-# towards gravity only while both segments are quasi-static (the shipped hybrids were trained
-# on it), "constraint-joint-centre" also in motion, from the accelerations at the joint centre
+# towards gravity only while both segments are quasi-static (models trained before
+# 2026-12-05), "constraint-joint-centre" also in motion, from the accelerations at the joint
+# centre (the knee model since then); two orthogonal hinges are the same in both
 PRIOR_KINDS = {"constraint": ConstraintSettings(joint_centre=False),
                "constraint-joint-centre": ConstraintSettings(joint_centre=True)}
 
