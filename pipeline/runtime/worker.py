@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cProfile
 import ctypes
-import faulthandler
 import gc
 import logging
 import os
@@ -38,13 +37,6 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def dump_stacks_on_sigusr1(run_dir: Path, group: str) -> None:
-    """On SIGUSR1, write every thread's Python stack to ``RUN_DIR/GROUP.stacks`` (where a hung
-    worker waits: ``kill -USR1 PID``); the file stays open for the process's life."""
-    out = open(run_dir / f"{group}.stacks", "w")  # noqa: SIM115 - faulthandler keeps it
-    faulthandler.register(signal.SIGUSR1, file=out, all_threads=True)
 
 
 def _name_os_thread(name: str) -> None:
@@ -145,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     die_with_parent()
     setup_logging(os.environ.get("IMUFLOW_LOG_LEVEL", "INFO"))
-    check_private(Path(argv[0]), "run folder")
-    dump_stacks_on_sigusr1(Path(argv[0]), argv[1])
     return run_group(Path(argv[0]), argv[1])
 
 
