@@ -174,14 +174,19 @@ def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list
 
 
 def _proc_state(pid: int) -> str:
-    """pid, state letter and command line from /proc (for failure messages)."""
+    """pid, state letter, command line, signal masks and where each thread waits (kernel
+    wchan), from /proc (for failure messages)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-80:]
+        masks = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                 if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))]
+        threads = [f"{t.name} {(t / 'comm').read_text().strip()} {(t / 'wchan').read_text()}"
+                   for t in Path(f"/proc/{pid}/task").iterdir()]
     except OSError:
         return f"{pid} gone"
     state, ppid = stat.rsplit(')', 1)[1].split()[:2]
-    return f"{pid} {state} ppid {ppid} {cmd}"
+    return f"{pid} {state} ppid {ppid} {cmd} {masks} threads {threads}"
 
 
 def _running(pid: int) -> bool:
