@@ -59,10 +59,10 @@ def _live(onnx_path: Path, chain_file: Path, data, mode: str) -> tuple[RnnObserv
     node = RnnObserver.create("obs", context=GraphContext(chain_file=chain_file,
                                                           model_dirs=(onnx_path.parent,)),
                               model=str(onnx_path), mode=mode)
-    info = frame_info("filter/imu.frame", list(data.imus), 100.0)
+    info = frame_info("filter/imu.frame", list(data.imus), data.rate_hz)
     t_ = data.imu.shape[1]
     frames = np.zeros(t_, frame_dtype(len(data.imus)))
-    frames["t_host"] = np.arange(t_) * 10_000_000
+    frames["t_host"] = np.round(np.arange(t_) * 1e9 / data.rate_hz).astype(np.int64)
     imu = data.imu[0].reshape(t_, len(data.imus), 6)
     frames["acc"], frames["gyr"] = imu[:, :, :3], imu[:, :, 3:]
     step = 1 if mode == "step" else 37

@@ -11,7 +11,7 @@ Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -24,9 +24,11 @@ from pipeline.runtime.ports import Input
 from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import FRAME, STATE, state_dtype
 
+_DEFAULT = ConstraintSettings()  # the Params' defaults are the estimator's, in one place
+
 
 class ConstraintObserver(Node):
-    """Hinge angles from gyros and gravity under joint constraints; no training.
+    """Hinge angles from gyros and accelerations under joint constraints; no training.
 
     Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge, or on both
     ends of a pair of orthogonal hinges, in segment frames (calibrate, then let the filter
@@ -43,20 +45,23 @@ class ConstraintObserver(Node):
 
     @dataclass(frozen=True)
     class Params:
-        tau_s: float = 0.5          # s, time constant of the pull towards the accelerations' angle
-        still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
-        max_axis_cos: float = 0.9   # the acceleration at least acos(0.9) = 26 deg off the axis
+        # s, time constant of the pull towards the accelerations' angle
+        tau_s: float = _DEFAULT.tau_s
+        # m/s^2, max | |acc| - g | for a quasi-static sample (joint_centre false)
+        still_acc_ms2: float = _DEFAULT.still_acc_ms2
+        # the acceleration at least acos(0.9) = 26 deg off the hinge axis
+        max_axis_cos: float = _DEFAULT.max_axis_cos
         # hinges: both accelerations moved to the joint centre (the chain's IMU positions), the
-        # pull then also in motion while their norms agree within agree_ms2 m/s^2
-        joint_centre: bool = True
-        agree_ms2: float = 3.0
+        # pull then also in motion while their norms agree within agree_ms2
+        joint_centre: bool = _DEFAULT.joint_centre
+        # m/s^2, max | |f_parent| - |f_child| | at the joint centre
+        agree_ms2: float = _DEFAULT.agree_ms2
 
         def __post_init__(self) -> None:
             self.settings()  # ValueError naming the bad value
 
         def settings(self) -> ConstraintSettings:
-            return ConstraintSettings(self.tau_s, self.still_acc_ms2, self.max_axis_cos,
-                                      self.joint_centre, self.agree_ms2)
+            return ConstraintSettings(**asdict(self))
 
     @classmethod
     def sensors_out(cls, params: Params, context: GraphContext,

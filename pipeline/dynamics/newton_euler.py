@@ -31,6 +31,8 @@ import math
 import numpy as np
 from numba import njit
 
+from pipeline.kinematics.quaternion import cross3
+
 _FREE, _SPH, _HINGE, _PRISM = 0, 1, 2, 3
 
 # columns of the ``ints`` rows and of the ``params`` rows (see InverseDynamics)
@@ -75,11 +77,6 @@ def _mtv(m, o, x, y, z):
     """M^T @ v for the row-major 3x3 block m[o:o+9]."""
     return (m[o] * x + m[o + 3] * y + m[o + 6] * z, m[o + 1] * x + m[o + 4] * y + m[o + 7] * z,
             m[o + 2] * x + m[o + 5] * y + m[o + 8] * z)
-
-
-@njit(cache=True, inline="always")
-def _cross(ax, ay, az, bx, by, bz):
-    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
 
 
 @njit(cache=True)
@@ -157,16 +154,16 @@ def rnea_into(ints: np.ndarray, params: np.ndarray, inert: np.ndarray, gravity: 
             wdpx, wdpy, wdpz = wp[24], wp[25], wp[26]
             apx, apy, apz = wp[27], wp[28], wp[29]
         # parent-frame acceleration of this origin: a_p + wd x r + w x (w x r) + 2 w x rd + rdd
-        c1 = _cross(wdpx, wdpy, wdpz, r0, r1, r2)
-        c2 = _cross(wpx, wpy, wpz, r0, r1, r2)
-        c3 = _cross(wpx, wpy, wpz, c2[0], c2[1], c2[2])
-        c4 = _cross(wpx, wpy, wpz, rdx, rdy, rdz)
+        c1 = cross3(wdpx, wdpy, wdpz, r0, r1, r2)
+        c2 = cross3(wpx, wpy, wpz, r0, r1, r2)
+        c3 = cross3(wpx, wpy, wpz, c2[0], c2[1], c2[2])
+        c4 = cross3(wpx, wpy, wpz, rdx, rdy, rdz)
         a0 = apx + c1[0] + c3[0] + 2.0 * c4[0] + rddx
         a1 = apy + c1[1] + c3[1] + 2.0 * c4[1] + rddy
         a2 = apz + c1[2] + c3[2] + 2.0 * c4[2] + rddz
         bx, by, bz = _mtv(wk, 0, wpx, wpy, wpz)  # parent's rate in body coordinates
         bdx, bdy, bdz = _mtv(wk, 0, wdpx, wdpy, wdpz)
-        c5 = _cross(bx, by, bz, ux, uy, uz)
+        c5 = cross3(bx, by, bz, ux, uy, uz)
         wk[21], wk[22], wk[23] = bx + ux, by + uy, bz + uz
         wk[24], wk[25], wk[26] = bdx + udx + c5[0], bdy + udy + c5[1], bdz + udz + c5[2]
         wk[27], wk[28], wk[29] = _mtv(wk, 0, a0, a1, a2)
@@ -177,9 +174,9 @@ def rnea_into(ints: np.ndarray, params: np.ndarray, inert: np.ndarray, gravity: 
         cx, cy, cz = inert[i, 1], inert[i, 2], inert[i, 3]
         wx, wy, wz = wk[21], wk[22], wk[23]
         wdx, wdy, wdz = wk[24], wk[25], wk[26]
-        e1 = _cross(wdx, wdy, wdz, cx, cy, cz)
-        e2 = _cross(wx, wy, wz, cx, cy, cz)
-        e3 = _cross(wx, wy, wz, e2[0], e2[1], e2[2])
+        e1 = cross3(wdx, wdy, wdz, cx, cy, cz)
+        e2 = cross3(wx, wy, wz, cx, cy, cz)
+        e3 = cross3(wx, wy, wz, e2[0], e2[1], e2[2])
         fx = m * (wk[27] + e1[0] + e3[0])
         fy = m * (wk[28] + e1[1] + e3[1])
         fz = m * (wk[29] + e1[2] + e3[2])
@@ -188,8 +185,8 @@ def rnea_into(ints: np.ndarray, params: np.ndarray, inert: np.ndarray, gravity: 
         lx = ixx * wx + ixy * wy + ixz * wz
         ly = ixy * wx + iyy * wy + iyz * wz
         lz = ixz * wx + iyz * wy + izz * wz
-        g = _cross(wx, wy, wz, lx, ly, lz)
-        h = _cross(cx, cy, cz, fx, fy, fz)
+        g = cross3(wx, wy, wz, lx, ly, lz)
+        h = cross3(cx, cy, cz, fx, fy, fz)
         nx = ixx * wdx + ixy * wdy + ixz * wdz + g[0] + h[0]
         ny = ixy * wdx + iyy * wdy + iyz * wdz + g[1] + h[1]
         nz = ixz * wdx + iyz * wdy + izz * wdz + g[2] + h[2]
@@ -207,7 +204,7 @@ def _inward(ints, params, ext_body, ext, tau, residual, work):
         wk = work[b]
         fx, fy, fz = _mtv(wk, 9, ext[k, 0], ext[k, 1], ext[k, 2])
         mx, my, mz = _mtv(wk, 9, ext[k, 3], ext[k, 4], ext[k, 5])
-        pm = _cross(ext[k, 6], ext[k, 7], ext[k, 8], fx, fy, fz)
+        pm = cross3(ext[k, 6], ext[k, 7], ext[k, 8], fx, fy, fz)
         wk[27] -= fx
         wk[28] -= fy
         wk[29] -= fz
@@ -241,7 +238,7 @@ def _inward(ints, params, ext_body, ext, tau, residual, work):
         if p >= 0:
             gx, gy, gz = _mv(wk, 0, fx, fy, fz)
             hx, hy, hz = _mv(wk, 0, nx, ny, nz)
-            c = _cross(wk[18], wk[19], wk[20], gx, gy, gz)
+            c = cross3(wk[18], wk[19], wk[20], gx, gy, gz)
             wp = work[p]
             wp[27] += gx
             wp[28] += gy

@@ -30,9 +30,14 @@ from pipeline.kinematics.quaternion import qmul4
 # prior name (model card input.prior) -> the estimator's settings: "constraint" pulls a hinge
 # towards gravity only while both segments are quasi-static (models trained before
 # 2026-12-05), "constraint-joint-centre" also in motion, from the accelerations at the joint
-# centre (the knee model since then); two orthogonal hinges are the same in both
-PRIOR_KINDS = {"constraint": ConstraintSettings(joint_centre=False),
-               "constraint-joint-centre": ConstraintSettings(joint_centre=True)}
+# centre (the knee model since then); two orthogonal hinges are the same in both. Every value
+# is spelled out: a trained model's input must not move with ConstraintSettings' defaults.
+PRIOR_KINDS = {
+    "constraint": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9,
+                                     joint_centre=False, agree_ms2=3.0),
+    "constraint-joint-centre": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0,
+                                                  max_axis_cos=0.9, joint_centre=True,
+                                                  agree_ms2=3.0)}
 
 
 def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],

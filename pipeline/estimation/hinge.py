@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
-from pipeline.kinematics.quaternion import qmul4
+from pipeline.kinematics.quaternion import cross3, qmul4
 
 G = 9.81
 
@@ -80,8 +80,9 @@ def to_joint_centre(acc: np.ndarray, gyr: np.ndarray, r: np.ndarray, w_last: np.
         if math.isfinite(w_last[0]):
             d0, d1, d2 = (w0 - w_last[0]) / dt, (w1 - w_last[1]) / dt, (w2 - w_last[2]) / dt
         w_last[0], w_last[1], w_last[2] = w0, w1, w2
-        # w x r and w x (w x r)
-        c0, c1, c2 = w1 * r[2] - w2 * r[1], w2 * r[0] - w0 * r[2], w0 * r[1] - w1 * r[0]
-        out[k, 0] = acc[k, 0] - (w1 * c2 - w2 * c1) - (d1 * r[2] - d2 * r[1])
-        out[k, 1] = acc[k, 1] - (w2 * c0 - w0 * c2) - (d2 * r[0] - d0 * r[2])
-        out[k, 2] = acc[k, 2] - (w0 * c1 - w1 * c0) - (d0 * r[1] - d1 * r[0])
+        c0, c1, c2 = cross3(w0, w1, w2, r[0], r[1], r[2])
+        e0, e1, e2 = cross3(w0, w1, w2, c0, c1, c2)  # centripetal: w x (w x r)
+        t0, t1, t2 = cross3(d0, d1, d2, r[0], r[1], r[2])  # tangential: dw/dt x r
+        out[k, 0] = acc[k, 0] - e0 - t0
+        out[k, 1] = acc[k, 1] - e1 - t1
+        out[k, 2] = acc[k, 2] - e2 - t2

@@ -26,6 +26,12 @@ def qmul4(aw, ax, ay, az, bw, bx, by, bz):
 
 
 @njit(cache=True, inline="always")
+def cross3(ax, ay, az, bx, by, bz):
+    """Cross product a x b of two 3-vectors on scalars; returns an (x, y, z) tuple."""
+    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+
+
+@njit(cache=True, inline="always")
 def qrot3(w, x, y, z, vx, vy, vz):
     """Rotate vector v by unit quaternion (w, x, y, z) on scalars; returns an (x, y, z) tuple."""
     tx = 2.0 * (y * vz - z * vy)
