@@ -11,7 +11,8 @@ Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -56,12 +57,16 @@ class ConstraintObserver(Node):
         joint_centre: bool = _DEFAULT.joint_centre
         # m/s^2, max | |f_parent| - |f_child| | at the joint centre
         agree_ms2: float = _DEFAULT.agree_ms2
+        # two-axis joints: VQF 6D parameters by VQF's name over the body-worn tuning
+        # (pipeline/estimation/vqf_tuning.py), e.g. {tauAcc: 3.0}
+        vqf: dict[str, Any] = field(default_factory=dict)
 
         def __post_init__(self) -> None:
             self.settings()  # ValueError naming the bad value
 
         def settings(self) -> ConstraintSettings:
-            return ConstraintSettings(**asdict(self))
+            own = {k: v for k, v in asdict(self).items() if k != "vqf"}
+            return replace(ConstraintSettings(**own), vqf=_DEFAULT.vqf.with_overrides(self.vqf))
 
     @classmethod
     def sensors_out(cls, params: Params, context: GraphContext,

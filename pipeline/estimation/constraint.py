@@ -33,6 +33,7 @@ import vqf
 from pipeline.estimation.heading_fit import warm_up_two_axis
 from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
+from pipeline.estimation.vqf_tuning import BODY_WORN, VqfTuning
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qrotate
@@ -40,7 +41,7 @@ from pipeline.kinematics.quaternion import np_qrotate
 
 @dataclass(frozen=True)
 class ConstraintSettings:
-    """Tuning of the hinge filter (the two-axis joints have none)."""
+    """Tuning of the hinge filter, and of VQF 6D for the two-axis joints' IMUs."""
 
     tau_s: float = 0.5          # s, time constant of the pull towards the accelerations' angle
     still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
@@ -50,6 +51,7 @@ class ConstraintSettings:
     # agree within agree_ms2, not only while both segments are quasi-static
     joint_centre: bool = True
     agree_ms2: float = 3.0      # m/s^2, max | |f_parent| - |f_child| | at the joint centre
+    vqf: VqfTuning = BODY_WORN  # VQF 6D of each two-axis joint's IMUs (vqf_tuning.py)
 
     def __post_init__(self) -> None:
         if self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.agree_ms2 <= 0:
@@ -134,7 +136,7 @@ class ConstraintEstimator:
         self.two_axis = bool(pairs)
         self._hinges, self._pairs = hinges, pairs
         pair_imus = sorted({i for pr in pairs for i in pr.imus})
-        self._vqf = {i: vqf.VQF(1.0 / rate_hz) for i in pair_imus}  # 6D, per IMU
+        self._vqf = {i: vqf.VQF(1.0 / rate_hz, **settings.vqf.kwargs()) for i in pair_imus}
         self.vqf_imus = frozenset(self._vqf)  # IMU indices whose 6D orientation VQF tracks
         self.imu_quat6d: dict[int, np.ndarray] = {}  # the last update's VQF 6D (n, 4) per IMU
         self._dt = 1.0 / rate_hz

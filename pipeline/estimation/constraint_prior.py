@@ -24,20 +24,28 @@ from pipeline.estimation.constraint import (
     finite_or_zero,
     warm_up,
 )
+from pipeline.estimation.vqf_tuning import VQF_PACKAGE_DEFAULTS, VqfTuning
 from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import qmul4
 
 # prior name (model card input.prior) -> the estimator's settings: "constraint" pulls a hinge
 # towards gravity only while both segments are quasi-static (models trained before
 # 2026-12-05), "constraint-joint-centre" also in motion, from the accelerations at the joint
-# centre (the knee model since then); two orthogonal hinges are the same in both. Every value
+# centre (the knee model since then); both run VQF with the vqf package's defaults.
+# "constraint-body-vqf" (arm3-sparse since 2026-12-05) runs VQF tuned for body-worn sensors
+# (vqf_tuning.BODY_WORN: faster bias tracking, bias clip 8 deg/s, tauAcc 1.5 s). Every value
 # is spelled out: a trained model's input must not move with ConstraintSettings' defaults.
 PRIOR_KINDS = {
     "constraint": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9,
-                                     joint_centre=False, agree_ms2=3.0),
+                                     joint_centre=False, agree_ms2=3.0,
+                                     vqf=VQF_PACKAGE_DEFAULTS),
     "constraint-joint-centre": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0,
                                                   max_axis_cos=0.9, joint_centre=True,
-                                                  agree_ms2=3.0)}
+                                                  agree_ms2=3.0, vqf=VQF_PACKAGE_DEFAULTS),
+    "constraint-body-vqf": ConstraintSettings(
+        tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9, joint_centre=True, agree_ms2=3.0,
+        vqf=VqfTuning(tauAcc=1.5, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0,
+                      biasSigmaMotion=0.1))}
 
 
 def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
@@ -137,7 +145,7 @@ class ConstraintPrior:
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
             if root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
-                self._root_vqf = vqf.VQF(1.0 / rate_hz)
+                self._root_vqf = vqf.VQF(1.0 / rate_hz, **PRIOR_KINDS[kind].vqf.kwargs())
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""

@@ -30,9 +30,11 @@ from pipeline.runtime.testing import make_block
 
 
 def run_node(kind: str, data: ImuDataset, block_s: float = 1.0, root_imu: str | None = None,
-             progress: bool = True) -> np.ndarray:
-    """(S, T, n_bodies, 4) q_rel that node ``kind`` publishes on every sequence of ``data``;
-    with ``root_imu``, the root's entry is the orientation node's quaternion for that IMU."""
+             progress: bool = True, params: dict | None = None,
+             root_params: dict | None = None) -> np.ndarray:
+    """(S, T, n_bodies, 4) q_rel that node ``kind`` (with ``params``) publishes on every
+    sequence of ``data``; with ``root_imu``, the root's entry is the orientation node's (with
+    ``root_params``) quaternion for that IMU."""
     cls = resolve(kind)
     root_cls = resolve("orientation") if root_imu else None
     chain_file = Path(data.chain) if Path(data.chain).is_absolute() else REPO / data.chain
@@ -44,9 +46,10 @@ def run_node(kind: str, data: ImuDataset, block_s: float = 1.0, root_imu: str | 
     block = max(1, round(block_s * data.rate_hz))
     out = []
     for s in tqdm(range(s_), desc=f"{kind} on {s_} sequences", unit="seq", disable=not progress):
-        nodes = [cls.create("observer", context=GraphContext(chain_file=chain_file))]
+        nodes = [cls.create("observer", context=GraphContext(chain_file=chain_file),
+                            **(params or {}))]
         if root_cls is not None:
-            nodes.append(root_cls.create("orientation", imu=root_imu))
+            nodes.append(root_cls.create("orientation", imu=root_imu, **(root_params or {})))
         frames["acc"], frames["gyr"] = imu[s, :, :, :3], imu[s, :, :, 3:]
         for i in range(0, t_, block):
             for node in nodes:
@@ -62,9 +65,10 @@ def run_node(kind: str, data: ImuDataset, block_s: float = 1.0, root_imu: str | 
     return np.stack(out)
 
 
-def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0,
-                  progress: bool = True) -> EvalResult:
-    """Per hinge body, angle errors (S, T) deg of node ``kind`` on ``data``; stats after warm-up."""
+def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0, progress: bool = True,
+                  params: dict | None = None, root_params: dict | None = None) -> EvalResult:
+    """Per hinge body, angle errors (S, T) deg of node ``kind`` (with ``params``; the root's
+    orientation node with ``root_params``) on ``data``; stats after warm-up."""
     chain = load_chain(Path(data.chain) if Path(data.chain).is_absolute() else REPO / data.chain)
     if tuple(chain.body_names) != tuple(data.bodies):
         raise ValueError(f"dataset bodies {data.bodies} differ from chain {data.chain} "
@@ -72,7 +76,8 @@ def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0,
     root_imus = [n for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
                  if b == 0 and n in data.imus]
     root_imu = root_imus[0] if root_imus else None
-    q_rel = run_node(kind, data, root_imu=root_imu, progress=progress)
+    q_rel = run_node(kind, data, root_imu=root_imu, progress=progress, params=params,
+                     root_params=root_params)
     errors = {}
     if root_imu is not None:
         errors[chain.body_names[0]] = inclination_error_deg(

@@ -169,9 +169,10 @@ STRESS_SETTINGS = ("tools/training/problem.py Problem.stress_settings / stress_n
 CONSTRAINT_WHAT = ("nodes.constraint_observer (no training): a hinge with an IMU on both sides "
                    "from the hinge kernel (gyroscopes; the accelerations moved to the joint "
                    "centre, their angle in the hinge plane); two hinges "
-                   "in a row from VQF 6D per IMU, the heading offset from the 2-DoF joint "
-                   "constraint (streaming qmt.headingCorrection) and the relative orientation; "
-                   "the root's inclination from the orientation node (VQF 6D)")
+                   "in a row from VQF 6D per IMU (body-worn tuning, vqf_tuning.py), the "
+                   "heading offset from the 2-DoF joint constraint (streaming "
+                   "qmt.headingCorrection) and the relative orientation; the root's "
+                   "inclination from the orientation node (VQF 6D, the same tuning)")
 
 
 def stress_set(problem: Problem, n: int, duration_s: float, data_dir: Path) -> ImuDataset:
