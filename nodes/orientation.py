@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import vqf
 
-from pipeline.estimation.vqf_tuning import BODY_WORN
+from pipeline.estimation.vqf_tuning import ROOT_BODY_WORN
 from pipeline.kinematics.quaternion import np_qmul
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
@@ -59,10 +59,11 @@ class Orientation(Node):
     class Params:
         imu: str = ""  # root IMU name; "" = the first IMU of the frame
         mode: Literal["6d", "9d"] = "6d"  # 6d: acc + gyr (9d is refused: frames carry no mag)
-        tau_acc_s: float = BODY_WORN.tauAcc  # s, VQF accelerometer time constant (tauAcc)
+        tau_acc_s: float = ROOT_BODY_WORN.tauAcc  # s, VQF accelerometer time constant (tauAcc)
         rest_bias: bool = True  # VQF rest bias estimation
         motion_bias: bool = True  # VQF motion bias estimation
-        # other VQF params by VQF's name, over the body-worn tuning (estimation/vqf_tuning.py)
+        # other VQF params by VQF's name, over the root's body-worn tuning
+        # (pipeline/estimation/vqf_tuning.py ROOT_BODY_WORN)
         vqf: dict[str, Any] = field(default_factory=dict)
 
         def __post_init__(self) -> None:
@@ -108,7 +109,7 @@ class Orientation(Node):
             raise ConfigError(f"node '{self.id}': input {info.stream} has no rate_hz; VQF needs "
                               "a fixed sample rate (feed it from sync)")
         p = self.params
-        kwargs = dict(BODY_WORN.kwargs(), **p.vqf)
+        kwargs = dict(ROOT_BODY_WORN.kwargs(), **p.vqf)
         kwargs.update(tauAcc=p.tau_acc_s, restBiasEstEnabled=p.rest_bias,
                       motionBiasEstEnabled=p.motion_bias)
         self._filter = vqf.VQF(1.0 / info.rate_hz, **kwargs)

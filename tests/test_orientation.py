@@ -10,7 +10,7 @@ import pytest
 import vqf
 
 from nodes.orientation import Orientation
-from pipeline.estimation.vqf_tuning import BODY_WORN
+from pipeline.estimation.vqf_tuning import ROOT_BODY_WORN
 from pipeline.evaluation.orientation_error import inclination_error
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import SimRecording, simulate
@@ -49,7 +49,7 @@ def test_matches_offline_vqf_and_truth_whatever_the_block_size() -> None:
     ones = _run(Orientation.create(imu="shank"), frames, 1)
     np.testing.assert_array_equal(ones["q"], whole["q"])
     np.testing.assert_array_equal(whole["t_host"], frames["t_host"])
-    ref = vqf.VQF(1 / RATE, **BODY_WORN.kwargs()).updateBatch(
+    ref = vqf.VQF(1 / RATE, **ROOT_BODY_WORN.kwargs()).updateBatch(
         np.ascontiguousarray(rec.gyr[:, 1], dtype=np.float64),
         np.ascontiguousarray(rec.acc[:, 1], dtype=np.float64))
     np.testing.assert_allclose(whole["q"], ref["quat6D"], atol=1e-6)
@@ -64,7 +64,7 @@ def test_root_defaults_to_the_first_imu_and_params_reach_vqf() -> None:
     rec = _recording()
     node = Orientation.create(tau_acc_s=1.0, vqf={"restThGyr": 3.0})
     out = _run(node, _frames(rec)[:500], 100)
-    ref = vqf.VQF(1 / RATE, **dict(BODY_WORN.kwargs(), tauAcc=1.0, restThGyr=3.0)).updateBatch(
+    ref = vqf.VQF(1 / RATE, **dict(ROOT_BODY_WORN.kwargs(), tauAcc=1.0, restThGyr=3.0)).updateBatch(
         np.ascontiguousarray(rec.gyr[:500, 0], dtype=np.float64),
         np.ascontiguousarray(rec.acc[:500, 0], dtype=np.float64))
     np.testing.assert_allclose(out["q"], ref["quat6D"], atol=1e-6)

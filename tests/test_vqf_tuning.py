@@ -6,7 +6,12 @@ import pytest
 import vqf
 
 from nodes.orientation import Orientation
-from pipeline.estimation.vqf_tuning import BODY_WORN, VQF_PACKAGE_DEFAULTS, VqfTuning
+from pipeline.estimation.vqf_tuning import (
+    BODY_WORN,
+    ROOT_BODY_WORN,
+    VQF_PACKAGE_DEFAULTS,
+    VqfTuning,
+)
 
 
 def test_package_defaults_are_the_vqf_packages_own() -> None:
@@ -30,7 +35,7 @@ def test_overrides_replace_by_name_and_refuse_unknown_or_non_positive() -> None:
 
 
 def test_orientation_node_runs_the_body_worn_tuning_unless_told_otherwise() -> None:
-    assert Orientation.Params().tau_acc_s == BODY_WORN.tauAcc
+    assert Orientation.Params().tau_acc_s == ROOT_BODY_WORN.tauAcc == 2.0
     assert Orientation.Params(vqf={"biasClip": 2.0}).vqf == {"biasClip": 2.0}
 
 
