@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.estimation.constraint_prior import output_width
 from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, simulate
@@ -41,7 +42,7 @@ def build_model(folder: Path, name: str, *, chain: str = "knee", imus: tuple[str
     ch = load_chain(CHAINS / f"{chain}.yaml")
     imus = tuple(imus or ch.imu_names)
     outputs = outputs or (KNEE_OUTPUTS if chain == "knee" else ARM3_OUTPUTS)
-    n_in, n_out = 6 * len(imus), sum(4 if e == "quat" else 2 for _, e in outputs)
+    n_in, n_out = 6 * len(imus), output_width(outputs)
 
     class Net(torch.nn.Module):
         def __init__(self) -> None:

@@ -324,3 +324,38 @@ def test_eval_writes_predictions_and_data_without_truth_is_one_line(
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode != 0 and "no 'chain.truth' stream" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_up_outputs_are_scored_by_inclination(model_and_data: tuple[Path, Path]) -> None:
+    """A card whose root output is the vertical ("up", 3 values, any length): the root's
+    error is the inclination error (5 deg here) and its estimate the heading-free one."""
+    from pipeline.estimation.constraint_prior import encode_outputs
+    from pipeline.evaluation.observer_eval import predictions
+    from pipeline.kinematics.quaternion import heading_free
+
+    model, _ = model_and_data
+    chain, data = load_chain(ARM3), hand_made()
+    outputs = (("seg1", "up"), ("seg2", "sincos"), ("seg3", "sincos"))
+    card = replace(load_card(model), outputs=tuple(OutputBody(b, e) for b, e in outputs))
+    assert card.n_outputs == 7
+    q_est = data.q_rel.astype(np.float64)
+    q_est[..., 0, :] = data.imu[..., 0:4]  # the root tilted by 5 deg
+    y = 3.0 * encode_outputs(chain, outputs, q_est)
+    errs = body_errors(card, chain, y, data.q_rel)
+    np.testing.assert_allclose(errs["seg1"], EXPECTED["seg1"], atol=2e-3)
+    assert np.abs(errs["seg2"]).max() < 1e-3 and np.abs(errs["seg3"]).max() < 1e-3
+    pred = predictions(card, chain, y)
+    np.testing.assert_allclose(pred[..., 0, :], heading_free(q_est[..., 0, :]), atol=1e-6)
+
+
+def test_a_card_with_up_on_a_non_root_body_is_refused(model_and_data: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    from pipeline.runtime.errors import ModelRejected
+
+    model, _ = model_and_data
+    card = load_card(model)
+    bad = replace(card, outputs=(OutputBody("seg1", "up"), OutputBody("seg2", "up")))
+    write_card(bad, tmp_path / "passthrough.json")
+    (tmp_path / "passthrough.onnx").write_bytes(model.read_bytes())
+    with pytest.raises(ModelRejected, match="'seg2': encoding 'up' is for the root 'seg1'"):
+        load_card(tmp_path / "passthrough.json")

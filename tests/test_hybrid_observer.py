@@ -16,7 +16,12 @@ import pytest
 import torch
 
 from nodes.observer import RnnObserver
-from pipeline.estimation.constraint_prior import ConstraintPrior, encode_outputs, prior_features
+from pipeline.estimation.constraint_prior import (
+    ConstraintPrior,
+    encode_outputs,
+    output_width,
+    prior_features,
+)
 from pipeline.evaluation.model_card import load_card, write_card
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.kinematics.chain import load_chain
@@ -27,7 +32,7 @@ from pipeline.runtime.testing import make_block
 from tools.training.data import generate
 from tools.training.export import build_card, export_onnx
 from tools.training.network import Observer
-from tools.training.problem import get_problem
+from tools.training.problem import get_problem, with_root_encoding
 
 REPO = Path(__file__).resolve().parents[1]
 ARM3 = REPO / "configs/chains/arm3.yaml"
@@ -38,17 +43,19 @@ def arm3_data():
     return generate(get_problem("arm3-sparse"), [3_000_000, 3_000_001], 12.0, progress=False)
 
 
-def _hybrid(folder: Path, trained: bool) -> Path:
-    """A small hybrid arm3 model exported to ONNX with its card; random head when trained."""
-    problem = get_problem("arm3-sparse")
+def _hybrid(folder: Path, trained: bool, prior: str = "constraint", root: str = "") -> Path:
+    """A small hybrid arm3 model exported to ONNX with its card; random head when trained;
+    ``root``: the root output's encoding ("" the problem's)."""
+    problem = with_root_encoding(get_problem("arm3-sparse"), root)
+    n_out = output_width(problem.outputs)
     torch.manual_seed(0)
-    model = Observer(12 + 8, 8, hidden=16, layers=1, prior_at=12)
+    model = Observer(12 + n_out, n_out, hidden=16, layers=1, prior_at=12)
     if trained:  # stands in for a trained correction: small, non-zero
         torch.nn.init.normal_(model.head[2].weight, std=0.02)
     folder.mkdir(parents=True, exist_ok=True)
     onnx_path = folder / "arm3-hybrid.onnx"
     export_onnx(model, onnx_path)
-    card = build_card(model, problem, "arm3-hybrid", onnx_path, {}, {}, prior="constraint")
+    card = build_card(model, problem, "arm3-hybrid", onnx_path, {}, {}, prior=prior)
     write_card(card, card.path)
     return onnx_path
 
@@ -106,6 +113,33 @@ def test_live_node_gives_the_offline_numbers(tmp_path, arm3_data, mode):
     assert node.on_command("model", {})["step_engine"] == "compiled"
     for body in (1, 2):  # hinge bodies; the root is heading-free in both
         dots = np.abs(np.sum(q[:, body] * offline[:, body], axis=-1))
+        assert dots.min() > 1 - 1e-5, (mode, body, dots.min())
+
+
+@pytest.mark.parametrize("mode", ["step", "block"])
+def test_up_vector_hybrid_live_and_offline(tmp_path, arm3_data, mode):
+    """A hybrid whose root output is the vertical ("up") on the prior with the root's own
+    VQF: untrained it returns the prior; live (step and block) gives the offline numbers, the
+    root included; the root's prior differs from the shared-VQF one and the hinges' do not."""
+    untrained = OnnxObserverModel(_hybrid(tmp_path / "u", False, "constraint-body-vqf-root2s",
+                                          root="up"))
+    assert [o.encoding for o in untrained.card.outputs] == ["up", "sincos", "sincos"]
+    assert untrained.card.n_features == 12 + 7
+    chain = load_chain(ARM3)
+    outputs = [(o.body, o.encoding) for o in untrained.card.outputs]
+    priors = {k: prior_features(chain, ["seg1", "seg3"], 100.0, outputs, arm3_data.imu, kind=k)
+              for k in ("constraint-body-vqf", "constraint-body-vqf-root2s")}
+    y, _ = untrained.run(np.concatenate([arm3_data.imu, priors["constraint-body-vqf-root2s"]],
+                                        axis=-1))
+    np.testing.assert_allclose(y, priors["constraint-body-vqf-root2s"], atol=1e-6)
+    diff = np.abs(priors["constraint-body-vqf"] - priors["constraint-body-vqf-root2s"])
+    assert diff[..., :3].max() > 1e-3 and diff[..., 3:].max() == 0.0
+    onnx_path = _hybrid(tmp_path / "t", True, "constraint-body-vqf-root2s", root="up")
+    offline = evaluate(OnnxObserverModel(onnx_path), arm3_data, warmup_s=5.0)
+    assert offline.stats["seg1"].mean_deg < 8.0
+    _, q = _live(onnx_path, ARM3, arm3_data, mode)
+    for body in (0, 1, 2):
+        dots = np.abs(np.sum(q[:, body] * offline.q_rel[0][:, body], axis=-1))
         assert dots.min() > 1 - 1e-5, (mode, body, dots.min())
 
 
@@ -181,3 +215,26 @@ def test_output_encoding_kernel_equals_the_numpy_formulas():
     np.testing.assert_array_equal(encode_outputs(chain, outputs, q), expected)
     one = encode_outputs(chain, outputs, q[1, 7])
     np.testing.assert_array_equal(one, expected[1, 7])
+
+
+def test_up_encoding_is_the_vertical_in_the_root_frame():
+    """``up``: earth +z in the root's frame, continuous through upside down (where the
+    heading-free quaternion jumps), and refused for a body that is not the root."""
+    from pipeline.kinematics.quaternion import np_qnormalize, np_qto_matrix
+
+    chain = load_chain(ARM3)
+    rng = np.random.default_rng(1)
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (400, 3, 1))
+    q[:, 0] = np_qnormalize(rng.normal(size=(400, 4)))
+    up = encode_outputs(chain, [("seg1", "up")], q)
+    np.testing.assert_allclose(up, np_qto_matrix(q[:, 0])[:, 2, :], atol=1e-6)
+    # near upside down: tilted 179.9 deg about x, or about y: verticals 0.14 deg apart
+    c, s_ = np.cos(np.radians(179.9) / 2), np.sin(np.radians(179.9) / 2)
+    pair = np.tile([1.0, 0.0, 0.0, 0.0], (2, 3, 1))
+    pair[0, 0], pair[1, 0] = (c, s_, 0.0, 0.0), (c, 0.0, s_, 0.0)
+    u = encode_outputs(chain, [("seg1", "up")], pair)
+    assert np.degrees(np.arccos(np.dot(u[0], u[1]))) < 0.15
+    h = encode_outputs(chain, [("seg1", "quat")], pair)
+    assert np.linalg.norm(h[0] - h[1]) > 1.0  # the heading-free quaternions are 90 deg apart
+    with pytest.raises(ValueError, match="encoding 'up' is for the root 'seg1' only"):
+        encode_outputs(chain, [("seg2", "up")], q)

@@ -108,10 +108,19 @@ def test_quat_error_is_the_rotation_angle_and_sign_free() -> None:
     assert torch.allclose(e, ang, atol=1e-5)
 
 
+def test_up_error_is_the_angle_between_verticals_of_any_length() -> None:
+    ang = torch.tensor([0.0, 0.7, 2.5, 3.1], dtype=torch.float64)
+    up_true = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(4, 3)
+    up_est = torch.stack([torch.sin(ang), 0 * ang, torch.cos(ang)], -1) * torch.tensor(
+        [[1.0], [0.2], [5.0], [1.0]], dtype=torch.float64)
+    e = output_errors(up_est, up_true, ["up"])[:, 0]
+    assert torch.allclose(e, ang, atol=1e-5)
+
+
 def test_errors_have_finite_gradients_at_zero_error() -> None:
-    tgt = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]])
+    tgt = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
     y = tgt.clone().requires_grad_()
-    output_errors(y, tgt, ["sincos", "quat"]).sum().backward()
+    output_errors(y, tgt, ["sincos", "quat", "up"]).sum().backward()
     assert np.all(np.isfinite(y.grad.numpy()))
 
 

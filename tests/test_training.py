@@ -144,6 +144,32 @@ def test_export_gives_a_loadable_model_and_card(tiny_run: tuple[Path, TrainConfi
     assert y.shape == (3, 7, 8) and hn.shape == (layers, 3, hidden)
 
 
+def test_a_run_with_the_up_root_encoding_exports_an_up_card(tmp_path: Path) -> None:
+    """``--root-encoding up``: the root is trained and exported as its vertical (3 values),
+    the card says so, and its command reruns the recipe."""
+    cfg = TrainConfig(**{**TINY, "epochs": 1}, root_encoding="up",
+                      prior="constraint-body-vqf-root2s", data_dir=str(tmp_path / "data"))
+    Trainer(cfg, tmp_path / "run").train()
+    export_run(tmp_path / "run", tmp_path / "run" / "best.pt", tmp_path / "up",
+               heldout_sequences=2, heldout_s=6.0, warmup_s=1.0)
+    card = load_card(tmp_path / "up.onnx")
+    assert [o.encoding for o in card.outputs] == ["up", "sincos", "sincos"]
+    assert card.n_outputs == 7 and card.n_features == 12 + 7
+    assert "--root-encoding up" in card.training["command"]
+    assert np.isfinite(card.heldout["per_joint"]["seg1"]["mean_deg"])
+
+
+def test_root_encoding_is_checked() -> None:
+    from tools.training.problem import with_root_encoding
+
+    assert with_root_encoding(get_problem("arm3-wide"), "").outputs[0] == ("seg1", "quat")
+    assert with_root_encoding(get_problem("arm3-wide"), "up").outputs[0] == ("seg1", "up")
+    with pytest.raises(ValueError, match="'quat' or 'up'"):
+        with_root_encoding(get_problem("arm3-wide"), "euler")
+    with pytest.raises(ValueError, match="does not output its root 'thigh'"):
+        with_root_encoding(get_problem("knee-field"), "up")
+
+
 @pytest.mark.parametrize("cell", [(16, 2), (8, 1)])
 def test_onnx_matches_torch_stepping_and_block(cell: tuple[int, int], tmp_path: Path) -> None:
     hidden, layers = cell

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from nodes.observer.fit import fit_model
 from nodes.observer.runner import ObserverRunner
 from nodes.observer.session import StepBinding, load_session
+from pipeline.estimation.constraint_prior import output_width
 from pipeline.evaluation.model_card import (
     SCHEMA,
     ModelCard,
@@ -82,7 +83,7 @@ def export(folder: Path, name: str, chain_name: str, hidden: int, layers: int,
     chain_file = REPO / "configs" / "chains" / f"{chain_name}.yaml"
     ch = load_chain(chain_file)
     n_in = 6 * len(ch.imus)
-    n_out = sum(4 if e == "quat" else 2 for _, e in outputs)
+    n_out = output_width(outputs)
     net = _torch_net(n_in, hidden, layers, n_out)
     path = folder / f"{name}.onnx"
     with warnings.catch_warnings():

@@ -252,18 +252,9 @@ def predict(args: argparse.Namespace) -> Path:
 
 def encode_like_card(card, chain, q_rel: np.ndarray) -> np.ndarray:
     """q_rel (..., n, 4), imuflow convention -> model outputs (..., n_out), card's encoding."""
-    from pipeline.kinematics.fk import rel_to_hinge
+    from pipeline.estimation.constraint_prior import encode_outputs
 
-    parts = []
-    for o in card.outputs:
-        i = chain.index(o.body)
-        q = q_rel[..., i, :].astype(np.float64)
-        if o.encoding == "sincos":
-            a = rel_to_hinge(q, chain.rotations[i], chain.axes[i])
-            parts.append(np.stack([np.sin(a), np.cos(a)], axis=-1))
-        else:
-            parts.append(q)
-    return np.concatenate(parts, axis=-1)
+    return encode_outputs(chain, [(o.body, o.encoding) for o in card.outputs], q_rel)
 
 
 def _label(chain, body: str) -> str:

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pipeline.estimation.constraint_prior import output_width
 from pipeline.evaluation.model_card import write_card
 from pipeline.kinematics.chain import JointType, load_chain
 from tools.training.problem import Problem
@@ -43,7 +44,7 @@ def export_random_observer(chain_file: Path, out_dir: Path, name: str | None = N
         (b.name, "sincos") for b in chain.bodies[1:] if b.joint.type == JointType.HINGE]
     problem = Problem(name=f"bench-{chain.name}", chain=str(chain_file),
                       imus=tuple(chain.imu_names), outputs=tuple(outputs))
-    n_out = sum(4 if e == "quat" else 2 for _, e in outputs)
+    n_out = output_width(outputs)
     torch.manual_seed(seed)
     n_in = 6 * len(chain.imu_names)
     model = Observer(n_in, n_out, hidden, layers, in_mean=torch.randn(n_in),

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.estimation.constraint_prior import ConstraintPrior
+from pipeline.estimation.constraint_prior import ENCODING_SIZE, ConstraintPrior
 from pipeline.evaluation.model_card import ModelCard
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
+from pipeline.kinematics.quaternion import up_to_heading_free
 from pipeline.runtime.errors import ModelRejected
 
 log = logging.getLogger("imuflow.observer_fit")
@@ -125,6 +126,7 @@ class ModelFit:
         self.n_bodies, self.n_hinge = ch.n_bodies, len(hinges)
         quat: list[tuple[int, int, int]] = []  # (col, body, hinge slot or -1)
         sincos: list[tuple[int, int, int]] = []
+        up: list[tuple[int, int]] = []  # (col, body)
         col = 0
         for o in self.card.outputs:
             b = ch.index(o.body)
@@ -132,11 +134,18 @@ class ModelFit:
             if o.encoding == "sincos" and h < 0:
                 raise ModelRejected(f"model {self.card.name}: output '{o.body}' is sincos but "
                                     f"'{o.body}' is not a hinge in chain '{ch.name}'")
-            (quat if o.encoding == "quat" else sincos).append((col, b, h))
-            col += 4 if o.encoding == "quat" else 2
+            if o.encoding == "up":
+                if ch.parents[b] >= 0:
+                    raise ModelRejected(f"model {self.card.name}: output '{o.body}' is 'up' but "
+                                        f"'{o.body}' is not the root of chain '{ch.name}'")
+                up.append((col, b))
+            else:
+                (quat if o.encoding == "quat" else sincos).append((col, b, h))
+            col += ENCODING_SIZE[o.encoding]
         self._quat = _QuatDecoder(quat, ch) if quat else None
         self._sincos = _SincosDecoder(sincos, ch) if sincos else None
-        done = {b for _, b, _ in quat + sincos}
+        self._up = up[0] if up else None
+        done = {b for _, b, _ in quat + sincos} | {b for _, b in up}
         rest = [b for b in range(ch.n_bodies) if b not in done]
         self._rest_bodies = _index(rest) if rest else None
         rest = [i for i, b in enumerate(hinges) if b not in done]
@@ -175,6 +184,24 @@ class ModelFit:
             self._quat.decode(y, q_rel, angle)
         if self._sincos is not None:
             self._sincos.decode(y, q_rel, angle)
+        if self._up is not None:
+            _decode_up(y, *self._up, q_rel)
+
+
+def _decode_up(y: np.ndarray, col: int, body: int, q_rel: np.ndarray) -> None:
+    """q_rel[:, body] = the heading-free quaternion of the vertical y[:, col:col + 3]."""
+    if len(y) > 1:
+        q_rel[:, body] = up_to_heading_free(y[:, col:col + 3])
+        return
+    # one frame (the live step): up_to_heading_free in Python floats
+    x, y_, z = y[0, col:col + 3].tolist()
+    n = math.sqrt(x * x + y_ * y_ + z * z)
+    if n == 0.0 or math.isnan(n):
+        q_rel[0, body] = (1.0, 0.0, 0.0, 0.0) if n == 0.0 else (math.nan,) * 4
+        return
+    w, qx, qy = 1.0 + z / n, y_ / n, -x / n
+    m = math.sqrt(w * w + qx * qx + qy * qy)
+    q_rel[0, body] = (w / m, qx / m, qy / m, 0.0) if m > 1e-12 else (0.0, 1.0, 0.0, 0.0)
 
 
 class _QuatDecoder:

@@ -35,6 +35,9 @@ from pipeline.kinematics.quaternion import qmul4
 # "constraint-body-vqf" (arm3-sparse since 2026-12-05) runs VQF tuned for body-worn sensors
 # (vqf_tuning.BODY_WORN: faster bias tracking, bias clip 8 deg/s, tauAcc 1.5 s). Every value
 # is spelled out: a trained model's input must not move with ConstraintSettings' defaults.
+# "constraint-body-vqf-root2s" is "constraint-body-vqf" with the root's inclination from its own
+# VQF with tauAcc 2 s (vqf_tuning.ROOT_BODY_WORN, as the orientation node runs the root): the
+# root takes the whole body's linear acceleration (ROOT_VQF).
 PRIOR_KINDS = {
     "constraint": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9,
                                      joint_centre=False, agree_ms2=3.0,
@@ -46,6 +49,14 @@ PRIOR_KINDS = {
         tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9, joint_centre=True, agree_ms2=3.0,
         vqf=VqfTuning(tauAcc=1.5, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0,
                       biasSigmaMotion=0.1))}
+PRIOR_KINDS["constraint-body-vqf-root2s"] = PRIOR_KINDS["constraint-body-vqf"]
+ROOT_VQF = {"constraint-body-vqf-root2s": VqfTuning(
+    tauAcc=2.0, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0, biasSigmaMotion=0.1)}
+
+# values per output encoding: "sincos" of a hinge angle; "quat" w,x,y,z (the root's
+# heading-free, singular within a few degrees of upside down); "up" (root only) the vertical,
+# earth +z, in the root's frame: unit x, y, z, continuous over every tilt
+ENCODING_SIZE = {"quat": 4, "sincos": 2, "up": 3}
 
 
 def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
@@ -53,7 +64,8 @@ def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[st
     """Model outputs (..., n_out) float32 from q_rel (..., n_bodies, 4) w,x,y,z body to parent.
 
     Per (body, encoding): ``sincos`` of a hinge angle; ``quat`` of the root, heading-free
-    (inclination only, w >= 0), or of another body (w >= 0).
+    (inclination only, w >= 0), or of another body (w >= 0); ``up`` of the root: earth +z in
+    the root's frame (unit).
     """
     q = np.asarray(q_rel, dtype=np.float64)
     lead = q.shape[:-2]
@@ -66,13 +78,17 @@ def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[st
 def _encode_plan(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Kernel rows (body, kind, first column), joint rotations (k, 4) and hinge axes (k, 3);
-    kind 0: sincos of a hinge, 1: heading-free root quat, 2: quat with w >= 0."""
+    kind 0: sincos of a hinge, 1: heading-free root quat, 2: quat with w >= 0, 3: up vector."""
     plan, col = [], 0
     for body, enc in outputs:
         i = chain.index(body)
-        kind = 0 if enc == "sincos" else 1 if i == 0 or chain.parents[i] < 0 else 2
+        root = i == 0 or chain.parents[i] < 0
+        if enc == "up" and not root:
+            raise ValueError(f"output '{body}': encoding 'up' is for the root "
+                             f"'{chain.body_names[0]}' only; use 'quat' or 'sincos'")
+        kind = 0 if enc == "sincos" else 3 if enc == "up" else 1 if root else 2
         plan.append((i, kind, col))
-        col += 2 if enc == "sincos" else 4
+        col += ENCODING_SIZE[enc]
     idx = [i for i, _, _ in plan]
     return (np.array(plan, np.int64).reshape(-1, 3),
             np.ascontiguousarray(chain.rotations[idx], dtype=np.float64).reshape(-1, 4),
@@ -95,6 +111,12 @@ def _encode_into(q_rel, plan, rot, axis, out):  # pragma: no cover - numba
                     a += 2.0 * math.pi
                 out[t, c], out[t, c + 1] = math.sin(a), math.cos(a)
                 continue
+            if kind == 3:  # earth +z in the body frame: the last row of R(q)
+                w, x, y, z = _unit(w, x, y, z)
+                out[t, c] = 2.0 * (x * z - w * y)
+                out[t, c + 1] = 2.0 * (y * z + w * x)
+                out[t, c + 2] = w * w - x * x - y * y + z * z
+                continue
             if kind == 1:  # q = twist_z * swing: keep the swing (inclination)
                 w, x, y, z = _unit(w, x, y, z)
                 tn = math.sqrt(w * w + z * z)
@@ -116,8 +138,8 @@ def _unit(w, x, y, z):  # pragma: no cover - numba
 
 
 def output_width(outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> int:
-    """Number of model output values: 4 per quat, 2 per sincos."""
-    return sum(4 if enc == "quat" else 2 for _, enc in outputs)
+    """Number of model output values: 4 per quat, 3 per up, 2 per sincos."""
+    return sum(ENCODING_SIZE[enc] for _, enc in outputs)
 
 
 class ConstraintPrior:
@@ -137,14 +159,16 @@ class ConstraintPrior:
         self._estimator = ConstraintEstimator(chain, list(imus), rate_hz, PRIOR_KINDS[kind])
         self._plan = _encode_plan(chain, outputs)
         self._root_vqf, self._root_imu = None, -1
-        if any(chain.index(body) == 0 and enc == "quat" for body, enc in outputs):
+        if any(chain.index(body) == 0 and enc in ("quat", "up") for body, enc in outputs):
             root = [imus.index(n) for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
                     if b == 0 and n in imus]
             if not root:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
-            if root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
+            if kind in ROOT_VQF:
+                self._root_vqf = vqf.VQF(1.0 / rate_hz, **ROOT_VQF[kind].kwargs())
+            elif root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
                 self._root_vqf = vqf.VQF(1.0 / rate_hz, **PRIOR_KINDS[kind].vqf.kwargs())
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:

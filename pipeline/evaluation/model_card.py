@@ -20,11 +20,14 @@
                   output width
     state         [{"input": "h0", "output": "hn", "shape": [layers, hidden]}, ...]
                   hidden-state tensors; the ONNX shape is [layers, batch, hidden]
-    outputs       {"name": "y", "bodies": [{"body": "seg2", "encoding": "quat"|"sincos"}, ...]}
-                  per time step, the concatenation of each listed body's encoding:
+    outputs       {"name": "y", "bodies": [{"body": "seg2", "encoding": "quat"|"sincos"|"up"},
+                  ...]} per time step, the concatenation of each listed body's encoding:
                   "quat": 4 values w,x,y,z of q_rel (body to parent; root: to earth,
                   heading-free inclination), normalised by the consumer;
-                  "sincos": 2 values sin, cos of the body's hinge angle
+                  "sincos": 2 values sin, cos of the body's hinge angle;
+                  "up" (the root only): 3 values x, y, z of earth +z in the root's frame,
+                  normalised by the consumer (the inclination without the heading-free
+                  quaternion's singularity near upside down)
     training      free-form recipe: generator settings, noise, loss, beta, seeds, epochs
     heldout       {"seeds": [...], "sequences": n, "duration_s": s, "warmup_s": s,
                    "per_joint": {body: {"mean_deg", "rmse_deg", "p50_deg", "p90_deg",
@@ -39,11 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.estimation.constraint_prior import PRIOR_KINDS
+from pipeline.estimation.constraint_prior import ENCODING_SIZE, PRIOR_KINDS
 from pipeline.runtime.errors import ModelRejected
 
 SCHEMA = "imuflow.model_card/1"
-ENCODING_SIZE = {"quat": 4, "sincos": 2}
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class OutputBody:
     """One body's part of the model output."""
 
     body: str
-    encoding: str  # "quat" or "sincos"
+    encoding: str  # "quat", "sincos" or "up"
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ def load_card(path: str | Path, *, verify_hash: bool = True) -> ModelCard:
                                 f"{list(ENCODING_SIZE)}, got '{o.encoding}'")
         if o.body not in card.bodies:
             raise ModelRejected(f"{path}: output body '{o.body}' is not in 'bodies'")
+        if o.encoding == "up" and o.body != card.bodies[0]:
+            raise ModelRejected(f"{path}: output body '{o.body}': encoding 'up' is for the "
+                                f"root '{card.bodies[0]}' only; use 'quat' or 'sincos'")
     if verify_hash:
         onnx = card.onnx_path
         if not onnx.exists():

@@ -2,7 +2,8 @@
 
 The model runs in block mode through onnxruntime: each sequence in one call, hidden state
 starting at zero (shapes from the model card). Outputs are decoded per the card
-(``sincos`` -> hinge angle, ``quat`` -> q_rel; the root's quat is a heading-free inclination)
+(``sincos`` -> hinge angle, ``quat`` -> q_rel; the root's quat is a heading-free inclination,
+as is the quaternion of the root's ``up`` vector)
 and compared with the truth: hinge bodies by signed hinge-angle error, the root by
 inclination error, other quaternion bodies by rotation-angle error (all degrees).
 """
@@ -28,6 +29,7 @@ from pipeline.evaluation.joint_errors import (
 from pipeline.evaluation.model_card import ENCODING_SIZE, ModelCard, load_card
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.fk import hinge_to_rel, rel_to_hinge
+from pipeline.kinematics.quaternion import up_to_heading_free
 
 log = logging.getLogger("imuflow.observer_eval")
 
@@ -67,12 +69,14 @@ class OnnxObserverModel:
 
 
 def decode_outputs(card: ModelCard, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Split y (..., n_out) per body: sincos -> angle (...) rad, quat -> (..., 4) wxyz (unnormalised)."""
+    """Split y (..., n_out) per body: sincos -> angle (...) rad, quat -> (..., 4) wxyz
+    (unnormalised), up -> the heading-free root quaternion (..., 4) wxyz of that vertical."""
     out, k = {}, 0
     for o in card.outputs:
         n = ENCODING_SIZE[o.encoding]
         part = y[..., k:k + n]
-        out[o.body] = sincos_to_angle(part) if o.encoding == "sincos" else part
+        out[o.body] = (sincos_to_angle(part) if o.encoding == "sincos" else
+                       up_to_heading_free(part) if o.encoding == "up" else part)
         k += n
     return out
 

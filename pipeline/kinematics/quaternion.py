@@ -200,3 +200,17 @@ def heading_free(q: np.ndarray) -> np.ndarray:
     swing[..., 3] = 0.0  # exactly zero in theory; remove round-off
     swing = np_qnormalize(swing)
     return np.where(swing[..., :1] < 0, -swing, swing)
+
+
+def up_to_heading_free(up: np.ndarray) -> np.ndarray:
+    """Heading-free body->earth q (..., 4), w >= 0, from earth +z seen in the body (..., 3).
+
+    The shortest rotation taking ``up`` to +z: what ``heading_free`` gives for any q with that
+    up vector; exactly upside down (no shortest rotation) it is 180 deg about body x. A zero
+    vector gives the identity.
+    """
+    u = np.asarray(up, dtype=np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-300)
+    q = np.stack([1.0 + u[..., 2], u[..., 1], -u[..., 0], np.zeros_like(u[..., 0])], -1)
+    flip = np.sum(q * q, axis=-1, keepdims=True) < 1e-24
+    return np_qnormalize(np.where(flip, [0.0, 1.0, 0.0, 0.0], q))

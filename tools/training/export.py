@@ -18,7 +18,7 @@ from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.runtime.atomic_file import atomic_text
 from tools.training.data import REPO, SEEDS, cached
 from tools.training.network import Observer
-from tools.training.problem import Problem, get_problem
+from tools.training.problem import Problem, get_problem, with_root_encoding
 
 log = logging.getLogger("imuflow.training.export")
 
@@ -107,7 +107,7 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
     """Export ``checkpoint`` to ``out``.onnx + ``out``.json with held-out figures; returns the card."""
     model, ck = load_checkpoint(checkpoint)
     cfg = ck["config"]
-    problem = get_problem(cfg["problem"])
+    problem = with_root_encoding(get_problem(cfg["problem"]), cfg.get("root_encoding", ""))
     out = Path(out)
     onnx_path = out.with_suffix(".onnx")
     tmp = onnx_path.with_name(onnx_path.stem + ".export-tmp.onnx")

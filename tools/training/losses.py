@@ -2,7 +2,8 @@
 
 Errors are rotation angles in rad, one per (sequence, time step, output body):
 ``sincos``: angle between the normalised (sin, cos) prediction and the truth;
-``quat``: rotation angle between the normalised prediction and the truth (sign-free).
+``quat``: rotation angle between the normalised prediction and the truth (sign-free);
+``up``: angle between the normalised predicted vertical and the true one (inclination error).
 Both use ``2 asin(|u - v| / 2)`` (chord to angle), which has finite gradients near zero error.
 
 Losses reduce the N errors ``e`` of a batch to a scalar ``mean(w * e)``:
@@ -53,8 +54,12 @@ def output_errors(y: torch.Tensor, target: torch.Tensor, encodings: list[str]) -
             sign = torch.where(torch.sum(p * t, dim=-1, keepdim=True) < 0, -1.0, 1.0).detach()
             errs.append(2.0 * _chord_angle(p, sign * t))
             k += 4
+        elif enc == "up":
+            errs.append(_chord_angle(_unit(y[..., k:k + 3]), target[..., k:k + 3]))
+            k += 3
         else:
-            raise ValueError(f"unknown output encoding '{enc}'; expected 'sincos' or 'quat'")
+            raise ValueError(f"unknown output encoding '{enc}'; expected 'sincos', 'quat' "
+                             "or 'up'")
     return torch.stack(errs, dim=-1)
 
 

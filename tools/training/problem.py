@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from pipeline.kinematics.chain import Chain
+from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.gait import GaitMotion, gait_motion
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
 from pipeline.kinematics.motion import MotionSettings
@@ -207,6 +208,20 @@ PROBLEMS: dict[str, Problem] = {
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
 }
+
+
+def with_root_encoding(problem: Problem, encoding: str) -> Problem:
+    """``problem`` with its root output encoded as ``encoding`` ("quat" or "up"); "" keeps it."""
+    if not encoding:
+        return problem
+    if encoding not in ("quat", "up"):
+        raise ValueError(f"--root-encoding '{encoding}': 'quat' or 'up' (or empty: the problem's)")
+    root = load_chain(Path(__file__).resolve().parents[2] / problem.chain).body_names[0]
+    if root not in [b for b, _ in problem.outputs]:
+        raise ValueError(f"--root-encoding {encoding}: problem '{problem.name}' does not output "
+                         f"its root '{root}'")
+    outputs = tuple((b, encoding if b == root else e) for b, e in problem.outputs)
+    return dataclasses.replace(problem, outputs=outputs)
 
 
 def get_problem(name: str) -> Problem:

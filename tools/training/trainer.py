@@ -19,7 +19,7 @@ from pipeline.kinematics.chain import load_chain
 from tools.training.data import REPO, cached, encode_targets
 from tools.training.losses import output_errors, scaled_loss
 from tools.training.network import Observer
-from tools.training.problem import Problem, get_problem
+from tools.training.problem import Problem, get_problem, with_root_encoding
 
 log = logging.getLogger("imuflow.training.trainer")
 
@@ -51,6 +51,7 @@ class TrainConfig:
     data_dir: str = "/tmp/imuflow-train/data"
     prior: str = ""  # a PRIOR_KINDS name ("constraint", ...): a hybrid correcting that estimate
     init_from: str = ""  # a checkpoint whose weights (and input normalisation) start this run
+    root_encoding: str = ""  # the root output's encoding, "quat" or "up"; "" the problem's
 
 
 def _normalisation(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +69,7 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
-        self.problem: Problem = get_problem(cfg.problem)
+        self.problem: Problem = with_root_encoding(get_problem(cfg.problem), cfg.root_encoding)
         self.chain = load_chain(REPO / self.problem.chain)
         self.encodings = [e for _, e in self.problem.outputs]
         data = Path(cfg.data_dir)
@@ -109,7 +110,8 @@ class Trainer:
 
     def _prior(self, data: ImuDataset, stem: Path) -> np.ndarray:
         """The constraint prior (S, T, n_out) of a cached set, computed once and cached."""
-        path = stem.with_name(f"{stem.name}_prior-{self.cfg.prior}.npy")
+        enc = f"-root-{self.cfg.root_encoding}" if self.cfg.root_encoding else ""
+        path = stem.with_name(f"{stem.name}_prior-{self.cfg.prior}{enc}.npy")
         if path.exists():
             prior = np.load(path)
             if prior.shape[:2] == data.imu.shape[:2]:
