@@ -147,6 +147,24 @@ def test_damaged_record_length_resynchronises_at_the_next_chunk(recording, tmp_p
     assert n > 0.8 * 2 * SECONDS * RATE / 2
 
 
+def test_garbage_summary_offsets_end_reading_without_an_exception(recording, tmp_path):
+    """A damaged record length and a summary whose later chunk offsets are garbage (past any
+    seekable offset): reading ends at the damage, without an exception."""
+    data, _, chunks = recording
+    bad = bytearray(data)
+    start = chunks[2][0]
+    bad[start + 1:start + 9] = (2**62).to_bytes(8, "little")
+    summary = chunks[-1][0] + chunks[-1][1]
+    for k, (offset, _) in enumerate(chunks[3:]):
+        at = bad.index(offset.to_bytes(8, "little"), summary)
+        bad[at:at + 8] = (2**64 - 1 - k).to_bytes(8, "little")
+    with no_hang():
+        with SessionReader(_write(tmp_path, bad)) as reader:
+            n = sum(len(r) for runs in reader.runs() for r in runs)
+            assert reader.corrupt_records == 1 and reader.truncated
+    assert n > 0
+
+
 def test_magic_only_empty_and_foreign_files_are_refused_at_start(tmp_path):
     magic = _write(tmp_path, b"\x89MCAP0\r\n", "magic.mcap")
     with pytest.raises(SessionFileError, match="nothing to replay .only the MCAP magic"):

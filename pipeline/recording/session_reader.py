@@ -156,7 +156,8 @@ class SessionReader:
         self.corrupt_records += 1
         if self._chunk_starts is None:
             self._chunk_starts = summary_chunk_starts(self.path)
-        nxt = next((c for c in self._chunk_starts if c > pos), None)
+        # a damaged summary may list offsets past the end (or past any seekable offset)
+        nxt = next((c for c in self._chunk_starts if pos < c < self._size), None)
         self.log.warning("session '%s': damaged %s at byte %d; %s", self.path, what, pos,
                          f"going on at the next chunk (byte {nxt})" if nxt is not None else
                          "nothing after it can be read")
