@@ -4,7 +4,7 @@ Errors are rotation angles in rad, one per (sequence, time step, output body):
 ``sincos``: angle between the normalised (sin, cos) prediction and the truth;
 ``quat``: rotation angle between the normalised prediction and the truth (sign-free);
 ``up``: angle between the normalised predicted vertical and the true one (inclination error).
-Both use ``2 asin(|u - v| / 2)`` (chord to angle), which has finite gradients near zero error.
+All use ``2 asin(|u - v| / 2)`` (chord to angle), which has finite gradients near zero error.
 
 Losses reduce the N errors ``e`` of a batch to a scalar ``mean(w * e)``:
 
