@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,3 +115,27 @@ class CrashAfter(Source):
         self._n += 1
         time.sleep(min(timeout_s, 1.0 / self.params.rate_hz))
         return True
+
+
+class HangOnStop(Source):
+    """Count at ``rate_hz`` on ``count``; its teardown never returns (a shutdown that hangs)."""
+
+    outputs = ("count",)
+
+    @dataclass(frozen=True)
+    class Params:
+        rate_hz: float = 100.0
+
+    def setup(self) -> None:
+        self._n = 0
+        self.declare("count", StreamInfo.for_array(f"{self.id}/count", "count", np.int64,
+                                                   rate_hz=self.params.rate_hz))
+
+    def poll(self, timeout_s: float) -> bool:
+        self.emit("count", np.array([self._n], np.int64), t_host=time.monotonic_ns())
+        self._n += 1
+        time.sleep(min(timeout_s, 1.0 / self.params.rate_hz))
+        return True
+
+    def teardown(self) -> None:
+        threading.Event().wait()  # blocks for ever

@@ -156,6 +156,40 @@ def test_workers_exit_when_the_supervisor_is_killed(write_graph, tmp_path, runs_
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_a_worker_whose_shutdown_hangs_still_exits_when_the_supervisor_is_killed(
+        write_graph, runs_dir):
+    """A node whose teardown never returns: after the supervisor's kill -9 its worker is
+    ended by the stop alarm (worker.STOP_ALARM_S after the SIGTERM), not left an orphan."""
+    from pipeline.runtime.worker import STOP_ALARM_S
+
+    path = write_graph("""\
+version: 1
+nodes:
+  - id: hang
+    kind: tests.fault_nodes.HangOnStop
+    group: a
+    params: {rate_hz: 100}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(path), "--quiet"],
+                            stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, IMUFLOW_RUNS=str(runs_dir)))
+    children: list[int] = []
+    try:
+        children += _wait_running(runs_dir, n_nodes=1)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + STOP_ALARM_S + 5
+        while (alive := [p for p in children if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alive == [], f"orphans left: {[_proc_state(p) for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list[int]:
     """Wait until every node of the one run in runs_dir is running; return worker pids."""
     deadline = time.monotonic() + timeout_s

@@ -29,6 +29,12 @@ from pipeline.runtime.run_dir import check_private, read_manifest
 
 log = logging.getLogger("imuflow.worker")
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not restart
+# s from a stop request (SIGTERM/SIGINT) until the kernel ends the process (SIGALRM's default
+# action) whatever its threads are doing. The supervisor kills its workers 1.8 s after
+# SIGTERM, so this only acts when the supervisor is gone (its kill -9 sends SIGTERM through
+# PR_SET_PDEATHSIG) and the shutdown hangs: once seen, a worker whose node thread had ended
+# stayed with its main thread blocked in a futex wait, an orphan.
+STOP_ALARM_S = 5
 NOT_TRANSIENT = (ConfigError, ModelRejected, RecordingError, SessionFileError)
 
 
@@ -82,8 +88,14 @@ def run_group(run_dir: Path, group: str) -> int:
     node_ids = graph.groups[group]
     ctx = zmq.Context()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        signal.alarm(STOP_ALARM_S)  # a shutdown stuck anywhere still ends (no orphans)
+
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
     loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
     connect_direct(loops, graph)
