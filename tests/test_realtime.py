@@ -5,9 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+
+import pytest
 
 from pipeline.runtime.graph import load_graph
-from pipeline.runtime.realtime import RT_PRIORITY, enter_realtime
+from pipeline.runtime.realtime import (
+    CPU_LATENCY_DEVICE,
+    RT_PRIORITY,
+    CpuWakeLatency,
+    current_cpu_wake_latency_us,
+    enter_realtime,
+    hold_cpu_awake,
+)
+from pipeline.runtime.supervisor import Supervisor
 
 GRAPH = """\
 version: 1
@@ -16,6 +27,7 @@ nodes:
   - id: src
     kind: nodes.counter.Counter
     group: live
+    params: {total: 0, rate_hz: 100}
   - id: sink
     kind: relay
     group: other
@@ -56,3 +68,45 @@ def test_enter_realtime_sets_fifo_for_the_calling_thread_only(caplog):
 def test_realtime_groups_are_read_from_the_graph(write_graph):
     graph = load_graph(write_graph(GRAPH))
     assert graph.realtime_groups == {"live"}
+
+
+def _may_request_wake_latency() -> bool:
+    """True where this process may write the PM QoS file (Linux, root or a udev rule)."""
+    return os.access(CPU_LATENCY_DEVICE, os.W_OK) and current_cpu_wake_latency_us() is not None
+
+
+def test_a_wake_latency_request_holds_until_released():
+    if not _may_request_wake_latency():  # no PM QoS here, or not ours to write: refused loudly
+        with pytest.raises(OSError):
+            CpuWakeLatency(0)
+        return
+    before = current_cpu_wake_latency_us()
+    with CpuWakeLatency(0):
+        assert current_cpu_wake_latency_us() == 0
+    assert current_cpu_wake_latency_us() == before
+
+
+def test_hold_cpu_awake_warns_with_the_fix_where_it_cannot(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert not hold_cpu_awake("node_x", tmp_path / "absent")
+        assert not hold_cpu_awake("node_x", tmp_path)  # a folder: the kernel refuses the write
+    absent, refused = caplog.records[-2].getMessage(), caplog.records[-1].getMessage()
+    assert "node_x" in absent and "does not exist" in absent
+    assert "node_x" in refused and "cannot keep the CPUs awake" in refused and "udev" in refused
+
+
+def test_a_realtime_group_keeps_the_cpus_awake_while_it_runs(write_graph):
+    if not _may_request_wake_latency():
+        pytest.skip(f"{CPU_LATENCY_DEVICE} is not writable here; the warning is tested above")
+    before = current_cpu_wake_latency_us()
+    sup = Supervisor(load_graph(write_graph(GRAPH)))
+    sup.start()
+    seen = []
+    try:
+        t0 = time.monotonic()
+        sup.run(until=lambda: bool(seen.append(current_cpu_wake_latency_us()) or seen[-1] == 0)
+                or time.monotonic() - t0 > 30)
+    finally:
+        sup.stop()
+    assert seen[-1] == 0, f"the PM QoS target stayed {seen[-1]} us while the graph ran"
+    assert current_cpu_wake_latency_us() == before  # the worker's exit ended the request

@@ -89,6 +89,9 @@ def test_bench_observer_and_e2e_run_and_skip_the_torch_rows(no_torch_env):
     skipped = [r for r in rows.values() if "skipped" in r]
     assert len(skipped) == 4 and all("needs PyTorch" in r["skipped"] for r in skipped)
     assert result["constraint_observer"]["one_frame_on_block"]["hot"]["p50_us"] > 0
+    awake = rows["knee"]["node_step_paced_100hz_awake"]  # None where PM QoS is not permitted
+    assert awake is None or awake["p50_us"] > 0
+    assert result["wake_penalty"]["hot"]["p50_us"] > 0
 
     assert e2e.returncode == 0, e2e.stderr[-2000:]
     result = json.loads(e2e.stdout)

@@ -5,10 +5,13 @@ Run with ``imuflow bench observer [--json] [--steps N]``. Models: every shipped
 (tiny test sizes and the shipped size, hidden 128 x 2 layers). Budget (DESIGN.md):
 observer step, default model, batch 1: median <= 100 us.
 
-Each one-frame engine is timed twice: in a hot loop, and "at 100 Hz" (a 10 ms sleep
-before each step, CPU time of the step alone), which is how the graph runs it. The
-engines: the onnxruntime step and, where the model is the project's GRU observer, the
-compiled kernel of ``nodes/observer/gru_step.py`` that the node uses for one-frame steps.
+Each one-frame engine is timed in a hot loop and "at 100 Hz" (a 10 ms sleep before each
+step, CPU time of the step alone), which is how the graph runs it; then at 100 Hz again
+with the CPUs kept awake (a PM QoS request of 0 us, as a ``realtime_groups:`` group holds
+it; ``pipeline/runtime/realtime.py``), where the kernel permits it. ``wake_penalty`` times
+a fixed 10-us numpy workload the same three ways: what the machine's idle states cost any
+code. The engines: the onnxruntime step and, where the model is the project's GRU observer,
+the compiled kernel of ``nodes/observer/gru_step.py`` that the node uses for one-frame steps.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pipeline.evaluation.model_card import (
 )
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import simulate
+from pipeline.runtime.realtime import CPU_LATENCY_DEVICE, CpuWakeLatency
 from pipeline.runtime.streams import frame_dtype
 from tools import machine_info  # noqa: E402
 from tools.training_extra import torch_missing
@@ -116,6 +120,47 @@ def _paced(steps: int) -> int:
     return min(PACED_STEPS, max(20, steps // 3))
 
 
+def _awake(measure, *args) -> dict | None:
+    """``measure(*args)`` while the CPUs are kept awake (PM QoS 0 us); None where refused."""
+    try:
+        request = CpuWakeLatency(0)
+    except OSError:
+        return None
+    with request:
+        return measure(*args)
+
+
+def _numpy_workload() -> None:
+    """About 10 us of small numpy operations (the reference of ``bench_wake_penalty``)."""
+    a, b = np.zeros((1, 2, 3)), np.ones(4)
+    for _ in range(5):
+        a[:, 0] = b[:3]
+        np.linalg.norm(b)
+        np.empty((1, 4))[:] = b
+
+
+def _workload_times(pause_s: float, steps: int = PACED_STEPS) -> dict:
+    """p50/p99 of :func:`_numpy_workload`, after a ``pause_s`` sleep each (then CPU time)."""
+    clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
+    lat = []
+    for _ in range(steps):
+        if pause_s > 0:
+            time.sleep(pause_s)
+        t0 = clock()
+        _numpy_workload()
+        lat.append(clock() - t0)
+    return _percentiles(lat)
+
+
+def bench_wake_penalty() -> dict:
+    """The machine's cost of waking for a frame: a fixed numpy workload hot, at 100 Hz, and at
+    100 Hz with the CPUs kept awake (None where the kernel refuses the request)."""
+    _workload_times(0.0)  # warm-up
+    return {"workload": "small numpy operations, about 10 us hot",
+            "hot": _workload_times(0.0), "paced_100hz": _workload_times(0.01),
+            "paced_100hz_awake": _awake(_workload_times, 0.01)}
+
+
 def _step_times(step, x: np.ndarray, state: list[np.ndarray], pause_s: float) -> dict:
     """p50/p99 of one-frame ``step.run`` (StepBinding or CompiledStep) over the rows of ``x``.
 
@@ -157,9 +202,11 @@ def _engines(session, x: np.ndarray, steps: int) -> dict:
         engines["compiled"] = session.step_binding()
     for name, step in engines.items():
         _step_times(step, x[:200], session.zero_state(), 0.0)  # warm-up
+        paced = x[:_paced(steps)]
         out[name] = {"hot": _step_times(step, x[:steps], session.zero_state(), 0.0),
-                     "paced_100hz": _step_times(step, x[:_paced(steps)], session.zero_state(),
-                                                0.01)}
+                     "paced_100hz": _step_times(step, paced, session.zero_state(), 0.01),
+                     "paced_100hz_awake": _awake(_step_times, step, paced,
+                                                 session.zero_state(), 0.01)}
     return out
 
 
@@ -197,6 +244,8 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
     paced = frames[:_paced(steps)].copy()  # stamps go on after the hot run's: no gap reset
     paced["t_host"] += frames["t_host"][-1] + round(1e9 / card.rate_hz)
     row["node_step_paced_100hz"] = _node_times(runner, paced, out, 0.01)
+    paced["t_host"] += paced["t_host"][-1] - paced["t_host"][0] + round(1e9 / card.rate_hz)
+    row["node_step_paced_100hz_awake"] = _awake(_node_times, runner, paced, out, 0.01)
     t_block = 1000
     xb = np.tile(x, (t_block // len(x) + 1, 1))[:t_block]
     best = float("inf")
@@ -251,10 +300,8 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
         rec = simulate(load_chain(chain_file), steps / 100.0, 100.0, 0)
         frames["acc"], frames["gyr"] = rec.acc, rec.gyr
     blocks = [make_block(info, frames[i:i + 1]) for i in range(steps)]
-    out = {}
-    for name, pause, clock, todo in (("hot", 0.0, time.perf_counter_ns, blocks),
-                                     ("paced_100hz", 0.01, time.thread_time_ns,
-                                      blocks[:_paced(steps)])):
+    def times(todo: list, pause: float) -> dict:
+        clock = time.thread_time_ns if pause > 0 else time.perf_counter_ns
         lat = []
         for b in todo:
             if pause:
@@ -263,9 +310,18 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
             node.on_block("frame", b)
             lat.append(clock() - t0)
             node.emitted.clear()
-        out[name] = _percentiles(lat)
+        return _percentiles(lat)
+
+    n = _paced(steps)
+    out = {"hot": times(blocks, 0.0), "paced_100hz": times(blocks[:n], 0.01),
+           "paced_100hz_awake": _awake(times, blocks[:n], 0.01)}
     return {"model": f"constraint observer ({chain}, no model file)", "one_frame_on_block": out,
             "within_budget": out["paced_100hz"]["p50_us"] <= BUDGET_US}
+
+
+def _p50_p99(times: dict | None) -> str:
+    """'p50/p99' in us, or 'n/a'."""
+    return "n/a" if times is None else f"{times['p50_us']:.1f}/{times['p99_us']:.1f}"
 
 
 def _is_observer(onnx: Path) -> bool:
@@ -297,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {"bench": "observer", "command": " ".join(["imuflow bench observer"] + (argv or sys.argv[1:])),
               "machine": machine(), "budget_step_p50_us": BUDGET_US, "steps": args.steps,
               "session": "onnxruntime CPU, 1 intra-op thread, sequential; batch 1",
+              "cpu_wake_latency": {"device": str(CPU_LATENCY_DEVICE),
+                                   "note": "paced_100hz_awake: at 100 Hz while a PM QoS request "
+                                           "of 0 us keeps the CPUs out of deep idle states "
+                                           "(null: not permitted here)"},
+              "wake_penalty": bench_wake_penalty(),
               "models": rows, "constraint_observer": bench_constraint_observer(args.steps),
               "constraint_observer_arm3": bench_constraint_observer(args.steps, "arm3")}
     if args.json:
@@ -317,23 +378,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']:<18} {r['hidden']!s:<10} {o['p50_us']:>7.1f}/{o['p99_us']:<8.1f} "
               f"{n['p50_us']:>7.1f}/{n['p99_us']:<8.1f} {tt:>17} {r['block_samples_per_s']:>16}  "
               f"{'ok' if r['within_budget'] else 'OVER'}")
-    print("\none-frame step engines, p50/p99 us: hot loop | at 100 Hz (10 ms sleep before each, "
-          "CPU time)")
+    print("\none-frame steps, p50/p99 us: hot loop | at 100 Hz (10 ms sleep before each, CPU "
+          "time) | at 100 Hz with the CPUs kept awake (PM QoS 0 us; n/a: not permitted)")
+    lines = [("machine", "numpy 10 us", result["wake_penalty"])]
     for r in rows:
         if "node_step" in r:
-            h, c = r["node_step"], r["node_step_paced_100hz"]
-            print(f"{r['model']:<18} {'node step':<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "
-                  f"{c['p50_us']:>7.1f}/{c['p99_us']:<8.1f}")
-        for name, e in r.get("one_frame_steps", {}).items():
-            h, c = e["hot"], e["paced_100hz"]
-            print(f"{r['model']:<18} {name:<12} {h['p50_us']:>7.1f}/{h['p99_us']:<8.1f} | "
-                  f"{c['p50_us']:>7.1f}/{c['p99_us']:<8.1f}")
-    for key, label in (("constraint_observer", "constraint (knee)"),
-                       ("constraint_observer_arm3", "constraint (arm3)")):
-        co = result[key]["one_frame_on_block"]
-        print(f"{label:<18} {'on_block':<12} {co['hot']['p50_us']:>7.1f}/"
-              f"{co['hot']['p99_us']:<8.1f} | {co['paced_100hz']['p50_us']:>7.1f}/"
-              f"{co['paced_100hz']['p99_us']:<8.1f}")
+            lines.append((r["model"], "node step", {
+                "hot": r["node_step"], "paced_100hz": r["node_step_paced_100hz"],
+                "paced_100hz_awake": r["node_step_paced_100hz_awake"]}))
+        lines += [(r["model"], name, e) for name, e in r.get("one_frame_steps", {}).items()]
+    lines += [(label, "on_block", result[key]["one_frame_on_block"])
+              for key, label in (("constraint_observer", "constraint (knee)"),
+                                 ("constraint_observer_arm3", "constraint (arm3)"))]
+    for model, what, e in lines:
+        print(f"{model:<18} {what:<12} " + " | ".join(
+            f"{_p50_p99(e[k]):>16}" for k in ("hot", "paced_100hz", "paced_100hz_awake")))
     return 0
 
 

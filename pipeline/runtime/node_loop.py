@@ -29,7 +29,7 @@ from pipeline.runtime.message import Block
 from pipeline.runtime.node import GraphContext, Node, Source
 from pipeline.runtime.params import build_params
 from pipeline.runtime.ports import QueuePolicy
-from pipeline.runtime.realtime import enter_realtime
+from pipeline.runtime.realtime import enter_realtime, hold_cpu_awake
 from pipeline.runtime.registry import resolve
 
 log = logging.getLogger("imuflow.node_loop")
@@ -162,6 +162,7 @@ class NodeLoop:
             self.state = "running"
             if self.spec.group in self.graph.realtime_groups:
                 enter_realtime(self.spec.id)  # after setup: loading and JIT run at normal priority
+                hold_cpu_awake(self.spec.id)
             if isinstance(node, Source):
                 self._run_source(node)
             else:
