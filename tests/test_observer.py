@@ -344,7 +344,7 @@ def _reference_decode(fit, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) 
             angle[:, h] = np.where(a > np.pi, a - 2 * np.pi,
                                    np.where(a <= -np.pi, a + 2 * np.pi, a))
     for col, b, h in sincos:
-        a = np.arctan2(y[:, col], y[:, col + 1])
+        a = np.arctan2(y[:, col].astype(np.float64), y[:, col + 1].astype(np.float64))
         angle[:, h] = a
         qa = np.empty((len(a), 4))
         qa[:, 0] = np.cos(0.5 * a)

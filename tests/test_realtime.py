@@ -90,7 +90,8 @@ def test_hold_cpu_awake_warns_with_the_fix_where_it_cannot(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert not hold_cpu_awake("node_x", tmp_path / "absent")
         assert not hold_cpu_awake("node_x", tmp_path)  # a folder: the kernel refuses the write
-    absent, refused = caplog.records[-2].getMessage(), caplog.records[-1].getMessage()
+        assert not hold_cpu_awake("node_y", tmp_path)  # the process was told once: no repeat
+    absent, refused = (r.getMessage() for r in caplog.records)
     assert "node_x" in absent and "does not exist" in absent
     assert "node_x" in refused and "cannot keep the CPUs awake" in refused and "udev" in refused
 

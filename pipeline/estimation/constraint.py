@@ -198,8 +198,9 @@ class ConstraintEstimator:
                   angle: np.ndarray) -> None:
         """Angles and q_rel of every two-axis pair: VQF 6D per IMU, heading, split."""
         quat, rate = {}, {}
+        gyr, acc = finite_or_zero(gyr), finite_or_zero(acc)  # (n, n_imu, 3) float64
         for i, f in self._vqf.items():
-            g, a = finite_or_zero(gyr[:, i]), finite_or_zero(acc[:, i])
+            g, a = np.ascontiguousarray(gyr[:, i]), np.ascontiguousarray(acc[:, i])
             quat[i], rate[i] = f.updateBatch(g, a)["quat6D"], g  # zero acc: no correction
         self.imu_quat6d = quat
         for pr in self._pairs:
@@ -210,9 +211,9 @@ class ConstraintEstimator:
 
 
 def finite_or_zero(v: np.ndarray) -> np.ndarray:
-    """(n, 3) float64 C-contiguous copy with non-finite rows zeroed (VQF skips zero acc)."""
+    """(..., 3) float64 C-contiguous copy with non-finite vectors zeroed (VQF skips zero acc)."""
     v = np.array(v, dtype=np.float64, order="C")
     finite = np.isfinite(v)
     if not finite.all():  # rare: skip the row indexing on clean frames (per-frame hot path)
-        v[~finite.all(axis=1)] = 0.0
+        v[~finite.all(axis=-1)] = 0.0
     return v

@@ -120,9 +120,15 @@ class JointHeading:
         for i in range(start + (-self._k) % self.data_step, stop, self.data_step):
             self._win[0, self._win_n % cap], self._win[1, self._win_n % cap] = q1[i], q2[i]
             self._win_n += 1
-        rows = (self._k + np.arange(stop - start)) % len(self._norms)
-        self._norms[rows, 0] = np.linalg.norm(g1[start:stop], axis=1)
-        self._norms[rows, 1] = np.linalg.norm(g2[start:stop], axis=1)
+        if stop - start == 1:  # one frame (the live step): Python floats, no index arrays
+            x1, y1, z1 = g1[start].tolist()
+            x2, y2, z2 = g2[start].tolist()
+            self._norms[self._k % len(self._norms)] = (math.sqrt(x1 * x1 + y1 * y1 + z1 * z1),
+                                                       math.sqrt(x2 * x2 + y2 * y2 + z2 * z2))
+        else:
+            rows = (self._k + np.arange(stop - start)) % len(self._norms)
+            self._norms[rows, 0] = np.linalg.norm(g1[start:stop], axis=1)
+            self._norms[rows, 1] = np.linalg.norm(g2[start:stop], axis=1)
         self._k += stop - start
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ def enter_realtime(node_id: str) -> bool:
 # idle state that takes longer than that many microseconds to leave (what cyclictest does)
 CPU_LATENCY_DEVICE = Path("/dev/cpu_dma_latency")
 _held_lock = threading.Lock()
-_held: dict[Path, "CpuWakeLatency"] = {}  # requests held for the life of this process
+_held: dict[Path, "CpuWakeLatency | None"] = {}  # held for the process's life; None: refused
 
 
 class CpuWakeLatency:
@@ -85,11 +85,12 @@ def current_cpu_wake_latency_us(device: Path = CPU_LATENCY_DEVICE) -> int | None
 
 def hold_cpu_awake(node_id: str, device: Path = CPU_LATENCY_DEVICE) -> bool:
     """Keep every CPU out of idle states slower than 0 us to leave, for the life of this
-    process (one request per process, however many nodes ask); warn (not fail) where the
-    kernel does not offer it or does not permit it."""
+    process (one request per process, however many nodes ask); warn once (not fail) where
+    the kernel does not offer it or does not permit it."""
     with _held_lock:
         if device in _held:
-            return True
+            return _held[device] is not None
+        _held[device] = None
         try:
             _held[device] = CpuWakeLatency(0, device)
         except FileNotFoundError:
