@@ -6,8 +6,9 @@ For 2, 5 and 10 simulated IMUs (knee.yaml, tools/bench_chains/chain5.yaml, chain
 the processing graph sim -> sync -> filter -> orientation + observer -> fk runs in real
 time with every node in its own process, with all nodes as threads of one process over
 the bus, as one direct group (function calls, pipeline/runtime/direct.py), and that group with
-SCHED_FIFO threads; then a single-loop baseline written the way research demo scripts
-are (sleep to the next 10 ms tick, read what arrived, ONNX step, FK, draw stand-in).
+SCHED_FIFO threads and the CPUs kept awake; then a single-loop baseline written the way
+research demo scripts are (sleep to the next 10 ms tick, read what arrived, ONNX step, FK,
+draw stand-in).
 
 Latency of a pose = time it is received by the probe sink (graph) or computed (baseline)
 minus the receive time of the sensor packet that completed its input frame (the graph's

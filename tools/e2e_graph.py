@@ -6,8 +6,8 @@ on ``chain.pose``, with sync's ``frame.arrival`` (the receive time of the sensor
 that completed each frame) so it measures from packet arrival. Nodes run as one process
 each (``layout="processes"``), as threads of one process talking over the bus
 (``layout="threads"``), or as threads of one direct group (``layout="direct"``: in-group
-edges are function calls, see pipeline/runtime/direct.py), or that with SCHED_FIFO threads
-(``layout="realtime"``, see pipeline/runtime/realtime.py).
+edges are function calls, see pipeline/runtime/direct.py), or that with SCHED_FIFO threads and
+the CPUs kept awake (``layout="realtime"``, see pipeline/runtime/realtime.py).
 """
 
 from __future__ import annotations
