@@ -201,13 +201,22 @@ class ConstraintEstimator:
         gyr, acc = finite_or_zero(gyr), finite_or_zero(acc)  # (n, n_imu, 3) float64
         for i, f in self._vqf.items():
             g, a = np.ascontiguousarray(gyr[:, i]), np.ascontiguousarray(acc[:, i])
-            quat[i], rate[i] = f.updateBatch(g, a)["quat6D"], g  # zero acc: no correction
+            quat[i], rate[i] = vqf_quat6d(f, g, a), g  # zero acc: no correction
         self.imu_quat6d = quat
         for pr in self._pairs:
             i1, i2 = pr.imus
             both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])
             angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
             q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
+
+
+def vqf_quat6d(f: vqf.VQF, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """(n, 4) VQF 6D orientation w,x,y,z after each of (n, 3) gyr rad/s and acc m/s^2 (float64,
+    C order); one frame through ``update``, which skips updateBatch's eight output arrays."""
+    if len(gyr) == 1:
+        f.update(gyr[0], acc[0])
+        return f.getQuat6D()[None]
+    return f.updateBatch(gyr, acc)["quat6D"]
 
 
 def finite_or_zero(v: np.ndarray) -> np.ndarray:

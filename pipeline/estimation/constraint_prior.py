@@ -22,6 +22,7 @@ from pipeline.estimation.constraint import (
     ConstraintEstimator,
     ConstraintSettings,
     finite_or_zero,
+    vqf_quat6d,
     warm_up,
 )
 from pipeline.estimation.vqf_tuning import VQF_PACKAGE_DEFAULTS, VqfTuning
@@ -179,8 +180,8 @@ class ConstraintPrior:
         self._estimator.update(acc, gyr, q_rel, angle)
         k = self._root_imu
         if self._root_vqf is not None:
-            q_rel[:, 0] = self._root_vqf.updateBatch(finite_or_zero(gyr[:, k]),
-                                                     finite_or_zero(acc[:, k]))["quat6D"]
+            q_rel[:, 0] = vqf_quat6d(self._root_vqf, finite_or_zero(gyr[:, k]),
+                                     finite_or_zero(acc[:, k]))
         elif k >= 0:  # the same VQF 6D on the same samples, already run by the estimator
             q_rel[:, 0] = self._estimator.imu_quat6d[k]
         out = np.empty((n, self.width), np.float32)

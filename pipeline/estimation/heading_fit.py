@@ -102,6 +102,16 @@ def fit_delta_2d(q1: np.ndarray, q2: np.ndarray, j1: np.ndarray, j2: np.ndarray,
     return delta, math.sqrt(total / m), cost
 
 
+@njit(cache=True, inline="always")
+def _sandwich(basis: np.ndarray, r: np.ndarray, i: int, j: int) -> float:  # pragma: no cover - numba
+    """Entry (i, j) of basis^T r basis, for 3x3 matrices."""
+    total = 0.0
+    for k in range(3):
+        for m in range(3):
+            total += basis[k, i] * r[k, m] * basis[m, j]
+    return total
+
+
 @njit(cache=True)
 def split_two_axis(q1: np.ndarray, q2: np.ndarray, delta: np.ndarray, basis: np.ndarray,
                    rest_inv: np.ndarray, rot_m: np.ndarray, ax_m: np.ndarray,
@@ -112,20 +122,21 @@ def split_two_axis(q1: np.ndarray, q2: np.ndarray, delta: np.ndarray, basis: np.
     rel = q1^-1 Rz(delta) q2 (segment 2 to segment 1) = R(u, a) R(w, b) rest; in the basis
     (u, w, u x w) (columns of ``basis``) R(u, a) R(w, b) is Rx(a) Ry(b).
     """
+    r = np.empty((3, 3))  # once per call: an allocation per frame costs more than the math
     for k in range(q1.shape[0]):
         c, s = math.cos(0.5 * delta[k]), math.sin(0.5 * delta[k])
         tw, tx, ty, tz = qmul4(c, 0.0, 0.0, s, q2[k, 0], q2[k, 1], q2[k, 2], q2[k, 3])
         rw, rx, ry, rz = qmul4(q1[k, 0], -q1[k, 1], -q1[k, 2], -q1[k, 3], tw, tx, ty, tz)
         w, x, y, z = qmul4(rw, rx, ry, rz, rest_inv[0], rest_inv[1], rest_inv[2], rest_inv[3])
-        r = np.empty((3, 3))
         r[0, 0], r[0, 1], r[0, 2] = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (
             x * z + w * y)
         r[1, 0], r[1, 1], r[1, 2] = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (
             y * z - w * x)
         r[2, 0], r[2, 1], r[2, 2] = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (
             x * x + y * y)
-        m = basis.T @ r @ basis
-        a, b = math.atan2(m[2, 1], m[1, 1]), math.atan2(m[0, 2], m[0, 0])
+        # the four entries of basis^T r basis the angles need (a 3x3 matmul calls BLAS)
+        a = math.atan2(_sandwich(basis, r, 2, 1), _sandwich(basis, r, 1, 1))
+        b = math.atan2(_sandwich(basis, r, 0, 2), _sandwich(basis, r, 0, 0))
         angle[k, 0], angle[k, 1] = a, b
         ca, sa, cb, sb = math.cos(0.5 * a), math.sin(0.5 * a), math.cos(0.5 * b), math.sin(0.5 * b)
         q_m[k, 0], q_m[k, 1], q_m[k, 2], q_m[k, 3] = qmul4(
