@@ -103,7 +103,7 @@ def fit_delta_2d(q1: np.ndarray, q2: np.ndarray, j1: np.ndarray, j2: np.ndarray,
 
 
 @njit(cache=True, inline="always")
-def _sandwich(basis: np.ndarray, r: np.ndarray, i: int, j: int) -> float:  # pragma: no cover - numba
+def _sandwich(basis: np.ndarray, r: np.ndarray, i: int, j: int) -> float:  # pragma: no cover
     """Entry (i, j) of basis^T r basis, for 3x3 matrices."""
     total = 0.0
     for k in range(3):
