@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import vqf
 
+from pipeline.estimation.ball_joint import x_heading
 from pipeline.estimation.vqf_tuning import ROOT_BODY_WORN
 from pipeline.kinematics.quaternion import np_qmul
 from pipeline.runtime.errors import ConfigError
@@ -93,8 +94,7 @@ class Orientation(Node):
             return super().on_command(command, args)
         if self._last_q is None:
             return {"ok": False, "error": "no orientation yet: wait for frames, then reset"}
-        w, x, y, z = np.asarray(self._last_q, dtype=np.float64).reshape(-1, 4)[-1]
-        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))  # of the x axis
+        yaw = x_heading(np.asarray(self._last_q, dtype=np.float64).reshape(-1, 4)[-1])
         self._heading = np.array([math.cos(-yaw / 2), 0.0, 0.0, math.sin(-yaw / 2)])
         self.log.info("heading reset: %.1f deg removed", math.degrees(yaw))
         return {"ok": True, "removed_deg": round(math.degrees(yaw), 2)}

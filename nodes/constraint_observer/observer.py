@@ -2,9 +2,10 @@
 
 The node around ``pipeline.estimation.constraint.ConstraintEstimator`` (hinges with an IMU on
 both sides; two orthogonal hinges through a segment without an IMU, with the heading offset
-from the joint constraint). The root's ``q_rel`` stays identity, as the RNN observer leaves
-bodies its model does not estimate: the root orientation is the orientation node's (VQF 6D),
-which fk takes on its ``root`` input.
+from the joint constraint; spherical joints with an IMU on both sides, their heading aligned
+at the start and by the ``heading_reset`` command). The root's ``q_rel`` stays identity, as
+the RNN observer leaves bodies its model does not estimate: the root orientation is the
+orientation node's (VQF 6D), which fk takes on its ``root`` input.
 
 Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, z.
 """
@@ -31,9 +32,11 @@ _DEFAULT = ConstraintSettings()  # the Params' defaults are the estimator's, in 
 class ConstraintObserver(Node):
     """Hinge angles from gyros and accelerations under joint constraints; no training.
 
-    Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge, or on both
-    ends of a pair of orthogonal hinges, in segment frames (calibrate, then let the filter
-    apply it). Publishes ``chain.state`` like the RNN observer.
+    Needs the chain (graph ``chain:``) to have an IMU on both sides of every hinge and spherical
+    joint, or on both ends of a pair of orthogonal hinges, in segment frames (calibrate, then
+    let the filter apply it). Publishes ``chain.state`` like the RNN observer. Command
+    ``heading_reset``: the spherical joints read no heading difference from now on (the
+    chain's zero pose; stand in the calibration pose).
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.
@@ -93,6 +96,20 @@ class ConstraintObserver(Node):
         self._in_info: StreamInfo | None = None
         warm_up()  # compile now, not on the first frame
 
+    def on_command(self, command: str, args: dict) -> dict:
+        """``heading_reset``: align the spherical joints' headings to the chain's zero pose now
+        (hinges need none: their constraint fixes the heading)."""
+        if command != "heading_reset":
+            return super().on_command(command, args)
+        if self._in_info is None:
+            return {"ok": False, "error": "no frames yet: wait for frames, then reset"}
+        try:
+            changed = self._estimator.heading_reset()
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        self.log.info("heading reset of the spherical joints: %s deg", changed or "none")
+        return {"ok": True, "changed_deg": changed}
+
     def _configure(self, info: StreamInfo) -> None:
         """Map the chain's hinges onto the IMUs of ``info``."""
         chain = self.chain
@@ -113,7 +130,9 @@ class ConstraintObserver(Node):
                   "quaternion": "wxyz", "root": "identity (orientation node)",
                   "estimator": "hinge constraint" + (
                       "; two-axis joints: VQF 6D + heading from the joint constraint"
-                      if self._estimator.two_axis else "")}))
+                      if self._estimator.two_axis else "") + (
+                      "; spherical joints: VQF 6D, heading aligned at start and reset"
+                      if self._estimator.spherical else "")}))
         self._in_info = info
 
     def on_block(self, port: str, block: Block) -> None:

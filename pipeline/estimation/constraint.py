@@ -17,7 +17,11 @@ segments that carry IMUs (in segment frames, i.e. after a calibration is applied
   y-then-z elbow): each IMU's orientation from VQF 6D, the heading offset between the two
   from the joint's constraint (streaming form of ``qmt.headingCorrection``, causal 8 s
   window, ``joint_heading.py``), then both angles from the relative orientation
-  (``two_axis.py``).
+  (``two_axis.py``);
+- a spherical joint with an IMU on both sides (a hip between pelvis and thigh): the relative
+  orientation of both segments' VQF 6D orientations, their heading offset aligned at the
+  start and by :meth:`ConstraintEstimator.heading_reset` in a known pose (no constraint
+  observes it; ``ball_joint.py``).
 
 Causal and streaming: blocks of any size give the same numbers. Units: acc m/s^2, gyr rad/s
 in segment frames; angles rad; quaternions w, x, y, z.
@@ -25,11 +29,13 @@ in segment frames; angles rad; quaternions w, x, y, z.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import vqf
 
+from pipeline.estimation.ball_joint import BallJoint
 from pipeline.estimation.heading_fit import warm_up_two_axis
 from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
@@ -93,9 +99,9 @@ def warm_up() -> None:
 class ConstraintEstimator:
     """Hinge angles and body-to-parent quaternions of ``chain`` from frames of ``imus``.
 
-    Needs an IMU on both sides of every hinge, or on both ends of a pair of orthogonal hinges;
-    raises ValueError saying which hinge lacks one (or which joints it cannot handle). The
-    root's q_rel stays identity (the orientation node estimates the root).
+    Needs an IMU on both sides of every hinge and spherical joint, or on both ends of a pair
+    of orthogonal hinges; raises ValueError saying which joint lacks one (or which joints it
+    cannot handle). The root's q_rel stays identity (the orientation node estimates the root).
     """
 
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
@@ -111,10 +117,14 @@ class ConstraintEstimator:
             imu_of.setdefault(int(body), imus.index(name))
             self._site_of.setdefault(int(body), site)
         others = [chain.body_names[i] for i, p in enumerate(chain.parents)
-                  if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN)]
+                  if p >= 0 and chain.joint_types[i] not in (JointType.HINGE, JointType.FROZEN,
+                                                             JointType.SPHERICAL)]
         if others:
-            raise ValueError(f"the constraint observer handles hinges (and frozen joints) "
-                             f"below the root; chain '{chain.name}' has other joints at {others}")
+            raise ValueError(f"the constraint observer handles hinges, spherical and frozen "
+                             f"joints below the root; chain '{chain.name}' has other joints at "
+                             f"{others}")
+        balls = [self._ball(b, imu_of) for b in range(1, chain.n_bodies)
+                 if chain.joint_types[b] == JointType.SPHERICAL]
         slot_of = {int(b): slot for slot, b in enumerate(chain.hinge_bodies)}
         hinges, pairs = [], []
         for body, slot in slot_of.items():
@@ -133,10 +143,10 @@ class ConstraintEstimator:
                     f"orthogonal hinges in a row, on the first one's parent and the second "
                     f"one's body); chain '{chain.name}' has none there (use the RNN observer "
                     "for sparse IMUs)")
-        self.two_axis = bool(pairs)
-        self._hinges, self._pairs = hinges, pairs
-        pair_imus = sorted({i for pr in pairs for i in pr.imus})
-        self._vqf = {i: vqf.VQF(1.0 / rate_hz, **settings.vqf.kwargs()) for i in pair_imus}
+        self.two_axis, self.spherical = bool(pairs), bool(balls)
+        self._hinges, self._pairs, self._balls = hinges, pairs, balls
+        vqf_imus = sorted({i for pr in pairs for i in pr.imus} | {i for b in balls for i in b.imus})
+        self._vqf = {i: vqf.VQF(1.0 / rate_hz, **settings.vqf.kwargs()) for i in vqf_imus}
         self.vqf_imus = frozenset(self._vqf)  # IMU indices whose 6D orientation VQF tracks
         self.imu_quat6d: dict[int, np.ndarray] = {}  # the last update's VQF 6D (n, 4) per IMU
         self._dt = 1.0 / rate_hz
@@ -165,6 +175,31 @@ class ConstraintEstimator:
         lever = np.stack([r_parent, r_child]).astype(np.float64)
         return _Hinge(body, slot, parent_imu, child_imu, geometry, lever)
 
+    def _ball(self, body: int, imu_of: dict[int, int]) -> BallJoint:
+        """A spherical joint with an IMU on both sides; ValueError naming it otherwise."""
+        parent = int(self.chain.parents[body])
+        if body not in imu_of or parent not in imu_of:
+            name, pname = self.chain.body_names[body], self.chain.body_names[parent]
+            raise ValueError(f"spherical joint '{name}' needs an IMU on '{name}' and on its "
+                             f"parent '{pname}'; chain '{self.chain.name}' has none there (use "
+                             "the RNN observer for sparse IMUs)")
+        return BallJoint(body, (imu_of[parent], imu_of[body]))
+
+    def heading_reset(self, pose: np.ndarray | None = None) -> dict[str, float]:
+        """Align every spherical joint's heading so that it reads as in ``pose`` ((n_bodies,
+        4) q_rel, default the chain's zero pose) now; returns the change per joint, deg.
+
+        Raises ValueError before the first frame (no orientation to align yet).
+        """
+        if self._balls and not self.imu_quat6d:
+            raise ValueError("no orientation yet: wait for frames, then reset")
+        changes = {}
+        for ball in self._balls:
+            qp, qc = (self.imu_quat6d[i][-1] for i in ball.imus)
+            change = ball.heading_reset(qp, qc, None if pose is None else pose[ball.body])
+            changes[self.chain.body_names[ball.body]] = round(math.degrees(change), 2)
+        return changes
+
     def update(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
                angle: np.ndarray) -> None:
         """Advance over (n, n_imu, 3) acc m/s^2 and gyr rad/s; write ``q_rel`` (n, n_bodies, 4)
@@ -189,14 +224,15 @@ class ConstraintEstimator:
             self._started = self._started or started
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat
-        if self._pairs:
-            self._two_axis(acc, gyr, q_rel, angle)
+        if self._vqf:
+            self._from_orientations(acc, gyr, q_rel, angle)
         for b in self._frozen:  # frozen bodies: their fixed rotation
             q_rel[:, b] = self._rot0[b]
 
-    def _two_axis(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
-                  angle: np.ndarray) -> None:
-        """Angles and q_rel of every two-axis pair: VQF 6D per IMU, heading, split."""
+    def _from_orientations(self, acc: np.ndarray, gyr: np.ndarray, q_rel: np.ndarray,
+                           angle: np.ndarray) -> None:
+        """VQF 6D per IMU, then the angles and q_rel of every two-axis pair (heading, split)
+        and the q_rel of every spherical joint."""
         quat, rate = {}, {}
         gyr, acc = finite_or_zero(gyr), finite_or_zero(acc)  # (n, n_imu, 3) float64
         for i, f in self._vqf.items():
@@ -208,6 +244,8 @@ class ConstraintEstimator:
             both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])
             angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
             q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
+        for ball in self._balls:
+            q_rel[:, ball.body] = ball.q_rel(quat[ball.imus[0]], quat[ball.imus[1]])
 
 
 def vqf_quat6d(f: vqf.VQF, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:

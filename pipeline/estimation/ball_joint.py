@@ -1,0 +1,56 @@
+"""BallJoint: a spherical joint's rotation from the 6D orientations of the segments on its sides.
+
+No constraint makes the heading between two segments joined by a 3-DoF joint observable
+without a magnetometer: each IMU's VQF 6D orientation has its own earth frame, and the two
+differ by a rotation ``delta`` about the vertical. ``delta`` starts at 0 (each filter's earth
+x axis is where its sensor pointed when the stream started, so a stream started in the
+chain's zero pose, e.g. standing in the calibration pose, begins aligned) and is set again
+by :meth:`BallJoint.heading_reset` in a known pose. Between resets it drifts with the gyro
+bias that VQF has not removed (a few degrees a minute for good sensors).
+
+Units: quaternions w, x, y, z (segment to its filter's earth frame, z up); angles rad.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.estimation.joint_heading import wrap_pi
+from pipeline.kinematics.quaternion import np_qconj, np_qmul
+
+
+def x_heading(q: np.ndarray) -> float:
+    """Heading (rad about earth z) of the x axis of the frame that (4,) w,x,y,z ``q`` rotates
+    to earth, projected on the horizontal plane."""
+    w, x, y, z = (float(v) for v in q)
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class BallJoint:
+    """Body ``body``'s rotation to its parent from the orientations of both segments.
+
+    Args:
+        body: the child body's index in the chain (its joint is spherical).
+        imus: IMU indices in the frames of the parent's and the body's sensor.
+    """
+
+    def __init__(self, body: int, imus: tuple[int, int]) -> None:
+        self.body, self.imus = body, imus
+        self.delta = 0.0  # rad: Rz(delta) * q_body is the body in the parent filter's earth
+
+    def q_rel(self, q_parent: np.ndarray, q_body: np.ndarray) -> np.ndarray:
+        """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body."""
+        turn = np.array([math.cos(0.5 * self.delta), 0.0, 0.0, math.sin(0.5 * self.delta)])
+        return np_qmul(np_qconj(q_parent), np_qmul(turn, q_body))
+
+    def heading_reset(self, q_parent: np.ndarray, q_body: np.ndarray,
+                      pose: np.ndarray | None = None) -> float:
+        """Set ``delta`` so that the joint reads ``pose`` ((4,) body to parent, default the
+        identity) in heading now, from (4,) orientations of both segments; returns the
+        change of ``delta``, rad."""
+        target = np_qmul(q_parent, pose) if pose is not None else q_parent
+        delta = wrap_pi(x_heading(target) - x_heading(q_body))
+        change, self.delta = wrap_pi(delta - self.delta), delta
+        return change
