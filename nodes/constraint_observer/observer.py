@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.estimation.constraint import ConstraintEstimator, ConstraintSettings, warm_up
+from pipeline.estimation.constraint import (
+    ConstraintEstimator,
+    ConstraintSettings,
+    warm_up,
+    warm_up_estimator,
+)
 from pipeline.kinematics.chain import Chain, ChainError, load_chain
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import Block, StreamInfo
@@ -95,6 +100,11 @@ class ConstraintObserver(Node):
             raise ConfigError(f"node '{self.id}': {exc}", key="chain") from None
         self._in_info: StreamInfo | None = None
         warm_up()  # compile now, not on the first frame
+        try:  # and for the frames a stream brings, on a throwaway estimator
+            warm_up_estimator(ConstraintEstimator(self.chain, list(self.chain.imu_names), 100.0,
+                                                  self.params.settings()))
+        except ValueError:
+            pass  # a chain the estimator cannot take: the first frame's error names why
 
     def on_command(self, command: str, args: dict) -> dict:
         """``heading_reset``: align the spherical joints' headings to the chain's zero pose now

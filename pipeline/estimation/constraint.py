@@ -84,7 +84,8 @@ class _Pair:
 
 
 def warm_up() -> None:
-    """Compile the kernels now (cached on disk), for the array views frames give them."""
+    """Compile the kernels now (cached on disk), for float64 array views; the types a stream's
+    frames bring: :func:`warm_up_estimator`."""
     for n in (1, 2):
         z = np.zeros((n, 2, 3))
         z.flags.writeable = False
@@ -94,6 +95,20 @@ def warm_up() -> None:
                          at_joint, np.zeros(n), np.zeros((n, 4)))
         to_joint_centre(z[:, 0], z[:, 0], np.zeros(3), np.zeros(3), 0.01, np.zeros((n, 3)))
     warm_up_two_axis()
+
+
+def warm_up_estimator(estimator: ConstraintEstimator) -> None:
+    """Compile (or load from numba's cache) every kernel ``estimator`` runs on a stream's frames
+    (float32, read-only or not, one frame or more) by feeding it still frames: for a node's
+    setup, on a throwaway estimator."""
+    chain = estimator.chain
+    for n in (1, 2):  # one frame: its per-IMU views are C-contiguous, another kernel type
+        for writeable in (False, True):
+            z = np.zeros((n, estimator.n_imu, 3), np.float32)
+            z[..., 2] = 9.81  # at rest, upright: m/s^2
+            z.flags.writeable = writeable
+            estimator.update(z, z, np.empty((n, chain.n_bodies, 4)),
+                             np.empty((n, len(chain.hinge_bodies))))
 
 
 class ConstraintEstimator:
@@ -106,7 +121,7 @@ class ConstraintEstimator:
 
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
                  settings: ConstraintSettings = ConstraintSettings()) -> None:
-        self.chain, self.settings = chain, settings
+        self.chain, self.settings, self.n_imu = chain, settings, len(imus)
         imu_of: dict[int, int] = {}  # body -> IMU index in the frames
         self._site_of: dict[int, int] = {}  # body -> the chain's IMU site
         for site, (name, body) in enumerate(zip(chain.imu_names, chain.imu_bodies,
