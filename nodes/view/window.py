@@ -94,7 +94,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         reset.triggered.connect(self.picker.reset_state)
         bar.addAction(reset)
         heading = QtGui.QAction("Reset heading", self)
-        heading.setToolTip("the root's current heading reads 0 from now on (orientation node)")
+        heading.setToolTip("the root's current heading reads 0 from now on (orientation node); "
+                           "spherical joints align to the zero pose (constraint observer)")
         heading.triggered.connect(self.reset_heading)
         bar.addAction(heading)
         calibrate = QtGui.QAction("Calibrate", self)
@@ -118,9 +119,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
             sc.activated.connect(slot)
 
     def reset_heading(self) -> None:
-        """Ask the orientation node for ``heading_reset``; its reply shows beside the picker."""
+        """Ask the orientation node for ``heading_reset`` (its reply shows beside the picker),
+        and the observer too: the constraint observer aligns its spherical joints' headings
+        (any other observer declines; both replies are logged)."""
         self.picker.show_reply_of("heading_reset", self.heading.submit("heading_reset",
                                                                        timeout_s=5.0))
+        self.picker.client.submit("heading_reset", timeout_s=5.0)
 
     def start_calibration(self, **seconds: float) -> dict:
         """Run the guided calibration (lead_in_s, static_s, functional_s; defaults as the CLI)."""
