@@ -273,12 +273,13 @@ def bench_model(path: Path, steps: int, net: object | None) -> dict:
 
 
 def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
-    """``nodes.constraint_observer`` on the knee (hinge kernel) or arm3 (two-axis: VQF per IMU,
-    heading estimation, split) chain: one-frame ``on_block``, hot and at 100 Hz.
+    """``nodes.constraint_observer`` on the knee (hinge kernel), arm3 (two-axis: VQF per IMU,
+    heading estimation, split) or lower_body (7 IMUs: hips spherical, VQF per IMU; knees and
+    ankles hinges) chain: one-frame ``on_block``, hot and at 100 Hz.
 
     Includes building and emitting ``chain.state`` (to a collecting emitter, no bus). The arm3
-    frames come from the simulator, so the heading estimation runs as in use (every 0.2 s in
-    the first 8 s, then every second).
+    and lower_body frames come from the simulator, so the heading estimation runs as in use
+    (every 0.2 s in the first 8 s, then every second).
     """
     from nodes.constraint_observer import ConstraintObserver
     from pipeline.kinematics.chain import load_chain
@@ -300,6 +301,7 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
         rec = simulate(load_chain(chain_file), steps / 100.0, 100.0, 0)
         frames["acc"], frames["gyr"] = rec.acc, rec.gyr
     blocks = [make_block(info, frames[i:i + 1]) for i in range(steps)]
+
     def times(todo: list, pause: float) -> dict:
         clock = time.thread_time_ns if pause > 0 else time.perf_counter_ns
         lat = []
@@ -359,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                                            "(null: not permitted here)"},
               "wake_penalty": bench_wake_penalty(),
               "models": rows, "constraint_observer": bench_constraint_observer(args.steps),
-              "constraint_observer_arm3": bench_constraint_observer(args.steps, "arm3")}
+              "constraint_observer_arm3": bench_constraint_observer(args.steps, "arm3"),
+              "constraint_observer_lower_body": bench_constraint_observer(args.steps,
+                                                                          "lower_body")}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -389,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += [(r["model"], name, e) for name, e in r.get("one_frame_steps", {}).items()]
     lines += [(label, "on_block", result[key]["one_frame_on_block"])
               for key, label in (("constraint_observer", "constraint (knee)"),
-                                 ("constraint_observer_arm3", "constraint (arm3)"))]
+                                 ("constraint_observer_arm3", "constraint (arm3)"),
+                                 ("constraint_observer_lower_body", "constraint (legs)"))]
     for model, what, e in lines:
         print(f"{model:<18} {what:<12} " + " | ".join(
             f"{_p50_p99(e[k]):>16}" for k in ("hot", "paced_100hz", "paced_100hz_awake")))

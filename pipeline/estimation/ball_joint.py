@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from pipeline.estimation.joint_heading import wrap_pi
-from pipeline.kinematics.quaternion import np_qconj, np_qmul
+from pipeline.kinematics.quaternion import np_qmul, qmul4
 
 
 def x_heading(q: np.ndarray) -> float:
@@ -42,8 +43,10 @@ class BallJoint:
 
     def q_rel(self, q_parent: np.ndarray, q_body: np.ndarray) -> np.ndarray:
         """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body."""
-        turn = np.array([math.cos(0.5 * self.delta), 0.0, 0.0, math.sin(0.5 * self.delta)])
-        return np_qmul(np_qconj(q_parent), np_qmul(turn, q_body))
+        out = np.empty((len(q_parent), 4))
+        _q_rel_kernel(q_parent, q_body, math.cos(0.5 * self.delta), math.sin(0.5 * self.delta),
+                      out)
+        return out
 
     def heading_reset(self, q_parent: np.ndarray, q_body: np.ndarray,
                       pose: np.ndarray | None = None) -> float:
@@ -54,3 +57,18 @@ class BallJoint:
         delta = wrap_pi(x_heading(target) - x_heading(q_body))
         change, self.delta = wrap_pi(delta - self.delta), delta
         return change
+
+
+@njit(cache=True)
+def _q_rel_kernel(q_parent, q_body, c, s, out):  # pragma: no cover - numba
+    """out = conj(q_parent) * (c, 0, 0, s) * q_body, row by row (n, 4)."""
+    for k in range(q_parent.shape[0]):
+        w, x, y, z = qmul4(c, 0.0, 0.0, s, q_body[k, 0], q_body[k, 1], q_body[k, 2], q_body[k, 3])
+        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = qmul4(
+            q_parent[k, 0], -q_parent[k, 1], -q_parent[k, 2], -q_parent[k, 3], w, x, y, z)
+
+
+def warm_up_ball_joint() -> None:
+    """Compile (or load from the cache) the kernel for the arrays VQF hands out."""
+    q = np.array([[1.0, 0.0, 0.0, 0.0]])
+    _q_rel_kernel(q, q, 1.0, 0.0, np.empty((1, 4)))

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import vqf
 
-from pipeline.estimation.ball_joint import BallJoint
+from pipeline.estimation.ball_joint import BallJoint, warm_up_ball_joint
 from pipeline.estimation.heading_fit import warm_up_two_axis
 from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
@@ -95,6 +95,7 @@ def warm_up() -> None:
                          at_joint, np.zeros(n), np.zeros((n, 4)))
         to_joint_centre(z[:, 0], z[:, 0], np.zeros(3), np.zeros(3), 0.01, np.zeros((n, 3)))
     warm_up_two_axis()
+    warm_up_ball_joint()
 
 
 def warm_up_estimator(estimator: ConstraintEstimator) -> None:
