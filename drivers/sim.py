@@ -23,6 +23,7 @@ from pipeline.kinematics.calibration_motion import calibration_motion
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.kinematics.gait import check_knee, gait_motion
 from pipeline.kinematics.imu_synth import ImuNoise, ImuSimulator, SimSettings
+from pipeline.kinematics.motion import MotionSettings
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.message import StreamInfo
 from pipeline.runtime.node import GraphContext, Source
@@ -67,12 +68,17 @@ class SimImu(Source):
         # 25 s of motion) with a second for the graph's start
         procedure_static_s: float = 8.0
         procedure_functional_s: float = 24.0
+        # random: start in the chain's zero pose, still, for this long (s), as a person
+        # stands in the calibration pose when tracking starts; 0: a random start pose
+        start_still_s: float = 0.0
 
         def __post_init__(self) -> None:
             if self.rate_hz <= 0 or self.speed < 0 or self.duration_s < 0 or self.block < 1:
                 raise ValueError("rate_hz > 0, speed >= 0, duration_s >= 0, block >= 1 required")
             if self.procedure_static_s < 0 or self.procedure_functional_s <= 0:
                 raise ValueError("procedure_static_s >= 0 and procedure_functional_s > 0 required")
+            if self.start_still_s < 0:
+                raise ValueError(f"start_still_s must be >= 0, got {self.start_still_s}")
 
     @classmethod
     def sensors_out(cls, params: Params, context: GraphContext,
@@ -140,7 +146,10 @@ class SimImu(Source):
                                         p.procedure_functional_s)
         elif p.procedure == "walking":
             motion = gait_motion(self.chain, CHUNK_S + 1.0, seed)
-        self._sim = ImuSimulator(self.chain, p.rate_hz, seed, noise, SimSettings(),
+        settings = SimSettings()
+        if p.start_still_s > 0 and self._chunk == 0:
+            settings = SimSettings(motion=MotionSettings(start_still_s=p.start_still_s))
+        self._sim = ImuSimulator(self.chain, p.rate_hz, seed, noise, settings,
                                  duration_s=CHUNK_S + 1.0, motion=motion)
         self._chunk_start = self._sent
         self._ahead: tuple[np.ndarray, ...] = ()  # generated, not yet sent: raw and truth records

@@ -14,6 +14,7 @@ import time
 
 import numba
 import numpy as np
+import pytest
 import yaml
 
 from nodes.filter.filter import Filter
@@ -143,15 +144,17 @@ def test_nodes_compile_their_kernels_in_setup():
     assert _feed_like_the_bus(late, info, sizes=(1,)) == 1
 
 
-def test_the_hybrid_graph_compiles_nothing_on_its_data_path(write_graph):
-    """configs/arm3_hybrid.yaml (less the window): the hybrid model's constraint prior is built
-    at the first block, so its kernels must be loaded in the observer's setup."""
-    graph = yaml.safe_load((REPO / "configs/arm3_hybrid.yaml").read_text())
+@pytest.mark.parametrize("config", ["arm3_hybrid.yaml", "lower_body_constraint.yaml"])
+def test_the_observer_graphs_compile_nothing_on_their_data_path(config, write_graph):
+    """The graph (less the window), its nodes in fresh worker processes: the hybrid model's
+    constraint prior and the constraint observer's estimator are built at the first block,
+    so their kernels must be loaded in the observer's setup, for the frames a stream brings."""
+    graph = yaml.safe_load((REPO / "configs" / config).read_text())
     graph["nodes"] = [n for n in graph["nodes"] if n["id"] != "viewer"]
     graph["chain"] = str(REPO / graph["chain"])
     graph["model_dirs"] = [str(REPO / "models")]
     for n in graph["nodes"]:
-        if n["id"] == "observer":
+        if n["id"] == "observer" and "model" in n.get("params", {}):
             n["params"]["model"] = str(REPO / n["params"]["model"])
     sup = Supervisor(load_graph(write_graph(yaml.safe_dump(graph))))
     sup.start()

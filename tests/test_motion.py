@@ -119,3 +119,19 @@ def test_qdd_of_hinge_is_analytic_and_matches_qd_differences() -> None:
     h = 1e-5
     np.testing.assert_allclose(qdd[:, 6], (m.qd(t + h)[:, 6] - m.qd(t - h)[:, 6]) / (2 * h), atol=1e-3)
     assert np.abs(qdd[:, 6]).max() > 1.0
+
+
+def test_start_still_holds_the_zero_pose_then_moves_on() -> None:
+    chain = load_chain(CHAINS / "lower_body.yaml")
+    still = generate_motion(chain, 20.0, 3, MotionSettings(start_still_s=3.0))
+    q = still.q(np.linspace(0.0, 3.0, 61))
+    assert np.array_equal(q, np.tile(q[0], (61, 1)))  # held still
+    # the zero pose: no translation, identity root and hip quaternions, hinges at 0
+    zero = np.concatenate([[0, 0, 0, 1, 0, 0, 0]] + [
+        [1, 0, 0, 0] if chain.joint_types[b] == JointType.SPHERICAL else [0]
+        for b in range(1, chain.n_bodies)])
+    np.testing.assert_allclose(q[0], zero, atol=1e-12)
+    assert np.abs(still.q(np.array([8.0]))[0] - zero).max() > 0.1  # then it moves
+    # without the option the motion starts in a random pose
+    default = generate_motion(chain, 20.0, 3)
+    assert not np.allclose(default.q(np.array([0.0])), zero)

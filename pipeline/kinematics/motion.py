@@ -44,6 +44,10 @@ class MotionSettings:
     max_acc_rad_s2: float = 60.0     # cap on peak angular acceleration of a move
     max_rate_m_s: float = 0.8        # cap on mean translation speed of a move
     max_acc_m_s2: float = 6.0        # cap on peak translational acceleration of a move
+    # > 0: every channel starts at its neutral value (0, or the range's nearest end) and holds
+    # it this long before its random moves: the chain's zero pose, still, as a person stands
+    # in the calibration pose when tracking starts; 0: random start values
+    start_still_s: float = 0.0
 
 
 class Channel:
@@ -102,7 +106,11 @@ def random_channel(rng: np.random.Generator, lo: float, hi: float, duration_s: f
                    s: MotionSettings, max_rate: float, max_acc: float) -> Channel:
     """Random keyframe channel within [lo, hi] over 0..duration_s; moves capped in speed and acceleration."""
     span = hi - lo
-    t, p = [0.0], [float(rng.uniform(lo, hi))]
+    t, p = [0.0], [float(rng.uniform(lo, hi))]  # drawn either way: same random stream
+    if s.start_still_s > 0:
+        p[0] = min(max(0.0, lo), hi)
+        t.append(s.start_still_s)
+        p.append(p[0])
     log_lo, log_hi = math.log(s.seg_min_s), math.log(s.seg_max_s)
     while t[-1] <= duration_s:  # random numbers drawn in chunks: this loop is hot in training
         n = 64
