@@ -76,6 +76,23 @@ def test_random_mountings_median_error_within_3_deg(knee: Chain) -> None:
     assert errors.max() < 20.0, errors.max()  # no axis sign flipped (that is 180 deg)
 
 
+def test_segments_between_two_hinges_keep_one_rotation_on_the_lower_body() -> None:
+    """A shank sits between knee and ankle: both hinges must agree on its rotation. The ankle's
+    nearly symmetric limits alone cannot tell its axis signs from both segments turned half a
+    turn about the vertical (before the fix: 9 of 20 shanks and feet off by ~180 deg, silently)."""
+    body = load_chain(REPO / "configs/chains/lower_body.yaml")
+    errors = {}
+    for seed in range(4):
+        chain = mounted(body, 100 + seed)
+        acc, gyr = procedure(chain, seed, static_s=4.0)
+        cal = calibrate(chain, acc, gyr, RATE)
+        for site, err in zip(chain.imus, rotation_error_deg(chain, cal), strict=True):
+            if site.name != "pelvis":  # no hinge: heading as mounted (static only)
+                errors.setdefault(site.name.split("_")[0], []).append(err)
+    assert max(max(v) for v in errors.values()) < 20.0, errors  # no half turn anywhere
+    assert np.median(errors["shank"]) < 3.0 and np.median(errors["thigh"]) < 3.0, errors
+
+
 def _random_motion_frames(chain: Chain, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """60 s of random knee motion (thigh within 0.6 rad of upright): acc, gyr, true angle."""
     settings = MotionSettings(root_tilt_rad=0.6, root_translation_m=0.05)

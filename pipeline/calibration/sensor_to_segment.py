@@ -360,7 +360,13 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                                           "static", quality, problems)
     scores = []
     functional = (0.0, 0.0)
-    for pair in hinge_pairs(chain):
+    # rotations already fixed by a hinge nearer the root: a segment between two hinges (a
+    # shank between knee and ankle) keeps the first one's, so both hinges agree on it; the
+    # second hinge then only picks its child's axis sign (where its limits are nearly
+    # symmetric, as an ankle's, the four sign pairs alone could not tell the right one from
+    # both segments turned half a turn about the vertical)
+    fixed: dict[str, np.ndarray] = {}
+    for pair in hinge_pairs(chain):  # chain order: parents before children
         window, j1, j2, resid, amount = axes[pair.child_imu]
         functional = window.seconds(rate_hz)
         s1, s2 = sensors[pair.parent_imu], sensors[pair.child_imu]
@@ -385,10 +391,12 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                     f"says {min(want, 180 - want):.0f} deg: the static pose was not the neutral "
                     "pose, or the motion was about another axis")
         best = None
-        for sign1 in (1.0, -1.0):
+        for sign1 in ((1.0,) if s1.imu in fixed else (1.0, -1.0)):
             for sign2 in (1.0, -1.0):
                 # the axis (from the gyros, free of accelerometer bias) is kept exactly
-                r1 = triad(sign1 * j1, gravity[s1.imu], pair.axis_parent, up1)
+                r1 = fixed.get(s1.imu)
+                if r1 is None:
+                    r1 = triad(sign1 * j1, gravity[s1.imu], pair.axis_parent, up1)
                 r2 = triad(sign2 * j2, gravity[s2.imu], pair.axis_child, up2)
                 theta_g, theta_w = hinge_angle_estimates(
                     r1, acc[s1.imu], gyr[s1.imu], r2, acc[s2.imu], gyr[s2.imu],
@@ -399,6 +407,7 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
         frac, r1, r2, offset = best
         s1.rotation, s2.rotation = to_quaternion(r1), to_quaternion(r2)
         s1.method = s2.method = "static+hinge"
+        fixed[s1.imu], fixed[s2.imu] = r1, r2
         s2.quality["hinge_fit"] = frac
         if frac < MIN_HINGE_FIT:
             s2.problems.append(
