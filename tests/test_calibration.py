@@ -93,6 +93,20 @@ def test_segments_between_two_hinges_keep_one_rotation_on_the_lower_body() -> No
     assert np.median(errors["shank"]) < 3.0 and np.median(errors["thigh"]) < 3.0, errors
 
 
+def test_symmetric_limits_and_vertical_axes_are_reported_not_guessed() -> None:
+    """arm5 (a robot arm): hinges with symmetric limits cannot tell an axis sign pair from both
+    segments half a turn about the vertical, and a hinge axis that is vertical in the neutral
+    pose leaves the rotation about it to gravity, which cannot fix it. Reported as poor (the
+    filter refuses it), where before the one mounting crashed with a LinAlgError in SVD and
+    the others came out up to 180 deg off without a word."""
+    chain = mounted(load_chain(REPO / "configs/chains/arm5.yaml"), 200)
+    acc, gyr = procedure(chain, 0, static_s=4.0)
+    cal = calibrate(chain, acc, gyr, RATE)
+    assert not cal.ok
+    assert any("as well with both axis signs flipped" in p for p in cal.problems()), cal.problems()
+    assert cal.sensors["link4"].quality["axis_from_vertical_deg"] < 1.0  # wrist: about its link
+
+
 def _random_motion_frames(chain: Chain, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """60 s of random knee motion (thigh within 0.6 rad of upright): acc, gyr, true angle."""
     settings = MotionSettings(root_tilt_rad=0.6, root_translation_m=0.05)

@@ -46,6 +46,10 @@ MAX_AXIS_GRAVITY_MISMATCH_DEG = 15.0  # axis-to-gravity angle: measured vs the c
 MIN_HINGE_FIT = 0.7             # product of the in-limits fractions of both angle estimates
 LIMIT_MARGIN_RAD = math.radians(20.0)
 SCORE_TOLERANCE = 0.05          # static windows scoring within this of the best: quietest wins
+# a hinge axis this close to vertical in the neutral pose leaves the rotation about it unfixed
+# by gravity (a robot arm's base or wrist joint): such a hinge gives its child static only
+MIN_AXIS_TILT_DEG = 15.0
+SIGN_TIE = 0.02  # in-limits scores this close: the sign pair is ambiguous
 
 
 @dataclass
@@ -379,6 +383,10 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 "joint through its range several times (e.g. flex and extend five times)")
             continue
         up1, up2 = up[pair.parent_body], up[pair.child_body]
+        tilt = math.degrees(math.acos(min(abs(pair.axis_child @ up2), 1.0)))
+        s2.quality["axis_from_vertical_deg"] = tilt
+        if tilt < MIN_AXIS_TILT_DEG:  # static only for the child; the parent keeps its own
+            continue
         for s, g_s, j_s, a_b, up_b in ((s1, gravity[s1.imu], j1, pair.axis_parent, up1),
                                        (s2, gravity[s2.imu], j2, pair.axis_child, up2)):
             want = math.degrees(math.acos(np.clip(a_b @ up_b, -1, 1)))
@@ -390,7 +398,7 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                     f"the hinge axis is {got:.0f} deg from gravity in the static pose, the chain "
                     f"says {min(want, 180 - want):.0f} deg: the static pose was not the neutral "
                     "pose, or the motion was about another axis")
-        best = None
+        best, scores_by_sign = None, {}
         for sign1 in ((1.0,) if s1.imu in fixed else (1.0, -1.0)):
             for sign2 in (1.0, -1.0):
                 # the axis (from the gyros, free of accelerometer bias) is kept exactly
@@ -398,13 +406,32 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 if r1 is None:
                     r1 = triad(sign1 * j1, gravity[s1.imu], pair.axis_parent, up1)
                 r2 = triad(sign2 * j2, gravity[s2.imu], pair.axis_child, up2)
+                if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
+                    continue  # a measured axis along the measured gravity: no rotation
                 theta_g, theta_w = hinge_angle_estimates(
                     r1, acc[s1.imu], gyr[s1.imu], r2, acc[s2.imu], gyr[s2.imu],
                     pair.axis_parent, pair.axis_child)
                 frac = sign_score(theta_g, theta_w, pair.limits)
+                scores_by_sign[sign1, sign2] = frac
                 if best is None or frac > best[0] + 1e-9:
-                    best = (frac, r1, r2, extension_offset(theta_g, pair.limits))
-        frac, r1, r2, offset = best
+                    best = (frac, r1, r2, extension_offset(theta_g, pair.limits), sign1, sign2)
+        if best is None:
+            s2.problems.append(
+                f"the hinge axis {s1.body}->{s2.body} came out along gravity in the static "
+                "pose, so the rotation about it is unknown: hold the neutral pose still, then "
+                "move only this joint")
+            continue
+        frac, r1, r2, offset, sign1, sign2 = best
+        # both signs flipped turns both segments half a turn about the vertical and negates the
+        # hinge angle: only the joint's limits tell the two apart, not symmetric ones
+        twin = scores_by_sign.get((-sign1, -sign2), -math.inf)
+        if twin >= frac - SIGN_TIE:
+            s2.problems.append(
+                f"the hinge {s1.body}->{s2.body} fits its limits as well with both axis signs "
+                f"flipped ({twin:.2f} against {frac:.2f}; limits {pair.limits[0]:.2f} to "
+                f"{pair.limits[1]:.2f} rad): the segments may be half a turn off about the "
+                "vertical; move the joint towards the end of its range that the other sign "
+                "cannot reach, or give the rotation in the chain's IMU `rotation:`")
         s1.rotation, s2.rotation = to_quaternion(r1), to_quaternion(r2)
         s1.method = s2.method = "static+hinge"
         fixed[s1.imu], fixed[s2.imu] = r1, r2
