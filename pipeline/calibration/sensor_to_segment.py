@@ -392,12 +392,17 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
             want = math.degrees(math.acos(np.clip(a_b @ up_b, -1, 1)))
             got = math.degrees(math.acos(np.clip(abs(j_s @ g_s), -1, 1)))
             got = min(got, 180.0 - got) if want <= 90 else max(got, 180.0 - got)
-            s.quality["axis_gravity_mismatch_deg"] = abs(got - min(want, 180 - want))
-            if s.quality["axis_gravity_mismatch_deg"] > MAX_AXIS_GRAVITY_MISMATCH_DEG:
-                s.problems.append(
-                    f"the hinge axis is {got:.0f} deg from gravity in the static pose, the chain "
-                    f"says {min(want, 180 - want):.0f} deg: the static pose was not the neutral "
-                    "pose, or the motion was about another axis")
+            mismatch = abs(got - min(want, 180 - want))
+            # a parent whose rotation a hinge nearer the root fixed keeps that hinge's figure:
+            # this hinge's fit only decides the child, which carries the finding
+            owner, key = ((s2, "parent_axis_gravity_mismatch_deg") if s is s1 and s1.imu in fixed
+                          else (s, "axis_gravity_mismatch_deg"))
+            owner.quality[key] = mismatch
+            if mismatch > MAX_AXIS_GRAVITY_MISMATCH_DEG:
+                owner.problems.append(
+                    f"the hinge axis {s1.body}->{s2.body} is {got:.0f} deg from gravity in "
+                    f"{s.imu}'s static pose, the chain says {min(want, 180 - want):.0f} deg: the "
+                    "static pose was not the neutral pose, or the motion was about another axis")
         best, scores_by_sign = None, {}
         for sign1 in ((1.0,) if s1.imu in fixed else (1.0, -1.0)):
             for sign2 in (1.0, -1.0):
