@@ -97,17 +97,28 @@ def test_hold_cpu_awake_warns_with_the_fix_where_it_cannot(tmp_path, caplog):
 
 
 def test_a_realtime_group_keeps_the_cpus_awake_while_it_runs(write_graph):
-    if not _may_request_wake_latency():
-        pytest.skip(f"{CPU_LATENCY_DEVICE} is not writable here; the warning is tested above")
+    """Where the kernel permits it, the PM QoS target reads 0 while the group runs and its old
+    value after; where it does not, the graph runs on at normal latency (warn, not fail)."""
+    permitted = _may_request_wake_latency()
     before = current_cpu_wake_latency_us()
     sup = Supervisor(load_graph(write_graph(GRAPH)))
     sup.start()
     seen = []
+
+    def done() -> bool:
+        seen.append(current_cpu_wake_latency_us())
+        arrived = sup.snapshot()["nodes"]["sink"].get("samples_in", 0) >= 50
+        return arrived and (seen[-1] == 0 or not permitted)
+
     try:
         t0 = time.monotonic()
-        sup.run(until=lambda: bool(seen.append(current_cpu_wake_latency_us()) or seen[-1] == 0)
-                or time.monotonic() - t0 > 30)
+        sup.run(until=lambda: done() or time.monotonic() - t0 > 30)
+        ran = sup.snapshot()["nodes"]["sink"].get("samples_in", 0)
     finally:
         sup.stop()
-    assert seen[-1] == 0, f"the PM QoS target stayed {seen[-1]} us while the graph ran"
+    assert ran > 0, "the realtime group's samples never reached the sink"
+    if permitted:
+        assert seen[-1] == 0, f"the PM QoS target stayed {seen[-1]} us while the graph ran"
+    else:
+        assert set(seen) == {before}  # refused: nothing changed, and the graph ran anyway
     assert current_cpu_wake_latency_us() == before  # the worker's exit ended the request
