@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,17 +140,29 @@ def _numpy_workload() -> None:
         np.empty((1, 4))[:] = b
 
 
-def _workload_times(pause_s: float, steps: int = PACED_STEPS) -> dict:
-    """p50/p99 of :func:`_numpy_workload`, after a ``pause_s`` sleep each (then CPU time)."""
+def _times(n: int, run: Callable[[int], object], pause_s: float,
+           before: Callable[[int], object] | None = None) -> dict:
+    """p50/p99 (us) of ``run(i)`` for i in range(n), ``before(i)`` untimed ahead of each.
+
+    In a hot loop (wall clock), or with ``pause_s`` > 0 after a sleep each, in the thread's
+    CPU time: the cost when caches have gone cold between frames, as in a 100 Hz stream.
+    """
     clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
     lat = []
-    for _ in range(steps):
+    for i in range(n):
+        if before is not None:
+            before(i)
         if pause_s > 0:
             time.sleep(pause_s)
         t0 = clock()
-        _numpy_workload()
+        run(i)
         lat.append(clock() - t0)
     return _percentiles(lat)
+
+
+def _workload_times(pause_s: float, steps: int = PACED_STEPS) -> dict:
+    """p50/p99 of :func:`_numpy_workload`, after a ``pause_s`` sleep each (then CPU time)."""
+    return _times(steps, lambda _: _numpy_workload(), pause_s)
 
 
 def bench_wake_penalty() -> dict:
@@ -162,36 +175,21 @@ def bench_wake_penalty() -> dict:
 
 
 def _step_times(step, x: np.ndarray, state: list[np.ndarray], pause_s: float) -> dict:
-    """p50/p99 of one-frame ``step.run`` (StepBinding or CompiledStep) over the rows of ``x``.
+    """p50/p99 of one-frame ``step.run`` (StepBinding or CompiledStep) over the rows of ``x``,
+    the state carried from step to step (:func:`_times`)."""
+    held = [state]
 
-    With ``pause_s`` > 0 each step follows a sleep and its CPU time is taken (thread time):
-    the cost when caches have gone cold between frames, as in a 100 Hz stream.
-    """
-    clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
-    lat = []
-    for row in x:
-        if pause_s > 0:
-            time.sleep(pause_s)
-        step.x[0] = row
-        t0 = clock()
-        _, state = step.run(state)
-        lat.append(clock() - t0)
-    return _percentiles(lat)
+    def run(_: int) -> None:
+        _, held[0] = step.run(held[0])
+
+    return _times(len(x), run, pause_s, before=lambda i: step.x.__setitem__(0, x[i]))
 
 
 def _node_times(runner: ObserverRunner, frames: np.ndarray, out: np.ndarray,
                 pause_s: float) -> dict:
     """p50/p99 of the node's one-frame ``runner.process`` (features, a hybrid's prior, the
-    step, decoding); with ``pause_s`` > 0 after a sleep each, in thread CPU time."""
-    clock = time.thread_time_ns if pause_s > 0 else time.perf_counter_ns
-    lat = []
-    for i in range(len(frames)):
-        if pause_s > 0:
-            time.sleep(pause_s)
-        t0 = clock()
-        runner.process(frames[i:i + 1], out)
-        lat.append(clock() - t0)
-    return _percentiles(lat)
+    step, decoding) over ``frames`` (:func:`_times`)."""
+    return _times(len(frames), lambda i: runner.process(frames[i:i + 1], out), pause_s)
 
 
 def _engines(session, x: np.ndarray, steps: int) -> dict:
@@ -303,16 +301,8 @@ def bench_constraint_observer(steps: int, chain: str = "knee") -> dict:
     blocks = [make_block(info, frames[i:i + 1]) for i in range(steps)]
 
     def times(todo: list, pause: float) -> dict:
-        clock = time.thread_time_ns if pause > 0 else time.perf_counter_ns
-        lat = []
-        for b in todo:
-            if pause:
-                time.sleep(pause)
-            t0 = clock()
-            node.on_block("frame", b)
-            lat.append(clock() - t0)
-            node.emitted.clear()
-        return _percentiles(lat)
+        return _times(len(todo), lambda i: node.on_block("frame", todo[i]), pause,
+                      before=lambda _: node.emitted.clear())
 
     n = _paced(steps)
     out = {"hot": times(blocks, 0.0), "paced_100hz": times(blocks[:n], 0.01),
