@@ -165,6 +165,9 @@ class ConstraintEstimator:
         self._vqf = {i: vqf.VQF(1.0 / rate_hz, **settings.vqf.kwargs()) for i in vqf_imus}
         self.vqf_imus = frozenset(self._vqf)  # IMU indices whose 6D orientation VQF tracks
         self.imu_quat6d: dict[int, np.ndarray] = {}  # the last update's VQF 6D (n, 4) per IMU
+        # the last update's VQF inputs per IMU: (n, 3) gyr rad/s, acc m/s^2, float64, C order,
+        # non-finite vectors zeroed (finite_or_zero)
+        self.imu_vqf_input: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
         self._theta = np.zeros(len(hinges))
@@ -249,12 +252,12 @@ class ConstraintEstimator:
                            angle: np.ndarray) -> None:
         """VQF 6D per IMU, then the angles and q_rel of every two-axis pair (heading, split)
         and the q_rel of every spherical joint."""
-        quat, rate = {}, {}
+        quat, rate, inputs = {}, {}, {}
         gyr, acc = finite_or_zero(gyr), finite_or_zero(acc)  # (n, n_imu, 3) float64
         for i, f in self._vqf.items():
             g, a = np.ascontiguousarray(gyr[:, i]), np.ascontiguousarray(acc[:, i])
-            quat[i], rate[i] = vqf_quat6d(f, g, a), g  # zero acc: no correction
-        self.imu_quat6d = quat
+            quat[i], rate[i], inputs[i] = vqf_quat6d(f, g, a), g, (g, a)  # zero acc: no correction
+        self.imu_quat6d, self.imu_vqf_input = quat, inputs
         for pr in self._pairs:
             i1, i2 = pr.imus
             both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])

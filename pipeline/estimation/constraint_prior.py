@@ -179,9 +179,10 @@ class ConstraintPrior:
         angle = np.empty((n, len(self.chain.hinge_bodies)))
         self._estimator.update(acc, gyr, q_rel, angle)
         k = self._root_imu
-        if self._root_vqf is not None:
-            q_rel[:, 0] = vqf_quat6d(self._root_vqf, finite_or_zero(gyr[:, k]),
-                                     finite_or_zero(acc[:, k]))
+        if self._root_vqf is not None:  # its own VQF, on the estimator's inputs where it has them
+            g, a = self._estimator.imu_vqf_input.get(k) or (finite_or_zero(gyr[:, k]),
+                                                             finite_or_zero(acc[:, k]))
+            q_rel[:, 0] = vqf_quat6d(self._root_vqf, g, a)
         elif k >= 0:  # the same VQF 6D on the same samples, already run by the estimator
             q_rel[:, 0] = self._estimator.imu_quat6d[k]
         out = np.empty((n, self.width), np.float32)
