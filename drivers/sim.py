@@ -146,9 +146,8 @@ class SimImu(Source):
                                         p.procedure_functional_s)
         elif p.procedure == "walking":
             motion = gait_motion(self.chain, CHUNK_S + 1.0, seed)
-        settings = SimSettings()
-        if p.start_still_s > 0 and self._chunk == 0:
-            settings = SimSettings(motion=MotionSettings(start_still_s=p.start_still_s))
+        still = p.start_still_s if self._chunk == 0 else 0.0  # later chunks: a marked gap
+        settings = SimSettings(motion=MotionSettings(start_still_s=still))
         self._sim = ImuSimulator(self.chain, p.rate_hz, seed, noise, settings,
                                  duration_s=CHUNK_S + 1.0, motion=motion)
         self._chunk_start = self._sent
