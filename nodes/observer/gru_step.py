@@ -43,7 +43,8 @@ class NotCompilable(Exception):
 
 @dataclass(frozen=True)
 class GruWeights:
-    """Weights of a GRU observer, float32, laid out for the kernel (``in x out``, C order).
+    """Weights of a GRU observer, float32, ``in x out``, C order (:func:`_pack` lays them out
+    for the kernel).
 
     ``w_in``/``w_hid`` (layers, hidden, 3*hidden): input and recurrent GRU weights,
     gates z, r, h; ``b_in``/``b_hid`` (layers, 3*hidden).
@@ -158,14 +159,19 @@ def _prior_slice(graph: onnx.GraphProto, sl: onnx.NodeProto, add: onnx.NodeProto
     return start
 
 
-@numba.njit(cache=True)
-def _affine(v: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out = v @ w + b (w: in x out), accumulated in float32 in input order."""
-    out[:] = b
-    for i in range(w.shape[0]):
-        vi = v[i]
-        for j in range(w.shape[1]):
-            out[j] += vi * w[i, j]
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _affine(v: np.ndarray, w_t: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = v @ w_t.T + b (w_t: out x in), float32.
+
+    One dot product per output: with reassociation allowed (only here) each vectorises,
+    1.5x faster than accumulating rows into ``out``; the order of the sums is then the
+    compiler's, within MATCH_TOL of onnxruntime's (checked at load).
+    """
+    for j in range(w_t.shape[0]):
+        total = np.float32(0.0)
+        for i in range(w_t.shape[1]):
+            total += v[i] * w_t[j, i]
+        out[j] = b[j] + total
 
 
 @numba.njit(cache=True)
@@ -177,6 +183,7 @@ def _gelu(v: np.ndarray) -> None:
 
 _FIELDS = ("mean", "std", "w_embed", "b_embed", "w_in", "w_hid", "b_in", "b_hid", "w_head1",
            "b_head1", "w_head2", "b_head2")  # the order of the packed weights
+_MATRICES = ("w_embed", "w_in", "w_hid", "w_head1", "w_head2")  # packed transposed
 
 
 def _pack(w: GruWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +192,9 @@ def _pack(w: GruWeights) -> tuple[np.ndarray, np.ndarray]:
     One argument instead of twelve: numba checks and unboxes every array argument on each
     call, a few us per step.
     """
-    flat = np.concatenate([getattr(w, name).ravel() for name in _FIELDS]).astype(np.float32)
+    # matrices transposed (out x in): the kernel's _affine takes one row per output
+    flat = np.concatenate([np.swapaxes(getattr(w, name), -1, -2).ravel() if name in _MATRICES
+                           else getattr(w, name).ravel() for name in _FIELDS]).astype(np.float32)
     dims = np.array([w.w_embed.shape[0], w.hidden, w.layers, w.n_outputs], np.int64)
     return flat, dims
 
@@ -219,11 +228,11 @@ def _gru_step(x, flat, dims, h_in, h_out, y, scratch):  # pragma: no cover - num
     xn, e, gx, gh, z1 = (scratch[:f], scratch[f:f + hid], scratch[f + hid:f + hid + g3],
                          scratch[f + hid + g3:f + hid + 2 * g3],
                          scratch[f + hid + 2 * g3:f + 2 * hid + 2 * g3])
-    w_in3 = w_in.reshape((layers, hid, g3))
-    w_hid3 = w_hid.reshape((layers, hid, g3))
+    w_in3 = w_in.reshape((layers, g3, hid))
+    w_hid3 = w_hid.reshape((layers, g3, hid))
     for i in range(f):
         xn[i] = (x[i] - mean[i]) / std[i]
-    _affine(xn, w_embed.reshape((f, hid)), b_embed, e)
+    _affine(xn, w_embed.reshape((hid, f)), b_embed, e)
     _gelu(e)
     for layer in range(layers):
         h = h_in[layer, 0]
@@ -238,7 +247,7 @@ def _gru_step(x, flat, dims, h_in, h_out, y, scratch):  # pragma: no cover - num
         e[:] = out
     _affine(e, w_head1.reshape((hid, hid)), b_head1, z1)
     _gelu(z1)
-    _affine(z1, w_head2.reshape((hid, n_out)), b_head2, y)
+    _affine(z1, w_head2.reshape((n_out, hid)), b_head2, y)
 
 
 class CompiledStep:
