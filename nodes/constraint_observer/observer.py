@@ -2,8 +2,9 @@
 
 The node around ``pipeline.estimation.constraint.ConstraintEstimator`` (hinges with an IMU on
 both sides; two orthogonal hinges through a segment without an IMU, with the heading offset
-from the joint constraint; spherical joints with an IMU on both sides, their heading aligned
-at the start and by the ``heading_reset`` command). The root's ``q_rel`` stays identity, as
+from the joint constraint; spherical joints with an IMU on both sides, their heading pulled
+towards what the joint centre's acceleration shows in both segments, and set outright by the
+``heading_reset`` command). The root's ``q_rel`` stays identity, as
 the RNN observer leaves bodies its model does not estimate: the root orientation is the
 orientation node's (VQF 6D), which fk takes on its ``root`` input.
 
@@ -41,7 +42,7 @@ class ConstraintObserver(Node):
     joint, or on both ends of a pair of orthogonal hinges, in segment frames (calibrate, then
     let the filter apply it). Publishes ``chain.state`` like the RNN observer. Command
     ``heading_reset``: the spherical joints read no heading difference from now on (the
-    chain's zero pose; stand in the calibration pose).
+    chain's zero pose; stand in the calibration pose); motion keeps it from drifting after.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.
@@ -65,6 +66,11 @@ class ConstraintObserver(Node):
         joint_centre: bool = _DEFAULT.joint_centre
         # m/s^2, max | |f_parent| - |f_child| | at the joint centre
         agree_ms2: float = _DEFAULT.agree_ms2
+        # spherical joints: s, time constant of the heading's pull towards the joint centre's
+        # acceleration; 0: no pull, the heading changes only by heading_reset
+        ball_tau_s: float = _DEFAULT.ball_tau_s
+        # spherical joints: m/s^2, min horizontal joint-centre acceleration for the pull
+        ball_min_horizontal_ms2: float = _DEFAULT.ball_min_horizontal_ms2
         # two-axis joints: VQF 6D parameters by VQF's name over the body-worn tuning
         # (pipeline/estimation/vqf_tuning.py), e.g. {tauAcc: 3.0}
         vqf: dict[str, Any] = field(default_factory=dict)

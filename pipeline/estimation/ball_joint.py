@@ -1,14 +1,21 @@
 """BallJoint: a spherical joint's rotation from the 6D orientations of the segments on its sides.
 
-No constraint makes the heading between two segments joined by a 3-DoF joint observable
-without a magnetometer: each IMU's VQF 6D orientation has its own earth frame, and the two
-differ by a rotation ``delta`` about the vertical. ``delta`` starts at 0 (each filter's earth
-x axis is where its sensor pointed when the stream started, so a stream started in the
-chain's zero pose, e.g. standing in the calibration pose, begins aligned) and is set again
-by :meth:`BallJoint.heading_reset` in a known pose. Between resets it drifts with the gyro
-bias that VQF has not removed (a few degrees a minute for good sensors).
+Each IMU's VQF 6D orientation has its own earth frame, and the two differ by a rotation
+``delta`` about the vertical that drifts with the gyro bias VQF has not removed. What makes
+``delta`` observable at a spherical joint is its centre: a point of both rigid segments, so
+its acceleration is the same vector seen from both (Weygers et al., "Drift-free inertial
+sensor-based joint kinematics for long-term arbitrary movements", IEEE Sensors Journal
+2020). Each IMU's specific force is moved to the joint centre (``hinge.to_joint_centre``,
+lever arms from the chain's IMU positions) and turned into its filter's earth frame; while
+the joint centre accelerates horizontally (walking, any motion of the pelvis), ``delta`` is
+pulled, with time constant ``tau_s``, towards the angle between the two horizontal parts.
+At rest nothing observes it and it is held. ``delta`` starts at 0 (each filter's earth x
+axis is where its sensor pointed when the stream started, so a stream started in the chain's
+zero pose begins aligned) and is set outright by :meth:`BallJoint.heading_reset` in a known
+pose.
 
-Units: quaternions w, x, y, z (segment to its filter's earth frame, z up); angles rad.
+Units: quaternions w, x, y, z (segment to its filter's earth frame, z up); angles rad;
+specific force m/s^2; lever arms m.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import math
 import numpy as np
 from numba import njit
 
+from pipeline.estimation.hinge import to_joint_centre
 from pipeline.estimation.joint_heading import wrap_pi
-from pipeline.kinematics.quaternion import np_qmul, qmul4
+from pipeline.kinematics.quaternion import np_qmul, qmul4, qrot3
 
 
 def x_heading(q: np.ndarray) -> float:
@@ -35,17 +43,50 @@ class BallJoint:
     Args:
         body: the child body's index in the chain (its joint is spherical).
         imus: IMU indices in the frames of the parent's and the body's sensor.
+        levers: (2, 3) m, joint centre to the parent's and to the body's IMU, each in its
+            segment frame.
+        rate_hz: frame rate, Hz.
+        tau_s: time constant of the heading's pull towards the joint centre's acceleration, s;
+            0 turns the pull off (the heading then changes only by resets).
+        agree_ms2: max | |f_parent| - |f_body| | at the joint centre for a usable frame, m/s^2.
+        min_horizontal_ms2: min horizontal part of both for a usable frame, m/s^2 (below it
+            the inclination's error leaks too much gravity into the direction).
     """
 
-    def __init__(self, body: int, imus: tuple[int, int]) -> None:
+    def __init__(self, body: int, imus: tuple[int, int], levers: np.ndarray, rate_hz: float,
+                 tau_s: float, agree_ms2: float, min_horizontal_ms2: float) -> None:
         self.body, self.imus = body, imus
+        self.levers = np.ascontiguousarray(levers, dtype=np.float64)
         self.delta = 0.0  # rad: Rz(delta) * q_body is the body in the parent filter's earth
+        self._dt = 1.0 / rate_hz
+        self._gain = 0.0 if tau_s == 0 else min(1.0, self._dt / tau_s)
+        self._agree, self._min_horizontal = agree_ms2, min_horizontal_ms2
+        self._w_last = np.full((2, 3), np.nan)  # rad/s, the last rates of both IMUs
+        self._f = np.zeros((0, 2, 3))  # m/s^2, scratch: specific force at the joint centre
+
+    def update(self, q_parent: np.ndarray, q_body: np.ndarray, acc: tuple[np.ndarray, np.ndarray],
+               gyr: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body and both
+        IMUs' (n, 3) acc m/s^2 and gyr rad/s (segment frames, float64, C order); the heading
+        pulled frame by frame."""
+        n = len(q_parent)
+        if len(self._f) < n:
+            self._f = np.empty((n, 2, 3))
+        f = self._f[:n]
+        for side in (0, 1):
+            to_joint_centre(acc[side], gyr[side], self.levers[side], self._w_last[side],
+                            self._dt, f[:, side])
+        out = np.empty((n, 4))
+        self.delta = _heading_kernel(q_parent, q_body, f, self.delta, self._gain, self._agree,
+                                     self._min_horizontal, out)
+        return out
 
     def q_rel(self, q_parent: np.ndarray, q_body: np.ndarray) -> np.ndarray:
-        """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body."""
-        out = np.empty((len(q_parent), 4))
-        _q_rel_kernel(q_parent, q_body, math.cos(0.5 * self.delta), math.sin(0.5 * self.delta),
-                      out)
+        """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body, at the
+        heading now (no update)."""
+        n = len(q_parent)
+        out = np.empty((n, 4))
+        _heading_kernel(q_parent, q_body, np.zeros((n, 2, 3)), self.delta, 0.0, 0.0, 0.0, out)
         return out
 
     def heading_reset(self, q_parent: np.ndarray, q_body: np.ndarray,
@@ -60,15 +101,32 @@ class BallJoint:
 
 
 @njit(cache=True)
-def _q_rel_kernel(q_parent, q_body, c, s, out):  # pragma: no cover - numba
-    """out = conj(q_parent) * (c, 0, 0, s) * q_body, row by row (n, 4)."""
+def _heading_kernel(q_parent, q_body, f, delta, gain, agree, min_horizontal,
+                    out):  # pragma: no cover - numba
+    """Pull ``delta`` (rad) frame by frame towards the heading that turns the body filter's
+    earth-frame joint-centre force ``f[:, 1]`` onto the parent's ``f[:, 0]`` (n, 2, 3) m/s^2,
+    segment frames); out (n, 4) = conj(q_parent) * Rz(delta) * q_body. Returns delta."""
     for k in range(q_parent.shape[0]):
-        w, x, y, z = qmul4(c, 0.0, 0.0, s, q_body[k, 0], q_body[k, 1], q_body[k, 2], q_body[k, 3])
-        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = qmul4(
-            q_parent[k, 0], -q_parent[k, 1], -q_parent[k, 2], -q_parent[k, 3], w, x, y, z)
+        pw, px, py, pz = q_parent[k, 0], q_parent[k, 1], q_parent[k, 2], q_parent[k, 3]
+        bw, bx, by, bz = q_body[k, 0], q_body[k, 1], q_body[k, 2], q_body[k, 3]
+        ex, ey, _ = qrot3(pw, px, py, pz, f[k, 0, 0], f[k, 0, 1], f[k, 0, 2])
+        gx, gy, _ = qrot3(bw, bx, by, bz, f[k, 1, 0], f[k, 1, 1], f[k, 1, 2])
+        n_p = math.sqrt(f[k, 0, 0] ** 2 + f[k, 0, 1] ** 2 + f[k, 0, 2] ** 2)
+        n_b = math.sqrt(f[k, 1, 0] ** 2 + f[k, 1, 1] ** 2 + f[k, 1, 2] ** 2)
+        if (gain > 0.0 and abs(n_p - n_b) < agree
+                and min(math.hypot(ex, ey), math.hypot(gx, gy)) > min_horizontal):
+            c, s = math.cos(delta), math.sin(delta)
+            rx, ry = c * gx - s * gy, s * gx + c * gy  # the body's, turned by delta
+            err = math.atan2(rx * ey - ry * ex, rx * ex + ry * ey)
+            delta = (delta + gain * err + math.pi) % (2.0 * math.pi) - math.pi
+        c, s = math.cos(0.5 * delta), math.sin(0.5 * delta)
+        w, x, y, z = qmul4(c, 0.0, 0.0, s, bw, bx, by, bz)
+        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = qmul4(pw, -px, -py, -pz, w, x, y, z)
+    return delta
 
 
 def warm_up_ball_joint() -> None:
-    """Compile (or load from the cache) the kernel for the arrays VQF hands out."""
-    q = np.array([[1.0, 0.0, 0.0, 0.0]])
-    _q_rel_kernel(q, q, 1.0, 0.0, np.empty((1, 4)))
+    """Compile (or load from the cache) the kernels for the arrays VQF hands out."""
+    for n in (1, 2):
+        q = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+        _heading_kernel(q, q, np.zeros((n, 2, 3)), 0.0, 0.01, 3.0, 1.0, np.empty((n, 4)))

@@ -19,9 +19,10 @@ segments that carry IMUs (in segment frames, i.e. after a calibration is applied
   window, ``joint_heading.py``), then both angles from the relative orientation
   (``two_axis.py``);
 - a spherical joint with an IMU on both sides (a hip between pelvis and thigh): the relative
-  orientation of both segments' VQF 6D orientations, their heading offset aligned at the
-  start and by :meth:`ConstraintEstimator.heading_reset` in a known pose (no constraint
-  observes it; ``ball_joint.py``).
+  orientation of both segments' VQF 6D orientations, their heading offset pulled towards
+  what the joint centre's acceleration shows in both segments (Weygers et al. 2020), set
+  outright at the start and by :meth:`ConstraintEstimator.heading_reset` in a known pose
+  (``ball_joint.py``).
 
 Causal and streaming: blocks of any size give the same numbers. Units: acc m/s^2, gyr rad/s
 in segment frames; angles rad; quaternions w, x, y, z.
@@ -57,11 +58,17 @@ class ConstraintSettings:
     # agree within agree_ms2, not only while both segments are quasi-static
     joint_centre: bool = True
     agree_ms2: float = 3.0      # m/s^2, max | |f_parent| - |f_child| | at the joint centre
-    vqf: VqfTuning = BODY_WORN  # VQF 6D of each two-axis joint's IMUs (vqf_tuning.py)
+    vqf: VqfTuning = BODY_WORN  # VQF 6D of the two-axis and spherical joints' IMUs (vqf_tuning.py)
+    # spherical joints: the heading's pull towards the joint centre's acceleration (ball_joint.py)
+    ball_tau_s: float = 2.0     # s; 0: no pull, the heading changes by resets only
+    ball_min_horizontal_ms2: float = 1.0  # m/s^2, min horizontal joint-centre force to pull
 
     def __post_init__(self) -> None:
         if self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.agree_ms2 <= 0:
             raise ValueError(f"tau_s, still_acc_ms2 and agree_ms2 must be > 0; got {self}")
+        if self.ball_tau_s < 0 or self.ball_min_horizontal_ms2 < 0:
+            raise ValueError("ball_tau_s and ball_min_horizontal_ms2 must be >= 0; got "
+                             f"{self.ball_tau_s}, {self.ball_min_horizontal_ms2}")
         if not 0 < self.max_axis_cos < 1:
             raise ValueError(f"max_axis_cos must be in (0, 1), got {self.max_axis_cos}")
 
@@ -123,6 +130,7 @@ class ConstraintEstimator:
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
                  settings: ConstraintSettings = ConstraintSettings()) -> None:
         self.chain, self.settings, self.n_imu = chain, settings, len(imus)
+        self._rate_hz = rate_hz
         imu_of: dict[int, int] = {}  # body -> IMU index in the frames
         self._site_of: dict[int, int] = {}  # body -> the chain's IMU site
         for site, (name, body) in enumerate(zip(chain.imu_names, chain.imu_bodies,
@@ -187,12 +195,16 @@ class ConstraintEstimator:
         e1p, e2p = hinge_plane_basis(axis_parent)
         e1c, e2c = hinge_plane_basis(axis)
         geometry = np.stack([axis_parent, axis, e1p, e2p, e1c, e2c])
+        return _Hinge(body, slot, parent_imu, child_imu, geometry, self._levers(body))
+
+    def _levers(self, body: int) -> np.ndarray:
+        """(2, 3) m: the centre of ``body``'s joint to its parent's IMU and to its own, each in
+        its segment frame (the chain's IMU positions)."""
         parent = int(self.chain.parents[body])
         sites = self.chain.imu_positions
         r_parent = sites[self._site_of[parent]] - self.chain.offsets[body]
         r_child = sites[self._site_of[body]]  # the child's frame sits at the joint
-        lever = np.stack([r_parent, r_child]).astype(np.float64)
-        return _Hinge(body, slot, parent_imu, child_imu, geometry, lever)
+        return np.stack([r_parent, r_child]).astype(np.float64)
 
     def _ball(self, body: int, imu_of: dict[int, int]) -> BallJoint:
         """A spherical joint with an IMU on both sides; ValueError naming it otherwise."""
@@ -202,7 +214,9 @@ class ConstraintEstimator:
             raise ValueError(f"spherical joint '{name}' needs an IMU on '{name}' and on its "
                              f"parent '{pname}'; chain '{self.chain.name}' has none there (use "
                              "the RNN observer for sparse IMUs)")
-        return BallJoint(body, (imu_of[parent], imu_of[body]))
+        s = self.settings
+        return BallJoint(body, (imu_of[parent], imu_of[body]), self._levers(body), self._rate_hz,
+                         s.ball_tau_s, s.agree_ms2, s.ball_min_horizontal_ms2)
 
     def heading_reset(self, pose: np.ndarray | None = None) -> dict[str, float]:
         """Align every spherical joint's heading so that it reads as in ``pose`` ((n_bodies,
@@ -264,7 +278,9 @@ class ConstraintEstimator:
             angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
             q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
         for ball in self._balls:
-            q_rel[:, ball.body] = ball.q_rel(quat[ball.imus[0]], quat[ball.imus[1]])
+            (gp, ap), (gb, ab) = inputs[ball.imus[0]], inputs[ball.imus[1]]
+            q_rel[:, ball.body] = ball.update(quat[ball.imus[0]], quat[ball.imus[1]], (ap, ab),
+                                              (gp, gb))
 
 
 def vqf_quat6d(f: vqf.VQF, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -279,7 +295,8 @@ def vqf_quat6d(f: vqf.VQF, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:
 def finite_or_zero(v: np.ndarray) -> np.ndarray:
     """(..., 3) float64 C-contiguous copy with non-finite vectors zeroed (VQF skips zero acc)."""
     v = np.array(v, dtype=np.float64, order="C")
-    finite = np.isfinite(v)
-    if not finite.all():  # rare: skip the row indexing on clean frames (per-frame hot path)
-        v[~finite.all(axis=-1)] = 0.0
+    # a finite sum means every value is finite: one call on clean frames (the per-frame hot
+    # path); a sum that is not (a NaN, an inf, or an overflow) takes the exact test
+    if not math.isfinite(np.add.reduce(v, axis=None)):
+        v[~np.isfinite(v).all(axis=-1)] = 0.0
     return v
