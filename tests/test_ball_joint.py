@@ -3,6 +3,7 @@ shows in both segments (synthetic orientations and forces, then simulated lower-
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,6 @@ def test_the_heading_follows_the_joint_centre_force() -> None:
     q_rel = joint.update(qp, qb, (fp, fb), (zero, zero))
     assert abs(joint.delta - 0.7) < 1e-3  # 20 s, time constant 2 s
     assert np.degrees(np_qangle(q_rel[-100:], truth[-100:])).max() < 0.1
-    assert np.degrees(np_qangle(q_rel[:10], truth[:10])).min() > 30.0  # it started off
 
 
 def test_blocks_of_any_size_give_the_same_numbers() -> None:
@@ -112,3 +112,32 @@ def test_hips_stay_on_the_pose_without_resets() -> None:
     assert np.median(err) < 8.0 and np.percentile(err, 90) < 15.0
     drifting = _hip_errors(ConstraintSettings(ball_tau_s=0.0))  # resets only: none here
     assert np.median(drifting) > 15.0
+
+
+def test_resets_after_motion_take_the_parent_sensors_turn_on_its_segment() -> None:
+    """The pelvis sensor turned 40 deg about the pelvis's up axis, which a static-only
+    calibration cannot see: the joint centre finds the filters' heading, so the hips read that
+    turn until a reset in a known pose (after motion) takes it as the offset; a second one
+    after more motion refines it (the first turned the parent's lever arm too), and it stays."""
+    chain = load_chain(REPO / "configs/chains/lower_body.yaml")
+    rec = simulate(chain, 60.0, RATE, 4)
+    turn = np_qfrom_axis_angle(Z, np.array(-0.7))
+    acc, gyr = rec.acc.astype(np.float64), rec.gyr.astype(np.float64)
+    acc[:, 0], gyr[:, 0] = np_qrotate(turn, acc[:, 0]), np_qrotate(turn, gyr[:, 0])  # pelvis
+    est = ConstraintEstimator(chain, list(chain.imu_names), RATE)
+    n = len(acc)
+    q = np.empty((n, chain.n_bodies, 4))
+    angle = np.empty((n, len(chain.hinge_bodies)))
+    hips = [chain.index(b) for b in ("thigh_l", "thigh_r")]
+    first, second = 2000, 3000  # 20 s and 30 s: the heading found from motion
+    changes = []
+    for i in range(0, n, 100):
+        est.update(acc[i:i + 100], gyr[i:i + 100], q[i:i + 100], angle[i:i + 100])
+        if i + 100 in (first, second):
+            assert all(est.heading_found().values())
+            changes.append(est.heading_reset(rec.q_rel[i + 99]))
+    err = np.degrees(np_qangle(q[:, hips], rec.q_rel[:, hips]))
+    assert np.median(err[1000:first]) > 25.0  # before: the sensor's turn shows
+    assert np.median(err[second + 500:]) < 8.0  # after both: taken, not pulled away again
+    assert all(abs(math.degrees(ball.offset) + 40.0) < 8.0 for ball in est._balls)
+    assert max(map(abs, changes[0].values())) > max(map(abs, changes[1].values()))

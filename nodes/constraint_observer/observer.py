@@ -33,6 +33,7 @@ from pipeline.runtime.sensor_check import require_sensors
 from pipeline.runtime.streams import FRAME, STATE, state_dtype
 
 _DEFAULT = ConstraintSettings()  # the Params' defaults are the estimator's, in one place
+FAR_TURN_DEG = 10.0  # a reset that turns a found joint by more: advise a second one
 
 
 class ConstraintObserver(Node):
@@ -43,6 +44,9 @@ class ConstraintObserver(Node):
     let the filter apply it). Publishes ``chain.state`` like the RNN observer. Command
     ``heading_reset``: the spherical joints read no heading difference from now on (the
     chain's zero pose; stand in the calibration pose); motion keeps it from drifting after.
+    Once motion has shown a joint's heading, the reset takes the parent sensor's turn on its
+    segment instead (a pelvis sensor that static calibration could not turn); the reply's
+    ``hint`` asks for a second reset after some motion when that turn was large.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.
@@ -119,12 +123,20 @@ class ConstraintObserver(Node):
             return super().on_command(command, args)
         if self._in_info is None:
             return {"ok": False, "error": "no frames yet: wait for frames, then reset"}
+        found = self._estimator.heading_found()
         try:
             changed = self._estimator.heading_reset()
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
         self.log.info("heading reset of the spherical joints: %s deg", changed or "none")
-        return {"ok": True, "changed_deg": changed}
+        reply = {"ok": True, "changed_deg": changed, "heading_found": found}
+        far = [name for name, deg in changed.items() if found[name] and abs(deg) > FAR_TURN_DEG]
+        if far:  # the parent's lever arm was turned by as much: the heading moves again
+            reply["hint"] = (f"{', '.join(far)}: the parent's sensor sits turned more than "
+                             f"{FAR_TURN_DEG:g} deg on its segment; move for a few seconds, "
+                             "then reset again in the same pose to refine")
+            self.log.warning("heading reset: %s", reply["hint"])
+        return reply
 
     def _configure(self, info: StreamInfo) -> None:
         """Map the chain's hinges onto the IMUs of ``info``."""

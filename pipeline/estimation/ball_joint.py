@@ -11,7 +11,14 @@ the joint centre accelerates horizontally (walking, any motion of the pelvis), `
 pulled, with time constant ``tau_s``, towards the angle between the two horizontal parts.
 At rest nothing observes it and it is held. ``delta`` starts at 0 (each filter's earth x
 axis is where its sensor pointed when the stream started, so a stream started in the chain's
-zero pose begins aligned) and is set outright by :meth:`BallJoint.heading_reset` in a known
+zero pose begins aligned).
+
+The joint centre says nothing about how the parent's sensor is turned on its segment about
+the segment's up axis, which a static-only calibration leaves as mounted (a pelvis: no hinge
+to another IMU). :meth:`BallJoint.heading_reset` in a known pose (standing in the
+calibration pose) sets what is not known yet: before motion has found ``delta`` (``tau_s``
+worth of usable frames), ``delta`` itself, taking the sensors as mounted as calibrated; after,
+that turn, ``offset``, so that the joint's turn about the parent's up axis reads as in the
 pose.
 
 Units: quaternions w, x, y, z (segment to its filter's earth frame, z up); angles rad;
@@ -27,7 +34,7 @@ from numba import njit
 
 from pipeline.estimation.hinge import to_joint_centre
 from pipeline.estimation.joint_heading import wrap_pi
-from pipeline.kinematics.quaternion import np_qmul, qmul4, qrot3
+from pipeline.kinematics.quaternion import np_qconj, np_qmul, np_qrotate, qmul4, qrot3
 
 
 def x_heading(q: np.ndarray) -> float:
@@ -57,11 +64,15 @@ class BallJoint:
                  tau_s: float, agree_ms2: float, min_horizontal_ms2: float) -> None:
         self.body, self.imus = body, imus
         self.levers = np.ascontiguousarray(levers, dtype=np.float64)
+        self._levers_in_data = self.levers.copy()  # the parent's turned by the offset
         self.delta = 0.0  # rad: Rz(delta) * q_body is the body in the parent filter's earth
+        self.offset = 0.0  # rad: the parent segment is its sensor's frame turned by this about z
         self._dt = 1.0 / rate_hz
         self._gain = 0.0 if tau_s == 0 else min(1.0, self._dt / tau_s)
         self._agree, self._min_horizontal = agree_ms2, min_horizontal_ms2
         self._w_last = np.full((2, 3), np.nan)  # rad/s, the last rates of both IMUs
+        self._used = 0  # usable frames so far (the first ones average: gain at least 1 / n)
+        self._enough = 0 if tau_s == 0 else round(tau_s * rate_hz)  # usable frames: delta found
         self._f = np.zeros((0, 2, 3))  # m/s^2, scratch: specific force at the joint centre
 
     def update(self, q_parent: np.ndarray, q_body: np.ndarray, acc: tuple[np.ndarray, np.ndarray],
@@ -74,11 +85,12 @@ class BallJoint:
             self._f = np.empty((n, 2, 3))
         f = self._f[:n]
         for side in (0, 1):
-            to_joint_centre(acc[side], gyr[side], self.levers[side], self._w_last[side],
+            to_joint_centre(acc[side], gyr[side], self._levers_in_data[side], self._w_last[side],
                             self._dt, f[:, side])
         out = np.empty((n, 4))
-        self.delta = _heading_kernel(q_parent, q_body, f, self.delta, self._gain, self._agree,
-                                     self._min_horizontal, out)
+        self.delta, self._used = _heading_kernel(q_parent, q_body, f, self.delta, self.offset,
+                                                 self._gain, self._used, self._agree,
+                                                 self._min_horizontal, out)
         return out
 
     def q_rel(self, q_parent: np.ndarray, q_body: np.ndarray) -> np.ndarray:
@@ -86,26 +98,49 @@ class BallJoint:
         heading now (no update)."""
         n = len(q_parent)
         out = np.empty((n, 4))
-        _heading_kernel(q_parent, q_body, np.zeros((n, 2, 3)), self.delta, 0.0, 0.0, 0.0, out)
+        _heading_kernel(q_parent, q_body, np.zeros((n, 2, 3)), self.delta, self.offset, 0.0, 0,
+                        0.0, 0.0, out)
         return out
+
+    @property
+    def heading_found(self) -> bool:
+        """True once motion has shown ``delta`` (the pull on, ``tau_s`` of usable frames)."""
+        return self._gain > 0 and self._used >= self._enough
 
     def heading_reset(self, q_parent: np.ndarray, q_body: np.ndarray,
                       pose: np.ndarray | None = None) -> float:
-        """Set ``delta`` so that the joint reads ``pose`` ((4,) body to parent, default the
-        identity) in heading now, from (4,) orientations of both segments; returns the
-        change of ``delta``, rad."""
-        target = np_qmul(q_parent, pose) if pose is not None else q_parent
-        delta = wrap_pi(x_heading(target) - x_heading(q_body))
-        change, self.delta = wrap_pi(delta - self.delta), delta
-        return change
+        """Make the joint read ``pose`` ((4,) body to parent, default the identity) in heading
+        now, from (4,) orientations of both segments: set ``offset`` (the twist about the
+        parent's up axis) once :attr:`heading_found`, else ``delta``; returns the change, rad."""
+        if not self.heading_found:
+            c, s = math.cos(0.5 * self.offset), math.sin(0.5 * self.offset)
+            target = np_qmul(q_parent, np.array([c, 0.0, 0.0, s]))  # the offset stays applied
+            if pose is not None:
+                target = np_qmul(target, pose)
+            delta = wrap_pi(x_heading(target) - x_heading(q_body))
+            change, self.delta = wrap_pi(delta - self.delta), delta
+            return change
+        held, self.offset = self.offset, 0.0
+        m = self.q_rel(q_parent[None], q_body[None])[0]
+        if pose is not None:
+            m = np_qmul(m, np_qconj(pose))
+        self.offset = wrap_pi(2.0 * math.atan2(m[3], m[0]))  # the twist of m about z
+        # the parent's data arrive in its sensor's frame: its lever arm turned the same way
+        turn = np.array([math.cos(0.5 * self.offset), 0.0, 0.0, math.sin(0.5 * self.offset)])
+        self._levers_in_data[0] = np_qrotate(turn, self.levers[0])
+        return wrap_pi(self.offset - held)
 
 
 @njit(cache=True)
-def _heading_kernel(q_parent, q_body, f, delta, gain, agree, min_horizontal,
+def _heading_kernel(q_parent, q_body, f, delta, offset, gain, used, agree, min_horizontal,
                     out):  # pragma: no cover - numba
     """Pull ``delta`` (rad) frame by frame towards the heading that turns the body filter's
-    earth-frame joint-centre force ``f[:, 1]`` onto the parent's ``f[:, 0]`` (n, 2, 3) m/s^2,
-    segment frames); out (n, 4) = conj(q_parent) * Rz(delta) * q_body. Returns delta."""
+    earth-frame joint-centre force ``f[:, 1]`` onto the parent's ``f[:, 0]`` ((n, 2, 3)
+    m/s^2, segment frames), by ``gain`` of the difference, or by 1 / n on the n-th usable
+    frame while that is more (the first ones average, so a start far off is found in a few
+    seconds of motion); out (n, 4) = Rz(-offset) * conj(q_parent) * Rz(delta) * q_body.
+    Returns delta and the usable frames counted so far (``used`` before)."""
+    co, so = math.cos(0.5 * offset), math.sin(0.5 * offset)
     for k in range(q_parent.shape[0]):
         pw, px, py, pz = q_parent[k, 0], q_parent[k, 1], q_parent[k, 2], q_parent[k, 3]
         bw, bx, by, bz = q_body[k, 0], q_body[k, 1], q_body[k, 2], q_body[k, 3]
@@ -118,15 +153,17 @@ def _heading_kernel(q_parent, q_body, f, delta, gain, agree, min_horizontal,
             c, s = math.cos(delta), math.sin(delta)
             rx, ry = c * gx - s * gy, s * gx + c * gy  # the body's, turned by delta
             err = math.atan2(rx * ey - ry * ex, rx * ex + ry * ey)
-            delta = (delta + gain * err + math.pi) % (2.0 * math.pi) - math.pi
+            used += 1
+            delta = (delta + max(gain, 1.0 / used) * err + math.pi) % (2.0 * math.pi) - math.pi
         c, s = math.cos(0.5 * delta), math.sin(0.5 * delta)
         w, x, y, z = qmul4(c, 0.0, 0.0, s, bw, bx, by, bz)
-        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = qmul4(pw, -px, -py, -pz, w, x, y, z)
-    return delta
+        w, x, y, z = qmul4(pw, -px, -py, -pz, w, x, y, z)
+        out[k, 0], out[k, 1], out[k, 2], out[k, 3] = qmul4(co, 0.0, 0.0, -so, w, x, y, z)
+    return delta, used
 
 
 def warm_up_ball_joint() -> None:
     """Compile (or load from the cache) the kernels for the arrays VQF hands out."""
     for n in (1, 2):
         q = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
-        _heading_kernel(q, q, np.zeros((n, 2, 3)), 0.0, 0.01, 3.0, 1.0, np.empty((n, 4)))
+        _heading_kernel(q, q, np.zeros((n, 2, 3)), 0.0, 0.0, 0.01, 0, 3.0, 1.0, np.empty((n, 4)))

@@ -218,6 +218,11 @@ class ConstraintEstimator:
         return BallJoint(body, (imu_of[parent], imu_of[body]), self._levers(body), self._rate_hz,
                          s.ball_tau_s, s.agree_ms2, s.ball_min_horizontal_ms2)
 
+    def heading_found(self) -> dict[str, bool]:
+        """Per spherical joint: has motion shown its filters' heading yet (then a reset sets
+        the parent sensor's turn on its segment; ``BallJoint.heading_reset``)."""
+        return {self.chain.body_names[b.body]: b.heading_found for b in self._balls}
+
     def heading_reset(self, pose: np.ndarray | None = None) -> dict[str, float]:
         """Align every spherical joint's heading so that it reads as in ``pose`` ((n_bodies,
         4) q_rel, default the chain's zero pose) now; returns the change per joint, deg.
