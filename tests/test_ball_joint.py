@@ -141,3 +141,15 @@ def test_resets_after_motion_take_the_parent_sensors_turn_on_its_segment() -> No
     assert np.median(err[second + 500:]) < 8.0  # after both: taken, not pulled away again
     assert all(abs(math.degrees(ball.offset) + 40.0) < 8.0 for ball in est._balls)
     assert max(map(abs, changes[0].values())) > max(map(abs, changes[1].values()))
+
+
+def test_negative_settings_are_refused_by_name() -> None:
+    import pytest
+
+    from nodes.constraint_observer import ConstraintObserver
+    from pipeline.runtime.errors import ConfigError
+    from pipeline.runtime.node import GraphContext
+
+    with pytest.raises(ConfigError, match="ball_tau_s and ball_min_horizontal_ms2 must be >= 0"):
+        ConstraintObserver.create("observer", context=GraphContext(
+            chain_file=REPO / "configs/chains/lower_body.yaml"), ball_min_horizontal_ms2=-1.0)
