@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from nodes.constraint_observer import ConstraintObserver
 from pipeline.estimation.ball_joint import BallJoint
 from pipeline.estimation.constraint import ConstraintEstimator, ConstraintSettings
 from pipeline.kinematics.chain import load_chain
@@ -20,6 +22,8 @@ from pipeline.kinematics.quaternion import (
     np_qnormalize,
     np_qrotate,
 )
+from pipeline.runtime.errors import ConfigError
+from pipeline.runtime.node import GraphContext
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 100.0
@@ -144,12 +148,6 @@ def test_resets_after_motion_take_the_parent_sensors_turn_on_its_segment() -> No
 
 
 def test_negative_settings_are_refused_by_name() -> None:
-    import pytest
-
-    from nodes.constraint_observer import ConstraintObserver
-    from pipeline.runtime.errors import ConfigError
-    from pipeline.runtime.node import GraphContext
-
     with pytest.raises(ConfigError, match="ball_tau_s and ball_min_horizontal_ms2 must be >= 0"):
         ConstraintObserver.create("observer", context=GraphContext(
             chain_file=REPO / "configs/chains/lower_body.yaml"), ball_min_horizontal_ms2=-1.0)
