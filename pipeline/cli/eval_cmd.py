@@ -2,7 +2,8 @@
 
 MODEL is an ONNX model (its card beside it) or the kind of an observer node that needs no
 model file, e.g. ``constraint_observer`` (run standalone on each sequence of a dataset npz
-with the dataset's chain; hinge angles scored, the root left to the orientation node).
+with the dataset's chain; hinge angles and spherical joints scored, the root left to the
+orientation node).
 DATA is a dataset npz file (format in pipeline/evaluation/imu_dataset.py; make one with
 ``python tools/train_observer.py heldout``) or an MCAP session with a ``chain.truth`` stream
 (IMU streams resampled onto the truth stamps). The model runs in block mode through onnxruntime
@@ -17,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from pipeline.evaluation.imu_dataset import ImuDataset, dataset_from_session, load_dataset
 from pipeline.evaluation.joint_errors import format_table
@@ -41,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "sequence before taking statistics (default 5)")
     p.add_argument("--plot", type=Path, help="write error-over-time and histogram PNG here")
     p.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a param of the node kind scored (repeatable; VALUE read as YAML), "
+                        "e.g. --param ball_tau_s=0")
     p.add_argument("--predictions", type=Path, metavar="OUT.npz",
                    help="also write the estimates: q_rel (S, T, bodies, 4) w,x,y,z body to "
                         "parent (root: to earth; NaN where the model gives none), bodies, "
@@ -59,6 +64,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     """Load model and data, score, print; write the plot and predictions when asked."""
     if args.model.suffix.lower() not in (".onnx", ".json") and not args.model.exists():
         return _evaluate_node(args)
+    if args.param:
+        raise ValueError("--param sets a node kind's params (e.g. constraint_observer); an ONNX "
+                         "model has none")
     model = OnnxObserverModel(args.model)
     if args.data.suffix.lower() == ".mcap":
         chain = load_chain(REPO / model.card.chain)
@@ -81,9 +89,21 @@ def _evaluate_node(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data}: a node kind ('{kind}') is scored on a dataset .npz "
                          "(python tools/train_observer.py heldout ...)")
     data = load_dataset(args.data)
-    result = evaluate_node(kind, data, args.warmup_s, progress=not args.json)
+    result = evaluate_node(kind, data, args.warmup_s, progress=not args.json,
+                           params=_node_params(args.param))
     _report(args, result, data, kind, data.imus)
     return 0
+
+
+def _node_params(pairs: list[str]) -> dict:
+    """``--param KEY=VALUE`` pairs as node params (VALUE parsed as YAML: 0, 2.5, [1, 2])."""
+    params = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--param '{pair}': give KEY=VALUE, e.g. --param ball_tau_s=0")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
 
 
 def _report(args: argparse.Namespace, result: EvalResult, data: ImuDataset, name: str,

@@ -3,12 +3,13 @@
 The node is built standalone (``Node.create``) with the dataset's chain, fed each sequence as
 ``imu.frame`` blocks of ``block_s`` seconds (acc m/s^2, gyr rad/s, as the filter publishes
 them), and its ``chain.state`` q_rel (w, x, y, z, body to parent) is scored per hinge body
-like ``imuflow eval`` scores a model's hinge outputs: the angle about the hinge axis against
-the truth, in degrees, after ``warmup_s``. Such observers leave the root to the orientation
-node (VQF 6D on the root's IMU, which fk takes on its ``root`` input); when the root carries
-an IMU that node runs beside it and the root's inclination is scored as a model's root
-quaternion is. A new node per sequence: every sequence starts from scratch, as the ONNX
-models do from a zero state.
+like ``imuflow eval`` scores a model's hinge outputs (the angle about the hinge axis against
+the truth) and per spherical joint like a model's quaternion outputs (the angle of the
+rotation between estimate and truth), in degrees, after ``warmup_s``. Such observers leave
+the root to the orientation node (VQF 6D on the root's IMU, which fk takes on its ``root``
+input); when the root carries an IMU that node runs beside it and the root's inclination is
+scored as a model's root quaternion is. A new node per sequence: every sequence starts from
+scratch, as the ONNX models do from a zero state.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.evaluation.imu_dataset import ImuDataset
-from pipeline.evaluation.joint_errors import error_stats, hinge_error_deg, inclination_error_deg
+from pipeline.evaluation.joint_errors import (
+    error_stats,
+    hinge_error_deg,
+    inclination_error_deg,
+    rotation_error_deg,
+)
 from pipeline.evaluation.observer_eval import REPO, EvalResult
 from pipeline.kinematics.chain import JointType, load_chain
 from pipeline.kinematics.fk import rel_to_hinge
@@ -67,8 +73,9 @@ def run_node(kind: str, data: ImuDataset, block_s: float = 1.0, root_imu: str | 
 
 def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0, progress: bool = True,
                   params: dict | None = None, root_params: dict | None = None) -> EvalResult:
-    """Per hinge body, angle errors (S, T) deg of node ``kind`` (with ``params``; the root's
-    orientation node with ``root_params``) on ``data``; stats after warm-up."""
+    """Per hinge and spherical joint, angle errors (S, T) deg of node ``kind`` (with
+    ``params``; the root's orientation node with ``root_params``) on ``data``; stats after
+    warm-up."""
     chain = load_chain(Path(data.chain) if Path(data.chain).is_absolute() else REPO / data.chain)
     if tuple(chain.body_names) != tuple(data.bodies):
         raise ValueError(f"dataset bodies {data.bodies} differ from chain {data.chain} "
@@ -82,15 +89,19 @@ def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0, progress: 
     if root_imu is not None:
         errors[chain.body_names[0]] = inclination_error_deg(
             q_rel[..., 0, :], np.asarray(data.q_rel[..., 0, :], dtype=np.float64))
-    for i in chain.hinge_bodies:
-        rot, axis = chain.rotations[i], chain.axes[i]
-        errors[chain.body_names[i]] = hinge_error_deg(
-            rel_to_hinge(q_rel[..., i, :], rot, axis),
-            rel_to_hinge(np.asarray(data.q_rel[..., i, :], dtype=np.float64), rot, axis))
+    for i in range(1, chain.n_bodies):
+        truth = np.asarray(data.q_rel[..., i, :], dtype=np.float64)
+        if chain.joint_types[i] == JointType.HINGE:
+            rot, axis = chain.rotations[i], chain.axes[i]
+            errors[chain.body_names[i]] = hinge_error_deg(rel_to_hinge(q_rel[..., i, :], rot, axis),
+                                                          rel_to_hinge(truth, rot, axis))
+        elif chain.joint_types[i] == JointType.SPHERICAL:
+            errors[chain.body_names[i]] = rotation_error_deg(q_rel[..., i, :], truth)
     k = round(warmup_s * data.rate_hz)
     stats = {b: error_stats(e[:, k:]) for b, e in errors.items()}
+    scored = (JointType.HINGE, JointType.SPHERICAL)
     not_estimated = [i for i in range(chain.n_bodies) if (chain.parents[i] < 0 and not root_imu)
-                     or (chain.parents[i] >= 0 and chain.joint_types[i] != JointType.HINGE)]
+                     or (chain.parents[i] >= 0 and chain.joint_types[i] not in scored)]
     q_rel[..., not_estimated, :] = np.nan
     return EvalResult(errors, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s,
                       q_rel)

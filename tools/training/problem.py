@@ -207,6 +207,14 @@ PROBLEMS: dict[str, Problem] = {
     "knee": Problem(
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
+    # the lower body with an IMU on every segment, for scoring the constraint observer's hips
+    # (spherical, quat w >= 0), knees and ankles (hinges); the pelvis (root) is the
+    # orientation node's, not an output
+    "lower-body": Problem(
+        name="lower-body", chain="configs/chains/lower_body.yaml",
+        imus=("pelvis", "thigh_l", "shank_l", "foot_l", "thigh_r", "shank_r", "foot_r"),
+        outputs=(("thigh_l", "quat"), ("shank_l", "sincos"), ("foot_l", "sincos"),
+                 ("thigh_r", "quat"), ("shank_r", "sincos"), ("foot_r", "sincos"))),
 }
 
 
