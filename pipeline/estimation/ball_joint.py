@@ -69,7 +69,7 @@ class BallJoint:
         self.offset = 0.0  # rad: the parent segment is its sensor's frame turned by this about z
         self._dt = 1.0 / rate_hz
         self._gain = 0.0 if tau_s == 0 else min(1.0, self._dt / tau_s)
-        self._agree, self._min_horizontal = agree_ms2, min_horizontal_ms2
+        self._agree, self._min_horizontal = float(agree_ms2), float(min_horizontal_ms2)
         self._w_last = np.full((2, 3), np.nan)  # rad/s, the last rates of both IMUs
         self._used = 0  # usable frames so far (the first ones average: gain at least 1 / n)
         self._enough = 0 if tau_s == 0 else round(tau_s * rate_hz)  # usable frames: delta found
