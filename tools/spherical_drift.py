@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.estimation.constraint import ConstraintEstimator, ConstraintSettings  # noqa: E402
-from pipeline.kinematics.chain import load_chain  # noqa: E402
+from pipeline.kinematics.chain import Chain, load_chain  # noqa: E402
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate  # noqa: E402
 from pipeline.kinematics.motion import MotionSettings  # noqa: E402
 from pipeline.kinematics.quaternion import np_qangle  # noqa: E402
@@ -38,20 +38,33 @@ SLOW = MotionSettings(max_rate_m_s=0.2, max_acc_m_s2=1.5, max_rate_rad_s=1.5,
                       max_acc_rad_s2=15.0, rest_prob=0.5, rest_max_s=6.0)
 
 
+def track(chain: Chain, acc: np.ndarray, gyr: np.ndarray, settings: ConstraintSettings,
+          resets: tuple[int, ...] = (), truth: np.ndarray | None = None,
+          rate_hz: float = RATE_HZ
+          ) -> tuple[np.ndarray, ConstraintEstimator, list[dict[str, float]]]:
+    """q_rel (T, n_bodies, 4) of the constraint estimator fed 1 s blocks of (T, n_imu, 3) acc
+    m/s^2 and gyr rad/s, the estimator, and what each reset changed (deg per joint): after
+    frame k - 1 for each k in ``resets`` (block ends), a heading reset to ``truth[k - 1]``
+    (the pose, (T, n_bodies, 4))."""
+    est = ConstraintEstimator(chain, list(chain.imu_names), rate_hz, settings)
+    n, block = len(acc), round(rate_hz)
+    q = np.empty((n, chain.n_bodies, 4))
+    angle = np.empty((n, len(chain.hinge_bodies)))
+    changes = []
+    for i in range(0, n, block):
+        est.update(acc[i:i + block], gyr[i:i + block], q[i:i + block], angle[i:i + block])
+        if i + block in resets:
+            changes.append(est.heading_reset(truth[i + block - 1]))
+    return q, est, changes
+
+
 def drift(seed: int, noise: ImuNoise = ImuNoise(), sim: SimSettings = SimSettings(),
           settings: ConstraintSettings = ConstraintSettings()) -> dict[str, float]:
     """Errors (deg) of one simulated run: hips' median in minute 1 and 5 and p90 in minute
     5, knees' and ankles' median."""
     chain = load_chain(REPO / "configs/chains/lower_body.yaml")
     rec = simulate(chain, DURATION_S, RATE_HZ, seed, noise, sim)
-    est = ConstraintEstimator(chain, list(chain.imu_names), RATE_HZ, settings)
-    n = len(rec.acc)
-    q = np.empty((n, chain.n_bodies, 4))
-    angle = np.empty((n, len(chain.hinge_bodies)))
-    for i in range(0, n, 100):
-        est.update(rec.acc[i:i + 100], rec.gyr[i:i + 100], q[i:i + 100], angle[i:i + 100])
-        if i + 100 == RESET_AT:
-            est.heading_reset(rec.q_rel[RESET_AT - 1])
+    q, _, _ = track(chain, rec.acc, rec.gyr, settings, (RESET_AT,), rec.q_rel)
     err = np.degrees(np_qangle(q[RESET_AT:], rec.q_rel[RESET_AT:]))  # (T, bodies)
     hips = [chain.index(b) for b in ("thigh_l", "thigh_r")]
     legs = [chain.index(b) for b in ("shank_l", "foot_l", "shank_r", "foot_r")]
