@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.estimation.constraint_prior import output_width
+from pipeline.estimation.output_encoding import output_width
 from pipeline.evaluation.model_card import ModelCard, OutputBody, StateTensor, sha256_of, write_card
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, simulate

@@ -329,7 +329,7 @@ def test_eval_writes_predictions_and_data_without_truth_is_one_line(
 def test_up_outputs_are_scored_by_inclination(model_and_data: tuple[Path, Path]) -> None:
     """A card whose root output is the vertical ("up", 3 values, any length): the root's
     error is the inclination error (5 deg here) and its estimate the heading-free one."""
-    from pipeline.estimation.constraint_prior import encode_outputs
+    from pipeline.estimation.output_encoding import encode_outputs
     from pipeline.evaluation.observer_eval import predictions
     from pipeline.kinematics.quaternion import heading_free
 

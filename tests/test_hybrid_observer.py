@@ -16,12 +16,8 @@ import pytest
 import torch
 
 from nodes.observer import RnnObserver
-from pipeline.estimation.constraint_prior import (
-    ConstraintPrior,
-    encode_outputs,
-    output_width,
-    prior_features,
-)
+from pipeline.estimation.constraint_prior import ConstraintPrior, prior_features
+from pipeline.estimation.output_encoding import encode_outputs, output_width
 from pipeline.evaluation.model_card import load_card, write_card
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.kinematics.chain import load_chain

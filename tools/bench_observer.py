@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from nodes.observer.fit import fit_model
 from nodes.observer.runner import ObserverRunner
 from nodes.observer.session import StepBinding, load_session
-from pipeline.estimation.constraint_prior import output_width
+from pipeline.estimation.output_encoding import output_width
 from pipeline.evaluation.model_card import (
     SCHEMA,
     ModelCard,

@@ -252,7 +252,7 @@ def predict(args: argparse.Namespace) -> Path:
 
 def encode_like_card(card, chain, q_rel: np.ndarray) -> np.ndarray:
     """q_rel (..., n, 4), imuflow convention -> model outputs (..., n_out), card's encoding."""
-    from pipeline.estimation.constraint_prior import encode_outputs
+    from pipeline.estimation.output_encoding import encode_outputs
 
     return encode_outputs(chain, [(o.body, o.encoding) for o in card.outputs], q_rel)
 

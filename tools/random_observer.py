@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.estimation.constraint_prior import output_width
+from pipeline.estimation.output_encoding import output_width
 from pipeline.evaluation.model_card import write_card
 from pipeline.kinematics.chain import JointType, load_chain
 from tools.training.problem import Problem

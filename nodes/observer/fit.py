@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.estimation.constraint_prior import ENCODING_SIZE, ConstraintPrior
+from pipeline.estimation.constraint_prior import ConstraintPrior
+from pipeline.estimation.output_encoding import ENCODING_SIZE
 from pipeline.evaluation.model_card import ModelCard
 from pipeline.kinematics.chain import Chain, ChainError, JointType, load_chain
 from pipeline.kinematics.quaternion import up_to_heading_free

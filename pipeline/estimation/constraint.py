@@ -34,12 +34,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import vqf
 
 from pipeline.estimation.ball_joint import BallJoint, warm_up_ball_joint
 from pipeline.estimation.heading_fit import warm_up_two_axis
 from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
+from pipeline.estimation.vqf6d import Vqf6DBank
 from pipeline.estimation.vqf_tuning import BODY_WORN, VqfTuning
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
@@ -110,13 +110,24 @@ def warm_up_estimator(estimator: ConstraintEstimator) -> None:
     (float32, read-only or not, one frame or more) by feeding it still frames: for a node's
     setup, on a throwaway estimator."""
     chain = estimator.chain
+    for z in still_frames(estimator.n_imu):
+        estimator.update(z, z, np.empty((len(z), chain.n_bodies, 4)),
+                         np.empty((len(z), len(chain.hinge_bodies))))
+
+
+def still_frames(n_imu: int) -> list[np.ndarray]:
+    """Frames (n, n_imu, 3) float32 at rest, upright (9.81 m/s^2 on z), of every array type a
+    stream brings a kernel: one frame and two, read-only or not, contiguous or strided (a
+    field of the frame records)."""
+    out = []
     for n in (1, 2):  # one frame: its per-IMU views are C-contiguous, another kernel type
         for writeable in (False, True):
-            z = np.zeros((n, estimator.n_imu, 3), np.float32)
-            z[..., 2] = 9.81  # at rest, upright: m/s^2
-            z.flags.writeable = writeable
-            estimator.update(z, z, np.empty((n, chain.n_bodies, 4)),
-                             np.empty((n, len(chain.hinge_bodies))))
+            for strided in (False, True):
+                z = np.zeros((n, n_imu, 6 if strided else 3), np.float32)[..., :3]
+                z[..., 2] = 9.81
+                z.flags.writeable = writeable
+                out.append(z)
+    return out
 
 
 class ConstraintEstimator:
@@ -170,12 +181,8 @@ class ConstraintEstimator:
         self.two_axis, self.spherical = bool(pairs), bool(balls)
         self._hinges, self._pairs, self._balls = hinges, pairs, balls
         vqf_imus = sorted({i for pr in pairs for i in pr.imus} | {i for b in balls for i in b.imus})
-        self._vqf = {i: vqf.VQF(1.0 / rate_hz, **settings.vqf.kwargs()) for i in vqf_imus}
-        self.vqf_imus = frozenset(self._vqf)  # IMU indices whose 6D orientation VQF tracks
-        self.imu_quat6d: dict[int, np.ndarray] = {}  # the last update's VQF 6D (n, 4) per IMU
-        # the last update's VQF inputs per IMU: (n, 3) gyr rad/s, acc m/s^2, float64, C order,
-        # non-finite vectors zeroed (finite_or_zero)
-        self.imu_vqf_input: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._vqf = Vqf6DBank(vqf_imus, rate_hz, settings.vqf) if vqf_imus else None
+        self.vqf_imus = frozenset(vqf_imus)  # IMU indices whose 6D orientation VQF tracks
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
         self._theta = np.zeros(len(hinges))
@@ -217,6 +224,29 @@ class ConstraintEstimator:
         s = self.settings
         return BallJoint(body, (imu_of[parent], imu_of[body]), self._levers(body), self._rate_hz,
                          s.ball_tau_s, s.agree_ms2, s.ball_min_horizontal_ms2)
+
+    @property
+    def imu_quat6d(self) -> dict[int, np.ndarray]:
+        """The last update's VQF 6D orientation (n, 4) w,x,y,z per IMU index."""
+        return self._vqf.quat6d if self._vqf is not None else {}
+
+    @property
+    def imu_vqf_input(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The last update's VQF inputs per IMU index: (n, 3) gyr rad/s and acc m/s^2, float64,
+        C order, non-finite vectors zeroed (``finite_or_zero``)."""
+        return self._vqf.inputs if self._vqf is not None else {}
+
+    @property
+    def vqf_bank(self) -> Vqf6DBank | None:
+        """The VQF 6D filters of the two-axis and spherical joints' IMUs (None without any)."""
+        return self._vqf
+
+    def single_pair(self) -> tuple[TwoAxisJoint, tuple[int, int]] | None:
+        """The two-axis joint and its two IMU indices when it is all this estimator tracks (no
+        hinge, spherical or frozen joint beside it; arm3): what ``prior_frame`` compiles."""
+        if len(self._pairs) != 1 or self._hinges or self._balls or self._frozen:
+            return None
+        return self._pairs[0].joint, self._pairs[0].imus
 
     def heading_found(self) -> dict[str, bool]:
         """Per spherical joint: has motion shown its filters' heading yet (then a reset sets
@@ -262,7 +292,7 @@ class ConstraintEstimator:
             self._started = self._started or started
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat
-        if self._vqf:
+        if self._vqf is not None:
             self._from_orientations(acc, gyr, q_rel, angle)
         for b in self._frozen:  # frozen bodies: their fixed rotation
             q_rel[:, b] = self._rot0[b]
@@ -271,30 +301,17 @@ class ConstraintEstimator:
                            angle: np.ndarray) -> None:
         """VQF 6D per IMU, then the angles and q_rel of every two-axis pair (heading, split)
         and the q_rel of every spherical joint."""
-        quat, rate, inputs = {}, {}, {}
-        gyr, acc = finite_or_zero(gyr), finite_or_zero(acc)  # (n, n_imu, 3) float64
-        for i, f in self._vqf.items():
-            g, a = np.ascontiguousarray(gyr[:, i]), np.ascontiguousarray(acc[:, i])
-            quat[i], rate[i], inputs[i] = vqf_quat6d(f, g, a), g, (g, a)  # zero acc: no correction
-        self.imu_quat6d, self.imu_vqf_input = quat, inputs
+        self._vqf.update(acc, gyr)
+        quat, inputs = self._vqf.quat6d, self._vqf.inputs
         for pr in self._pairs:
             i1, i2 = pr.imus
-            both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], rate[i1], rate[i2])
+            both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], inputs[i1][0], inputs[i2][0])
             angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
             q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
         for ball in self._balls:
             (gp, ap), (gb, ab) = inputs[ball.imus[0]], inputs[ball.imus[1]]
             q_rel[:, ball.body] = ball.update(quat[ball.imus[0]], quat[ball.imus[1]], (ap, ab),
                                               (gp, gb))
-
-
-def vqf_quat6d(f: vqf.VQF, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """(n, 4) VQF 6D orientation w,x,y,z after each of (n, 3) gyr rad/s and acc m/s^2 (float64,
-    C order); one frame through ``update``, which skips updateBatch's eight output arrays."""
-    if len(gyr) == 1:
-        f.update(gyr[0], acc[0])
-        return f.getQuat6D()[None]
-    return f.updateBatch(gyr, acc)["quat6D"]
 
 
 def finite_or_zero(v: np.ndarray) -> np.ndarray:

@@ -12,22 +12,20 @@ Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import vqf
-from numba import njit
 
 from pipeline.estimation.constraint import (
     ConstraintEstimator,
     ConstraintSettings,
     finite_or_zero,
-    vqf_quat6d,
+    still_frames,
     warm_up,
 )
+from pipeline.estimation.output_encoding import encode_into, encode_plan, output_width
+from pipeline.estimation.prior_frame import PairPriorFrame
+from pipeline.estimation.vqf6d import Vqf6D
 from pipeline.estimation.vqf_tuning import VQF_PACKAGE_DEFAULTS, VqfTuning
 from pipeline.kinematics.chain import Chain
-from pipeline.kinematics.quaternion import qmul4
 
 # prior name (model card input.prior) -> the estimator's settings: "constraint" pulls a hinge
 # towards gravity only while both segments are quasi-static (models trained before
@@ -54,95 +52,6 @@ PRIOR_KINDS["constraint-body-vqf-root2s"] = PRIOR_KINDS["constraint-body-vqf"]
 ROOT_VQF = {"constraint-body-vqf-root2s": VqfTuning(
     tauAcc=2.0, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0, biasSigmaMotion=0.1)}
 
-# values per output encoding: "sincos" of a hinge angle; "quat" w,x,y,z (the root's
-# heading-free, singular within a few degrees of upside down); "up" (root only) the vertical,
-# earth +z, in the root's frame: unit x, y, z, continuous over every tilt
-ENCODING_SIZE = {"quat": 4, "sincos": 2, "up": 3}
-
-
-def encode_outputs(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
-                   q_rel: np.ndarray) -> np.ndarray:
-    """Model outputs (..., n_out) float32 from q_rel (..., n_bodies, 4) w,x,y,z body to parent.
-
-    Per (body, encoding): ``sincos`` of a hinge angle; ``quat`` of the root, heading-free
-    (inclination only, w >= 0), or of another body (w >= 0); ``up`` of the root: earth +z in
-    the root's frame (unit).
-    """
-    q = np.asarray(q_rel, dtype=np.float64)
-    lead = q.shape[:-2]
-    flat = np.ascontiguousarray(q.reshape((-1,) + q.shape[-2:]))
-    out = np.empty((len(flat), output_width(outputs)), np.float32)
-    _encode_into(flat, *_encode_plan(chain, outputs), out)
-    return out.reshape(lead + (out.shape[-1],))
-
-
-def _encode_plan(chain: Chain, outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Kernel rows (body, kind, first column), joint rotations (k, 4) and hinge axes (k, 3);
-    kind 0: sincos of a hinge, 1: heading-free root quat, 2: quat with w >= 0, 3: up vector."""
-    plan, col = [], 0
-    for body, enc in outputs:
-        i = chain.index(body)
-        root = i == 0 or chain.parents[i] < 0
-        if enc == "up" and not root:
-            raise ValueError(f"output '{body}': encoding 'up' is for the root "
-                             f"'{chain.body_names[0]}' only; use 'quat' or 'sincos'")
-        kind = 0 if enc == "sincos" else 3 if enc == "up" else 1 if root else 2
-        plan.append((i, kind, col))
-        col += ENCODING_SIZE[enc]
-    idx = [i for i, _, _ in plan]
-    return (np.array(plan, np.int64).reshape(-1, 3),
-            np.ascontiguousarray(chain.rotations[idx], dtype=np.float64).reshape(-1, 4),
-            np.ascontiguousarray(chain.axes[idx], dtype=np.float64).reshape(-1, 3))
-
-
-@njit(cache=True)
-def _encode_into(q_rel, plan, rot, axis, out):  # pragma: no cover - numba
-    """``encode_outputs`` of q_rel (n, n_bodies, 4) into out (n, width) float32, in float64."""
-    for t in range(q_rel.shape[0]):
-        for k in range(plan.shape[0]):
-            b, kind, c = plan[k, 0], plan[k, 1], plan[k, 2]
-            w, x, y, z = q_rel[t, b, 0], q_rel[t, b, 1], q_rel[t, b, 2], q_rel[t, b, 3]
-            if kind == 0:  # hinge angle about the axis, in the joint frame: (-pi, pi]
-                jw, jx, jy, jz = qmul4(rot[k, 0], -rot[k, 1], -rot[k, 2], -rot[k, 3], w, x, y, z)
-                a = 2.0 * math.atan2(jx * axis[k, 0] + jy * axis[k, 1] + jz * axis[k, 2], jw)
-                if a > math.pi:
-                    a -= 2.0 * math.pi
-                elif a <= -math.pi:
-                    a += 2.0 * math.pi
-                out[t, c], out[t, c + 1] = math.sin(a), math.cos(a)
-                continue
-            if kind == 3:  # earth +z in the body frame: the last row of R(q)
-                w, x, y, z = _unit(w, x, y, z)
-                out[t, c] = 2.0 * (x * z - w * y)
-                out[t, c + 1] = 2.0 * (y * z + w * x)
-                out[t, c + 2] = w * w - x * x - y * y + z * z
-                continue
-            if kind == 1:  # q = twist_z * swing: keep the swing (inclination)
-                w, x, y, z = _unit(w, x, y, z)
-                tn = math.sqrt(w * w + z * z)
-                tw, tz = (1.0, 0.0) if tn == 0.0 else (w / tn, z / tn)
-                w, x, y, z = qmul4(tw, 0.0, 0.0, -tz, w, x, y, z)
-                w, x, y, z = _unit(w, x, y, 0.0)  # z is zero up to round-off
-            if w < 0.0:
-                w, x, y, z = -w, -x, -y, -z
-            out[t, c], out[t, c + 1], out[t, c + 2], out[t, c + 3] = w, x, y, z
-
-
-@njit(cache=True, inline="always")
-def _unit(w, x, y, z):  # pragma: no cover - numba
-    """q / |q|; the zero quaternion becomes the identity."""
-    n = math.sqrt(w * w + x * x + y * y + z * z)
-    if n == 0.0:
-        return 1.0, 0.0, 0.0, 0.0
-    return w / n, x / n, y / n, z / n
-
-
-def output_width(outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> int:
-    """Number of model output values: 4 per quat, 3 per up, 2 per sincos."""
-    return sum(ENCODING_SIZE[enc] for _, enc in outputs)
-
-
 class ConstraintPrior:
     """Per frame, the constraint estimate of ``outputs`` for frames of ``imus`` (input order).
 
@@ -158,7 +67,7 @@ class ConstraintPrior:
         if kind not in PRIOR_KINDS:
             raise ValueError(f"unknown prior '{kind}'; known: {list(PRIOR_KINDS)}")
         self._estimator = ConstraintEstimator(chain, list(imus), rate_hz, PRIOR_KINDS[kind])
-        self._plan = _encode_plan(chain, outputs)
+        self._plan = encode_plan(chain, outputs)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc in ("quat", "up") for body, enc in outputs):
             root = [imus.index(n) for n, b in zip(chain.imu_names, chain.imu_bodies, strict=True)
@@ -168,13 +77,21 @@ class ConstraintPrior:
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
             if kind in ROOT_VQF:
-                self._root_vqf = vqf.VQF(1.0 / rate_hz, **ROOT_VQF[kind].kwargs())
+                self._root_vqf = Vqf6D(rate_hz, ROOT_VQF[kind])
             elif root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
-                self._root_vqf = vqf.VQF(1.0 / rate_hz, **PRIOR_KINDS[kind].vqf.kwargs())
+                self._root_vqf = Vqf6D(rate_hz, PRIOR_KINDS[kind].vqf)
+        pair = self._estimator.single_pair()
+        self._one_frame = None if pair is None else PairPriorFrame(
+            self._estimator.vqf_bank, *pair, self._root_imu, self._root_vqf, self._plan,
+            chain.n_bodies)
 
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""
         n = len(acc)
+        if n == 1 and self._one_frame is not None and self._one_frame.ready():
+            out = np.empty((1, self.width), np.float32)
+            self._one_frame.frame(acc, gyr, out)  # the same numbers, one compiled call
+            return out
         q_rel = np.empty((n, self.chain.n_bodies, 4))
         angle = np.empty((n, len(self.chain.hinge_bodies)))
         self._estimator.update(acc, gyr, q_rel, angle)
@@ -182,11 +99,11 @@ class ConstraintPrior:
         if self._root_vqf is not None:  # its own VQF, on the estimator's inputs where it has them
             g, a = self._estimator.imu_vqf_input.get(k) or (finite_or_zero(gyr[:, k]),
                                                              finite_or_zero(acc[:, k]))
-            q_rel[:, 0] = vqf_quat6d(self._root_vqf, g, a)
+            q_rel[:, 0] = self._root_vqf.quat6d(g, a)
         elif k >= 0:  # the same VQF 6D on the same samples, already run by the estimator
             q_rel[:, 0] = self._estimator.imu_quat6d[k]
         out = np.empty((n, self.width), np.float32)
-        _encode_into(q_rel, *self._plan, out)  # encode_outputs, its plan made once
+        encode_into(q_rel, *self._plan, out)  # encode_outputs, its plan made once
         return out
 
 
@@ -195,12 +112,8 @@ def warm_up_prior(prior: ConstraintPrior) -> None:
     read-only or not, one frame or more) by feeding it still frames: for a node's setup, on a
     throwaway prior."""
     warm_up()
-    for n in (1, 2):  # one frame: its per-IMU views are C-contiguous, another kernel type
-        for writeable in (False, True):
-            z = np.zeros((n, prior.n_imu, 3), np.float32)
-            z[..., 2] = 9.81  # at rest, upright: m/s^2
-            z.flags.writeable = writeable
-            prior.features(z, z)
+    for z in still_frames(prior.n_imu):
+        prior.features(z, z)
 
 
 def prior_features(chain: Chain, imus: list[str], rate_hz: float,

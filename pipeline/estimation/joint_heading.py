@@ -94,6 +94,21 @@ class JointHeading:
             start = stop
         return out
 
+    # -- one frame taken by compiled code (prior_frame.py) ----------------------------------------
+    def next_is_event(self) -> bool:
+        """True when the next frame is an estimation instant (then :meth:`update` takes it)."""
+        return self._is_event(self._k)
+
+    def takes_orientations(self) -> bool:
+        """True when the next frame's orientations go into the window (every ``data_step``)."""
+        return self._k % self.data_step == 0
+
+    def took_frame(self) -> None:
+        """Count a frame that compiled code put into ``_win`` / ``_norms`` as :meth:`_take`
+        does (it is no estimation instant: :meth:`next_is_event` was False)."""
+        self._win_n += self.takes_orientations()
+        self._k += 1
+
     # -- frames -----------------------------------------------------------------------------------
     def _is_event(self, index: int) -> bool:
         """An estimation instant: each data step in start-up, then each estimation step."""

@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.estimation.constraint_prior import ENCODING_SIZE, PRIOR_KINDS
+from pipeline.estimation.constraint_prior import PRIOR_KINDS
+from pipeline.estimation.output_encoding import ENCODING_SIZE
 from pipeline.runtime.errors import ModelRejected
 
 SCHEMA = "imuflow.model_card/1"

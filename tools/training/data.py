@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.estimation.constraint_prior import encode_outputs
+from pipeline.estimation.output_encoding import encode_outputs
 from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.gait import heel_strike_shocks

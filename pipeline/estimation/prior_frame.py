@@ -1,0 +1,107 @@
+"""PairPriorFrame: one live frame of a two-axis constraint prior in one compiled call.
+
+A hybrid model's prior (``constraint_prior.ConstraintPrior``) on a chain such as arm3 (IMUs on
+the root and on the distal segment of a 2-DoF joint) runs, per frame, VQF 6D on each IMU, the
+joint heading's bookkeeping, the two-axis split and the output encoding: a dozen Python-level
+calls, each of which costs two to three times more when a 100 Hz frame finds the caches cold
+(BENCHMARKS.md, "CPUs kept awake between frames"). This runs the same steps for one frame in
+one numba kernel, on the same state arrays (the filters' ``Vqf6D`` states, the heading's
+window), with the same operations in the same order, so it gives the same numbers; frames at
+the heading's estimation instants (one a second, every fifth in the first 8 s) and blocks of
+frames take the general path.
+
+Units: acc m/s^2, gyr rad/s in segment frames; quaternions w, x, y, z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from pipeline.estimation.heading_fit import split_two_axis
+from pipeline.estimation.output_encoding import encode_into
+from pipeline.estimation.two_axis import TwoAxisJoint
+from pipeline.estimation.vqf6d import Vqf6D, Vqf6DBank, vqf6d_frames
+
+# ints: bank rows of segment 1 and 2, the root's sensor in the frames, where the root comes
+# from (a bank row; ROOT_OWN: its own filter; ROOT_NONE: identity), the middle and distal
+# bodies, the number of bodies, the heading's data step, frames taken, window entries taken
+R1, R2, ROOT_SENSOR, ROOT_FROM, MIDDLE, DISTAL, N_BODIES, DATA_STEP, K, WIN_N = range(10)
+ROOT_OWN, ROOT_NONE = -1, -2
+
+
+class PairPriorFrame:
+    """The compiled one-frame path of a prior with one two-axis ``joint`` (IMUs ``sensors``,
+    segment 1 and 2) over ``bank``'s filters; the root's orientation from ``root`` (its own
+    filter), else from the bank's filter of ``root_sensor``, else (-1) identity; ``plan`` the
+    prior's encoding plan (``output_encoding.encode_plan``)."""
+
+    def __init__(self, bank: Vqf6DBank, joint: TwoAxisJoint, sensors: tuple[int, int],
+                 root_sensor: int, root: Vqf6D | None,
+                 plan: tuple[np.ndarray, np.ndarray, np.ndarray], n_bodies: int) -> None:
+        rows = bank.sensors.tolist()
+        self.bank, self.heading, self.plan = bank, joint.heading, plan
+        root_from = (ROOT_OWN if root is not None else ROOT_NONE if root_sensor < 0
+                     else rows.index(root_sensor))
+        # the kernel takes arrays: a bank row's state stands in for an unused root filter
+        self.root_state = root.state if root is not None else bank.states[0]
+        self.root_coeffs = root.coeffs if root is not None else bank.coeffs
+        self.ints = np.array([rows.index(sensors[0]), rows.index(sensors[1]),
+                              max(root_sensor, 0), root_from, joint.middle, joint.distal,
+                              n_bodies, self.heading.data_step, 0, 0], np.int64)
+        self.geometry = np.concatenate([joint.basis.ravel(), joint.rest_inv, joint.rot_m,
+                                        joint.ax_m, joint.rot_d, joint.ax_d])
+
+    def ready(self) -> bool:
+        """True when the next frame can take this path (no estimation instant of the heading)."""
+        return not self.heading.next_is_event()
+
+    def frame(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
+        """The encoded prior (1, width) float32 into ``out`` from one frame (1, n_imu, 3) of acc
+        m/s^2 and gyr rad/s; only when :meth:`ready`."""
+        h, ints = self.heading, self.ints
+        ints[K], ints[WIN_N] = h._k, h._win_n
+        pair_prior_frame(self.bank.states, self.bank.coeffs, self.bank.sensors, self.root_state,
+                         self.root_coeffs, h._win, h._norms, ints, self.geometry, h.value,
+                         acc, gyr, *self.plan, out)
+        h.took_frame()
+
+
+@njit(cache=True)
+def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win, norms, ints,
+                     geometry, delta, acc, gyr, plan, enc_rot, enc_axis, out):  # pragma: no cover
+    """One frame: the bank's VQF 6D and the root's, the heading's window and gyro norms
+    (``JointHeading._take``), the split at heading ``delta`` rad (``TwoAxisJoint.state``) and
+    the encoding (``ConstraintPrior.features``)."""
+    n_filters = sensors.shape[0]
+    quat = np.empty((n_filters, 1, 4))
+    g, a = np.empty((n_filters, 1, 3)), np.empty((n_filters, 1, 3))
+    vqf6d_frames(states, coeffs, sensors, gyr, acc, quat, g, a)
+    q_rel = np.zeros((1, ints[N_BODIES], 4))
+    q_rel[0, :, 0] = 1.0
+    if ints[ROOT_FROM] >= 0:
+        q_rel[0, 0] = quat[ints[ROOT_FROM], 0]
+    elif ints[ROOT_FROM] == ROOT_OWN:
+        root, rg, ra = np.empty((1, 1, 4)), np.empty((1, 1, 3)), np.empty((1, 1, 3))
+        vqf6d_frames(root_state.reshape(1, -1), root_coeffs, ints[ROOT_SENSOR:ROOT_SENSOR + 1],
+                     gyr, acc, root, rg, ra)
+        q_rel[0, 0] = root[0, 0]
+    r1, r2, k = ints[R1], ints[R2], ints[K]
+    if k % ints[DATA_STEP] == 0:  # a data-rate sample for the window
+        cap = win.shape[1]
+        win[0, ints[WIN_N] % cap] = quat[r1, 0]
+        win[1, ints[WIN_N] % cap] = quat[r2, 0]
+    g1, g2 = g[r1, 0], g[r2, 0]
+    row = k % norms.shape[0]
+    norms[row, 0] = math.sqrt(g1[0] * g1[0] + g1[1] * g1[1] + g1[2] * g1[2])
+    norms[row, 1] = math.sqrt(g2[0] * g2[0] + g2[1] * g2[1] + g2[2] * g2[2])
+    angle, q_m, q_d, d = np.empty((1, 2)), np.empty((1, 4)), np.empty((1, 4)), np.empty(1)
+    d[0] = delta
+    split_two_axis(quat[r1], quat[r2], d, geometry[0:9].reshape(3, 3), geometry[9:13],
+                   geometry[13:17], geometry[17:20], geometry[20:24], geometry[24:27],
+                   angle, q_m, q_d)
+    q_rel[0, ints[MIDDLE]] = q_m[0]
+    q_rel[0, ints[DISTAL]] = q_d[0]
+    encode_into(q_rel, plan, enc_rot, enc_axis, out)

@@ -1,0 +1,92 @@
+"""The compiled VQF 6D filter and the compiled one-frame prior give the numbers they replace.
+
+``Vqf6D`` (pipeline/estimation/vqf6d.py) must equal the vqf package's C++ filter, and the
+one-frame path of a two-axis prior (pipeline/estimation/prior_frame.py) must equal the general
+path frame by frame: a trained hybrid model's input may not move.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vqf
+
+from pipeline.estimation.constraint import finite_or_zero
+from pipeline.estimation.constraint_prior import ConstraintPrior
+from pipeline.estimation.vqf6d import BIAS, REST_DETECTED, Vqf6D, Vqf6DBank
+from pipeline.estimation.vqf_tuning import BODY_WORN, ROOT_BODY_WORN, VQF_PACKAGE_DEFAULTS
+from pipeline.kinematics.chain import load_chain
+from pipeline.kinematics.imu_synth import simulate
+
+REPO = Path(__file__).resolve().parents[1]
+ARM3 = load_chain(REPO / "configs/chains/arm3.yaml")
+ARM3_SPARSE_OUTPUTS = (("seg1", "up"), ("seg2", "sincos"), ("seg3", "sincos"))
+
+
+@pytest.fixture(scope="module")
+def motion() -> tuple[np.ndarray, np.ndarray]:
+    """40 s of arm3 motion (acc m/s^2, gyr rad/s, float32, (T, 2, 3)) with a 6 s rest, a zero
+    acc sample and non-finite values in both signals."""
+    rec = simulate(ARM3, 40.0, 100.0, 5)
+    acc, gyr = rec.acc.astype(np.float32), rec.gyr.astype(np.float32)
+    acc[2000:2600], gyr[2000:2600] = (0.3, 0.1, 9.8), 0.02  # at rest with a gyro bias
+    acc[150, 0] = 0.0
+    acc[700, 1, 2], gyr[900, 0, 1], gyr[901, 1, 0] = np.nan, np.inf, -np.inf
+    return acc, gyr
+
+
+@pytest.mark.parametrize("tuning", [BODY_WORN, ROOT_BODY_WORN, VQF_PACKAGE_DEFAULTS])
+def test_compiled_filter_equals_the_vqf_package(motion, tuning) -> None:
+    acc, gyr = (finite_or_zero(v[:, 0]) for v in motion)
+    ref = vqf.VQF(0.01, **tuning.kwargs()).updateBatch(gyr, acc)
+    ours = Vqf6D(100.0, tuning)
+    q = ours.quat6d(gyr, acc)
+    np.testing.assert_allclose(q, ref["quat6D"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours.state[BIAS:BIAS + 3], ref["bias"][-1], rtol=0, atol=1e-12)
+    assert ref["restDetected"][2400] and ours.state[REST_DETECTED] == 0.0  # rest seen, then ended
+
+
+def test_blocks_of_any_size_give_the_same_orientation(motion) -> None:
+    acc, gyr = (finite_or_zero(v[:, 1]) for v in motion)
+    whole = Vqf6D(100.0, BODY_WORN).quat6d(gyr, acc)
+    steps = Vqf6D(100.0, BODY_WORN)
+    one = np.concatenate([steps.quat6d(gyr[i:i + 1], acc[i:i + 1]) for i in range(len(gyr))])
+    np.testing.assert_array_equal(one, whole)
+
+
+def test_bank_zeroes_non_finite_vectors_and_keeps_what_each_filter_took(motion) -> None:
+    acc, gyr = motion
+    bank = Vqf6DBank([1, 0], 100.0, BODY_WORN)
+    bank.update(acc, gyr)
+    for sensor in (0, 1):
+        g, a = finite_or_zero(gyr[:, sensor]), finite_or_zero(acc[:, sensor])
+        np.testing.assert_array_equal(bank.inputs[sensor][0], g)
+        np.testing.assert_array_equal(bank.inputs[sensor][1], a)
+        ref = vqf.VQF(0.01, **BODY_WORN.kwargs()).updateBatch(g, a)["quat6D"]
+        np.testing.assert_allclose(bank.quat6d[sensor], ref, rtol=0, atol=1e-12)
+    assert not bank.inputs[1][1][700].any() and not bank.inputs[0][0][900].any()
+
+
+@pytest.mark.parametrize("kind", ["constraint-body-vqf-root2s", "constraint-body-vqf"])
+@pytest.mark.parametrize("outputs", [ARM3_SPARSE_OUTPUTS, ARM3_SPARSE_OUTPUTS[1:]],
+                         ids=["root-up", "no-root"])
+def test_one_frame_compiled_prior_equals_the_general_path(motion, kind, outputs) -> None:
+    acc, gyr = motion
+    compiled = ConstraintPrior(ARM3, ["seg1", "seg3"], 100.0, outputs, kind)
+    general = ConstraintPrior(ARM3, ["seg1", "seg3"], 100.0, outputs, kind)
+    general._one_frame = None  # every frame through the estimator, as a block of one
+    taken = 0
+    for i in range(len(acc)):
+        taken += compiled._one_frame.ready()
+        a, b = (p.features(acc[i:i + 1], gyr[i:i + 1]) for p in (compiled, general))
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
+    assert taken > 0.9 * len(acc)  # all but the heading's estimation instants
+
+
+def test_chains_with_more_than_one_pair_take_the_general_path() -> None:
+    knee = load_chain(REPO / "configs/chains/knee.yaml")
+    prior = ConstraintPrior(knee, list(knee.imu_names), 100.0, (("shank", "sincos"),),
+                            "constraint-joint-centre")
+    assert prior._one_frame is None
