@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nodes.observer.decode_frame import decode_frame, frame_plan
 from pipeline.estimation.constraint_prior import ConstraintPrior
 from pipeline.estimation.output_encoding import ENCODING_SIZE
 from pipeline.evaluation.model_card import ModelCard
@@ -146,6 +147,10 @@ class ModelFit:
         self._quat = _QuatDecoder(quat, ch) if quat else None
         self._sincos = _SincosDecoder(sincos, ch) if sincos else None
         self._up = up[0] if up else None
+        # one frame in one compiled call, unless a hinge body's quaternion needs its twist
+        twist = self._quat is not None and self._quat.hinged is not None
+        self._frame_plan = None if twist else frame_plan(
+            self._sincos._one if self._sincos else [], [(c, b) for c, b, _ in quat], self._up)
         done = {b for _, b, _ in quat + sincos} | {b for _, b in up}
         rest = [b for b in range(ch.n_bodies) if b not in done]
         self._rest_bodies = _index(rest) if rest else None
@@ -181,6 +186,9 @@ class ModelFit:
 
     def decode(self, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
         """Write model output ``y`` (n, n_out) into ``q_rel`` (n, n_bodies, 4), ``angle`` (n, n_hinge) rad."""
+        if len(y) == 1 and self._frame_plan is not None:
+            decode_frame(y, *self._frame_plan, q_rel, angle)  # the live step: same numbers
+            return
         if self._quat is not None:
             self._quat.decode(y, q_rel, angle)
         if self._sincos is not None:

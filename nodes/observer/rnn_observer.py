@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from nodes.observer.decode_frame import warm_up_decode
 from nodes.observer.fit import chain_for, check_chain, fit_model, prior_for
 from nodes.observer.runner import FrameRing, ObserverRunner
 from nodes.observer.session import ObserverSession, find_model, load_session
@@ -105,6 +106,7 @@ class RnnObserver(Node):
         session = self._load(self.params.model)
         self.chain = chain_for(session.card, self.context.chain_file, self._search)
         check_chain(session.card, self.chain, self._search)
+        warm_up_decode()
         if session.card.prior:  # built anew at the first block; its kernels load now
             warm_up_prior(prior_for(session.card, self.chain, session.card.rate_hz))
         self._session = session  # the configured model, bound to the stream at the first block
