@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from pipeline.estimation.heading_fit import fit_delta_2d
 from pipeline.kinematics.quaternion import np_qconj, np_qfrom_axis_angle, np_qmul
@@ -65,10 +66,12 @@ class JointHeading:
         self._k_delta_startup = 1 - math.exp(-ts * math.log(2) / 1.0)
         self._lead = window_s * estimation_hz / 2  # the backward window's lag, in estimations
         self._bias_clip = math.radians(2) * ts
-        self._win = np.zeros((2, self.window_steps // self.data_step + 1, 4))  # q1, q2 ring
-        self._win_n = 0  # data-rate samples taken
-        self._norms = np.zeros((round(still_s * rate_hz) + 1, 2))  # |gyr| ring, both segments
-        self._k = 0          # frames taken
+        # what the estimations read, written by take_frames (also from prior_frame.py's kernel):
+        # data-rate orientations q1, q2 and the gyro norms (rad/s) of both segments, each a
+        # ring; counts: frames taken, data-rate samples taken
+        self.win_ring = np.zeros((2, self.window_steps // self.data_step + 1, 4))
+        self.norm_ring = np.zeros((round(still_s * rate_hz) + 1, 2))
+        self.counts = np.zeros(2, np.int64)
         self._n_est = 0      # estimation instants passed (qmt's k)
         self._n_regular = 0  # of them after start-up (qmt's j)
         self._delta = 0.0    # last raw estimate
@@ -94,20 +97,15 @@ class JointHeading:
             start = stop
         return out
 
-    # -- one frame taken by compiled code (prior_frame.py) ----------------------------------------
+    @property
+    def _k(self) -> int:
+        """Frames taken."""
+        return int(self.counts[0])
+
     def next_is_event(self) -> bool:
-        """True when the next frame is an estimation instant (then :meth:`update` takes it)."""
+        """True when the next frame is an estimation instant (then :meth:`update` must take
+        it; other frames compiled code may take with :func:`take_frames`)."""
         return self._is_event(self._k)
-
-    def takes_orientations(self) -> bool:
-        """True when the next frame's orientations go into the window (every ``data_step``)."""
-        return self._k % self.data_step == 0
-
-    def took_frame(self) -> None:
-        """Count a frame that compiled code put into ``_win`` / ``_norms`` as :meth:`_take`
-        does (it is no estimation instant: :meth:`next_is_event` was False)."""
-        self._win_n += self.takes_orientations()
-        self._k += 1
 
     # -- frames -----------------------------------------------------------------------------------
     def _is_event(self, index: int) -> bool:
@@ -131,26 +129,14 @@ class JointHeading:
     def _take(self, q1: np.ndarray, q2: np.ndarray, g1: np.ndarray, g2: np.ndarray,
               start: int, stop: int) -> None:
         """Keep what the next estimation needs: data-rate orientations and gyro norms."""
-        cap = len(self._win[0])
-        for i in range(start + (-self._k) % self.data_step, stop, self.data_step):
-            self._win[0, self._win_n % cap], self._win[1, self._win_n % cap] = q1[i], q2[i]
-            self._win_n += 1
-        if stop - start == 1:  # one frame (the live step): Python floats, no index arrays
-            x1, y1, z1 = g1[start].tolist()
-            x2, y2, z2 = g2[start].tolist()
-            self._norms[self._k % len(self._norms)] = (math.sqrt(x1 * x1 + y1 * y1 + z1 * z1),
-                                                       math.sqrt(x2 * x2 + y2 * y2 + z2 * z2))
-        else:
-            rows = (self._k + np.arange(stop - start)) % len(self._norms)
-            self._norms[rows, 0] = np.linalg.norm(g1[start:stop], axis=1)
-            self._norms[rows, 1] = np.linalg.norm(g2[start:stop], axis=1)
-        self._k += stop - start
+        take_frames(self.win_ring, self.norm_ring, self.counts, self.data_step,
+                    q1[start:stop], q2[start:stop], g1[start:stop], g2[start:stop])
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's orientations in time order, (m, 4) each."""
-        cap = len(self._win[0])
-        order = (np.arange(min(self._win_n, cap)) + max(0, self._win_n - cap)) % cap
-        return self._win[0, order], self._win[1, order]
+        cap, taken = len(self.win_ring[0]), int(self.counts[1])
+        order = (np.arange(min(taken, cap)) + max(0, taken - cap)) % cap
+        return self.win_ring[0, order], self.win_ring[1, order]
 
     # -- estimation -------------------------------------------------------------------------------
     def _estimate(self, q1_now: np.ndarray, q2_now: np.ndarray) -> None:
@@ -161,7 +147,7 @@ class JointHeading:
             return
         startup = index < self.window_steps
         state, rating, previous = (STARTUP if startup else REGULAR), 1.0, self._delta
-        if not startup and index > len(self._norms) - 1 and self._is_still():
+        if not startup and index > len(self.norm_ring) - 1 and self._is_still():
             trigger = self._state == REGULAR
             self._delta, state = self._hold_still(q1_now, q2_now, trigger), STILL
         else:
@@ -171,7 +157,7 @@ class JointHeading:
 
     def _is_still(self) -> bool:
         """qmt's stillness test: mean gyro norm of both segments under the threshold."""
-        mean = self._norms.mean(axis=0)
+        mean = self.norm_ring.mean(axis=0)
         return bool(mean[0] < self.still_rad_s and mean[1] < self.still_rad_s)
 
     def _hold_still(self, q1: np.ndarray, q2: np.ndarray, trigger: bool) -> float:
@@ -212,3 +198,28 @@ class JointHeading:
         self._out += self._bias + k_delta * (wrap_pi(self._delta - self._out) - self._bias)
         self.value = self._out + self._lead * self._bias
         self.rating = rating
+
+
+@njit(cache=True)
+def take_frames(win_ring, norm_ring, counts, data_step, q1, q2, g1, g2):  # pragma: no cover
+    """:meth:`JointHeading._take` of (n, 4) orientations and (n, 3) gyr rad/s of both segments:
+    every ``data_step``-th frame's orientations into the window ring, every frame's gyro norms
+    into the norm ring; ``counts`` (frames, data-rate samples) advanced in place."""
+    cap = win_ring.shape[1]
+    for t in range(q1.shape[0]):
+        k = counts[0]
+        if k % data_step == 0:
+            win_ring[0, counts[1] % cap] = q1[t]
+            win_ring[1, counts[1] % cap] = q2[t]
+            counts[1] += 1
+        row = k % norm_ring.shape[0]
+        norm_ring[row, 0] = _norm3(g1[t])
+        norm_ring[row, 1] = _norm3(g2[t])
+        counts[0] = k + 1
+
+
+@njit(cache=True, inline="always")
+def _norm3(v):  # pragma: no cover - numba
+    """|v| of a 3-vector, in float64."""
+    x, y, z = np.float64(v[0]), np.float64(v[1]), np.float64(v[2])
+    return math.sqrt(x * x + y * y + z * z)

@@ -15,20 +15,19 @@ Units: acc m/s^2, gyr rad/s in segment frames; quaternions w, x, y, z.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from pipeline.estimation.heading_fit import split_two_axis
+from pipeline.estimation.joint_heading import take_frames
 from pipeline.estimation.output_encoding import encode_into
 from pipeline.estimation.two_axis import TwoAxisJoint
 from pipeline.estimation.vqf6d import Vqf6D, Vqf6DBank, vqf6d_frames
 
 # ints: bank rows of segment 1 and 2, the root's sensor in the frames, where the root comes
 # from (a bank row; ROOT_OWN: its own filter; ROOT_NONE: identity), the middle and distal
-# bodies, the number of bodies, the heading's data step, frames taken, window entries taken
-R1, R2, ROOT_SENSOR, ROOT_FROM, MIDDLE, DISTAL, N_BODIES, DATA_STEP, K, WIN_N = range(10)
+# bodies, the number of bodies, the heading's data step
+R1, R2, ROOT_SENSOR, ROOT_FROM, MIDDLE, DISTAL, N_BODIES, DATA_STEP = range(8)
 ROOT_OWN, ROOT_NONE = -1, -2
 
 
@@ -50,7 +49,7 @@ class PairPriorFrame:
         self.root_coeffs = root.coeffs if root is not None else bank.coeffs
         self.ints = np.array([rows.index(sensors[0]), rows.index(sensors[1]),
                               max(root_sensor, 0), root_from, joint.middle, joint.distal,
-                              n_bodies, self.heading.data_step, 0, 0], np.int64)
+                              n_bodies, self.heading.data_step], np.int64)
         self.geometry = np.concatenate([joint.basis.ravel(), joint.rest_inv, joint.rot_m,
                                         joint.ax_m, joint.rot_d, joint.ax_d])
 
@@ -61,17 +60,16 @@ class PairPriorFrame:
     def frame(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
         """The encoded prior (1, width) float32 into ``out`` from one frame (1, n_imu, 3) of acc
         m/s^2 and gyr rad/s; only when :meth:`ready`."""
-        h, ints = self.heading, self.ints
-        ints[K], ints[WIN_N] = h._k, h._win_n
+        h = self.heading
         pair_prior_frame(self.bank.states, self.bank.coeffs, self.bank.sensors, self.root_state,
-                         self.root_coeffs, h._win, h._norms, ints, self.geometry, h.value,
-                         acc, gyr, *self.plan, out)
-        h.took_frame()
+                         self.root_coeffs, h.win_ring, h.norm_ring, h.counts, self.ints,
+                         self.geometry, h.value, acc, gyr, *self.plan, out)
 
 
 @njit(cache=True)
-def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win, norms, ints,
-                     geometry, delta, acc, gyr, plan, enc_rot, enc_axis, out):  # pragma: no cover
+def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win_ring, norm_ring,
+                     counts, ints, geometry, delta, acc, gyr, plan, enc_rot, enc_axis,
+                     out):  # pragma: no cover
     """One frame: the bank's VQF 6D and the root's, the heading's window and gyro norms
     (``JointHeading._take``), the split at heading ``delta`` rad (``TwoAxisJoint.state``) and
     the encoding (``ConstraintPrior.features``)."""
@@ -88,15 +86,8 @@ def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win, norm
         vqf6d_frames(root_state.reshape(1, -1), root_coeffs, ints[ROOT_SENSOR:ROOT_SENSOR + 1],
                      gyr, acc, root, rg, ra)
         q_rel[0, 0] = root[0, 0]
-    r1, r2, k = ints[R1], ints[R2], ints[K]
-    if k % ints[DATA_STEP] == 0:  # a data-rate sample for the window
-        cap = win.shape[1]
-        win[0, ints[WIN_N] % cap] = quat[r1, 0]
-        win[1, ints[WIN_N] % cap] = quat[r2, 0]
-    g1, g2 = g[r1, 0], g[r2, 0]
-    row = k % norms.shape[0]
-    norms[row, 0] = math.sqrt(g1[0] * g1[0] + g1[1] * g1[1] + g1[2] * g1[2])
-    norms[row, 1] = math.sqrt(g2[0] * g2[0] + g2[1] * g2[1] + g2[2] * g2[2])
+    r1, r2 = ints[R1], ints[R2]
+    take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2])
     angle, q_m, q_d, d = np.empty((1, 2)), np.empty((1, 4)), np.empty((1, 4)), np.empty(1)
     d[0] = delta
     split_two_axis(quat[r1], quat[r2], d, geometry[0:9].reshape(3, 3), geometry[9:13],

@@ -134,7 +134,7 @@ def vqf6d_frames(states, c, sensors, gyr, acc, quat, gyr_used, acc_used):  # pra
 @njit(cache=True, inline="always")
 def _finite_or_zero(v, out):  # pragma: no cover - numba
     """out = v as float64, or zeros where any of its 3 values is not finite."""
-    x, y, z = float(v[0]), float(v[1]), float(v[2])
+    x, y, z = np.float64(v[0]), np.float64(v[1]), np.float64(v[2])
     if math.isfinite(x + y + z) or (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
         out[0], out[1], out[2] = x, y, z
     else:
