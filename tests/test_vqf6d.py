@@ -1,6 +1,6 @@
 """The compiled VQF 6D filter and the compiled one-frame prior give the numbers they replace.
 
-``Vqf6D`` (pipeline/estimation/vqf6d.py) must equal the vqf package's C++ filter, and the
+``Vqf6DBank`` (pipeline/estimation/vqf6d.py) must equal the vqf package's C++ filter, and the
 one-frame path of a two-axis prior (pipeline/estimation/prior_frame.py) must equal the general
 path frame by frame: a trained hybrid model's input may not move.
 """
@@ -15,7 +15,7 @@ import vqf
 
 from pipeline.estimation.constraint import finite_or_zero
 from pipeline.estimation.constraint_prior import ConstraintPrior
-from pipeline.estimation.vqf6d import BIAS, REST_DETECTED, Vqf6D, Vqf6DBank
+from pipeline.estimation.vqf6d import BIAS, REST_DETECTED, Vqf6DBank
 from pipeline.estimation.vqf_tuning import BODY_WORN, ROOT_BODY_WORN, VQF_PACKAGE_DEFAULTS
 from pipeline.kinematics.chain import load_chain
 from pipeline.kinematics.imu_synth import simulate
@@ -41,19 +41,23 @@ def motion() -> tuple[np.ndarray, np.ndarray]:
 def test_compiled_filter_equals_the_vqf_package(motion, tuning) -> None:
     acc, gyr = (finite_or_zero(v[:, 0]) for v in motion)
     ref = vqf.VQF(0.01, **tuning.kwargs()).updateBatch(gyr, acc)
-    ours = Vqf6D(100.0, tuning)
-    q = ours.quat6d(gyr, acc)
-    np.testing.assert_allclose(q, ref["quat6D"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(ours.state[BIAS:BIAS + 3], ref["bias"][-1], rtol=0, atol=1e-12)
-    assert ref["restDetected"][2400] and ours.state[REST_DETECTED] == 0.0  # rest seen, then ended
+    ours = Vqf6DBank([0], 100.0, tuning)
+    ours.update(acc[:, None], gyr[:, None])
+    np.testing.assert_allclose(ours.quat6d[0], ref["quat6D"], rtol=0, atol=1e-12)
+    state = ours.states[0]
+    np.testing.assert_allclose(state[BIAS:BIAS + 3], ref["bias"][-1], rtol=0, atol=1e-12)
+    assert ref["restDetected"][2400] and state[REST_DETECTED] == 0.0  # rest seen, then ended
 
 
 def test_blocks_of_any_size_give_the_same_orientation(motion) -> None:
-    acc, gyr = (finite_or_zero(v[:, 1]) for v in motion)
-    whole = Vqf6D(100.0, BODY_WORN).quat6d(gyr, acc)
-    steps = Vqf6D(100.0, BODY_WORN)
-    one = np.concatenate([steps.quat6d(gyr[i:i + 1], acc[i:i + 1]) for i in range(len(gyr))])
-    np.testing.assert_array_equal(one, whole)
+    acc, gyr = motion
+    whole = Vqf6DBank([1], 100.0, BODY_WORN)
+    whole.update(acc, gyr)
+    steps, one = Vqf6DBank([1], 100.0, BODY_WORN), []
+    for i in range(len(gyr)):
+        steps.update(acc[i:i + 1], gyr[i:i + 1])
+        one.append(steps.quat6d[1])
+    np.testing.assert_array_equal(np.concatenate(one), whole.quat6d[1])
 
 
 def test_bank_zeroes_non_finite_vectors_and_keeps_what_each_filter_took(motion) -> None:

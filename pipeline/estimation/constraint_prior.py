@@ -17,13 +17,12 @@ import numpy as np
 from pipeline.estimation.constraint import (
     ConstraintEstimator,
     ConstraintSettings,
-    finite_or_zero,
     still_frames,
     warm_up,
 )
 from pipeline.estimation.output_encoding import encode_into, encode_plan, output_width
 from pipeline.estimation.prior_frame import PairPriorFrame
-from pipeline.estimation.vqf6d import Vqf6D
+from pipeline.estimation.vqf6d import Vqf6DBank
 from pipeline.estimation.vqf_tuning import VQF_PACKAGE_DEFAULTS, VqfTuning
 from pipeline.kinematics.chain import Chain
 
@@ -77,9 +76,9 @@ class ConstraintPrior:
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
             if kind in ROOT_VQF:
-                self._root_vqf = Vqf6D(rate_hz, ROOT_VQF[kind])
+                self._root_vqf = Vqf6DBank(root[:1], rate_hz, ROOT_VQF[kind])
             elif root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
-                self._root_vqf = Vqf6D(rate_hz, PRIOR_KINDS[kind].vqf)
+                self._root_vqf = Vqf6DBank(root[:1], rate_hz, PRIOR_KINDS[kind].vqf)
         pair = self._estimator.single_pair()
         self._one_frame = None if pair is None else PairPriorFrame(
             self._estimator.vqf_bank, *pair, self._root_imu, self._root_vqf, self._plan,
@@ -96,10 +95,9 @@ class ConstraintPrior:
         angle = np.empty((n, len(self.chain.hinge_bodies)))
         self._estimator.update(acc, gyr, q_rel, angle)
         k = self._root_imu
-        if self._root_vqf is not None:  # its own VQF, on the estimator's inputs where it has them
-            g, a = self._estimator.imu_vqf_input.get(k) or (finite_or_zero(gyr[:, k]),
-                                                             finite_or_zero(acc[:, k]))
-            q_rel[:, 0] = self._root_vqf.quat6d(g, a)
+        if self._root_vqf is not None:  # its own VQF
+            self._root_vqf.update(acc, gyr)
+            q_rel[:, 0] = self._root_vqf.quat6d[k]
         elif k >= 0:  # the same VQF 6D on the same samples, already run by the estimator
             q_rel[:, 0] = self._estimator.imu_quat6d[k]
         out = np.empty((n, self.width), np.float32)

@@ -5,7 +5,7 @@ the root and on the distal segment of a 2-DoF joint) runs, per frame, VQF 6D on 
 joint heading's bookkeeping, the two-axis split and the output encoding: a dozen Python-level
 calls, each of which costs two to three times more when a 100 Hz frame finds the caches cold
 (BENCHMARKS.md, "CPUs kept awake between frames"). This runs the same steps for one frame in
-one numba kernel, on the same state arrays (the filters' ``Vqf6D`` states, the heading's
+one numba kernel, on the same state arrays (the filters' ``Vqf6DBank`` states, the heading's
 window), with the same operations in the same order, so it gives the same numbers; frames at
 the heading's estimation instants (one a second, every fifth in the first 8 s) and blocks of
 frames take the general path.
@@ -22,12 +22,12 @@ from pipeline.estimation.heading_fit import split_two_axis
 from pipeline.estimation.joint_heading import take_frames
 from pipeline.estimation.output_encoding import encode_into
 from pipeline.estimation.two_axis import TwoAxisJoint
-from pipeline.estimation.vqf6d import Vqf6D, Vqf6DBank, vqf6d_frames
+from pipeline.estimation.vqf6d import Vqf6DBank, vqf6d_frames
 
-# ints: bank rows of segment 1 and 2, the root's sensor in the frames, where the root comes
-# from (a bank row; ROOT_OWN: its own filter; ROOT_NONE: identity), the middle and distal
-# bodies, the number of bodies, the heading's data step
-R1, R2, ROOT_SENSOR, ROOT_FROM, MIDDLE, DISTAL, N_BODIES, DATA_STEP = range(8)
+# ints: bank rows of segment 1 and 2, where the root comes from (a bank row; ROOT_OWN: its
+# own filter; ROOT_NONE: identity), the middle and distal bodies, the number of bodies, the
+# heading's data step
+R1, R2, ROOT_FROM, MIDDLE, DISTAL, N_BODIES, DATA_STEP = range(7)
 ROOT_OWN, ROOT_NONE = -1, -2
 
 
@@ -38,18 +38,16 @@ class PairPriorFrame:
     prior's encoding plan (``output_encoding.encode_plan``)."""
 
     def __init__(self, bank: Vqf6DBank, joint: TwoAxisJoint, sensors: tuple[int, int],
-                 root_sensor: int, root: Vqf6D | None,
+                 root_sensor: int, root: Vqf6DBank | None,
                  plan: tuple[np.ndarray, np.ndarray, np.ndarray], n_bodies: int) -> None:
         rows = bank.sensors.tolist()
         self.bank, self.heading, self.plan = bank, joint.heading, plan
         root_from = (ROOT_OWN if root is not None else ROOT_NONE if root_sensor < 0
                      else rows.index(root_sensor))
-        # the kernel takes arrays: a bank row's state stands in for an unused root filter
-        self.root_state = root.state if root is not None else bank.states[0]
-        self.root_coeffs = root.coeffs if root is not None else bank.coeffs
-        self.ints = np.array([rows.index(sensors[0]), rows.index(sensors[1]),
-                              max(root_sensor, 0), root_from, joint.middle, joint.distal,
-                              n_bodies, self.heading.data_step], np.int64)
+        self.root = root if root is not None else bank  # the kernel takes arrays: a stand-in
+        self.ints = np.array([rows.index(sensors[0]), rows.index(sensors[1]), root_from,
+                              joint.middle, joint.distal, n_bodies, self.heading.data_step],
+                             np.int64)
         self.geometry = np.concatenate([joint.basis.ravel(), joint.rest_inv, joint.rot_m,
                                         joint.ax_m, joint.rot_d, joint.ax_d])
 
@@ -61,15 +59,16 @@ class PairPriorFrame:
         """The encoded prior (1, width) float32 into ``out`` from one frame (1, n_imu, 3) of acc
         m/s^2 and gyr rad/s; only when :meth:`ready`."""
         h = self.heading
-        pair_prior_frame(self.bank.states, self.bank.coeffs, self.bank.sensors, self.root_state,
-                         self.root_coeffs, h.win_ring, h.norm_ring, h.counts, self.ints,
-                         self.geometry, h.value, acc, gyr, *self.plan, out)
+        pair_prior_frame(self.bank.states, self.bank.coeffs, self.bank.sensors,
+                         self.root.states, self.root.coeffs, self.root.sensors, h.win_ring,
+                         h.norm_ring, h.counts, self.ints, self.geometry, h.value, acc, gyr,
+                         *self.plan, out)
 
 
 @njit(cache=True)
-def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win_ring, norm_ring,
-                     counts, ints, geometry, delta, acc, gyr, plan, enc_rot, enc_axis,
-                     out):  # pragma: no cover
+def pair_prior_frame(states, coeffs, sensors, root_states, root_coeffs, root_sensors,
+                     win_ring, norm_ring, counts, ints, geometry, delta, acc, gyr, plan,
+                     enc_rot, enc_axis, out):  # pragma: no cover
     """One frame: the bank's VQF 6D and the root's, the heading's window and gyro norms
     (``JointHeading._take``), the split at heading ``delta`` rad (``TwoAxisJoint.state``) and
     the encoding (``ConstraintPrior.features``)."""
@@ -83,8 +82,7 @@ def pair_prior_frame(states, coeffs, sensors, root_state, root_coeffs, win_ring,
         q_rel[0, 0] = quat[ints[ROOT_FROM], 0]
     elif ints[ROOT_FROM] == ROOT_OWN:
         root, rg, ra = np.empty((1, 1, 4)), np.empty((1, 1, 3)), np.empty((1, 1, 3))
-        vqf6d_frames(root_state.reshape(1, -1), root_coeffs, ints[ROOT_SENSOR:ROOT_SENSOR + 1],
-                     gyr, acc, root, rg, ra)
+        vqf6d_frames(root_states, root_coeffs, root_sensors, gyr, acc, root, rg, ra)
         q_rel[0, 0] = root[0, 0]
     r1, r2 = ints[R1], ints[R2]
     take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2])

@@ -1,4 +1,4 @@
-"""Vqf6D: VQF's 6D orientation filter (gyr + acc) as a numba kernel, for one-frame hot paths.
+"""Vqf6DBank: VQF's 6D orientation filter (gyr + acc) as a numba kernel, for one-frame hot paths.
 
 The same filter as the vqf package's ``vqf.VQF`` (Laidig and Seel, "VQF: Highly accurate
 IMU orientation estimation with bias estimation and magnetic disturbance rejection",
@@ -46,7 +46,7 @@ def vqf6d_coefficients(ts: float, tuning: VqfTuning) -> np.ndarray:
     ref = vqf.VQF(ts, **tuning.kwargs())
     c, p = ref.coeffs, ref.params
     if not (p["motionBiasEstEnabled"] and p["restBiasEstEnabled"]):
-        raise ValueError("Vqf6D runs with motion and rest bias estimation enabled")
+        raise ValueError("Vqf6DBank runs with motion and rest bias estimation enabled")
     out = np.empty(COEFF_SIZE)
     out[C_GYR_TS], out[C_ACC_TS], out[C_TAU_ACC] = c["gyrTs"], c["accTs"], p["tauAcc"]
     out[C_ACC_B:C_ACC_B + 3], out[C_ACC_A:C_ACC_A + 2] = c["accLpB"], c["accLpA"]
@@ -73,24 +73,8 @@ def vqf6d_initial_state(coeffs: np.ndarray) -> np.ndarray:
     return s
 
 
-class Vqf6D:
-    """One sensor's VQF 6D filter at ``rate_hz`` with ``tuning``; ``state`` and ``coeffs`` are
-    the arrays the kernels take."""
-
-    def __init__(self, rate_hz: float, tuning: VqfTuning) -> None:
-        self.coeffs = vqf6d_coefficients(1.0 / rate_hz, tuning)
-        self.state = vqf6d_initial_state(self.coeffs)
-
-    def quat6d(self, gyr: np.ndarray, acc: np.ndarray) -> np.ndarray:
-        """(n, 4) orientation after each of (n, 3) gyr rad/s and acc m/s^2 (float64; an all-zero
-        acc sample skips the correction, as in the vqf package)."""
-        out = np.empty((len(gyr), 4))
-        vqf6d_run(self.state, self.coeffs, gyr, acc, out)
-        return out
-
-
 class Vqf6DBank:
-    """VQF 6D filters of several sensors with one tuning, run over frames in one kernel call.
+    """VQF 6D filters of one or more sensors with one tuning, run over frames in one kernel call.
 
     ``sensors``: the sensor index in the frames of each filter. Per update the orientations
     (n, 4) and the inputs the filters took ((n, 3) float64, C order, non-finite vectors zeroed)
@@ -139,14 +123,6 @@ def _finite_or_zero(v, out):  # pragma: no cover - numba
         out[0], out[1], out[2] = x, y, z
     else:
         out[0] = out[1] = out[2] = 0.0
-
-
-@njit(cache=True)
-def vqf6d_run(s, c, gyr, acc, out):  # pragma: no cover - numba
-    """``vqf6d_step`` over the rows of gyr, acc (n, 3); the orientation after each into out."""
-    for t in range(gyr.shape[0]):
-        vqf6d_step(s, c, gyr[t, 0], gyr[t, 1], gyr[t, 2], acc[t, 0], acc[t, 1], acc[t, 2])
-        out[t, 0], out[t, 1], out[t, 2], out[t, 3] = vqf6d_quat(s)
 
 
 @njit(cache=True, inline="always")
