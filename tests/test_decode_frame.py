@@ -1,4 +1,4 @@
-"""The compiled one-frame decoder gives what the Python-float decoders give, value for value."""
+"""The compiled one-frame decoder gives what the decoders of fit.py give, value for value."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("model", ["arm3-sparse", "knee"])  # up + sincos; quat + sincos
-def test_compiled_one_frame_decoding_equals_the_python_decoders(model: str) -> None:
+def test_compiled_one_frame_decoding_equals_the_fit_decoders(model: str) -> None:
     card = load_card(REPO / "models" / f"{model}.json")
     chain = load_chain(REPO / "configs" / "chains" / f"{Path(card.chain).stem}.yaml")
     fit = fit_model(card, chain, list(card.imus), card.rate_hz)
@@ -24,7 +24,7 @@ def test_compiled_one_frame_decoding_equals_the_python_decoders(model: str) -> N
     results = []
     for compiled in (True, False):
         if not compiled:
-            fit._frame_plan = None  # the Python-float decoders
+            fit._frame_plan = None  # the decoders of fit.py
         q = np.zeros((len(y), chain.n_bodies, 4), np.float32)
         angle = np.zeros((len(y), len(chain.hinge_bodies)), np.float32)
         for i in range(len(y)):

@@ -2,9 +2,10 @@
 
 The live step decodes a single frame; in Python floats that is a dozen calls that each cost
 most when a 100 Hz frame finds the caches cold. This kernel does the same operations in the
-same order as ``ModelFit``'s one-frame decoders (``fit.py``: ``_SincosDecoder._decode_one``,
-``_QuatDecoder._decode_one``, ``_decode_up``), so it gives the same numbers. Quaternion
-outputs of hinge bodies (a twist angle to extract) are left to those decoders.
+same order as ``ModelFit``'s decoders (``fit.py``: ``_SincosDecoder._decode_one``,
+``_QuatDecoder.decode``, ``_decode_up``), so it gives the same numbers
+(tests/test_decode_frame.py). Models with a quaternion output of a hinge body (a twist
+angle to extract) are left to those decoders.
 
 Units: angles rad; quaternions w, x, y, z body to parent.
 """

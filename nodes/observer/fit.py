@@ -218,8 +218,7 @@ class _QuatDecoder:
 
     def __init__(self, outs: list[tuple[int, int, int]], ch: Chain) -> None:
         self.cols = _index([c + i for c, _, _ in outs for i in range(4)])
-        self.body_list = [b for _, b, _ in outs]
-        self.bodies = _index(self.body_list)
+        self.bodies = _index([b for _, b, _ in outs])
         hinged = [i for i, (_, _, h) in enumerate(outs) if h >= 0]
         self.hinged = _index(hinged) if hinged else None
         self.slots = _index([outs[i][2] for i in hinged]) if hinged else None
@@ -233,9 +232,6 @@ class _QuatDecoder:
 
     def decode(self, y: np.ndarray, q_rel: np.ndarray, angle: np.ndarray) -> None:
         """Write normalised quaternions (and twist angles, rad, (-pi, pi]) of ``y`` (n, n_out)."""
-        if len(y) == 1 and self.hinged is None:
-            self._decode_one(y, q_rel)
-            return
         q = y[:, self.cols].astype(np.float64).reshape(len(y), -1, 4)  # (n, n_quat, 4)
         q /= np.maximum(np.sqrt(np.add.reduce(q * q, axis=2, keepdims=True)), 1e-12)
         q_rel[:, self.bodies] = q
@@ -244,14 +240,6 @@ class _QuatDecoder:
             a = 2.0 * np.arctan2(yx[:, :, 0, 0], yx[:, :, 1, 0])
             angle[:, self.slots] = np.where(a > np.pi, a - 2 * np.pi,
                                             np.where(a <= -np.pi, a + 2 * np.pi, a))
-
-    def _decode_one(self, y: np.ndarray, q_rel: np.ndarray) -> None:
-        """:meth:`decode` of one frame without twists, in Python floats (same operations, order)."""
-        row = y[0, self.cols].tolist()
-        for i, b in enumerate(self.body_list):
-            w, x, y_, z = row[4 * i:4 * i + 4]
-            norm = max(math.sqrt(w * w + x * x + y_ * y_ + z * z), 1e-12)
-            q_rel[0, b] = (w / norm, x / norm, y_ / norm, z / norm)
 
 
 class _SincosDecoder:
