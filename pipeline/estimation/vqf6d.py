@@ -32,6 +32,10 @@ EPS = float(np.finfo(np.float64).eps)
 GYR_Q, ACC_Q, REST_DETECTED, REST_T, LAST_ACC_LP, ACC_LP = 0, 4, 8, 9, 10, 13
 BIAS, BIAS_P, R_LP, BIAS_LP, REST_GYR_LAST, REST_GYR_LP, REST_ACC_LP = 19, 22, 31, 49, 53, 56, 62
 STATE_SIZE = 68
+# scratch layout (float64), one array per kernel call: a filtered 3-vector, the rotation matrix,
+# the filtered R b, the error, the measurement weights and three 3x3 matrices
+S_V3, S_R, S_BLP, S_E, S_W, S_A, S_B, S_C = 0, 3, 12, 14, 17, 20, 29, 38
+SCRATCH_SIZE = 47
 # coefficient layout (float64)
 C_GYR_TS, C_ACC_TS, C_TAU_ACC, C_ACC_B, C_ACC_A, C_BIAS_P0, C_BIAS_V = 0, 1, 2, 3, 6, 8, 9
 C_MOTION_W, C_VERTICAL_W, C_REST_W = 10, 11, 12
@@ -104,6 +108,7 @@ def vqf6d_frames(states, c, sensors, gyr, acc, quat, gyr_used, acc_used):  # pra
     orientation after each frame into quat[j] (n, 4), the inputs it took into gyr_used[j] and
     acc_used[j] (n, 3) float64, a vector with a non-finite value zeroed (zero acc: no
     correction, as ``constraint.finite_or_zero``)."""
+    scratch = np.empty(SCRATCH_SIZE)
     for t in range(gyr.shape[0]):
         for j in range(sensors.shape[0]):
             i = sensors[j]
@@ -111,7 +116,7 @@ def vqf6d_frames(states, c, sensors, gyr, acc, quat, gyr_used, acc_used):  # pra
             _finite_or_zero(acc[t, i], acc_used[j, t])
             g, a = gyr_used[j, t], acc_used[j, t]
             s = states[j]
-            vqf6d_step(s, c, g[0], g[1], g[2], a[0], a[1], a[2])
+            vqf6d_step(s, c, g[0], g[1], g[2], a[0], a[1], a[2], scratch)
             quat[j, t, 0], quat[j, t, 1], quat[j, t, 2], quat[j, t, 3] = vqf6d_quat(s)
 
 
@@ -133,19 +138,20 @@ def vqf6d_quat(s):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def vqf6d_step(s, c, gx, gy, gz, ax, ay, az):  # pragma: no cover - numba
-    """One sample: VQF::updateGyr then VQF::updateAcc on state s with coefficients c."""
-    _update_gyr(s, c, gx, gy, gz)
+def vqf6d_step(s, c, gx, gy, gz, ax, ay, az, scratch):  # pragma: no cover - numba
+    """One sample: VQF::updateGyr then VQF::updateAcc on state s with coefficients c;
+    ``scratch`` (SCRATCH_SIZE,) working memory, so that a step allocates nothing."""
+    _update_gyr(s, c, gx, gy, gz, scratch)
     if ax == 0.0 and ay == 0.0 and az == 0.0:  # VQF ignores [0 0 0] samples
         return
-    _update_acc(s, c, ax, ay, az)
+    _update_acc(s, c, ax, ay, az, scratch)
 
 
 @njit(cache=True)
-def _update_gyr(s, c, gx, gy, gz):  # pragma: no cover - numba
+def _update_gyr(s, c, gx, gy, gz, scratch):  # pragma: no cover - numba
     """Rest detection on the gyro, then the strapdown step with the bias removed."""
     lx, ly, lz = _filter3(s, REST_GYR_LP, c, C_RGYR_B, C_RGYR_A, c[C_REST_TAU], c[C_GYR_TS],
-                          gx, gy, gz)
+                          gx, gy, gz, scratch)
     s[REST_GYR_LAST], s[REST_GYR_LAST + 1], s[REST_GYR_LAST + 2] = lx, ly, lz
     dev = (gx - lx) ** 2 + (gy - ly) ** 2 + (gz - lz) ** 2
     clip = c[C_BIAS_CLIP]
@@ -161,10 +167,11 @@ def _update_gyr(s, c, gx, gy, gz):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _update_acc(s, c, ax, ay, az):  # pragma: no cover - numba
+def _update_acc(s, c, ax, ay, az, scratch):  # pragma: no cover - numba
     """Rest detection on the accelerometer, inclination correction, then the bias update."""
     ts = c[C_ACC_TS]
-    lx, ly, lz = _filter3(s, REST_ACC_LP, c, C_RACC_B, C_RACC_A, c[C_REST_TAU], ts, ax, ay, az)
+    lx, ly, lz = _filter3(s, REST_ACC_LP, c, C_RACC_B, C_RACC_A, c[C_REST_TAU], ts, ax, ay, az,
+                          scratch)
     if (ax - lx) ** 2 + (ay - ly) ** 2 + (az - lz) ** 2 >= c[C_REST_TH_ACC2]:
         s[REST_T], s[REST_DETECTED] = 0.0, 0.0
     else:
@@ -172,7 +179,7 @@ def _update_acc(s, c, ax, ay, az):  # pragma: no cover - numba
         if s[REST_T] >= c[C_REST_MIN_T]:
             s[REST_DETECTED] = 1.0
     ex, ey, ez = _rotate(s, GYR_Q, ax, ay, az)  # acc in the almost inertial frame
-    fx, fy, fz = _filter3(s, ACC_LP, c, C_ACC_B, C_ACC_A, c[C_TAU_ACC], ts, ex, ey, ez)
+    fx, fy, fz = _filter3(s, ACC_LP, c, C_ACC_B, C_ACC_A, c[C_TAU_ACC], ts, ex, ey, ez, scratch)
     s[LAST_ACC_LP], s[LAST_ACC_LP + 1], s[LAST_ACC_LP + 2] = fx, fy, fz
     ex, ey, ez = _rotate(s, ACC_Q, fx, fy, fz)
     n = math.sqrt(ex * ex + ey * ey + ez * ez)
@@ -185,16 +192,18 @@ def _update_acc(s, c, ax, ay, az):  # pragma: no cover - numba
         cw, cx, cy = 0.0, 1.0, 0.0
     q = qmul4(cw, cx, cy, 0.0, s[ACC_Q], s[ACC_Q + 1], s[ACC_Q + 2], s[ACC_Q + 3])
     _store_unit(s, ACC_Q, q[0], q[1], q[2], q[3])
-    _update_bias(s, c, ex, ey)
+    _update_bias(s, c, ex, ey, scratch)
 
 
 @njit(cache=True)
-def _update_bias(s, c, ex, ey):  # pragma: no cover - numba
+def _update_bias(s, c, ex, ey, scratch):  # pragma: no cover - numba
     """The gyro bias Kalman update (VQF::updateAcc's bias estimation), ex, ey the normalised
     acceleration in the 6D earth frame before this sample's correction."""
     ts, clip = c[C_ACC_TS], c[C_BIAS_CLIP]
     w, x, y, z = vqf6d_quat(s)
-    r = np.empty(9)
+    r, blp = scratch[S_R:S_R + 9], scratch[S_BLP:S_BLP + 2]
+    e, wd = scratch[S_E:S_E + 3], scratch[S_W:S_W + 3]
+    ka, kb, kc = scratch[S_A:S_A + 9], scratch[S_B:S_B + 9], scratch[S_C:S_C + 9]
     r[0] = 1 - 2 * y * y - 2 * z * z
     r[1] = 2 * (y * x - w * z)
     r[2] = 2 * (w * y + z * x)
@@ -205,12 +214,10 @@ def _update_bias(s, c, ex, ey):  # pragma: no cover - numba
     r[7] = 2 * (w * x + z * y)
     r[8] = 1 - 2 * x * x - 2 * y * y
     b0, b1, b2 = s[BIAS], s[BIAS + 1], s[BIAS + 2]
-    blp = np.empty(2)
     blp[0] = r[0] * b0 + r[1] * b1 + r[2] * b2
     blp[1] = r[3] * b0 + r[4] * b1 + r[5] * b2
     _filter_n(s, R_LP, c, C_ACC_B, C_ACC_A, c[C_TAU_ACC], ts, r)
     _filter_n(s, BIAS_LP, c, C_ACC_B, C_ACC_A, c[C_TAU_ACC], ts, blp)
-    e, wd = np.empty(3), np.empty(3)
     if s[REST_DETECTED] != 0.0:
         e[0] = s[REST_GYR_LAST] - b0
         e[1] = s[REST_GYR_LAST + 1] - b1
@@ -230,19 +237,20 @@ def _update_bias(s, c, ex, ey):  # pragma: no cover - numba
             p[i] += c[C_BIAS_V]
     for i in range(3):
         e[i] = min(max(e[i], -clip), clip)
-    k = _mat_mul_t2(p, r)        # P R^T
-    k = _mat_mul(r, k)           # R P R^T
-    k[0] += wd[0]
-    k[4] += wd[1]
-    k[8] += wd[2]
-    k = _mat_inv(k)              # inv(W + R P R^T)
-    k = _mat_mul_t1(r, k)        # R^T inv(...)
-    k = _mat_mul(p, k)           # K = P R^T inv(...)
+    _mat_mul(p, False, r, True, ka)   # P R^T
+    _mat_mul(r, False, ka, False, kb)  # R P R^T
+    kb[0] += wd[0]
+    kb[4] += wd[1]
+    kb[8] += wd[2]
+    _mat_inv(kb, ka)                   # inv(W + R P R^T)
+    _mat_mul(r, True, ka, False, kb)   # R^T inv(...)
+    _mat_mul(p, False, kb, False, ka)  # K = P R^T inv(...)
     for i in range(3):
-        s[BIAS + i] += k[3 * i] * e[0] + k[3 * i + 1] * e[1] + k[3 * i + 2] * e[2]
-    k = _mat_mul(_mat_mul(k, r), p)  # K R P
+        s[BIAS + i] += ka[3 * i] * e[0] + ka[3 * i + 1] * e[1] + ka[3 * i + 2] * e[2]
+    _mat_mul(ka, False, r, False, kb)  # K R
+    _mat_mul(kb, False, p, False, kc)  # K R P
     for i in range(9):
-        p[i] -= k[i]
+        p[i] -= kc[i]
     for i in range(3):
         s[BIAS + i] = min(max(s[BIAS + i], -clip), clip)
 
@@ -269,9 +277,9 @@ def _store_unit(s, at, w, x, y, z):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _filter3(s, at, c, b_at, a_at, tau, ts, x0, x1, x2):  # pragma: no cover - numba
+def _filter3(s, at, c, b_at, a_at, tau, ts, x0, x1, x2, scratch):  # pragma: no cover
     """VQF::filterVec of a 3-vector on scalars; returns the filtered (x, y, z)."""
-    v = np.empty(3)
+    v = scratch[S_V3:S_V3 + 3]
     v[0], v[1], v[2] = x0, x1, x2
     _filter_n(s, at, c, b_at, a_at, tau, ts, v)
     return v[0], v[1], v[2]
@@ -304,41 +312,24 @@ def _filter_n(s, at, c, b_at, a_at, tau, ts, x):  # pragma: no cover - numba
         x[i] = y
 
 
-@njit(cache=True)
-def _mat_mul(a, b):  # pragma: no cover - numba
-    """a b of row-major 3x3 matrices (9,)."""
-    out = np.empty(9)
+@njit(cache=True, inline="always")
+def _mat_mul(a, a_t, b, b_t, out):  # pragma: no cover - numba
+    """out = op(a) op(b) of row-major 3x3 matrices (9,), op the transpose where a_t / b_t
+    (VQF::matrix3Multiply, ...TpsFirst, ...TpsSecond; the same order of sums); out must be
+    neither a nor b."""
     for i in range(3):
         for j in range(3):
-            out[3 * i + j] = a[3 * i] * b[j] + a[3 * i + 1] * b[3 + j] + a[3 * i + 2] * b[6 + j]
-    return out
+            acc = 0.0
+            for k in range(3):
+                acc += (a[3 * k + i] if a_t else a[3 * i + k]) * (b[3 * j + k] if b_t else
+                                                                  b[3 * k + j])
+            out[3 * i + j] = acc
 
 
 @njit(cache=True)
-def _mat_mul_t2(a, b):  # pragma: no cover - numba
-    """a b^T of row-major 3x3 matrices (9,)."""
-    out = np.empty(9)
-    for i in range(3):
-        for j in range(3):
-            out[3 * i + j] = (a[3 * i] * b[3 * j] + a[3 * i + 1] * b[3 * j + 1]
-                              + a[3 * i + 2] * b[3 * j + 2])
-    return out
-
-
-@njit(cache=True)
-def _mat_mul_t1(a, b):  # pragma: no cover - numba
-    """a^T b of row-major 3x3 matrices (9,)."""
-    out = np.empty(9)
-    for i in range(3):
-        for j in range(3):
-            out[3 * i + j] = a[i] * b[j] + a[3 + i] * b[3 + j] + a[6 + i] * b[6 + j]
-    return out
-
-
-@njit(cache=True)
-def _mat_inv(m):  # pragma: no cover - numba
-    """Inverse of a row-major 3x3 matrix by cofactors; zeros where it is singular (as
-    VQF::matrix3Inv)."""
+def _mat_inv(m, out):  # pragma: no cover - numba
+    """out = the inverse of a row-major 3x3 matrix m by cofactors; zeros where m is singular
+    (as VQF::matrix3Inv)."""
     a_ = m[4] * m[8] - m[5] * m[7]
     d_ = m[2] * m[7] - m[1] * m[8]
     g_ = m[1] * m[5] - m[2] * m[4]
@@ -349,10 +340,9 @@ def _mat_inv(m):  # pragma: no cover - numba
     f_ = m[1] * m[6] - m[0] * m[7]
     i_ = m[0] * m[4] - m[1] * m[3]
     det = m[0] * a_ + m[1] * b_ + m[2] * c_
-    out = np.zeros(9)
     if -EPS <= det <= EPS:
-        return out
+        out[:] = 0.0
+        return
     out[0], out[1], out[2] = a_ / det, d_ / det, g_ / det
     out[3], out[4], out[5] = b_ / det, e_ / det, h_ / det
     out[6], out[7], out[8] = c_ / det, f_ / det, i_ / det
-    return out
