@@ -18,7 +18,7 @@ from pipeline.calibration.phases import Window, parse_window
 from pipeline.kinematics.calibration_motion import calibration_motion
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
-from pipeline.kinematics.motion import MotionSettings, generate_motion
+from pipeline.kinematics.motion import Channel, Motion, MotionSettings, generate_motion
 from pipeline.kinematics.quaternion import np_qto_matrix
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.node import GraphContext
@@ -38,9 +38,10 @@ def mounted(chain: Chain, seed: int) -> Chain:
         for site, q in zip(chain.imus, rots, strict=True)))
 
 
-def procedure(chain: Chain, seed: int, **kw: float) -> tuple[dict, dict]:
+def procedure(chain: Chain, seed: int, motion: Motion | None = None,
+              **kw: float) -> tuple[dict, dict]:
     """Simulated calibration procedure (realistic sensor errors): acc, gyr per IMU."""
-    motion = calibration_motion(chain, seed, **kw)
+    motion = motion or calibration_motion(chain, seed, **kw)
     rec = simulate(chain, motion.duration_s, RATE, seed, ImuNoise(), SimSettings(), motion=motion)
     acc = {n: rec.acc[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
     gyr = {n: rec.gyr[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
@@ -182,6 +183,58 @@ def test_restless_static_window_is_reported(knee: Chain) -> None:
     cal = calibrate(chain, acc, gyr, RATE, static=Window(800, 900))  # during the flexions
     assert not cal.ok
     assert any("not still in the static pose" in p for p in cal.problems()), cal.problems()
+
+
+SIT_S, RISE_S = 3.0, 2.0
+
+
+def seated_first(knee: Chain, seed: int) -> Motion:
+    """The knee's procedure after SIT_S s sitting still (thigh horizontal, knee flexed 90 deg,
+    shank upright) and RISE_S s standing up, as knee_tracking1 begins."""
+    base = calibration_motion(knee, seed)
+    lead = SIT_S + RISE_S
+    channels = []
+    for i, chans in enumerate(base.channels):
+        held = [ch.p[0] for ch in chans]
+        if i == 0:  # thigh: 0.45 m lower, pitched forward to horizontal
+            held[2], held[4] = held[2] - 0.45, -math.pi / 2
+        else:  # knee flexed 90 deg
+            held[0] = math.pi / 2
+        channels.append(tuple(Channel(np.r_[0.0, SIT_S, ch.t + lead], np.r_[h, h, ch.p])
+                              for ch, h in zip(chans, held, strict=True)))
+    return Motion(knee, tuple(channels), base.duration_s + lead)
+
+
+def test_a_seated_rest_before_the_neutral_pose_is_not_taken_for_it(knee: Chain) -> None:
+    """Sitting still is a quiet rest too; taken for the neutral pose it puts the thigh's up
+    along its forward axis and flips the knee (on knee_tracking1 with the tibia 33 ms later:
+    correlation -0.98 with RING). Automatic phase detection must take the standing pose."""
+    errors = []
+    for seed in range(6):
+        chain = mounted(knee, 300 + seed)
+        acc, gyr = procedure(chain, seed, seated_first(chain, seed))
+        cal = calibrate(chain, acc, gyr, RATE)
+        assert cal.ok, (seed, cal.problems())
+        assert cal.static[0] >= SIT_S + RISE_S - 0.2, (seed, cal.static)
+        errors += rotation_error_deg(chain, cal)
+    assert max(errors) < 20.0 and np.median(errors) <= 3.0, errors
+
+
+def test_a_seated_static_window_is_reported(knee: Chain) -> None:
+    """Given the sitting rest as the static pose, the calibration says so and is not ok
+    (before: accepted, both sensors half a turn off). Measured: 5 of these 6 flagged, with
+    7-21 % of the still poses out of range; the sixth (seed 3) flexes the knee to under
+    100 deg only, and its mirror image about the sitting pose (-8 to 90 deg) fits the limits:
+    nothing in that recording tells the two apart."""
+    flagged = 0
+    for seed in range(6):
+        chain = mounted(knee, 310 + seed)
+        acc, gyr = procedure(chain, seed, seated_first(chain, seed))
+        cal = calibrate(chain, acc, gyr, RATE, static=Window(100, 250))
+        flagged += not cal.ok and any(
+            "static pose was probably not the neutral pose (e.g. sitting" in p
+            for p in cal.problems())
+    assert flagged >= 5, flagged
 
 
 def test_missing_sensor_names_the_fix(knee: Chain) -> None:

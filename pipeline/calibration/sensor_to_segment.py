@@ -45,6 +45,12 @@ MIN_HINGE_MOTION_RAD = 6.0      # rad, summed |relative rotation| about the axis
 MAX_AXIS_GRAVITY_MISMATCH_DEG = 15.0  # axis-to-gravity angle: measured vs the chain's
 MIN_HINGE_FIT = 0.7             # product of the in-limits fractions of both angle estimates
 LIMIT_MARGIN_RAD = math.radians(20.0)
+# a static window that is not the neutral pose (sitting, for a knee) shifts the hinge angles
+# of the whole recording: a share of the still poses then lies beyond the joint's limits by
+# more than any calibration error could put it; each 1 % of such poses costs a window 0.1
+OUT_OF_RANGE_MARGIN_RAD = math.radians(5.0)
+OUT_OF_RANGE_WEIGHT = 10.0
+MAX_OUT_OF_RANGE_SHARE = 0.025  # of the still poses: more and the calibration is poor
 SCORE_TOLERANCE = 0.05          # static windows scoring within this of the best: quietest wins
 # a hinge axis this close to vertical in the neutral pose leaves the rotation about it unfixed
 # by gravity (a robot arm's base or wrist joint): such a hinge gives its child static only
@@ -231,13 +237,21 @@ def hinge_angle_estimates(r1: np.ndarray, acc1: np.ndarray, gyr1: np.ndarray, r2
     return np.where(still, theta_g, np.nan), np.where(turning, theta_w, np.nan)
 
 
-def in_limits_fraction(theta: np.ndarray, limits: tuple[float, float]) -> float:
-    """Fraction of the finite angles within the limits (with a margin); 1.0 without limits."""
+def in_limits_fraction(theta: np.ndarray, limits: tuple[float, float],
+                       margin: float = LIMIT_MARGIN_RAD) -> float:
+    """Fraction of the finite angles within the limits widened by ``margin`` (rad); 1.0
+    without limits."""
     lo, hi = limits
     finite = theta[np.isfinite(theta)]
     if not len(finite) or math.isnan(lo) or math.isnan(hi):
         return 1.0
-    return float(np.mean((finite >= lo - LIMIT_MARGIN_RAD) & (finite <= hi + LIMIT_MARGIN_RAD)))
+    return float(np.mean((finite >= lo - margin) & (finite <= hi + margin)))
+
+
+def out_of_range_share(theta_g: np.ndarray, limits: tuple[float, float]) -> float:
+    """Share of the still poses' hinge angles (rad, from gravity) beyond the limits by more
+    than OUT_OF_RANGE_MARGIN_RAD: poses the joint cannot take."""
+    return 1.0 - in_limits_fraction(theta_g, limits, OUT_OF_RANGE_MARGIN_RAD)
 
 
 def sign_score(theta_g: np.ndarray, theta_w: np.ndarray, limits: tuple[float, float]) -> float:
@@ -351,7 +365,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
     """Calibration with this static window, and its score over the hinges (higher is better).
 
     Score per hinge: how well the angles fit the joint (``sign_score``) less the extension
-    offset (``extension_offset``, rad / pi); less 1 when any sensor has a problem.
+    offset (``extension_offset``, rad / pi) and OUT_OF_RANGE_WEIGHT times the share of still
+    poses the joint cannot take (``out_of_range_share``); less 1 when any sensor has a problem.
     """
     up = neutral_up(chain)
     sensors: dict[str, SensorCalibration] = {}
@@ -419,14 +434,15 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 frac = sign_score(theta_g, theta_w, pair.limits)
                 scores_by_sign[sign1, sign2] = frac
                 if best is None or frac > best[0] + 1e-9:
-                    best = (frac, r1, r2, extension_offset(theta_g, pair.limits), sign1, sign2)
+                    best = (frac, r1, r2, extension_offset(theta_g, pair.limits),
+                            out_of_range_share(theta_g, pair.limits), sign1, sign2)
         if best is None:
             s2.problems.append(
                 f"the hinge axis {s1.body}->{s2.body} came out along gravity in the static "
                 "pose, so the rotation about it is unknown: hold the neutral pose still, then "
                 "move only this joint")
             continue
-        frac, r1, r2, offset, sign1, sign2 = best
+        frac, r1, r2, offset, out_of_range, sign1, sign2 = best
         # both signs flipped turns both segments half a turn about the vertical and negates the
         # hinge angle: only the joint's limits tell the two apart, not symmetric ones
         twin = scores_by_sign.get((-sign1, -sign2), -math.inf)
@@ -447,7 +463,15 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 f"{frac:.2f}, need {MIN_HINGE_FIT}): the static pose was probably not the "
                 "neutral pose (joint straight, segments upright), or the sensors slipped")
         s2.quality["extension_offset_deg"] = math.degrees(offset)
-        scores.append(frac - abs(offset) / math.pi)
+        s2.quality["out_of_range_share"] = out_of_range
+        if out_of_range > MAX_OUT_OF_RANGE_SHARE:
+            s2.problems.append(
+                f"{out_of_range:.0%} of the still poses put the hinge {s1.body}->{s2.body} more "
+                f"than {math.degrees(OUT_OF_RANGE_MARGIN_RAD):.0f} deg beyond its limits "
+                f"({math.degrees(pair.limits[0]):.0f} to {math.degrees(pair.limits[1]):.0f} deg): "
+                "the static pose was probably not the neutral pose (e.g. sitting instead of "
+                "standing); give the neutral pose's window with --static T0:T1")
+        scores.append(frac - abs(offset) / math.pi - OUT_OF_RANGE_WEIGHT * out_of_range)
     score = float(np.mean(scores)) if scores else 1.0
     if any(s.problems for s in sensors.values()):  # a window that was not still loses
         score -= 1.0
