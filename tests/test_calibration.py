@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from scipy.spatial.transform import Rotation
 
 from nodes.constraint_observer import ConstraintObserver
 from nodes.filter import Filter
 from pipeline.calibration import CalibrationError, calibrate, load_rotations, write_calibration
 from pipeline.calibration.phases import Window, parse_window
-from pipeline.kinematics.calibration_motion import calibration_motion
+from pipeline.kinematics.calibration_motion import (
+    calibration_motion,
+    randomly_mounted,
+    simulated_procedure,
+)
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
 from pipeline.kinematics.motion import Channel, Motion, MotionSettings, generate_motion
@@ -28,24 +31,6 @@ from pipeline.runtime.testing import make_block
 REPO = Path(__file__).resolve().parents[1]
 KNEE = REPO / "configs/chains/knee.yaml"
 RATE = 100.0
-
-
-def mounted(chain: Chain, seed: int) -> Chain:
-    """The chain with each IMU mounted at a uniformly random rotation (all of SO(3))."""
-    rots = Rotation.random(len(chain.imus), random_state=seed).as_quat()  # x, y, z, w
-    return replace(chain, imus=tuple(
-        replace(site, rotation=(float(q[3]), float(q[0]), float(q[1]), float(q[2])))
-        for site, q in zip(chain.imus, rots, strict=True)))
-
-
-def procedure(chain: Chain, seed: int, motion: Motion | None = None,
-              **kw: float) -> tuple[dict, dict]:
-    """Simulated calibration procedure (realistic sensor errors): acc, gyr per IMU."""
-    motion = motion or calibration_motion(chain, seed, **kw)
-    rec = simulate(chain, motion.duration_s, RATE, seed, ImuNoise(), SimSettings(), motion=motion)
-    acc = {n: rec.acc[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
-    gyr = {n: rec.gyr[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
-    return acc, gyr
 
 
 def rotation_error_deg(chain: Chain, cal) -> list[float]:
@@ -66,8 +51,8 @@ def knee() -> Chain:
 def test_random_mountings_median_error_within_3_deg(knee: Chain) -> None:
     errors = []
     for seed in range(50):
-        chain = mounted(knee, seed)
-        acc, gyr = procedure(chain, seed)
+        chain = randomly_mounted(knee, seed)
+        acc, gyr = simulated_procedure(chain, seed, RATE)
         cal = calibrate(chain, acc, gyr, RATE)
         assert cal.ok, (seed, cal.problems())
         assert cal.static[0] < 3.2, (seed, cal.static)  # the neutral pose: motion starts at 3.5 s
@@ -84,8 +69,8 @@ def test_segments_between_two_hinges_keep_one_rotation_on_the_lower_body() -> No
     body = load_chain(REPO / "configs/chains/lower_body.yaml")
     errors = {}
     for seed in range(4):
-        chain = mounted(body, 100 + seed)
-        acc, gyr = procedure(chain, seed, static_s=4.0)
+        chain = randomly_mounted(body, 100 + seed)
+        acc, gyr = simulated_procedure(chain, seed, RATE, static_s=4.0)
         cal = calibrate(chain, acc, gyr, RATE)
         for site, err in zip(chain.imus, rotation_error_deg(chain, cal), strict=True):
             if site.name != "pelvis":  # no hinge: heading as mounted (static only)
@@ -100,8 +85,8 @@ def test_symmetric_limits_and_vertical_axes_are_reported_not_guessed() -> None:
     pose leaves the rotation about it to gravity, which cannot fix it. Reported as poor (the
     filter refuses it), where before the one mounting crashed with a LinAlgError in SVD and
     the others came out up to 180 deg off without a word."""
-    chain = mounted(load_chain(REPO / "configs/chains/arm5.yaml"), 200)
-    acc, gyr = procedure(chain, 0, static_s=4.0)
+    chain = randomly_mounted(load_chain(REPO / "configs/chains/arm5.yaml"), 200)
+    acc, gyr = simulated_procedure(chain, 0, RATE, static_s=4.0)
     cal = calibrate(chain, acc, gyr, RATE)
     assert not cal.ok
     assert any("as well with both axis signs flipped" in p for p in cal.problems()), cal.problems()
@@ -133,8 +118,8 @@ def test_knee_angle_after_calibration_within_1_deg_of_aligned(knee: Chain) -> No
     warm = int(5 * RATE)
     diffs = []
     for seed in range(100, 108):
-        chain = mounted(knee, seed)
-        acc, gyr = procedure(chain, seed)
+        chain = randomly_mounted(knee, seed)
+        acc, gyr = simulated_procedure(chain, seed, RATE)
         cal = calibrate(chain, acc, gyr, RATE)
         assert cal.ok, cal.problems()
         acc, gyr, truth = _random_motion_frames(chain, seed)  # same mounting, new motion
@@ -150,8 +135,8 @@ def test_knee_angle_after_calibration_within_1_deg_of_aligned(knee: Chain) -> No
 
 
 def test_no_motion_is_reported(knee: Chain) -> None:
-    chain = mounted(knee, 7)
-    acc, gyr = procedure(chain, 7, flexions=0, root_sway_rad=0.0)
+    chain = randomly_mounted(knee, 7)
+    acc, gyr = simulated_procedure(chain, 7, RATE, flexions=0, root_sway_rad=0.0)
     cal = calibrate(chain, acc, gyr, RATE)
     assert not cal.ok
     assert any("too little motion about the hinge" in p for p in cal.problems()), cal.problems()
@@ -162,24 +147,24 @@ def test_motion_about_the_wrong_axis_is_reported(knee: Chain) -> None:
     twisting = replace(knee, bodies=tuple(
         replace(b, joint=replace(b.joint, axis=(0.0, 0.0, 1.0))) if b.name == "shank" else b
         for b in knee.bodies))
-    chain = mounted(twisting, 8)
-    acc, gyr = procedure(chain, 8)
-    cal = calibrate(mounted(knee, 8), acc, gyr, RATE)
+    chain = randomly_mounted(twisting, 8)
+    acc, gyr = simulated_procedure(chain, 8, RATE)
+    cal = calibrate(randomly_mounted(knee, 8), acc, gyr, RATE)
     assert not cal.ok
     assert any("deg from gravity in" in p and "'s static pose" in p
                for p in cal.problems()), cal.problems()
 
 
 def test_too_short_is_refused(knee: Chain) -> None:
-    acc, gyr = procedure(mounted(knee, 9), 9)
+    acc, gyr = simulated_procedure(randomly_mounted(knee, 9), 9, RATE)
     short = {k: v[:150] for k, v in acc.items()}
     with pytest.raises(CalibrationError, match="too short"):
         calibrate(knee, short, {k: v[:150] for k, v in gyr.items()}, RATE)
 
 
 def test_restless_static_window_is_reported(knee: Chain) -> None:
-    chain = mounted(knee, 10)
-    acc, gyr = procedure(chain, 10)
+    chain = randomly_mounted(knee, 10)
+    acc, gyr = simulated_procedure(chain, 10, RATE)
     cal = calibrate(chain, acc, gyr, RATE, static=Window(800, 900))  # during the flexions
     assert not cal.ok
     assert any("not still in the static pose" in p for p in cal.problems()), cal.problems()
@@ -211,8 +196,8 @@ def test_a_seated_rest_before_the_neutral_pose_is_not_taken_for_it(knee: Chain) 
     correlation -0.98 with RING). Automatic phase detection must take the standing pose."""
     errors = []
     for seed in range(6):
-        chain = mounted(knee, 300 + seed)
-        acc, gyr = procedure(chain, seed, seated_first(chain, seed))
+        chain = randomly_mounted(knee, 300 + seed)
+        acc, gyr = simulated_procedure(chain, seed, RATE, seated_first(chain, seed))
         cal = calibrate(chain, acc, gyr, RATE)
         assert cal.ok, (seed, cal.problems())
         assert cal.static[0] >= SIT_S + RISE_S - 0.2, (seed, cal.static)
@@ -228,8 +213,8 @@ def test_a_seated_static_window_is_reported(knee: Chain) -> None:
     nothing in that recording tells the two apart."""
     flagged = 0
     for seed in range(6):
-        chain = mounted(knee, 310 + seed)
-        acc, gyr = procedure(chain, seed, seated_first(chain, seed))
+        chain = randomly_mounted(knee, 310 + seed)
+        acc, gyr = simulated_procedure(chain, seed, RATE, seated_first(chain, seed))
         cal = calibrate(chain, acc, gyr, RATE, static=Window(100, 250))
         flagged += not cal.ok and any(
             "static pose was probably not the neutral pose (e.g. sitting" in p
@@ -238,7 +223,7 @@ def test_a_seated_static_window_is_reported(knee: Chain) -> None:
 
 
 def test_missing_sensor_names_the_fix(knee: Chain) -> None:
-    acc, gyr = procedure(mounted(knee, 11), 11)
+    acc, gyr = simulated_procedure(randomly_mounted(knee, 11), 11, RATE)
     acc = {"femur" if k == "thigh" else k: v for k, v in acc.items()}
     with pytest.raises(CalibrationError, match=r"no data for IMU\(s\) \['thigh'\].*rename"):
         calibrate(knee, acc, gyr, RATE)
@@ -252,8 +237,8 @@ def test_parse_window_checks_its_input() -> None:
 
 
 def test_file_round_trip_and_filter_applies_it(knee: Chain, tmp_path: Path) -> None:
-    chain = mounted(knee, 12)
-    acc, gyr = procedure(chain, 12)
+    chain = randomly_mounted(knee, 12)
+    acc, gyr = simulated_procedure(chain, 12, RATE)
     cal = calibrate(chain, acc, gyr, RATE, source="sim")
     path = write_calibration(cal, tmp_path / "cal.yaml")
     rots = load_rotations(path)
@@ -274,8 +259,8 @@ def test_file_round_trip_and_filter_applies_it(knee: Chain, tmp_path: Path) -> N
 
 
 def test_filter_refuses_a_poor_calibration(knee: Chain, tmp_path: Path) -> None:
-    chain = mounted(knee, 13)
-    acc, gyr = procedure(chain, 13, flexions=0, root_sway_rad=0.0)
+    chain = randomly_mounted(knee, 13)
+    acc, gyr = simulated_procedure(chain, 13, RATE, flexions=0, root_sway_rad=0.0)
     path = write_calibration(calibrate(chain, acc, gyr, RATE), tmp_path / "poor.yaml")
     assert yaml.safe_load(path.read_text())["ok"] is False
     with pytest.raises(ConfigError, match=r"poor.yaml.*calibration is poor.*too little motion"):

@@ -8,11 +8,11 @@ import pytest
 
 from pipeline.calibration import calibrate, write_calibration
 from pipeline.cli.validate_cmd import check_files
+from pipeline.kinematics.calibration_motion import simulated_procedure
 from pipeline.kinematics.chain import load_chain
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.graph import load_graph
 from pipeline.runtime.ports import QueuePolicy
-from tests.test_calibration import RATE, procedure
 from tests.test_recorder import synth_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,8 +58,8 @@ def _with_user_inputs(name: str, tmp_path: Path) -> Path:
         return REPO / "configs" / name
     synth_session(tmp_path / "knee.mcap", 2.0, sensors=("thigh", "shank"))
     chain = load_chain(REPO / "configs/chains/knee.yaml")
-    acc, gyr = procedure(chain, 1)
-    write_calibration(calibrate(chain, acc, gyr, RATE, source="sim"),
+    acc, gyr = simulated_procedure(chain, 1, 100.0)
+    write_calibration(calibrate(chain, acc, gyr, 100.0, source="sim"),
                       tmp_path / "knee-calibration.yaml")
     for user_path, made in USER_INPUTS.items():
         text = text.replace(user_path, str(tmp_path / made))

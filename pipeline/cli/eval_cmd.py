@@ -30,6 +30,7 @@ from pipeline.evaluation.observer_eval import (
     evaluate,
     plot_result,
 )
+from pipeline.evaluation.remount import RemountReport, remount_and_calibrate
 from pipeline.kinematics.chain import load_chain
 from pipeline.runtime.errors import ImuflowError
 
@@ -46,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a param of the node kind scored (repeatable; VALUE read as YAML), "
                         "e.g. --param ball_tau_s=0")
+    p.add_argument("--remount", type=int, metavar="SEED",
+                   help="first strap each sequence's IMUs on at random rotations (all of "
+                        "SO(3), seeded) and calibrate them with a simulated procedure, as "
+                        "a user with real sensors would (pipeline/evaluation/remount.py)")
     p.add_argument("--predictions", type=Path, metavar="OUT.npz",
                    help="also write the estimates: q_rel (S, T, bodies, 4) w,x,y,z body to "
                         "parent (root: to earth; NaN where the model gives none), bodies, "
@@ -77,8 +82,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = replace(data, rate_hz=model.card.rate_hz)
     else:
         data = load_dataset(args.data)
+    data, remount = _remounted(args, data)
     result = evaluate(model, data, args.warmup_s)
-    _report(args, result, data, model.card.name, model.card.imus)
+    _report(args, result, data, model.card.name, model.card.imus, remount)
     return 0
 
 
@@ -88,11 +94,20 @@ def _evaluate_node(args: argparse.Namespace) -> int:
     if args.data.suffix.lower() == ".mcap":
         raise ValueError(f"{args.data}: a node kind ('{kind}') is scored on a dataset .npz "
                          "(python tools/train_observer.py heldout ...)")
-    data = load_dataset(args.data)
+    data, remount = _remounted(args, load_dataset(args.data))
     result = evaluate_node(kind, data, args.warmup_s, progress=not args.json,
                            params=_node_params(args.param))
-    _report(args, result, data, kind, data.imus)
+    _report(args, result, data, kind, data.imus, remount)
     return 0
+
+
+def _remounted(args: argparse.Namespace,
+               data: ImuDataset) -> tuple[ImuDataset, RemountReport | None]:
+    """``data`` remounted and calibrated when ``--remount`` asks for it."""
+    if args.remount is None:
+        return data, None
+    data, report = remount_and_calibrate(data, args.remount)
+    return data, report
 
 
 def _node_params(pairs: list[str]) -> dict:
@@ -107,15 +122,24 @@ def _node_params(pairs: list[str]) -> dict:
 
 
 def _report(args: argparse.Namespace, result: EvalResult, data: ImuDataset, name: str,
-            imus: tuple[str, ...]) -> None:
+            imus: tuple[str, ...], remount: RemountReport | None = None) -> None:
     """Print the table (or JSON); write the plot and the predictions when asked."""
     if args.json:
-        print(json.dumps({"model": str(args.model), "data": str(args.data),
-                          "sequences": data.n_sequences, "warmup_s": args.warmup_s,
-                          "per_joint": {b: s.as_dict() for b, s in result.stats.items()}}))
+        doc = {"model": str(args.model), "data": str(args.data),
+               "sequences": data.n_sequences, "warmup_s": args.warmup_s,
+               "per_joint": {b: s.as_dict() for b, s in result.stats.items()}}
+        if remount is not None:
+            e = remount.rotation_error_deg
+            doc["remount"] = {"seed": args.remount, "poor_calibrations": len(remount.poor),
+                              "rotation_error_deg": {"median": float(np.median(e)),
+                                                     "p90": float(np.percentile(e, 90)),
+                                                     "max": float(e.max())}}
+        print(json.dumps(doc))
     else:
         title = (f"{name} on {args.data.name}: {data.n_sequences} sequences x "
                  f"{data.duration_s:.0f} s, after {args.warmup_s:g} s warm-up")
+        if remount is not None:
+            title += f"\n{remount.summary()} (--remount {args.remount})"
         print(format_table(result.stats, title))
     if args.plot:
         plot_result(result, args.plot, title=f"{name} on {args.data.name}")

@@ -1,6 +1,7 @@
 """Model evaluation: model cards, IMU datasets, joint and orientation error statistics.
 
 May import: :mod:`pipeline.runtime` (stream contracts), :mod:`pipeline.kinematics`,
+:mod:`pipeline.calibration` (remounted datasets),
 :mod:`pipeline.recording` and third-party packages; no node and no driver.
 """
 

@@ -4,16 +4,20 @@ Used to simulate what a user does when asked to calibrate (``imuflow calibrate``
 the neutral pose (all joint angles zero, root upright) for ``static_s`` s, then flex and
 extend every hinge ``flexions`` times while the root sways and turns a little, as a person's
 thigh does. Angles in rad, times in s; smooth (``motion.Channel``), so the simulated IMU
-signals are exact.
+signals are exact. ``randomly_mounted`` straps a chain's IMUs on at random rotations and
+``simulated_procedure`` gives what such sensors read during the procedure.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from pipeline.kinematics.chain import Chain, JointType
+from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
 from pipeline.kinematics.motion import Channel, Motion
 
 
@@ -69,3 +73,24 @@ def calibration_motion(chain: Chain, seed: int, static_s: float = 3.0,
         else:
             channels.append((_const(0.0, total),))
     return Motion(chain, tuple(channels), total)
+
+
+def randomly_mounted(chain: Chain, seed: int) -> Chain:
+    """The chain with each IMU strapped on at a uniformly random rotation (all of SO(3)),
+    sensor to segment, as its ``rotation``."""
+    rots = Rotation.random(len(chain.imus), random_state=seed).as_quat()  # x, y, z, w
+    return replace(chain, imus=tuple(
+        replace(site, rotation=(float(q[3]), float(q[0]), float(q[1]), float(q[2])))
+        for site, q in zip(chain.imus, rots, strict=True)))
+
+
+def simulated_procedure(chain: Chain, seed: int, rate_hz: float, motion: Motion | None = None,
+                        **kw: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """acc (m/s^2) and gyr (rad/s) per IMU name, sensor frames, float64, of the procedure
+    (``calibration_motion`` with ``kw``, or ``motion``) with DESIGN.md's sensor errors."""
+    motion = motion or calibration_motion(chain, seed, **kw)
+    rec = simulate(chain, motion.duration_s, rate_hz, seed, ImuNoise(), SimSettings(),
+                   motion=motion)
+    acc = {n: rec.acc[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
+    gyr = {n: rec.gyr[:, k].astype(np.float64) for k, n in enumerate(rec.imu_names)}
+    return acc, gyr
