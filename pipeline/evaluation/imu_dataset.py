@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,26 @@ class ImuDataset:
     def duration_s(self) -> float:
         """Length of each sequence, s."""
         return self.imu.shape[1] / self.rate_hz
+
+    def resampled(self, rate_hz: float) -> ImuDataset:
+        """The sequences on a grid at ``rate_hz`` Hz over the same span (from the first
+        sample): IMU signals linearly interpolated, as the sync node puts live samples on its
+        grid; q_rel interpolated linearly along the shorter arc and normalised."""
+        n_old = self.imu.shape[1]
+        if n_old < 2 or not rate_hz > 0:
+            raise ValueError(f"cannot resample {n_old} samples to {rate_hz} Hz")
+        t_old = np.arange(n_old) / self.rate_hz
+        n_new = int(np.floor((n_old - 1) * rate_hz / self.rate_hz + 1e-9)) + 1
+        t_new = np.arange(n_new) / rate_hz
+        i = np.clip(np.searchsorted(t_old, t_new, side="right") - 1, 0, n_old - 2)
+        w = ((t_new - t_old[i]) * self.rate_hz)[None, :, None]  # (1, T', 1), in [0, 1]
+        imu = self.imu[:, i] * (1.0 - w) + self.imu[:, i + 1] * w
+        q0, q1 = self.q_rel[:, i].astype(np.float64), self.q_rel[:, i + 1].astype(np.float64)
+        q1 = np.where(np.sum(q0 * q1, axis=-1, keepdims=True) < 0.0, -q1, q1)
+        q = q0 * (1.0 - w[..., None]) + q1 * w[..., None]
+        q /= np.linalg.norm(q, axis=-1, keepdims=True)
+        return replace(self, imu=imu.astype(np.float32), q_rel=q.astype(np.float32),
+                       rate_hz=float(rate_hz))
 
     def save(self, path: str | Path) -> None:
         """Write the dataset as an (uncompressed) npz file."""
