@@ -45,8 +45,9 @@ class ConstraintObserver(Node):
     ``heading_reset``: the spherical joints read no heading difference from now on (the
     chain's zero pose; stand in the calibration pose); motion keeps it from drifting after.
     Once motion has shown a joint's heading, the reset takes the parent sensor's turn on its
-    segment instead (a pelvis sensor that static calibration could not turn); the reply's
-    ``hint`` asks for a second reset after some motion when that turn was large.
+    segment instead (a pelvis sensor that static calibration could not turn), running the
+    pull over the last 10 s again with the parent's lever arm turned; the reply's ``hint``
+    asks for a second reset after some motion when that turn was large.
 
     Ports:
         frame: imu.frame; acc m/s^2, gyr rad/s, segment frames.

@@ -19,7 +19,10 @@ to another IMU). :meth:`BallJoint.heading_reset` in a known pose (standing in th
 calibration pose) sets what is not known yet: before motion has found ``delta`` (``tau_s``
 worth of usable frames), ``delta`` itself, taking the sensors as mounted as calibrated; after,
 that turn, ``offset``, so that the joint's turn about the parent's up axis reads as in the
-pose.
+pose. The offset turns the parent's lever arm to the joint centre, which moves the ``delta``
+the pull finds; the reset therefore runs the pull again over the last REPLAY_S s of frames
+with the new lever arm and takes the offset again, RESET_PASSES times, so one reset does what
+a second one after more motion did before.
 
 Units: quaternions w, x, y, z (segment to its filter's earth frame, z up); angles rad;
 specific force m/s^2; lever arms m.
@@ -35,6 +38,9 @@ from numba import njit
 from pipeline.estimation.hinge import to_joint_centre
 from pipeline.estimation.joint_heading import wrap_pi
 from pipeline.kinematics.quaternion import np_qconj, np_qmul, np_qrotate, qmul4, qrot3
+
+REPLAY_S = 10.0   # s of the latest frames a reset after motion runs the pull over again
+RESET_PASSES = 3  # offset, pull again, offset: the lever arm's turn and the heading settle
 
 
 def x_heading(q: np.ndarray) -> float:
@@ -74,6 +80,11 @@ class BallJoint:
         self._used = 0  # usable frames so far (the first ones average: gain at least 1 / n)
         self._enough = 0 if tau_s == 0 else round(tau_s * rate_hz)  # usable frames: delta found
         self._f = np.zeros((0, 2, 3))  # m/s^2, scratch: specific force at the joint centre
+        # the latest frames (ring of REPLAY_S s): orientations of parent and body, and both
+        # IMUs' acc m/s^2 and gyr rad/s, for the reset's replay; frames written so far
+        cap = max(1, round(REPLAY_S * rate_hz))
+        self._hist_q, self._hist_acc = np.zeros((cap, 2, 4)), np.zeros((cap, 2, 3))
+        self._hist_gyr, self._hist_n = np.zeros((cap, 2, 3)), 0
 
     def update(self, q_parent: np.ndarray, q_body: np.ndarray, acc: tuple[np.ndarray, np.ndarray],
                gyr: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -91,7 +102,31 @@ class BallJoint:
         self.delta, self._used = _heading_kernel(q_parent, q_body, f, self.delta, self.offset,
                                                  self._gain, self._used, self._agree,
                                                  self._min_horizontal, out)
+        self._keep(q_parent, q_body, acc, gyr)
         return out
+
+    def _keep(self, q_parent: np.ndarray, q_body: np.ndarray,
+              acc: tuple[np.ndarray, np.ndarray], gyr: tuple[np.ndarray, np.ndarray]) -> None:
+        """Write the block's frames into the replay ring."""
+        _keep_frames(self._hist_q, self._hist_acc, self._hist_gyr, self._hist_n, q_parent, q_body,
+                     acc[0], acc[1], gyr[0], gyr[1])
+        self._hist_n += len(q_parent)
+
+    def _replay(self) -> None:
+        """Run the pull over the kept frames again, from ``delta`` now, with the lever arms as
+        they are now (the live state other than ``delta`` untouched)."""
+        cap = len(self._hist_q)
+        m = min(self._hist_n, cap)
+        order = (np.arange(m) + max(0, self._hist_n - cap)) % cap
+        q, acc, gyr = self._hist_q[order], self._hist_acc[order], self._hist_gyr[order]
+        f = np.empty((m, 2, 3))
+        for side in (0, 1):
+            to_joint_centre(np.ascontiguousarray(acc[:, side]), np.ascontiguousarray(gyr[:, side]),
+                            self._levers_in_data[side], np.full(3, np.nan), self._dt, f[:, side])
+        self.delta, _ = _heading_kernel(np.ascontiguousarray(q[:, 0]),
+                                        np.ascontiguousarray(q[:, 1]), f, self.delta,
+                                        self.offset, self._gain, self._used, self._agree,
+                                        self._min_horizontal, np.empty((m, 4)))
 
     def q_rel(self, q_parent: np.ndarray, q_body: np.ndarray) -> np.ndarray:
         """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body, at the
@@ -120,7 +155,18 @@ class BallJoint:
             delta = wrap_pi(x_heading(target) - x_heading(q_body))
             change, self.delta = wrap_pi(delta - self.delta), delta
             return change
-        held, self.offset = self.offset, 0.0
+        held = self.offset
+        for k in range(RESET_PASSES):
+            if k:
+                self._replay()
+            self._take_offset(q_parent, q_body, pose)
+        return wrap_pi(self.offset - held)
+
+    def _take_offset(self, q_parent: np.ndarray, q_body: np.ndarray,
+                     pose: np.ndarray | None) -> None:
+        """Set ``offset`` so that the joint reads ``pose``'s twist about the parent's up axis
+        now, and turn the parent's lever arm with it."""
+        self.offset = 0.0
         m = self.q_rel(q_parent[None], q_body[None])[0]
         if pose is not None:
             m = np_qmul(m, np_qconj(pose))
@@ -128,7 +174,6 @@ class BallJoint:
         # the parent's data arrive in its sensor's frame: its lever arm turned the same way
         turn = np.array([math.cos(0.5 * self.offset), 0.0, 0.0, math.sin(0.5 * self.offset)])
         self._levers_in_data[0] = np_qrotate(turn, self.levers[0])
-        return wrap_pi(self.offset - held)
 
 
 @njit(cache=True)
@@ -162,8 +207,23 @@ def _heading_kernel(q_parent, q_body, f, delta, offset, gain, used, agree, min_h
     return delta, used
 
 
+@njit(cache=True)
+def _keep_frames(hist_q, hist_acc, hist_gyr, written, q_parent, q_body, acc0, acc1, gyr0,
+                 gyr1):  # pragma: no cover - numba
+    """Frames k of the block into ring row (written + k) % capacity."""
+    cap = hist_q.shape[0]
+    for k in range(q_parent.shape[0]):
+        row = (written + k) % cap
+        hist_q[row, 0], hist_q[row, 1] = q_parent[k], q_body[k]
+        hist_acc[row, 0], hist_acc[row, 1] = acc0[k], acc1[k]
+        hist_gyr[row, 0], hist_gyr[row, 1] = gyr0[k], gyr1[k]
+
+
 def warm_up_ball_joint() -> None:
     """Compile (or load from the cache) the kernels for the arrays VQF hands out."""
     for n in (1, 2):
         q = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
         _heading_kernel(q, q, np.zeros((n, 2, 3)), 0.0, 0.0, 0.01, 0, 3.0, 1.0, np.empty((n, 4)))
+        v = np.zeros((n, 3))
+        _keep_frames(np.zeros((4, 2, 4)), np.zeros((4, 2, 3)), np.zeros((4, 2, 3)), 3, q, q, v, v,
+                     v, v)
