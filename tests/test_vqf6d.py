@@ -81,12 +81,12 @@ def test_one_frame_compiled_prior_equals_the_general_path(motion, kind, outputs)
     compiled = ConstraintPrior(ARM3, ["seg1", "seg3"], 100.0, outputs, kind)
     general = ConstraintPrior(ARM3, ["seg1", "seg3"], 100.0, outputs, kind)
     general._one_frame = None  # every frame through the estimator, as a block of one
-    taken = 0
+    events = 0
     for i in range(len(acc)):
-        taken += compiled._one_frame.ready()
+        events += compiled._one_frame.heading.next_is_event()
         a, b = (p.features(acc[i:i + 1], gyr[i:i + 1]) for p in (compiled, general))
         np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
-    assert taken > 0.9 * len(acc)  # all but the heading's estimation instants
+    assert events > 10  # estimation instants too, in two compiled parts around the estimation
 
 
 def test_chains_with_more_than_one_pair_take_the_general_path() -> None:

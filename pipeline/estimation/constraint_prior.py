@@ -87,7 +87,7 @@ class ConstraintPrior:
     def features(self, acc: np.ndarray, gyr: np.ndarray) -> np.ndarray:
         """(n, width) float32 from (n, n_imu, 3) acc m/s^2 and gyr rad/s (segment frames)."""
         n = len(acc)
-        if n == 1 and self._one_frame is not None and self._one_frame.ready():
+        if n == 1 and self._one_frame is not None:
             out = np.empty((1, self.width), np.float32)
             self._one_frame.frame(acc, gyr, out)  # the same numbers, one compiled call
             return out

@@ -103,9 +103,16 @@ class JointHeading:
         return int(self.counts[0])
 
     def next_is_event(self) -> bool:
-        """True when the next frame is an estimation instant (then :meth:`update` must take
-        it; other frames compiled code may take with :func:`take_frames`)."""
+        """True when the next frame is an estimation instant (compiled code that takes it with
+        :func:`take_frames` then calls :meth:`estimate_now`)."""
         return self._is_event(self._k)
+
+    def estimate_now(self, q1_now: np.ndarray, q2_now: np.ndarray) -> None:
+        """The estimation instant of the frame just taken with :func:`take_frames` ((4,)
+        orientations of both segments at it), as :meth:`update` runs it."""
+        if not self._is_event(self._k - 1):
+            raise ValueError(f"frame {self._k - 1} is no estimation instant of the heading")
+        self._estimate(q1_now, q2_now)
 
     # -- frames -----------------------------------------------------------------------------------
     def _is_event(self, index: int) -> bool:
@@ -135,8 +142,11 @@ class JointHeading:
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's orientations in time order, (m, 4) each."""
         cap, taken = len(self.win_ring[0]), int(self.counts[1])
-        order = (np.arange(min(taken, cap)) + max(0, taken - cap)) % cap
-        return self.win_ring[0, order], self.win_ring[1, order]
+        if taken <= cap:
+            return self.win_ring[0, :taken], self.win_ring[1, :taken]
+        start = taken % cap
+        return (np.concatenate((self.win_ring[0, start:], self.win_ring[0, :start])),
+                np.concatenate((self.win_ring[1, start:], self.win_ring[1, :start])))
 
     # -- estimation -------------------------------------------------------------------------------
     def _estimate(self, q1_now: np.ndarray, q2_now: np.ndarray) -> None:

@@ -6,9 +6,12 @@ joint heading's bookkeeping, the two-axis split and the output encoding: a dozen
 calls, each of which costs two to three times more when a 100 Hz frame finds the caches cold
 (BENCHMARKS.md, "CPUs kept awake between frames"). This runs the same steps for one frame in
 one numba kernel, on the same state arrays (the filters' ``Vqf6DBank`` states, the heading's
-window), with the same operations in the same order, so it gives the same numbers; frames at
-the heading's estimation instants (one a second, every fifth in the first 8 s) and blocks of
-frames take the general path.
+window), with the same operations in the same order, so it gives the same numbers. At the
+heading's estimation instants (one a second, every fifth frame in the first 8 s) the kernel
+runs in two parts, the filters and the heading's bookkeeping, then the split and the
+encoding, around the heading's estimation (``JointHeading.estimate_now``); before
+2026-12-06 those frames took the general path, 4-5x the cost of a frame, and set the step's
+p99 (one frame in a hundred). Blocks of frames take the general path.
 
 Units: acc m/s^2, gyr rad/s in segment frames; quaternions w, x, y, z.
 """
@@ -50,42 +53,65 @@ class PairPriorFrame:
                              np.int64)
         self.geometry = np.concatenate([joint.basis.ravel(), joint.rest_inv, joint.rot_m,
                                         joint.ax_m, joint.rot_d, joint.ax_d])
-
-    def ready(self) -> bool:
-        """True when the next frame can take this path (no estimation instant of the heading)."""
-        return not self.heading.next_is_event()
+        # an estimation instant's orientations, between the kernel's two parts
+        self._quat, self._root_quat = np.empty((len(rows), 1, 4)), np.empty((1, 1, 4))
 
     def frame(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
         """The encoded prior (1, width) float32 into ``out`` from one frame (1, n_imu, 3) of acc
-        m/s^2 and gyr rad/s; only when :meth:`ready`."""
+        m/s^2 and gyr rad/s."""
         h = self.heading
-        pair_prior_frame(self.bank.states, self.bank.coeffs, self.bank.sensors,
-                         self.root.states, self.root.coeffs, self.root.sensors, h.win_ring,
-                         h.norm_ring, h.counts, self.ints, self.geometry, h.value, acc, gyr,
-                         *self.plan, out)
+        filters = (self.bank.states, self.bank.coeffs, self.bank.sensors, self.root.states,
+                   self.root.coeffs, self.root.sensors, h.win_ring, h.norm_ring, h.counts,
+                   self.ints)
+        if not h.next_is_event():
+            pair_prior_frame(*filters, self.geometry, h.value, acc, gyr, *self.plan, out)
+            return
+        quat, root = self._quat, self._root_quat
+        pair_prior_take(*filters, acc, gyr, quat, root)
+        h.estimate_now(quat[self.ints[R1], 0], quat[self.ints[R2], 0])
+        pair_prior_finish(quat, root, self.ints, self.geometry, h.value, *self.plan, out)
 
 
 @njit(cache=True)
 def pair_prior_frame(states, coeffs, sensors, root_states, root_coeffs, root_sensors,
                      win_ring, norm_ring, counts, ints, geometry, delta, acc, gyr, plan,
                      enc_rot, enc_axis, out):  # pragma: no cover
-    """One frame: the bank's VQF 6D and the root's, the heading's window and gyro norms
-    (``JointHeading._take``), the split at heading ``delta`` rad (``TwoAxisJoint.state``) and
-    the encoding (``ConstraintPrior.features``)."""
+    """One frame that is no estimation instant of the heading: :func:`pair_prior_take`, then
+    :func:`pair_prior_finish` at heading ``delta`` rad."""
+    quat, root = np.empty((sensors.shape[0], 1, 4)), np.empty((1, 1, 4))
+    pair_prior_take(states, coeffs, sensors, root_states, root_coeffs, root_sensors, win_ring,
+                    norm_ring, counts, ints, acc, gyr, quat, root)
+    pair_prior_finish(quat, root, ints, geometry, delta, plan, enc_rot, enc_axis, out)
+
+
+@njit(cache=True)
+def pair_prior_take(states, coeffs, sensors, root_states, root_coeffs, root_sensors,
+                    win_ring, norm_ring, counts, ints, acc, gyr, quat, root):  # pragma: no cover
+    """One frame's first part: the bank's VQF 6D (orientations into ``quat`` (n_filters, 1,
+    4)) and the root's own (into ``root`` (1, 1, 4)), the heading's window and gyro norms
+    (``JointHeading._take``)."""
     n_filters = sensors.shape[0]
-    quat = np.empty((n_filters, 1, 4))
     g, a = np.empty((n_filters, 1, 3)), np.empty((n_filters, 1, 3))
     vqf6d_frames(states, coeffs, sensors, gyr, acc, quat, g, a)
+    if ints[ROOT_FROM] == ROOT_OWN:
+        rg, ra = np.empty((1, 1, 3)), np.empty((1, 1, 3))
+        vqf6d_frames(root_states, root_coeffs, root_sensors, gyr, acc, root, rg, ra)
+    r1, r2 = ints[R1], ints[R2]
+    take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2])
+
+
+@njit(cache=True)
+def pair_prior_finish(quat, root, ints, geometry, delta, plan, enc_rot, enc_axis,
+                      out):  # pragma: no cover
+    """One frame's second part: the split at heading ``delta`` rad (``TwoAxisJoint.state``)
+    and the encoding (``ConstraintPrior.features``) into ``out``."""
     q_rel = np.zeros((1, ints[N_BODIES], 4))
     q_rel[0, :, 0] = 1.0
     if ints[ROOT_FROM] >= 0:
         q_rel[0, 0] = quat[ints[ROOT_FROM], 0]
     elif ints[ROOT_FROM] == ROOT_OWN:
-        root, rg, ra = np.empty((1, 1, 4)), np.empty((1, 1, 3)), np.empty((1, 1, 3))
-        vqf6d_frames(root_states, root_coeffs, root_sensors, gyr, acc, root, rg, ra)
         q_rel[0, 0] = root[0, 0]
     r1, r2 = ints[R1], ints[R2]
-    take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2])
     angle, q_m, q_d, d = np.empty((1, 2)), np.empty((1, 4)), np.empty((1, 4)), np.empty(1)
     d[0] = delta
     split_two_axis(quat[r1], quat[r2], d, geometry[0:9].reshape(3, 3), geometry[9:13],
