@@ -60,15 +60,18 @@ def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5,
                     limit: int = 8) -> list[Window]:
     """Up to ``limit`` quietest non-overlapping windows of min_s s, quietest first.
 
-    Only windows whose mean gyro norm is below REST_GYR_RAD_S count as rest.
+    Only windows whose mean gyro norm is below REST_GYR_RAD_S count as rest, and none with a
+    sample missing (NaN: a sensor's dropout).
     """
     n = len(gyr)
     w = max(2, round(min_s * rate_hz))
     if n < w:
         return []
-    norm = np.linalg.norm(np.nan_to_num(gyr), axis=-1).mean(axis=1)
-    csum = np.concatenate([[0.0], np.cumsum(norm)])
+    norm = np.linalg.norm(gyr, axis=-1).mean(axis=1)
+    missing = np.concatenate([[0], np.cumsum(~np.isfinite(norm))])
+    csum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(norm))])
     mean = (csum[w:] - csum[:-w]) / w  # mean over [i, i + w)
+    mean[missing[w:] - missing[:-w] > 0] = np.inf
     order = np.argsort(mean, kind="stable")
     taken: list[Window] = []
     for i in order:

@@ -13,6 +13,8 @@ from pipeline.recording.resample import raw_on_grid
 from pipeline.recording.session_reader import read_streams
 from pipeline.runtime.streams import RAW_IMU
 
+MAX_GAP_S = 0.1  # s without a sample: a dropout, left out (the sync node's max_gap_s default)
+
 
 def imu_from_session(path: str | Path, imus: tuple[str, ...], rate_hz: float,
                      sensors: dict[str, str] | None = None
@@ -35,7 +37,8 @@ def imu_on_grid(raw: dict[str, np.ndarray], imus: tuple[str, ...], rate_hz: floa
                 where: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
     """:func:`imu_from_session` on samples in memory: ``raw`` maps IMU names to arrays with
     fields ``t_host`` (ns), ``acc`` (3,) m/s^2 and ``gyr`` (3,) rad/s (sensor frame), e.g.
-    ``imu.raw`` records. ``where`` names the data in errors."""
+    ``imu.raw`` records. ``where`` names the data in errors. Grid times in a sensor's gap of
+    more than MAX_GAP_S are NaN."""
     missing = [m for m in imus if m not in raw or not len(raw[m])]
     if missing:
         raise ValueError(f"{where}: no '{RAW_IMU}' stream for IMU(s) {missing}; the session has "
@@ -46,8 +49,8 @@ def imu_on_grid(raw: dict[str, np.ndarray], imus: tuple[str, ...], rate_hz: floa
         raise ValueError(f"{where}: the sensors {list(imus)} do not overlap in time")
     grid = t0 + np.arange(int((t1 - t0) * 1e-9 * rate_hz) + 1) * (1e9 / rate_hz)  # ns
     acc, gyr = {}, {}
-    for m in imus:
-        acc[m], gyr[m] = raw_on_grid(raw[m], grid)
+    for m in imus:  # a sensor's dropout stays a gap (NaN): the calibration leaves it out
+        acc[m], gyr[m] = raw_on_grid(raw[m], grid, MAX_GAP_S * 1e9)
     return acc, gyr, t0
 
 
