@@ -14,6 +14,7 @@ from nodes.constraint_observer import ConstraintObserver
 from nodes.filter import Filter
 from pipeline.calibration import CalibrationError, calibrate, load_rotations, write_calibration
 from pipeline.calibration.phases import Window, parse_window, rest_candidates
+from pipeline.calibration.procedure import report_lines
 from pipeline.calibration.session_input import calibrate_samples
 from pipeline.kinematics.calibration_motion import (
     calibration_motion,
@@ -204,6 +205,10 @@ def test_a_seated_rest_before_the_neutral_pose_is_not_taken_for_it(knee: Chain) 
         assert cal.ok, (seed, cal.problems())
         assert cal.static[0] >= SIT_S + RISE_S - 0.2, (seed, cal.static)
         errors += rotation_error_deg(chain, cal)
+        seated = [w for w in cal.others if w[0][1] <= SIT_S]  # the report says why not those
+        assert seated and all(score < 0.5 for _, score, _ in seated), cal.others
+    lines = report_lines(cal)
+    assert any(line.startswith("  still window ") and "not taken" in line for line in lines)
     assert max(errors) < 20.0 and np.median(errors) <= 3.0, errors
 
 

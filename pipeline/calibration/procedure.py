@@ -120,6 +120,10 @@ def report_lines(cal: Calibration) -> list[str]:
         q = ", ".join(f"{x:+.4f}" for x in s.rotation)
         lines.append(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(
             f"{k} {v:.3g}" for k, v in s.quality.items()))
+    for (t0, t1), score, why in sorted(cal.others):
+        why = why.split("): ")[0] + ")" if "): " in why else why  # the finding, not the advice
+        lines.append(f"  still window {t0:.2f}-{t1:.2f} s not taken (score {score:.2f}"
+                     + (f"; {why}" if why else "") + ")")
     return lines + [f"POOR: {p}" for p in cal.problems()]
 
 

@@ -89,6 +89,9 @@ class Calibration:
     static: tuple[float, float]          # s from the first sample
     functional: tuple[float, float]      # s
     source: str = ""
+    # the other still windows tried for the static pose (found automatically): (t0, t1) s,
+    # score, and why each lost (its first problem, or its lower score)
+    others: list[tuple[tuple[float, float], float, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -335,7 +338,10 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
                for window in candidates]
     # candidates come quietest first: take the quietest whose score is near the best one
     top = max(score for _, score in results)
-    return next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
+    chosen = next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
+    chosen.others = [(cal.static, score, cal.problems()[0] if cal.problems() else "")
+                     for cal, score in results if cal is not chosen]
+    return chosen
 
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
