@@ -109,8 +109,7 @@ def _remounted(args: argparse.Namespace,
     """``data`` remounted and calibrated when ``--remount`` asks for it."""
     if args.remount is None:
         return data, None
-    data, report = remount_and_calibrate(data, args.remount)
-    return data, report
+    return remount_and_calibrate(data, args.remount)
 
 
 def _node_params(pairs: list[str]) -> dict:
