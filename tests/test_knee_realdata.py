@@ -221,3 +221,17 @@ def test_calibration_takes_the_standing_rest_not_the_sitting_one(realdata: Path,
     ours = np.interp(ring["t"], track["time_s"], track["shank_angle_deg"])
     m = ring["t"] >= COMPARE_FROM_S
     assert np.corrcoef(ours[m], ring["angle_deg"][m])[0, 1] >= 0.95
+
+
+def test_sensors_named_the_wrong_way_round_are_reported(realdata: Path, tmp_path: Path) -> None:
+    """knee_tracking1 imported with femur and tibia swapped: the calibration fits the hinge as
+    well, so only the joint centre tells; it reports the naming (measured: residual 3.9 m/s^2
+    against 1.6 the right way round) and exits 3."""
+    folder = realdata / "movella_dot" / "knee_tracking1"
+    session = tmp_path / "swapped.mcap"
+    proc = _imuflow("import", str(folder / "femur.csv"), str(folder / "tibia.csv"), "-o",
+                    str(session), "--name", "femur=shank", "--name", "tibia=thigh")
+    assert proc.returncode == 0, proc.stderr
+    proc = _imuflow("calibrate", str(session), "-o", str(tmp_path / "cal.yaml"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "the sensors look swapped" in proc.stdout, proc.stdout

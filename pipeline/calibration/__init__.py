@@ -1,7 +1,8 @@
 """Sensor-to-segment calibration: phases of a calibration recording, rotations, the file.
 
-May import :mod:`pipeline.kinematics`, :mod:`pipeline.recording`, :mod:`pipeline.runtime`
-(errors) and third-party packages (qmt for the joint-axis estimator); no node, no driver.
+May import :mod:`pipeline.kinematics`, :mod:`pipeline.estimation` (joint-centre accelerations),
+:mod:`pipeline.recording`, :mod:`pipeline.runtime` (errors) and third-party packages (qmt
+for the joint-axis estimator); no node, no driver.
 """
 
 from pipeline.calibration.calibration_file import load_rotations as load_rotations

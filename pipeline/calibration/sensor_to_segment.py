@@ -30,6 +30,7 @@ from pipeline.calibration.phases import (
     motion_window,
     rest_candidates,
 )
+from pipeline.estimation.hinge import to_joint_centre
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qmul, np_qto_matrix
@@ -56,6 +57,10 @@ SCORE_TOLERANCE = 0.05          # static windows scoring within this of the best
 # by gravity (a robot arm's base or wrist joint): such a hinge gives its child static only
 MIN_AXIS_TILT_DEG = 15.0
 SIGN_TIE = 0.02  # in-limits scores this close: the sign pair is ambiguous
+# the two sensors of a single hinge named the wrong way round fit the hinge as well; their
+# accelerations at the joint centre (lever arms from the chain) agree far worse: below this
+# ratio of the swapped naming's residual to the given one's, the naming is reported
+MAX_SWAPPED_RATIO = 0.6
 
 
 @dataclass
@@ -206,7 +211,8 @@ def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
 
 
 def plane_angle(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """(T,) angle (rad) of vectors v (T, 3) in the plane normal to ``axis``, right-handed about it."""
+    """(T,) angle (rad) of vectors v (T, 3) in the plane normal to ``axis``, right-handed
+    about it."""
     e1, e2 = hinge_plane_basis(axis)
     return np.arctan2(v @ e2, v @ e1)
 
@@ -320,7 +326,20 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     names = list(chain.imu_names)
     acc_all = {m: np.asarray(acc[m][:n], dtype=np.float64) for m in names}
     gyr_all = {m: np.asarray(gyr[m][:n], dtype=np.float64) for m in names}
-    stack = np.stack([gyr_all[m] for m in names], axis=1)
+    cal = _calibrate_named(chain, acc_all, gyr_all, rate_hz, static, functional, chain_name,
+                           source)
+    pairs = hinge_pairs(chain)
+    if cal.ok and len(names) == 2 and len(pairs) == 1:
+        _check_swapped(chain, pairs[0], acc_all, gyr_all, rate_hz, static, functional, cal)
+    return cal
+
+
+def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
+                     static: Window | None, functional: Window | None, chain_name: str,
+                     source: str) -> Calibration:
+    """:func:`calibrate` with the sensors as named: the static window (given, or the best of
+    the quiet ones), the axes, the rotations."""
+    stack = np.stack([gyr_all[m] for m in chain.imu_names], axis=1)
     if static is not None:
         candidates = [static]
     else:
@@ -342,6 +361,51 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     chosen.others = [(cal.static, score, cal.problems()[0] if cal.problems() else "")
                      for cal, score in results if cal is not chosen]
     return chosen
+
+
+def joint_centre_residual(chain: Chain, pair: HingePair, acc: dict, gyr: dict,
+                          cal: Calibration, rate_hz: float) -> float:
+    """rms (m/s^2) over the functional motion of the difference between the norms of both
+    sensors' specific forces moved to the hinge's centre (calibrated rotations, lever arms from
+    the chain's IMU positions). The centre is a point of both segments: with each sensor on
+    the segment the chain puts it on, and near its position there, the norms agree."""
+    sites = {name: k for k, name in enumerate(chain.imu_names)}
+    levers = (chain.imu_positions[sites[pair.parent_imu]] - chain.offsets[pair.child_body],
+              chain.imu_positions[sites[pair.child_imu]])
+    window = slice(round(cal.functional[0] * rate_hz), round(cal.functional[1] * rate_hz))
+    norms = []
+    for imu, lever in zip((pair.parent_imu, pair.child_imu), levers, strict=True):
+        r = cal.sensors[imu].matrix
+        a = np.ascontiguousarray(acc[imu][window] @ r.T)
+        g = np.ascontiguousarray(gyr[imu][window] @ r.T)
+        f = np.empty_like(a)
+        to_joint_centre(a, g, np.asarray(lever, dtype=np.float64), np.full(3, np.nan),
+                        1.0 / rate_hz, f)
+        norms.append(np.linalg.norm(f, axis=1))
+    return float(np.sqrt(np.nanmean((norms[0] - norms[1]) ** 2)))
+
+
+def _check_swapped(chain: Chain, pair: HingePair, acc: dict, gyr: dict, rate_hz: float,
+                   static: Window | None, functional: Window | None, cal: Calibration) -> None:
+    """Calibrate again with the two sensors' data swapped; when the joint centre's
+    accelerations agree far better that way, the sensors were named the wrong way round:
+    a problem on ``cal`` (a hinge's angles cannot tell, they fit as well either way)."""
+    a, b = pair.parent_imu, pair.child_imu
+    swapped = _calibrate_named(chain, {a: acc[b], b: acc[a]}, {a: gyr[b], b: gyr[a]}, rate_hz,
+                               static, functional, cal.chain, cal.source)
+    given = joint_centre_residual(chain, pair, acc, gyr, cal, rate_hz)
+    cal.sensors[b].quality["joint_centre_residual_ms2"] = given
+    if not swapped.ok:
+        return
+    other = joint_centre_residual(chain, pair, {a: acc[b], b: acc[a]}, {a: gyr[b], b: gyr[a]},
+                                  swapped, rate_hz)
+    cal.sensors[b].quality["swapped_residual_ms2"] = other
+    if other < MAX_SWAPPED_RATIO * given:
+        cal.sensors[b].problems.append(
+            f"the sensors look swapped: with {a}'s data on {b} and {b}'s on {a} the "
+            f"accelerations at the joint centre agree far better ({other:.1f} against "
+            f"{given:.1f} m/s^2 rms); name them the other way round (imuflow import --name "
+            "OLD=NEW, or the graph's sensors:)")
 
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
