@@ -10,6 +10,9 @@ disk cache does not hide a kernel that a node's setup left out.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numba
@@ -167,3 +170,40 @@ def test_the_observer_graphs_compile_nothing_on_their_data_path(config, write_gr
     status = sup.status
     assert status["fk"]["samples_in"] > 200, status["fk"]
     assert status["observer"].get("jit_compiles", 0) == 0, status["observer"]
+
+
+_PRIOR_ON_FRAMES = """
+from pipeline.estimation.constraint import still_frames
+from pipeline.estimation.constraint_prior import ConstraintPrior, warm_up_prior
+from pipeline.kinematics.chain import load_chain
+from pipeline.runtime.jit_watch import watch
+
+chain = load_chain("configs/chains/arm3.yaml")
+outputs = (("seg1", "up"), ("seg2", "sincos"), ("seg3", "sincos"))
+kind = "constraint-body-vqf-root2s"
+warm_up_prior(ConstraintPrior(chain, ["seg1", "seg3"], 100.0, outputs, kind))
+prior = ConstraintPrior(chain, ["seg1", "seg3"], 100.0, outputs, kind)
+jit = watch()
+prev = jit.enter()
+try:
+    for z in still_frames(2):
+        for _ in range(30 if len(z) == 1 else 1):  # one frame at a time: estimation instants
+            prior.features(z, z)
+finally:
+    jit.leave(prev)
+print("compiles", jit.compiles)
+"""
+
+
+def test_a_prior_from_numbas_cache_compiles_nothing_at_the_estimation_instants(tmp_path):
+    """A worker process loads arm3-sparse's prior kernels from numba's cache; the frames at the
+    heading's estimation instants call two of their parts from Python, which loading the
+    whole-frame kernel does not load. The CI of 2026-12-06 caught 2 compiles on the arm3
+    graph's data path (the warm-up now runs through an estimation instant). Two processes on
+    one fresh cache: the first compiles, the second loads."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", _PRIOR_ON_FRAMES], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split()[-1] == "0", proc.stdout

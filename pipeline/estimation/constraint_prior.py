@@ -112,6 +112,13 @@ def warm_up_prior(prior: ConstraintPrior) -> None:
     warm_up()
     for z in still_frames(prior.n_imu):
         prior.features(z, z)
+        if len(z) == 1 and prior._one_frame is not None:
+            # on through the heading's next estimation instant: its frame calls the compiled
+            # parts from Python, which a kernel loaded from numba's cache has not loaded
+            heading = prior._one_frame.heading
+            while not heading.next_is_event():
+                prior.features(z, z)
+            prior.features(z, z)
 
 
 def prior_features(chain: Chain, imus: list[str], rate_hz: float,
