@@ -30,7 +30,7 @@ from pipeline.calibration.phases import (
     motion_window,
     rest_candidates,
 )
-from pipeline.estimation.hinge import to_joint_centre
+from pipeline.estimation.hinge import joint_levers, to_joint_centre
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
 from pipeline.kinematics.quaternion import np_qmul, np_qto_matrix
@@ -370,8 +370,7 @@ def joint_centre_residual(chain: Chain, pair: HingePair, acc: dict, gyr: dict,
     the chain's IMU positions). The centre is a point of both segments: with each sensor on
     the segment the chain puts it on, and near its position there, the norms agree."""
     sites = {name: k for k, name in enumerate(chain.imu_names)}
-    levers = (chain.imu_positions[sites[pair.parent_imu]] - chain.offsets[pair.child_body],
-              chain.imu_positions[sites[pair.child_imu]])
+    levers = joint_levers(chain, pair.child_body, sites[pair.parent_imu], sites[pair.child_imu])
     window = slice(round(cal.functional[0] * rate_hz), round(cal.functional[1] * rate_hz))
     norms = []
     for imu, lever in zip((pair.parent_imu, pair.child_imu), levers, strict=True):
@@ -379,8 +378,7 @@ def joint_centre_residual(chain: Chain, pair: HingePair, acc: dict, gyr: dict,
         a = np.ascontiguousarray(acc[imu][window] @ r.T)
         g = np.ascontiguousarray(gyr[imu][window] @ r.T)
         f = np.empty_like(a)
-        to_joint_centre(a, g, np.asarray(lever, dtype=np.float64), np.full(3, np.nan),
-                        1.0 / rate_hz, f)
+        to_joint_centre(a, g, lever, np.full(3, np.nan), 1.0 / rate_hz, f)
         norms.append(np.linalg.norm(f, axis=1))
     return float(np.sqrt(np.nanmean((norms[0] - norms[1]) ** 2)))
 

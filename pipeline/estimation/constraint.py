@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.estimation.ball_joint import BallJoint, warm_up_ball_joint
 from pipeline.estimation.heading_fit import warm_up_two_axis
-from pipeline.estimation.hinge import hinge_kernel, to_joint_centre
+from pipeline.estimation.hinge import hinge_kernel, joint_levers, to_joint_centre
 from pipeline.estimation.two_axis import TwoAxisJoint
 from pipeline.estimation.vqf6d import Vqf6DBank
 from pipeline.estimation.vqf_tuning import BODY_WORN, VqfTuning
@@ -205,13 +205,9 @@ class ConstraintEstimator:
         return _Hinge(body, slot, parent_imu, child_imu, geometry, self._levers(body))
 
     def _levers(self, body: int) -> np.ndarray:
-        """(2, 3) m: the centre of ``body``'s joint to its parent's IMU and to its own, each in
-        its segment frame (the chain's IMU positions)."""
+        """(2, 3) m: the centre of ``body``'s joint to its parent's IMU and to its own."""
         parent = int(self.chain.parents[body])
-        sites = self.chain.imu_positions
-        r_parent = sites[self._site_of[parent]] - self.chain.offsets[body]
-        r_child = sites[self._site_of[body]]  # the child's frame sits at the joint
-        return np.stack([r_parent, r_child]).astype(np.float64)
+        return joint_levers(self.chain, body, self._site_of[parent], self._site_of[body])
 
     def _ball(self, body: int, imu_of: dict[int, int]) -> BallJoint:
         """A spherical joint with an IMU on both sides; ValueError naming it otherwise."""

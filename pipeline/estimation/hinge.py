@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
+from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import cross3, qmul4
 
 G = 9.81
@@ -59,6 +60,15 @@ def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp
         quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
             rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
     return theta, started
+
+
+def joint_levers(chain: Chain, body: int, parent_site: int, child_site: int) -> np.ndarray:
+    """(2, 3) m: the centre of ``body``'s joint to its parent's IMU site ``parent_site`` and to
+    its own IMU site ``child_site`` (indices into the chain's IMUs), each in its segment frame
+    (the chain's IMU positions)."""
+    r_parent = chain.imu_positions[parent_site] - chain.offsets[body]
+    r_child = chain.imu_positions[child_site]  # the child's frame sits at the joint
+    return np.stack([r_parent, r_child]).astype(np.float64)
 
 
 @njit(cache=True)

@@ -13,7 +13,6 @@ error, on top of whatever the set already had.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from pipeline.calibration import calibrate
 from pipeline.evaluation.imu_dataset import ImuDataset
+from pipeline.evaluation.joint_errors import rotation_error_deg
 from pipeline.kinematics.calibration_motion import randomly_mounted, simulated_procedure
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.quaternion import np_qto_matrix
@@ -77,7 +77,7 @@ def remount_and_calibrate(data: ImuDataset, seed: int) -> tuple[ImuDataset, Remo
                 f"IMU(s) {static_only} of {data.chain} get only the static part of a "
                 "calibration (no hinge joins them to another IMU-carrying segment), so their "
                 "heading about the vertical stays as mounted: remounting at random cannot be "
-                "undone for this dataset")
+                "undone for this dataset; score it without --remount")
         if not cal.ok:
             poor[s] = cal.problems()
         for k, site in enumerate(mounted.imus):
@@ -86,6 +86,5 @@ def remount_and_calibrate(data: ImuDataset, seed: int) -> tuple[ImuDataset, Remo
             turn = (r_cal @ r_mount.T).astype(np.float32)
             for part in (slice(6 * k, 6 * k + 3), slice(6 * k + 3, 6 * k + 6)):
                 imu[s, :, part] = imu[s, :, part] @ turn.T
-            cos = np.clip((np.trace(r_cal.T @ r_mount) - 1.0) / 2.0, -1.0, 1.0)
-            errors[s, k] = math.degrees(math.acos(cos))
+            errors[s, k] = rotation_error_deg(cal.sensors[site.name].rotation, site.rotation)
     return replace(data, imu=imu), RemountReport(errors, poor)
