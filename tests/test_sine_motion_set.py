@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.kinematics.chain import load_chain
-from tools.sine_motion_set import REPO, generate_sines
+from tests.conftest import REPO
+from tools.sine_motion_set import generate_sines
 
 
 def test_sines_reach_where_keyframes_rarely_go_and_stay_in_the_limits() -> None:

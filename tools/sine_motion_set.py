@@ -12,7 +12,8 @@ frequency, phase and amplitude, with no rests:
 - spherical joints: +-0.8 rad per rotation-vector component.
 
 ``--fast`` doubles the frequencies (joints to 1.2 Hz, the root to 0.5 Hz). Sensor errors and
-segment lengths / IMU sites are the problem's (its ``noise`` and ``chain_for``); seeds from
+the rest of the simulation (segment lengths, IMU sites, residual mounting errors, timing
+jitter, dropped samples) are the problem's, as its held-out set has them; seeds from
 3,000,000. Example::
 
     python tools/sine_motion_set.py --problem arm3-sparse --sequences 32 --out SINES.npz
@@ -25,20 +26,19 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.evaluation.imu_dataset import ImuDataset
-from pipeline.kinematics.chain import Chain, JointType, load_chain
-from pipeline.kinematics.imu_synth import SimSettings, simulate
+from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.motion import Channel, Motion
+from tools.training.data import generate
 from tools.training.problem import get_problem
 
-REPO = Path(__file__).resolve().parents[1]
 SEED0 = 3_000_000
 KNOT_S = 0.02  # s between the channels' knots (the sines sampled densely)
 
@@ -84,24 +84,13 @@ def sine_motion(chain: Chain, seed: int, duration_s: float, fast: bool = False) 
 
 def generate_sines(problem_name: str, sequences: int, duration_s: float, fast: bool,
                    rate_hz: float = 100.0, progress: bool = True) -> ImuDataset:
-    """The set (module docstring) as an ImuDataset."""
-    problem = get_problem(problem_name)
-    chain = load_chain(REPO / problem.chain)
-    cols = [chain.imu_names.index(n) for n in problem.imus]
-    seeds = list(range(SEED0, SEED0 + sequences))
-    imus, q_rels = [], []
-    for seed in tqdm(seeds, desc=f"sines {problem.name}", unit="seq", disable=not progress):
-        seq_chain = problem.chain_for(chain, seed)
-        rec = simulate(seq_chain, duration_s, rate_hz, seed, problem.noise(True), SimSettings(),
-                       motion=sine_motion(seq_chain, seed, duration_s, fast))
-        x = np.concatenate([rec.acc[:, cols], rec.gyr[:, cols]], axis=2)
-        imus.append(x.reshape(len(x), -1).astype(np.float32))
-        q_rels.append(rec.q_rel.astype(np.float32))
-    settings = dict(problem.describe(), motion="sums of sines (tools/sine_motion_set.py)",
-                    fast=fast, duration_s=duration_s)
-    return ImuDataset(imu=np.stack(imus), q_rel=np.stack(q_rels), rate_hz=rate_hz,
-                      chain=problem.chain, imus=problem.imus, bodies=chain.body_names,
-                      seeds=np.asarray(seeds, np.int64), settings=settings)
+    """The set (module docstring) as an ImuDataset: ``tools/training/data.generate`` with the
+    sines as every sequence's motion."""
+    data = generate(get_problem(problem_name), list(range(SEED0, SEED0 + sequences)),
+                    duration_s, rate_hz, progress=progress,
+                    motion=lambda chain, seed, d: sine_motion(chain, seed, d, fast))
+    return replace(data, settings=dict(data.settings, fast=fast,
+                                       motion="sums of sines (tools/sine_motion_set.py)"))
 
 
 def main(argv: list[str] | None = None) -> int:

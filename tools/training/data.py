@@ -18,6 +18,7 @@ from pipeline.evaluation.imu_dataset import ImuDataset, load_dataset
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.gait import heel_strike_shocks
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate
+from pipeline.kinematics.motion import Motion
 from tools.training.problem import Problem
 
 log = logging.getLogger("imuflow.training.data")
@@ -32,11 +33,14 @@ SEEDS = {"train": 0, "val": 500_000, "heldout": 1_000_000, "stress": 2_000_000}
 def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
              rate_hz: float = 100.0, noisy: bool = True, progress: bool = True,
              stress: bool = False, vary: Callable[[SimSettings], SimSettings] | None = None,
-             noise: ImuNoise | None = None) -> ImuDataset:
+             noise: ImuNoise | None = None,
+             motion: Callable[[Chain, int, float], Motion] | None = None) -> ImuDataset:
     """Simulate one sequence per seed: IMU input (S, T, n_imu*6) float32 SI and true q_rel.
 
     ``stress``: the problem's stress settings and sensor errors (beyond training's). ``vary``
-    changes each sequence's settings, ``noise`` replaces the sensor errors (tools/stress_axes.py).
+    changes each sequence's settings, ``noise`` replaces the sensor errors (tools/stress_axes.py),
+    ``motion`` (sequence chain, seed, duration s) replaces the problem's keyframe or gait
+    motion (tools/sine_motion_set.py).
     """
     if noise is None:
         noise = problem.stress_noise() if stress and noisy else problem.noise(noisy)
@@ -47,8 +51,10 @@ def generate(problem: Problem, seeds: list[int] | np.ndarray, duration_s: float,
         settings = (problem.stress_settings if stress else problem.sim_settings)(int(seed))
         settings = vary(settings) if vary is not None else settings
         seq_chain = problem.chain_for(chain, int(seed))
-        gait = problem.gait_for(seq_chain, int(seed), duration_s)
-        rec = simulate(seq_chain, duration_s, rate_hz, int(seed), noise, settings, motion=gait)
+        gait = None if motion is not None else problem.gait_for(seq_chain, int(seed), duration_s)
+        trajectory = motion(seq_chain, int(seed), duration_s) if motion is not None else gait
+        rec = simulate(seq_chain, duration_s, rate_hz, int(seed), noise, settings,
+                       motion=trajectory)
         acc, gyr = rec.acc, rec.gyr
         if gait is not None:  # the heel strikes' shocks on the sensors
             shock_acc, shock_gyr = heel_strike_shocks(rec.t, gait, rec.imu_rotations,
