@@ -102,7 +102,8 @@ class BallJoint:
         self.delta, self._used = _heading_kernel(q_parent, q_body, f, self.delta, self.offset,
                                                  self._gain, self._used, self._agree,
                                                  self._min_horizontal, out)
-        self._keep(q_parent, q_body, acc, gyr)
+        if self._gain > 0:  # only a reset after motion replays them, and that needs the pull
+            self._keep(q_parent, q_body, acc, gyr)
         return out
 
     def _keep(self, q_parent: np.ndarray, q_body: np.ndarray,

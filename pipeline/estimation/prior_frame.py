@@ -55,19 +55,21 @@ class PairPriorFrame:
                                         joint.ax_m, joint.rot_d, joint.ax_d])
         # an estimation instant's orientations, between the kernel's two parts
         self._quat, self._root_quat = np.empty((len(rows), 1, 4)), np.empty((1, 1, 4))
+        # the state arrays the kernels advance in place (allocated once by their owners)
+        h = self.heading
+        self._filters = (bank.states, bank.coeffs, bank.sensors, self.root.states,
+                         self.root.coeffs, self.root.sensors, h.win_ring, h.norm_ring, h.counts,
+                         self.ints)
 
     def frame(self, acc: np.ndarray, gyr: np.ndarray, out: np.ndarray) -> None:
         """The encoded prior (1, width) float32 into ``out`` from one frame (1, n_imu, 3) of acc
         m/s^2 and gyr rad/s."""
         h = self.heading
-        filters = (self.bank.states, self.bank.coeffs, self.bank.sensors, self.root.states,
-                   self.root.coeffs, self.root.sensors, h.win_ring, h.norm_ring, h.counts,
-                   self.ints)
         if not h.next_is_event():
-            pair_prior_frame(*filters, self.geometry, h.value, acc, gyr, *self.plan, out)
+            pair_prior_frame(*self._filters, self.geometry, h.value, acc, gyr, *self.plan, out)
             return
         quat, root = self._quat, self._root_quat
-        pair_prior_take(*filters, acc, gyr, quat, root)
+        pair_prior_take(*self._filters, acc, gyr, quat, root)
         h.estimate_now(quat[self.ints[R1], 0], quat[self.ints[R2], 0])
         pair_prior_finish(quat, root, self.ints, self.geometry, h.value, *self.plan, out)
 
