@@ -46,7 +46,8 @@ KNOT_S = 0.02  # s between the channels' knots (the sines sampled densely)
 def sines(rng: np.random.Generator, duration_s: float, amplitude: float, f_lo: float,
           f_hi: float, centre: float = 0.0) -> Channel:
     """centre + three sines of random frequency (f_lo..f_hi Hz), phase and share of
-    ``amplitude`` (the sum stays within +-amplitude)."""
+    ``amplitude`` (the sum stays within +-amplitude), in the coordinate's unit (m or rad),
+    as a channel with knots every KNOT_S s."""
     t = np.arange(0.0, duration_s + 1.0, KNOT_S)
     f, phase = rng.uniform(f_lo, f_hi, 3), rng.uniform(0.0, 2.0 * math.pi, 3)
     share = rng.dirichlet(np.ones(3)) * amplitude
