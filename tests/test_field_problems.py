@@ -74,3 +74,20 @@ def test_knee_walk_sequences_walk_and_carry_heel_strike_shocks() -> None:
     assert len(peaks) >= 8
     assert "gait" in problem.describe()
     assert "gait" not in get_problem("knee-field").describe()
+
+
+def test_sensor_bandwidth_is_drawn_per_sequence_only_where_the_problem_asks() -> None:
+    """arm3-band: 70 % of the sequences low-pass their sensors at 8-40 Hz, and the data
+    differs from arm3-wide's only there; problems without it keep ideal bandwidth."""
+    band, wide = get_problem("arm3-band"), get_problem("arm3-wide")
+    cutoffs = np.array([band.sim_settings(s).bandwidth_hz for s in range(400)])
+    filtered = np.isfinite(cutoffs)
+    assert 0.63 < filtered.mean() < 0.77
+    assert cutoffs[filtered].min() >= 8.0 and cutoffs[filtered].max() <= 40.0
+    assert all(np.isinf(wide.sim_settings(s).bandwidth_hz) for s in range(50))
+    seeds = [int(np.flatnonzero(filtered)[0]), int(np.flatnonzero(~filtered)[0])]
+    a, b = generate(band, seeds, 5.0, progress=False), generate(wide, seeds, 5.0, progress=False)
+    assert not np.allclose(a.imu[0], b.imu[0], atol=1e-3)
+    np.testing.assert_array_equal(a.imu[1], b.imu[1])
+    np.testing.assert_array_equal(a.q_rel, b.q_rel)
+    assert a.settings["sensor_bandwidth"]["cutoff_hz"] == [8.0, 40.0]

@@ -195,6 +195,53 @@ def test_blocks_continue_one_recording() -> None:
     np.testing.assert_array_equal(np.concatenate([first.t, second.t]), one.t)
 
 
+class KneeStartsTurning:
+    """Thigh upright and still; the knee still until 1 s, then turning at ``rate_rad_s``."""
+
+    def __init__(self, rate_rad_s: float) -> None:
+        self.rate = rate_rad_s
+
+    def q(self, t: np.ndarray) -> np.ndarray:
+        q = np.zeros((len(t), 8))
+        q[:, 3] = 1.0
+        q[:, 7] = self.rate * np.maximum(t - 1.0, 0.0)
+        return q
+
+
+def _shank_gyr_y(knee, bandwidth_hz: float, blocks: tuple[int, ...] = (300,)) -> np.ndarray:
+    sim = ImuSimulator(knee, 100.0, seed=1, noise=ImuNoise.none(), duration_s=4.0,
+                       settings=replace(EXACT, bandwidth_hz=bandwidth_hz),
+                       motion=KneeStartsTurning(2.0))
+    return np.concatenate([sim.next_block(n).gyr[:, 1, 1] for n in blocks])
+
+
+def test_sensor_bandwidth_delays_fast_changes_and_keeps_slow_ones(knee) -> None:
+    """A sensor's internal low-pass (2nd-order Butterworth): the step of the knee's rate comes
+    later the lower the cutoff; at rest and once settled the reading is the true one (no
+    start-up transient, gain 1); blocks continue the filter's state."""
+    ideal = _shank_gyr_y(knee, math.inf)
+    t = np.arange(300) / 100.0
+
+    def half_way(g: np.ndarray) -> float:  # the rate steps from 0 to 2 rad/s at 1 s
+        k = int(np.argmax(g > 1.0))
+        return float(t[k - 1] + (1.0 - g[k - 1]) / (g[k] - g[k - 1]) * (t[k] - t[k - 1]))
+
+    delays = {}
+    for cutoff in (8.0, 25.0):
+        g = _shank_gyr_y(knee, cutoff)
+        np.testing.assert_allclose(g[t < 1.0], ideal[t < 1.0], atol=1e-9)
+        np.testing.assert_allclose(g[t > 1.8], ideal[t > 1.8], atol=1e-3)
+        delays[cutoff] = half_way(g) - half_way(ideal)
+        np.testing.assert_array_equal(_shank_gyr_y(knee, cutoff, (120, 5, 175)), g)
+    # the filter's group delay at low frequencies: sqrt(2) / (2 pi cutoff), 9 and 28 ms
+    assert 0.004 < delays[25.0] < 0.015 and 0.015 < delays[8.0] < 0.045, delays
+
+
+def test_sensor_bandwidth_above_nyquist_is_refused(knee) -> None:
+    with pytest.raises(ValueError, match="Nyquist"):
+        ImuSimulator(knee, 100.0, seed=1, settings=SimSettings(bandwidth_hz=60.0))
+
+
 def test_random_mounting_rotation_is_reported_and_consistent(knee) -> None:
     root = np_qfrom_axis_angle(np.array([0.0, 1.0, 0.0]), 0.3)
     rec = simulate(knee, 0.5, 100.0, seed=11, noise=ImuNoise.none(),

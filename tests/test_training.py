@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.evaluation.model_card import load_card
 from tools.training.data import SEEDS, encode_targets, generate
 from tools.training.export import export_onnx, export_run, load_checkpoint
-from tools.training.network import Observer
+from tools.training.network import Observer, state_from_onnx
 from tools.training.problem import get_problem
 from tools.training.trainer import TrainConfig, Trainer
 
@@ -191,6 +191,41 @@ def test_onnx_matches_torch_stepping_and_block(cell: tuple[int, int], tmp_path: 
         ys.append(y)
     assert np.abs(np.concatenate(ys, 1) - y_ref.numpy()).max() < 1e-5
     assert np.abs(h - h_ref.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("prior_at", [-1, 4])
+def test_weights_read_back_from_onnx_give_the_same_network(prior_at: int, tmp_path: Path) -> None:
+    """``--init-from MODEL.onnx``: the exported initializers (ONNX gate order z, r, h) are put
+    back into PyTorch's layout (r, z, n), normalisation included; the network is the same."""
+    torch.manual_seed(5)
+    model = Observer(12, 4, 16, 2, torch.randn(12), torch.rand(12) + 0.5, prior_at=prior_at)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # the hybrid's head starts at zero otherwise
+    model.eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path)
+    config, state = state_from_onnx(path)
+    assert config == model.config()
+    back = Observer(**config)
+    back.load_state_dict(state)
+    x = torch.from_numpy((np.random.default_rng(2).normal(size=(2, 40, 12)) * 3).astype(np.float32))
+    with torch.no_grad():
+        (y0, h0), (y1, h1) = model(x, model.initial_state(2)), back(x, back.initial_state(2))
+    assert (y0 - y1).abs().max() < 1e-5 and (h0 - h1).abs().max() < 1e-5
+
+
+def test_a_run_starts_from_an_exported_model(tiny_run: tuple[Path, TrainConfig, Trainer],
+                                              tmp_path: Path) -> None:
+    """Fine-tuning a shipped model: a run with ``init_from`` an .onnx file starts from its
+    weights, and a model of another size is refused with the fix."""
+    run, cfg, trainer = tiny_run
+    path = tmp_path / "tiny.onnx"
+    export_onnx(trainer.model.eval(), path)
+    tuned = Trainer(replace(cfg, init_from=str(path), epochs=0), tmp_path / "tuned")
+    _assert_same_tensors(tuned.model.state_dict(), state_from_onnx(path)[1], "weights")
+    with pytest.raises(ValueError, match="give the same --hidden"):
+        Trainer(replace(cfg, init_from=str(path), hidden=12), tmp_path / "other")
 
 
 def test_checkpoint_holds_the_trained_model(tiny_run: tuple[Path, TrainConfig, Trainer]) -> None:

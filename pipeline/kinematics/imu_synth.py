@@ -4,9 +4,11 @@ Accelerometer: specific force ``acc = R^T (a_site - g)`` with ``g = (0, 0, -9.81
 the earth frame (z up), so a sensor at rest reads +9.81 m/s^2 on its upward axis.
 Gyroscope: angular rate of the sensor frame, in the sensor frame, rad/s.
 Both come from central differences with step ``fd_step_s`` (default 0.1 ms) of the C2-smooth
-trajectory of ``pipeline.kinematics.motion`` around each sample time (error well below 1e-4 m/s^2),
-then per-recording sensor errors are added: scale, constant bias, bias random walk,
-white noise, saturation.
+trajectory of ``pipeline.kinematics.motion`` around each sample time (error well below 1e-4 m/s^2).
+A sensor's internal low-pass filter (``SimSettings.bandwidth_hz``; real IMUs run a digital
+low-pass of 5-50 Hz before their output, which delays fast motion by several ms) then filters
+both, causally, and per-recording sensor errors are added: scale, constant bias, bias random
+walk, white noise, saturation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 from numba import njit
+from scipy import signal
 
 from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.fk import Kinematics
@@ -78,6 +81,8 @@ class SimSettings:
     fd_step_s: float = 1e-4              # central-difference step for acc and gyr
     gravity_ms2: float = GRAVITY_MS2
     time_jitter_s: float = 0.0           # +- sampling-time error of each sample (uniform), s
+    bandwidth_hz: float = math.inf       # cutoff of the sensors' internal low-pass (2nd-order
+                                         # Butterworth, causal) on acc and gyr, Hz; inf: none
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,32 @@ def sensor_signals_into(spos: np.ndarray, squat: np.ndarray, n: int, h: float, g
             gyr[k, j, 2] = dz * scale * inv_2h
 
 
+class SensorBandwidth:
+    """The sensors' internal low-pass: a causal 2nd-order Butterworth at ``cutoff_hz`` on each
+    acc and gyr channel (m/s^2, rad/s), its state carried from block to block and started
+    at rest on the first sample (no start-up transient). ``inf`` passes the signals through."""
+
+    def __init__(self, cutoff_hz: float, rate_hz: float) -> None:
+        self.sos = None
+        if math.isfinite(cutoff_hz):
+            if not 0.0 < cutoff_hz < 0.5 * rate_hz:
+                raise ValueError(f"bandwidth_hz {cutoff_hz} must lie between 0 and the Nyquist "
+                                 f"frequency {0.5 * rate_hz:g} Hz of {rate_hz:g} Hz")
+            self.sos = signal.butter(2, cutoff_hz, fs=rate_hz, output="sos")
+        self._zi: np.ndarray | None = None
+
+    def filter(self, acc: np.ndarray, gyr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """acc, gyr (n, m, 3) filtered (new arrays), or the same arrays without a cutoff."""
+        if self.sos is None or not len(acc):
+            return acc, gyr
+        x = np.concatenate([acc, gyr], axis=1).reshape(len(acc), -1)  # (n, 2m*3)
+        if self._zi is None:
+            self._zi = signal.sosfilt_zi(self.sos)[:, :, None] * x[0]
+        y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
+        y = y.reshape(acc.shape[0], 2 * acc.shape[1], 3)
+        return y[:, :acc.shape[1]], y[:, acc.shape[1]:]
+
+
 class ImuSimulator:
     """Stateful simulator producing consecutive blocks of one continuous recording.
 
@@ -184,6 +215,7 @@ class ImuSimulator:
             raise ValueError(f"rate_hz must be positive, got {rate_hz}")
         rng = np.random.default_rng(seed)
         r_motion, r_place, r_bias, self._rng = rng.spawn(4)
+        self._bandwidth = SensorBandwidth(settings.bandwidth_hz, rate_hz)
         self.chain, self.rate_hz, self.noise, self.settings = chain, float(rate_hz), noise, settings
         self.motion = motion if motion is not None else generate_motion(
             chain, duration_s, r_motion, settings.motion)
@@ -223,6 +255,7 @@ class ImuSimulator:
         s0, q0 = spos[n:2 * n], squat[n:2 * n]
         acc_true, gyr_true = np.empty_like(s0), np.empty_like(s0)
         sensor_signals_into(spos, squat, n, h, self.settings.gravity_ms2, acc_true, gyr_true)
+        acc_true, gyr_true = self._bandwidth.filter(acc_true, gyr_true)
         nz = self.noise
         acc, self._acc_walk = self._errors(acc_true, self.acc_scale, self.acc_bias, self._acc_walk,
                                            nz.acc_bias_walk, nz.acc_noise_density, nz.acc_range)
@@ -249,4 +282,5 @@ def simulate(chain: Chain, duration_s: float, rate_hz: float, seed: int,
     return sim.next_block(n)
 
 
-__all__ = ["ImuNoise", "ImuSimulator", "SimRecording", "SimSettings", "Trajectory", "simulate"]
+__all__ = ["ImuNoise", "ImuSimulator", "SensorBandwidth", "SimRecording", "SimSettings",
+           "Trajectory", "simulate"]

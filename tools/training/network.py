@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,3 +53,31 @@ class Observer(nn.Module):
         """Constructor arguments (without the normalisation buffers) for checkpoints."""
         return {"n_features": self.n_features, "n_outputs": self.n_outputs,
                 "hidden": self.hidden, "layers": self.layers, "prior_at": self.prior_at}
+
+
+def _torch_gates(w: np.ndarray) -> np.ndarray:
+    """ONNX GRU gate blocks (z, r, h) along axis 0 in PyTorch's order (r, z, n)."""
+    z, r, h = np.split(w, 3, axis=0)
+    return np.concatenate([r, z, h], axis=0)
+
+
+def state_from_onnx(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The constructor arguments and state dict of the :class:`Observer` exported to ``path``
+    (a shipped model), read from the ONNX initializers as the compiled kernel reads them."""
+    from nodes.observer.gru_step import read_gru_weights
+
+    w = read_gru_weights(path)
+    n_features = w.w_embed.shape[0]
+    config = {"n_features": n_features, "n_outputs": w.n_outputs, "hidden": w.hidden,
+              "layers": w.layers, "prior_at": w.prior_at}
+    state = {"in_mean": w.mean, "in_std": w.std,
+             "embed.0.weight": w.w_embed.T, "embed.0.bias": w.b_embed,
+             "head.0.weight": w.w_head1.T, "head.0.bias": w.b_head1,
+             "head.2.weight": w.w_head2.T, "head.2.bias": w.b_head2}
+    for k in range(w.layers):
+        state[f"gru.weight_ih_l{k}"] = _torch_gates(w.w_in[k].T)
+        state[f"gru.weight_hh_l{k}"] = _torch_gates(w.w_hid[k].T)
+        state[f"gru.bias_ih_l{k}"] = _torch_gates(w.b_in[k])
+        state[f"gru.bias_hh_l{k}"] = _torch_gates(w.b_hid[k])
+    return config, {k: torch.from_numpy(np.ascontiguousarray(v, np.float32))
+                    for k, v in state.items()}

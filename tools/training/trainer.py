@@ -18,7 +18,7 @@ from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.kinematics.chain import load_chain
 from tools.training.data import REPO, cached, encode_targets
 from tools.training.losses import output_errors, scaled_loss
-from tools.training.network import Observer
+from tools.training.network import Observer, state_from_onnx
 from tools.training.problem import Problem, get_problem, with_root_encoding
 
 log = logging.getLogger("imuflow.training.trainer")
@@ -136,11 +136,16 @@ class Trainer:
         tmp.replace(path)
 
     def _init_weights(self, path: Path) -> None:
-        """Start from the model weights of another run's checkpoint (fine-tuning)."""
+        """Start from the model weights of another run's checkpoint or of an exported ONNX
+        model (fine-tuning)."""
         if not path.is_file():
             raise FileNotFoundError(f"--init-from {path}: no such checkpoint; give a run's "
-                                    "best.pt or checkpoint.pt")
-        ck = torch.load(path, weights_only=False)
+                                    "best.pt or checkpoint.pt, or a model's .onnx")
+        if path.suffix == ".onnx":
+            config, state = state_from_onnx(path)
+            ck = {"model_config": config, "model": state, "epoch": -1}
+        else:
+            ck = torch.load(path, weights_only=False)
         if ck["model_config"] != self.model.config():
             raise ValueError(f"--init-from {path}: its network {ck['model_config']} differs from "
                              f"this run's {self.model.config()}; give the same --hidden, --layers "
