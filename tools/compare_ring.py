@@ -6,8 +6,8 @@ dependency: this script's RING part runs in a separate virtual environment, and 
 imuflow imports this file. Two stages, one command for both::
 
     python3.11 -m venv /tmp/ringenv
-    /tmp/ringenv/bin/pip install imt-ring==1.7.1 jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17 \\
-        pyzmq numba==0.68.1
+    /tmp/ringenv/bin/pip install imt-ring==1.7.1 jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17
+    /tmp/ringenv/bin/pip install -e .      # imuflow's dependencies, for the script's imports
     python tools/train_observer.py heldout --problem arm3-sparse --sequences 32 \\
         --duration-s 60 --out HO.npz                     # in the repository's .venv
     taskset -c 1 nice -n 10 /tmp/ringenv/bin/python tools/compare_ring.py run HO.npz \\

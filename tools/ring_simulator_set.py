@@ -13,8 +13,8 @@ RING is not an imuflow dependency: this script runs in a separate virtual enviro
 (``pipeline/evaluation/imu_dataset.py``; written here with numpy alone)::
 
     python3.11 -m venv /tmp/ringenv
-    /tmp/ringenv/bin/pip install imt-ring==1.7.1 jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17 \\
-        pyzmq numba==0.68.1
+    /tmp/ringenv/bin/pip install imt-ring==1.7.1 jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17
+    /tmp/ringenv/bin/pip install -e .      # for tools/compare_ring.py in the same venv
     /tmp/ringenv/bin/python tools/ring_simulator_set.py --chain configs/chains/arm3.yaml \\
         --imus seg1 seg3 --sequences 32 --out RINGSIM.npz
     imuflow eval models/arm3-sparse.onnx RINGSIM.npz          # in the repository's .venv
