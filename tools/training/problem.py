@@ -227,6 +227,13 @@ PROBLEMS: dict[str, Problem] = {
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(5.0),
         root_tilt_rad=math.pi, speed_max=1.3, segment_scale=(0.8, 1.25), imu_lateral_m=0.03,
         time_jitter_s=0.002, drop_prob=0.005, gait_prob=0.4),
+    # knee-walk where the sensors low-pass their signals, as arm3-band
+    "knee-band": Problem(
+        name="knee-band", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
+        outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(5.0),
+        root_tilt_rad=math.pi, speed_max=1.3, segment_scale=(0.8, 1.25), imu_lateral_m=0.03,
+        time_jitter_s=0.002, drop_prob=0.005, gait_prob=0.4, bandwidth_hz=(8.0, 40.0),
+        bandwidth_share=0.7),
     "knee": Problem(
         name="knee", chain="configs/chains/knee.yaml", imus=("thigh", "shank"),
         outputs=(("shank", "sincos"),), mount_rotation_max_rad=math.radians(30.0)),
