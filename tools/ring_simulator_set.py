@@ -63,8 +63,9 @@ def _fmt(v) -> str:
 
 
 def chain_xml(chain_path: Path, imus: list[str], dt: float) -> tuple[str, dict]:
-    """RING's XML for the chain file's bodies and the IMU sites ``imus``; also the hinges'
-    signs and limits by body name (a hinge about -y is RING's ``ry`` with the angle negated)."""
+    """RING's XML for the chain file's bodies and the IMU sites ``imus``; also, by body name,
+    each hinge's RING joint type and its limits in RING's angle (rad; a hinge about -y is
+    RING's ``ry`` with the angle negated)."""
     doc = yaml.safe_load(chain_path.read_text())
     bodies = doc["bodies"]
     sites = {s["name"]: s for s in doc.get("imus", [])}
@@ -207,11 +208,11 @@ def generate(chain_path: Path, imus: list[str], n: int, duration_s: float, rate_
                            "motion configurations (--configs)")
     xml, hinges = chain_xml(chain_path, imus, 1.0 / rate_hz)
     sys_ = ring.System.create(xml)
-    bodies = [b["name"] for b in yaml.safe_load(chain_path.read_text())["bodies"]]
+    chain_bodies = yaml.safe_load(chain_path.read_text())["bodies"]
+    bodies = [b["name"] for b in chain_bodies]
     idx = [sys_.name_to_idx(b) for b in bodies]
-    parents = [bodies.index(p) if p is not None else -1
-               for p in (b.get("parent") for b in
-                         yaml.safe_load(chain_path.read_text())["bodies"])]
+    parents = [-1 if b.get("parent") is None else bodies.index(b["parent"])
+               for b in chain_bodies]
     imu_kwargs = {**finalize_fns._default_imu_kwargs, "noisy": noisy, **(imu_options or {})}
 
     def finalize(key, q, x, sys_x):
@@ -235,7 +236,8 @@ def generate(chain_path: Path, imus: list[str], n: int, duration_s: float, rate_
                       for _, y in data])
     settings = {"simulator": "ring.RCMG", "imt_ring": ring.__version__ if hasattr(
         ring, "__version__") else _version("imt-ring"), "configs": config_names,
-        "config_of_sequence": [config_names[i * len(config_names) // n] for i in range(n)],
+        # one RCMG call makes one sequence per configuration, in their order
+        "config_of_sequence": [config_names[i % len(config_names)] for i in range(n)],
         "seed": seed, "noisy": noisy, "imu_kwargs": {k: v for k, v in imu_kwargs.items()},
         "hinges": hinges, "xml": xml}
     return {"imu": imu.astype(np.float32), "q_rel": q_rel.astype(np.float32),
