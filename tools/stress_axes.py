@@ -70,6 +70,9 @@ AXES: dict[str, tuple[str, Vary | None, ImuNoise | None]] = {
                      _noise(gyr_bias_max=2.0, acc_bias_max=2.0)),
     "noise x2": ("white noise 2x on both sensors", None,
                  _noise(acc_noise_density=2.0, gyr_noise_density=2.0)),
+    "sensor low-pass 15 Hz": ("both sensors low-pass acc and gyr at 15 Hz (2nd-order "
+                              "Butterworth, causal; about 15 ms of delay)",
+                              lambda s: dataclasses.replace(s, bandwidth_hz=15.0), None),
     "mounting 10 deg": ("residual sensor-to-segment rotation up to 10 deg",
                         lambda s: dataclasses.replace(s, mount_rotation_max_rad=max(
                             s.mount_rotation_max_rad, math.radians(10.0))), None),
