@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.rate_hz, args.configs, args.seed, noisy=not args.check,
                           imu_options=imu_options)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, **arrays)
+        np.savez_compressed(args.out, **arrays)
         print(f"wrote {args.out}: {args.sequences} x {args.duration_s:g} s at "
               f"{args.rate_hz:g} Hz in {time.monotonic() - t0:.0f} s", file=sys.stderr)
         if args.check:
