@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from pipeline.kinematics.chain import load_chain
 from tests.conftest import REPO
 from tools.ring_simulator_set import RingSetError, chain_xml, q_rel_from_rot
 
@@ -25,7 +26,7 @@ def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_arm3_becomes_a_free_root_and_two_hinges_with_its_imus() -> None:
-    xml, hinges = chain_xml(CHAINS / "arm3.yaml", ["seg1", "seg3"], 0.01)
+    xml, hinges = chain_xml(load_chain(CHAINS / "arm3.yaml"), ["seg1", "seg3"], 0.01)
     bodies = {b.get("name"): b for b in ET.fromstring(xml).iter("body")}
     assert [bodies[n].get("joint") for n in ("seg1", "seg2", "seg3")] == ["free", "ry", "rz"]
     assert bodies["seg2"].get("pos") == "0.2 0 0"
@@ -36,9 +37,9 @@ def test_arm3_becomes_a_free_root_and_two_hinges_with_its_imus() -> None:
 
 def test_chains_ring_cannot_simulate_are_refused_with_the_field() -> None:
     with pytest.raises(RingSetError, match="joint.type"):
-        chain_xml(CHAINS / "lower_body.yaml", ["pelvis"], 0.01)
+        chain_xml(load_chain(CHAINS / "lower_body.yaml"), ["pelvis"], 0.01)
     with pytest.raises(RingSetError, match="no IMU site 'wrist'"):
-        chain_xml(CHAINS / "arm3.yaml", ["seg1", "wrist"], 0.01)
+        chain_xml(load_chain(CHAINS / "arm3.yaml"), ["seg1", "wrist"], 0.01)
 
 
 def test_truth_is_imuflows_body_to_parent_from_rings_earth_to_link_rotations() -> None:
@@ -50,6 +51,6 @@ def test_truth_is_imuflows_body_to_parent_from_rings_earth_to_link_rotations() -
     ring_root = root * np.array([1, -1, -1, -1])             # earth to body
     ring_joint = _axis_angle((0, 1, 0), -math.radians(50))   # RING's joint rotation
     ring_child = _qmul(ring_joint, ring_root)                # RING's transform_mul order
-    q_rel = q_rel_from_rot(np.stack([ring_root, ring_child])[None], [-1, 0])
+    q_rel = q_rel_from_rot(np.stack([ring_root, ring_child])[None], np.array([-1, 0]))
     np.testing.assert_allclose(q_rel[0, 0], root, atol=1e-12)
     np.testing.assert_allclose(q_rel[0, 1], hinge, atol=1e-12)

@@ -1,6 +1,6 @@
 """Sequence datasets of IMU input with ground truth: the npz file used by training and ``imuflow eval``.
 
-File format (``numpy.savez``; one file holds S sequences of T samples each)::
+File format (``numpy.savez`` or ``savez_compressed``; S sequences of T samples each)::
 
     imu       (S, T, n_imu*6) float32   per IMU acc_x acc_y acc_z (m/s^2) gyr_x gyr_y gyr_z
                                          (rad/s), sensor frame, IMUs in ``imus`` order
@@ -76,16 +76,18 @@ class ImuDataset:
         return replace(self, imu=imu.astype(np.float32), q_rel=q.astype(np.float32),
                        rate_hz=float(rate_hz))
 
-    def save(self, path: str | Path) -> None:
-        """Write the dataset as an (uncompressed) npz file."""
+    def save(self, path: str | Path, compressed: bool = False) -> None:
+        """Write the dataset as an npz file (compressed: smaller, slower to read; for files
+        kept in the repository)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, imu=self.imu.astype(np.float32), q_rel=self.q_rel.astype(np.float32),
-                 rate_hz=np.float64(self.rate_hz), chain=np.str_(self.chain),
-                 imus=np.array(self.imus, dtype=str), bodies=np.array(self.bodies, dtype=str),
-                 seeds=np.asarray(self.seeds, dtype=np.int64),
-                 settings=np.str_(json.dumps(self.settings)))
+        write = np.savez_compressed if compressed else np.savez
+        write(tmp, imu=self.imu.astype(np.float32), q_rel=self.q_rel.astype(np.float32),
+              rate_hz=np.float64(self.rate_hz), chain=np.str_(self.chain),
+              imus=np.array(self.imus, dtype=str), bodies=np.array(self.bodies, dtype=str),
+              seeds=np.asarray(self.seeds, dtype=np.int64),
+              settings=np.str_(json.dumps(self.settings)))
         tmp.replace(path)
         log.info("wrote %s: %d sequences x %.1f s", path, self.n_sequences, self.duration_s)
 
