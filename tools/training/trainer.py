@@ -143,7 +143,7 @@ class Trainer:
                                     "best.pt or checkpoint.pt, or a model's .onnx")
         if path.suffix == ".onnx":
             config, state = state_from_onnx(path)
-            ck = {"model_config": config, "model": state, "epoch": -1}
+            ck = {"model_config": config, "model": state, "epoch": "exported"}
         else:
             ck = torch.load(path, weights_only=False)
         if ck["model_config"] != self.model.config():
@@ -151,7 +151,7 @@ class Trainer:
                              f"this run's {self.model.config()}; give the same --hidden, --layers "
                              "and --prior")
         self.model.load_state_dict(ck["model"])
-        log.info("initial weights from %s (epoch %d)", path, ck["epoch"])
+        log.info("initial weights from %s (epoch %s)", path, ck["epoch"])
 
     def _load(self, path: Path) -> None:
         """Restore a run saved by ``_save``."""
