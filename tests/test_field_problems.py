@@ -91,3 +91,22 @@ def test_sensor_bandwidth_is_drawn_per_sequence_only_where_the_problem_asks() ->
     np.testing.assert_array_equal(a.imu[1], b.imu[1])
     np.testing.assert_array_equal(a.q_rel, b.q_rel)
     assert a.settings["sensor_bandwidth"]["cutoff_hz"] == [8.0, 40.0]
+
+
+def test_vibration_is_drawn_per_sequence_only_where_the_problem_asks() -> None:
+    """arm3-vib: half of the sequences are shaken (root acceleration 1-8 m/s^2 rms at 3-15 Hz)
+    and only those differ from arm3-wide's, in the signals and (slightly) in the truth."""
+    vib, wide = get_problem("arm3-vib"), get_problem("arm3-wide")
+    drawn = [vib.vibration_for(s) for s in range(400)]
+    shaken = np.array([d is not None for d in drawn])
+    assert 0.42 < shaken.mean() < 0.58
+    sizes = [d.acc_rms_ms2 for d in drawn if d is not None]
+    assert 1.0 <= min(sizes) and max(sizes) <= 8.0
+    assert all(wide.vibration_for(s) is None for s in range(50))
+    seeds = [int(np.flatnonzero(shaken)[0]), int(np.flatnonzero(~shaken)[0])]
+    a, b = generate(vib, seeds, 5.0, progress=False), generate(wide, seeds, 5.0, progress=False)
+    assert np.abs(a.imu[0] - b.imu[0]).max() > 1.0
+    assert not np.array_equal(a.q_rel[0], b.q_rel[0])
+    np.testing.assert_array_equal(a.imu[1], b.imu[1])
+    np.testing.assert_array_equal(a.q_rel[1], b.q_rel[1])
+    assert a.settings["vibration"]["root_acc_rms_ms2"] == [1.0, 8.0]

@@ -22,6 +22,10 @@ def test_each_axis_changes_only_its_setting() -> None:
     fast = generate(problem, seeds, 10.0, progress=False, vary=vary, noise=noise)
     gyr = slice(3, 6)
     assert np.abs(fast.imu[0, :, gyr]).max() > np.abs(base.imu[0, :, gyr]).max()
+    _, vary, noise = AXES["vibration 6 m/s^2"]
+    shaken = generate(problem, seeds, 10.0, progress=False, vary=vary, noise=noise)
+    jerk = [np.abs(np.diff(d.imu[0, :, :3], axis=0)).mean() for d in (base, shaken)]
+    assert jerk[1] > 3 * jerk[0], jerk  # sample-to-sample changes of the acceleration
 
 
 def test_table_scores_the_model_and_the_constraint_observer(capsys) -> None:

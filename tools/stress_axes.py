@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.evaluation.node_eval import evaluate_node
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
+from pipeline.kinematics.vibration import VibrationSettings
 from tools.training.data import generate
 from tools.training.problem import get_problem
 
@@ -73,6 +74,10 @@ AXES: dict[str, tuple[str, Vary | None, ImuNoise | None]] = {
     "sensor low-pass 15 Hz": ("both sensors low-pass acc and gyr at 15 Hz (2nd-order "
                               "Butterworth, causal; about 15 ms of delay)",
                               lambda s: dataclasses.replace(s, bandwidth_hz=15.0), None),
+    "vibration 6 m/s^2": ("3-15 Hz motion on top of the moves: root acceleration 6 m/s^2 and "
+                          "angular rates 0.5 rad/s rms per axis (pipeline.kinematics.vibration)",
+                          lambda s: dataclasses.replace(s, vibration=VibrationSettings(6.0, 0.5)),
+                          None),
     "mounting 10 deg": ("residual sensor-to-segment rotation up to 10 deg",
                         lambda s: dataclasses.replace(s, mount_rotation_max_rad=max(
                             s.mount_rotation_max_rad, math.radians(10.0))), None),

@@ -4,7 +4,8 @@ Accelerometer: specific force ``acc = R^T (a_site - g)`` with ``g = (0, 0, -9.81
 the earth frame (z up), so a sensor at rest reads +9.81 m/s^2 on its upward axis.
 Gyroscope: angular rate of the sensor frame, in the sensor frame, rad/s.
 Both come from central differences with step ``fd_step_s`` (default 0.1 ms) of the C2-smooth
-trajectory of ``pipeline.kinematics.motion`` around each sample time (error well below 1e-4 m/s^2).
+trajectory of ``pipeline.kinematics.motion`` around each sample time (error well below 1e-4 m/s^2),
+optionally shaken by ``SimSettings.vibration`` (``pipeline.kinematics.vibration``).
 A sensor's internal low-pass filter (``SimSettings.bandwidth_hz``; real IMUs run a digital
 low-pass of 5-50 Hz before their output, which delays fast motion by several ms) then filters
 both, causally, and per-recording sensor errors are added: scale, constant bias, bias random
@@ -34,6 +35,7 @@ from pipeline.kinematics.quaternion import (
     qmul4,
     qrot3,
 )
+from pipeline.kinematics.vibration import Vibration, VibrationSettings
 
 log = logging.getLogger("imuflow.imu_synth")
 
@@ -83,6 +85,7 @@ class SimSettings:
     time_jitter_s: float = 0.0           # +- sampling-time error of each sample (uniform), s
     bandwidth_hz: float = math.inf       # cutoff of the sensors' internal low-pass (2nd-order
                                          # Butterworth, causal) on acc and gyr, Hz; inf: none
+    vibration: VibrationSettings | None = None  # high-frequency motion added to the trajectory
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,8 @@ class ImuSimulator:
         self.chain, self.rate_hz, self.noise, self.settings = chain, float(rate_hz), noise, settings
         self.motion = motion if motion is not None else generate_motion(
             chain, duration_s, r_motion, settings.motion)
+        if settings.vibration is not None:  # its own stream: the rest of the recording is kept
+            self.motion = Vibration(self.motion, chain, settings.vibration, [seed, 6101])
         self.kin = Kinematics(chain)
         self.imu_positions, self.imu_rotations = _placement(chain, r_place, settings)
         self.kin.set_sites(self.imu_positions, self.imu_rotations)

@@ -13,6 +13,12 @@ from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.kinematics.gait import GaitMotion, gait_motion
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
 from pipeline.kinematics.motion import MotionSettings
+from pipeline.kinematics.vibration import VibrationSettings
+
+
+# angular rate of the vibration per m/s^2 of its root acceleration: the ratio of the two in the
+# 5-15 Hz band of RING's simulated arm motion (BENCHMARKS.md, "Another simulator")
+VIBRATION_GYR_PER_ACC = 0.08
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,9 @@ class Problem:
     bandwidth_hz: tuple[float, float] = (math.inf, math.inf)  # sensors' internal low-pass
                                                 # cutoff, Hz, log-uniform (SimSettings)
     bandwidth_share: float = 0.0                # share of sequences whose sensors filter
+    vibration_acc_ms2: tuple[float, float] = (0.0, 0.0)  # high-frequency motion (3-15 Hz), root
+                                                # acceleration rms per axis, m/s^2, uniform
+    vibration_share: float = 0.0                # share of sequences that are shaken
 
     def sim_settings(self, seed: int) -> SimSettings:
         """Per-sequence simulator settings drawn from ``seed``: motion speed and rest frequency vary."""
@@ -51,7 +60,8 @@ class Problem:
             max_rate_m_s=0.8 * speed, max_acc_m_s2=6.0 * speed)
         return SimSettings(motion=motion, placement_jitter_m=self.placement_jitter_m,
                            mount_rotation_max_rad=self.mount_rotation_max_rad,
-                           time_jitter_s=self.time_jitter_s, bandwidth_hz=self.bandwidth_for(seed))
+                           time_jitter_s=self.time_jitter_s, bandwidth_hz=self.bandwidth_for(seed),
+                           vibration=self.vibration_for(seed))
 
     def bandwidth_for(self, seed: int) -> float:
         """This sequence's sensor low-pass cutoff, Hz (inf: none), drawn with
@@ -61,6 +71,16 @@ class Problem:
             return math.inf
         lo, hi = self.bandwidth_hz
         return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+    def vibration_for(self, seed: int) -> VibrationSettings | None:
+        """This sequence's high-frequency motion (``pipeline.kinematics.vibration``) or None,
+        drawn with ``vibration_share``: root acceleration rms uniform in ``vibration_acc_ms2``,
+        angular rates VIBRATION_GYR_PER_ACC times that (rad/s per m/s^2)."""
+        rng = np.random.default_rng([seed, 6113])
+        if self.vibration_share <= 0 or rng.random() >= self.vibration_share:
+            return None
+        acc = float(rng.uniform(*self.vibration_acc_ms2))
+        return VibrationSettings(acc_rms_ms2=acc, gyr_rms_rad_s=VIBRATION_GYR_PER_ACC * acc)
 
     def chain_for(self, chain: Chain, seed: int) -> Chain:
         """``chain`` with this sequence's segment lengths and IMU sites: each body's joint
@@ -178,6 +198,12 @@ class Problem:
                 "share": self.bandwidth_share, "cutoff_hz": list(self.bandwidth_hz),
                 "filter": "pipeline.kinematics.imu_synth.SensorBandwidth: causal 2nd-order "
                           "Butterworth on acc and gyr, cutoff log-uniform"}
+        if self.vibration_share:
+            out["vibration"] = {
+                "share": self.vibration_share, "root_acc_rms_ms2": list(self.vibration_acc_ms2),
+                "gyr_rms_rad_s_per_ms2": VIBRATION_GYR_PER_ACC,
+                "motion": "pipeline.kinematics.vibration.Vibration: sums of sines at 3-15 Hz on "
+                          "the root's translation and rotation and the hinge angles"}
         if self.drop_prob:
             out["dropped_samples"] = {"gap_start_prob": self.drop_prob, "gap_max": self.drop_max,
                                       "bridged": "linear, as nodes/sync"}
@@ -240,6 +266,10 @@ PROBLEMS: dict[str, Problem] = {
 for _base, _name in (("arm3-wide", "arm3-band"), ("knee-walk", "knee-band")):
     PROBLEMS[_name] = dataclasses.replace(PROBLEMS[_base], name=_name, bandwidth_hz=(8.0, 40.0),
                                           bandwidth_share=0.7)
+# arm3-wide where half of the sequences are shaken: 3-15 Hz motion of 1-8 m/s^2 rms on top of
+# the smooth moves, as impacts and jerky motion bring (BENCHMARKS.md, "Another simulator")
+PROBLEMS["arm3-vib"] = dataclasses.replace(PROBLEMS["arm3-wide"], name="arm3-vib",
+                                           vibration_acc_ms2=(1.0, 8.0), vibration_share=0.5)
 
 
 def with_root_encoding(problem: Problem, encoding: str) -> Problem:

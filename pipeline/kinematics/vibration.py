@@ -1,0 +1,92 @@
+"""High-frequency motion on top of a chain trajectory: the jolts and shaking of real use
+(impacts, tremor, a hand-held or strapped segment shaken) that the generators' smooth
+splines never make.
+
+The vibration is kinematic: it moves the chain's coordinates (free root translation and
+rotation, hinge angles), so the simulated accelerometers and gyroscopes see it consistently
+through the chain, as they would on a real body. Each moved coordinate gets a sum of
+sinusoids with random frequencies in ``band_hz`` and random phases, scaled so that the root's
+linear acceleration has ``acc_rms_ms2`` rms per axis and each rotation ``gyr_rms_rad_s`` rms
+angular rate per axis. Displacements stay small (6 m/s^2 and 0.5 rad/s rms at 3-15 Hz are a few
+mm and about a degree rms), so the motion's shape and the truth's joint ranges are kept.
+
+Units: s, m, rad, m/s^2, rad/s. Quaternions w, x, y, z.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.kinematics.chain import Chain, JointType
+from pipeline.kinematics.quaternion import np_qfrom_rotvec, np_qmul
+
+
+@dataclass(frozen=True)
+class VibrationSettings:
+    """Size and band of the added motion: root linear acceleration m/s^2 rms per axis, angular
+    rate rad/s rms per rotation axis, frequency band Hz, sinusoids per coordinate."""
+
+    acc_rms_ms2: float = 6.0
+    gyr_rms_rad_s: float = 0.5
+    band_hz: tuple[float, float] = (3.0, 15.0)
+    components: int = 6
+
+    def __post_init__(self) -> None:
+        lo, hi = self.band_hz
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"vibration band_hz {self.band_hz} must be 0 < low <= high, Hz")
+        if self.acc_rms_ms2 < 0 or self.gyr_rms_rad_s < 0 or self.components < 1:
+            raise ValueError("vibration acc_rms_ms2 and gyr_rms_rad_s must be >= 0 and "
+                             f"components >= 1, got {self}")
+
+
+class _Sines:
+    """n scalar signals, each a sum of k sinusoids: amplitude, frequency Hz, phase rad."""
+
+    def __init__(self, n: int, rms: float, derivative: int, s: VibrationSettings,
+                 rng: np.random.Generator) -> None:
+        k = s.components
+        self.f = rng.uniform(*s.band_hz, (n, k))
+        self.phase = rng.uniform(0.0, 2.0 * math.pi, (n, k))
+        # the rms of the derivative-th time derivative is `rms`: k sines of equal share
+        self.amp = rms * math.sqrt(2.0 / k) / (2.0 * math.pi * self.f) ** derivative
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        """(N, n) values at times t (N,) s."""
+        arg = 2.0 * math.pi * self.f[None] * t[:, None, None] + self.phase[None]
+        return (self.amp[None] * np.sin(arg)).sum(axis=-1)
+
+
+class Vibration:
+    """``base`` trajectory (anything with ``q(t)``) of ``chain`` with vibration added to its
+    free root (translation and rotation) and hinge angles; other joints move as in ``base``."""
+
+    def __init__(self, base, chain: Chain, settings: VibrationSettings,
+                 rng: np.random.Generator | int | list[int]) -> None:
+        rng = np.random.default_rng(rng)
+        self.base, self.chain, self.settings = base, chain, settings
+        self._free = [i for i, b in enumerate(chain.bodies) if b.joint.type == JointType.FREE]
+        self._hinges = [i for i, b in enumerate(chain.bodies) if b.joint.type == JointType.HINGE]
+        self._translation = [_Sines(3, settings.acc_rms_ms2, 2, settings, rng) for _ in self._free]
+        self._rotation = [_Sines(3, settings.gyr_rms_rad_s, 1, settings, rng) for _ in self._free]
+        self._hinge = _Sines(max(len(self._hinges), 1), settings.gyr_rms_rad_s, 1, settings, rng)
+
+    def q(self, t: np.ndarray) -> np.ndarray:
+        """Joint coordinates (N, nq) float64 at times t (N,) s, in the chain's layout."""
+        t = np.asarray(t, dtype=np.float64)
+        q = np.array(self.base.q(t), dtype=np.float64)
+        for i, move, turn in zip(self._free, self._translation, self._rotation):
+            s = int(self.chain.q_start[i])
+            q[:, s:s + 3] += move(t)
+            q[:, s + 3:s + 7] = np_qmul(q[:, s + 3:s + 7], np_qfrom_rotvec(turn(t)))
+        if self._hinges:
+            angles = self._hinge(t)
+            for j, i in enumerate(self._hinges):
+                q[:, int(self.chain.q_start[i])] += angles[:, j]
+        return q
+
+
+__all__ = ["Vibration", "VibrationSettings"]
