@@ -14,9 +14,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.evaluation.model_card import load_card
+from pipeline.evaluation.model_card import load_card, sha256_of
 from tools.training.data import SEEDS, encode_targets, generate
-from tools.training.export import export_onnx, export_run, load_checkpoint
+from tools.training.export import export_onnx, export_run, initial_weights, load_checkpoint
 from tools.training.network import Observer, state_from_onnx
 from tools.training.problem import get_problem
 from tools.training.trainer import TrainConfig, Trainer
@@ -226,6 +226,15 @@ def test_a_run_starts_from_an_exported_model(tiny_run: tuple[Path, TrainConfig, 
     _assert_same_tensors(tuned.model.state_dict(), state_from_onnx(path)[1], "weights")
     with pytest.raises(ValueError, match="give the same --hidden"):
         Trainer(replace(cfg, init_from=str(path), hidden=12), tmp_path / "other")
+
+
+def test_card_names_a_fine_tunes_starting_weights_by_hash(tmp_path: Path) -> None:
+    """A fine-tune's card keeps the hash of the file it started from, which a model written
+    over the same path later cannot change; a file that is gone is named without one."""
+    start = tmp_path / "start.onnx"
+    start.write_bytes(b"weights")
+    assert initial_weights(start) == {"file": start.as_posix(), "sha256": sha256_of(start)}
+    assert initial_weights(tmp_path / "gone.onnx") == {"file": (tmp_path / "gone.onnx").as_posix()}
 
 
 def test_checkpoint_holds_the_trained_model(tiny_run: tuple[Path, TrainConfig, Trainer]) -> None:

@@ -101,6 +101,17 @@ def train_command(cfg: dict, ck: dict, max_minutes: float | None = None) -> str:
     return f"python tools/train_observer.py train --run-dir RUN {flags}{tail}"
 
 
+def initial_weights(path: Path) -> dict:
+    """The card entry of a fine-tune's starting weights: the file and its sha256 now, so that
+    a later model written over the same path (a shipped model fine-tuned in place) still
+    names the one it started from (git log finds it by the hash on its card)."""
+    file = path if path.is_absolute() else REPO / path
+    entry: dict = {"file": path.as_posix()}
+    if file.exists():
+        entry["sha256"] = sha256_of(file)
+    return entry
+
+
 def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: int = 32,
                heldout_s: float = 60.0, warmup_s: float = 5.0,
                max_minutes: float | None = None) -> ModelCard:
@@ -140,6 +151,8 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
         "note": "the learning-rate schedule follows the time budget when it ends before the "
                 "epochs, so a rerun matches the recipe, not the weights bit for bit",
     }
+    if cfg.get("init_from"):
+        training["initial_weights"] = initial_weights(Path(cfg["init_from"]))
     prior = cfg.get("prior", "")
     if prior:
         training["network"] += (f"; hybrid: the output is the {prior} prior (input features "
