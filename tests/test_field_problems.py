@@ -110,3 +110,14 @@ def test_vibration_is_drawn_per_sequence_only_where_the_problem_asks() -> None:
     np.testing.assert_array_equal(a.imu[1], b.imu[1])
     np.testing.assert_array_equal(a.q_rel[1], b.q_rel[1])
     assert a.settings["vibration"]["root_acc_rms_ms2"] == [1.0, 8.0]
+
+
+def test_arm3_vib_band_shakes_and_filters_independently() -> None:
+    """arm3-vib-band: half of the sequences shaken, half filtered at 8-40 Hz, drawn apart, so
+    a quarter are both and a quarter neither."""
+    problem = get_problem("arm3-vib-band")
+    drawn = np.array([[problem.vibration_for(s) is not None,
+                       np.isfinite(problem.sim_settings(s).bandwidth_hz)] for s in range(800)])
+    assert np.all(np.abs(drawn.mean(axis=0) - 0.5) < 0.07)
+    assert abs((drawn[:, 0] & drawn[:, 1]).mean() - 0.25) < 0.06
+    assert abs((~drawn[:, 0] & ~drawn[:, 1]).mean() - 0.25) < 0.06

@@ -270,6 +270,10 @@ for _base, _name in (("arm3-wide", "arm3-band"), ("knee-walk", "knee-band")):
 # the smooth moves, as impacts and jerky motion bring (BENCHMARKS.md, "Another simulator")
 PROBLEMS["arm3-vib"] = dataclasses.replace(PROBLEMS["arm3-wide"], name="arm3-vib",
                                            vibration_acc_ms2=(1.0, 8.0), vibration_share=0.5)
+# arm3-vib where, drawn independently, half of the sequences' sensors also low-pass their
+# signals at 8-40 Hz: shaken or not, filtered or not, in all four combinations
+PROBLEMS["arm3-vib-band"] = dataclasses.replace(PROBLEMS["arm3-vib"], name="arm3-vib-band",
+                                                bandwidth_hz=(8.0, 40.0), bandwidth_share=0.5)
 
 
 def with_root_encoding(problem: Problem, encoding: str) -> Problem:
