@@ -228,6 +228,21 @@ def test_a_run_starts_from_an_exported_model(tiny_run: tuple[Path, TrainConfig, 
         Trainer(replace(cfg, init_from=str(path), hidden=12), tmp_path / "other")
 
 
+def test_a_fine_tune_exported_over_its_start_names_the_start(
+        tiny_run: tuple[Path, TrainConfig, Trainer], tmp_path: Path) -> None:
+    """Fine-tuned in place (exported over the .onnx it started from), the card still names
+    the starting file's hash, not its own."""
+    _, cfg, trainer = tiny_run
+    path = tmp_path / "shipped.onnx"
+    export_onnx(trainer.model.eval(), path)
+    before = sha256_of(path)
+    tuned = Trainer(replace(cfg, init_from=str(path), epochs=1), tmp_path / "tuned")
+    tuned.train()
+    card = export_run(tmp_path / "tuned", tmp_path / "tuned" / "checkpoint.pt",
+                      path.with_suffix(""), heldout_sequences=2, heldout_s=6.0, warmup_s=1.0)
+    assert card.training["initial_weights"]["sha256"] == before != card.sha256
+
+
 def test_card_names_a_fine_tunes_starting_weights_by_hash(tmp_path: Path) -> None:
     """A fine-tune's card keeps the hash of the file it started from, which a model written
     over the same path later cannot change; a file that is gone is named without one."""

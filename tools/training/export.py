@@ -118,6 +118,8 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
     """Export ``checkpoint`` to ``out``.onnx + ``out``.json with held-out figures; returns the card."""
     model, ck = load_checkpoint(checkpoint)
     cfg = ck["config"]
+    # before anything is written: a fine-tune exported over its own starting file
+    start = initial_weights(Path(cfg["init_from"])) if cfg.get("init_from") else None
     problem = with_root_encoding(get_problem(cfg["problem"]), cfg.get("root_encoding", ""))
     out = Path(out)
     onnx_path = out.with_suffix(".onnx")
@@ -151,8 +153,8 @@ def export_run(run_dir: Path, checkpoint: Path, out: Path, heldout_sequences: in
         "note": "the learning-rate schedule follows the time budget when it ends before the "
                 "epochs, so a rerun matches the recipe, not the weights bit for bit",
     }
-    if cfg.get("init_from"):
-        training["initial_weights"] = initial_weights(Path(cfg["init_from"]))
+    if start is not None:
+        training["initial_weights"] = start
     prior = cfg.get("prior", "")
     if prior:
         training["network"] += (f"; hybrid: the output is the {prior} prior (input features "
