@@ -36,14 +36,15 @@ def test_arm3_observers_hold_the_issues_targets_on_rings_data(arm3) -> None:
         assert means["seg1"] <= 3.0 and means["seg2"] <= 3.5 and means["seg3"] <= 3.5, means
 
 
-def test_arm3_hybrid_stays_near_the_constraint_observer_on_rings_data(arm3) -> None:
-    """Measured 2026-12-06 on the 32-sequence set: the hybrid 0.06-0.11 deg behind (its
-    learned correction, trained on unfiltered sensors, does not carry over to RING's
-    filtered ones; these four sequences: seg1 2.31 against 2.16, seg2 1.92 / 1.93, seg3 1.99 /
-    1.93); this bound holds what it reaches, not the issue's 'at least as good'."""
+def test_arm3_hybrid_is_level_with_the_constraint_observer_on_rings_data(arm3) -> None:
+    """#14: at least the constraint observer's accuracy on another simulator's data. The
+    hybrid trained on shaken and filtered sensors (arm3-vib-band, 2026-12-07) is ahead on
+    RING's 32-sequence sets on every joint but seg3 of one (0.01 deg); on these four sequences
+    seg1 2.13 against 2.16, seg2 1.89 / 1.93, seg3 1.95 / 1.93. The model before it, trained
+    on ideal sensors, was 0.06-0.15 behind (seg1 2.31 here) and fails this bound."""
     model, constraint = arm3
     for body in ("seg1", "seg2", "seg3"):
-        assert model[body] <= constraint[body] + 0.3, (body, model, constraint)
+        assert model[body] <= constraint[body] + 0.05, (body, model, constraint)
 
 
 def test_knee_hybrid_beats_the_constraint_observer_on_rings_data() -> None:
