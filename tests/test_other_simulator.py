@@ -41,7 +41,8 @@ def test_arm3_hybrid_is_level_with_the_constraint_observer_on_rings_data(arm3) -
     hybrid trained on shaken and filtered sensors (arm3-vib-band, 2026-12-07) is ahead on
     RING's 32-sequence sets on every joint but seg3 of one (0.01 deg); on these four sequences
     seg1 2.13 against 2.16, seg2 1.89 / 1.93, seg3 1.95 / 1.93. The model before it, trained
-    on ideal sensors, was 0.06-0.15 behind (seg1 2.31 here) and fails this bound."""
+    on ideal sensors (0.06-0.11 behind on the 32-sequence set), has seg1 2.31 here and fails
+    this bound."""
     model, constraint = arm3
     for body in ("seg1", "seg2", "seg3"):
         assert model[body] <= constraint[body] + 0.05, (body, model, constraint)

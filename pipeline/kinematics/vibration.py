@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.quaternion import np_qfrom_rotvec, np_qmul
+
+if TYPE_CHECKING:  # imu_synth imports this module
+    from pipeline.kinematics.imu_synth import Trajectory
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class Vibration:
     """``base`` trajectory (anything with ``q(t)``) of ``chain`` with vibration added to its
     free root (translation and rotation) and hinge angles; other joints move as in ``base``."""
 
-    def __init__(self, base, chain: Chain, settings: VibrationSettings,
+    def __init__(self, base: Trajectory, chain: Chain, settings: VibrationSettings,
                  rng: np.random.Generator | int | list[int]) -> None:
         rng = np.random.default_rng(rng)
         self.base, self.chain, self.settings = base, chain, settings
