@@ -197,6 +197,48 @@ def _wait_running(runs_dir: Path, n_nodes: int, timeout_s: float = 60.0) -> list
     raise AssertionError("graph did not reach the running state")
 
 
+# a process that ignores SIGTERM and sleeps in one long C call: only watch_parent can end it
+_DEAF_CHILD = """
+import os, signal, threading, time
+from pipeline.runtime.worker import watch_parent
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+threading.Thread(target=watch_parent, args=(os.getppid(), threading.Event(), "deaf"),
+                 daemon=True).start()
+print(os.getpid(), flush=True)
+time.sleep(120)
+"""
+_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+print(child.stdout.readline().strip(), flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_worker_ends_when_its_supervisor_is_gone_even_without_a_signal() -> None:
+    """watch_parent: a process that never answers SIGTERM (as a worker whose main thread is
+    blocked in C cannot) still exits within STOP_ALARM_S of its parent's kill -9."""
+    from pipeline.runtime.worker import PARENT_POLL_S, STOP_ALARM_S
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _DEAF_CHILD],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1.0)
+        assert _running(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + STOP_ALARM_S + PARENT_POLL_S + 3.0
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), _proc_state(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
 def _proc_state(pid: int) -> str:
     """pid, state letter, command line, signal masks and where each thread waits (kernel
     wchan), from /proc (for failure messages)."""

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import zmq
@@ -35,6 +36,7 @@ EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not 
 # PR_SET_PDEATHSIG) and the shutdown hangs: once seen, a worker whose node thread had ended
 # stayed with its main thread blocked in a futex wait, an orphan.
 STOP_ALARM_S = 5
+PARENT_POLL_S = 0.5  # s between checks that the supervisor is still this process's parent
 NOT_TRANSIENT = (ConfigError, ModelRejected, RecordingError, SessionFileError)
 
 
@@ -43,6 +45,27 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def watch_parent(parent: int, stop: threading.Event, group: str) -> None:
+    """Until this process loses its parent ``parent`` (pid; the supervisor's kill -9 re-parents
+    it), then set ``stop`` and end the process STOP_ALARM_S s later whatever its threads do.
+
+    The supervisor's death also sends SIGTERM (``die_with_parent``), but a Python signal
+    handler runs only when the main thread gets back to Python code; in fresh-clone CI a
+    worker whose main thread sat in a blocking C call never ran it and was left an orphan,
+    its stop alarm never armed. This thread needs no signal.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    log.warning("[%s] supervisor (pid %d) gone: stopping; exit in %d s at the latest", group,
+                parent, STOP_ALARM_S)
+    stop.set()
+    time.sleep(STOP_ALARM_S)
+    log.error("[%s] nodes did not stop within %d s of the supervisor's end; exiting", group,
+              STOP_ALARM_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _name_os_thread(name: str) -> None:
@@ -80,8 +103,9 @@ def _run_profiled(loop: NodeLoop, out: Path) -> None:
         prof.dump_stats(out)
 
 
-def run_group(run_dir: Path, group: str) -> int:
-    """Run every node of ``group`` until they end; return the process exit status."""
+def run_group(run_dir: Path, group: str, parent: int | None = None) -> int:
+    """Run every node of ``group`` until they end; return the process exit status. With
+    ``parent`` (the supervisor's pid) the nodes stop when that process is gone."""
     check_private(run_dir, "run folder")  # sockets and manifest only in a folder of ours
     manifest = read_manifest(run_dir)
     graph = load_graph(manifest.config)
@@ -96,6 +120,9 @@ def run_group(run_dir: Path, group: str) -> int:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    if parent is not None:
+        threading.Thread(target=watch_parent, args=(parent, stop, group), daemon=True,
+                         name="watch_parent").start()
 
     loops = {nid: NodeLoop(graph.node(nid), graph, ctx, run_dir, stop) for nid in node_ids}
     connect_direct(loops, graph)
@@ -148,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m pipeline.runtime.worker RUN_DIR GROUP\n")
         return 2
     die_with_parent()
+    parent = os.getppid()
     setup_logging(os.environ.get("IMUFLOW_LOG_LEVEL", "INFO"))
-    return run_group(Path(argv[0]), argv[1])
+    return run_group(Path(argv[0]), argv[1], parent=parent if parent != 1 else None)
 
 
 if __name__ == "__main__":
