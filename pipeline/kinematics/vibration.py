@@ -76,7 +76,7 @@ class Vibration:
         self._hinges = [i for i, b in enumerate(chain.bodies) if b.joint.type == JointType.HINGE]
         self._translation = [_Sines(3, settings.acc_rms_ms2, 2, settings, rng) for _ in self._free]
         self._rotation = [_Sines(3, settings.gyr_rms_rad_s, 1, settings, rng) for _ in self._free]
-        self._hinge = _Sines(max(len(self._hinges), 1), settings.gyr_rms_rad_s, 1, settings, rng)
+        self._hinge = _Sines(len(self._hinges), settings.gyr_rms_rad_s, 1, settings, rng)
 
     def q(self, t: np.ndarray) -> np.ndarray:
         """Joint coordinates (N, nq) float64 at times t (N,) s, in the chain's layout."""
@@ -86,10 +86,9 @@ class Vibration:
             s = int(self.chain.q_start[i])
             q[:, s:s + 3] += move(t)
             q[:, s + 3:s + 7] = np_qmul(q[:, s + 3:s + 7], np_qfrom_rotvec(turn(t)))
-        if self._hinges:
-            angles = self._hinge(t)
-            for j, i in enumerate(self._hinges):
-                q[:, int(self.chain.q_start[i])] += angles[:, j]
+        angles = self._hinge(t)
+        for j, i in enumerate(self._hinges):
+            q[:, int(self.chain.q_start[i])] += angles[:, j]
         return q
 
 

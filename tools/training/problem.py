@@ -17,7 +17,7 @@ from pipeline.kinematics.vibration import VibrationSettings
 
 
 # angular rate of the vibration per m/s^2 of its root acceleration: the ratio of the two in the
-# 5-15 Hz band of RING's simulated arm motion (BENCHMARKS.md, "Another simulator")
+# 5-15 Hz band of RING's simulated arm motion (BENCHMARKS.md, "What sets RING's data apart")
 VIBRATION_GYR_PER_ACC = 0.08
 
 
@@ -267,7 +267,8 @@ for _base, _name in (("arm3-wide", "arm3-band"), ("knee-walk", "knee-band")):
     PROBLEMS[_name] = dataclasses.replace(PROBLEMS[_base], name=_name, bandwidth_hz=(8.0, 40.0),
                                           bandwidth_share=0.7)
 # arm3-wide where half of the sequences are shaken: 3-15 Hz motion of 1-8 m/s^2 rms on top of
-# the smooth moves, as impacts and jerky motion bring (BENCHMARKS.md, "Another simulator")
+# the smooth moves, as impacts and jerky motion bring (BENCHMARKS.md, "What sets RING's data
+# apart")
 PROBLEMS["arm3-vib"] = dataclasses.replace(PROBLEMS["arm3-wide"], name="arm3-vib",
                                            vibration_acc_ms2=(1.0, 8.0), vibration_share=0.5)
 # arm3-vib where, drawn independently, half of the sequences' sensors also low-pass their
