@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -192,6 +193,28 @@ def test_import_command_renames_sensors_to_chain_sites(tmp_path: Path):
         proc = _imuflow("import", str(a), str(b), "-o", str(tmp_path / "x.mcap"), *bad)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert not (tmp_path / "x.mcap").exists()
+
+
+def test_import_command_takes_an_export_folder(tmp_path: Path):
+    folder = tmp_path / "knee_tracking"
+    folder.mkdir()
+    a = _dot_file(folder / "femur.csv", "Femur", 5000, 30)
+    b = _dot_file(folder / "tibia.csv", "Tibia", 5000, 30)
+    (folder / "notes.npz").write_bytes(b"not a data file")  # other files are left alone
+    out = tmp_path / "knee.mcap"
+    proc = _imuflow("import", str(folder), "-o", str(out), "--name", "femur=thigh")
+    assert proc.returncode == 0, proc.stderr
+    streams = read_streams(out)
+    assert sorted(streams) == ["import/imu.raw:thigh", "import/imu.raw:tibia"]
+    expected = movella_dot_csv.read_session([a, b])[1].data
+    assert streams["import/imu.raw:tibia"].data.tobytes() == expected.tobytes()
+    with SessionReader(out) as r:
+        assert json.loads(r.session["sources"]) == [str(a), str(b)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _imuflow("import", str(empty), "-o", str(tmp_path / "x.mcap"))
+    assert proc.returncode != 0 and f"{empty}: a folder with no data files" in proc.stderr
+    assert not (tmp_path / "x.mcap").exists()
 
 
 def test_import_command_csv_mapping_and_errors(tmp_path: Path):

@@ -9,6 +9,23 @@ from drivers.importers import broad_hdf5, generic_csv, movella_dot_csv
 from drivers.importers.imported_stream import ImportedStream, ImportFileError, write_session
 
 FORMATS = ("auto", "movella_dot", "broad", "csv")
+DATA_SUFFIXES = (".csv", ".hdf5", ".h5")  # what a folder given as a source contributes
+
+
+def expand_sources(sources: list[str | Path]) -> list[Path]:
+    """The files to import: each file as given, each folder's data files (DATA_SUFFIXES) in
+    name order, as a Movella DOT export folder holds one CSV per sensor."""
+    paths: list[Path] = []
+    for s in map(Path, sources):
+        if not s.is_dir():
+            paths.append(s)
+            continue
+        found = sorted(p for p in s.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+        if not found:
+            raise ValueError(f"{s}: a folder with no data files in it (looked for "
+                             f"{', '.join(DATA_SUFFIXES)}); give the files themselves")
+        paths += found
+    return paths
 
 
 def detect_format(path: Path) -> str:
@@ -29,8 +46,8 @@ def read_sources(sources: list[str | Path], fmt: str = "auto", *,
                  mapping: list[str] | dict[str, str] | None = None,
                  rate_hz: float | None = None, delimiter: str = ",",
                  skip_rows: int = 0) -> list[ImportedStream]:
-    """Read the files of one session; all must have the same format."""
-    paths = [Path(s) for s in sources]
+    """Read the files of one session (folders: their data files); all of one format."""
+    paths = expand_sources(sources)
     if not paths:
         raise ValueError("nothing to import: give one or more files")
     if fmt not in FORMATS:
@@ -62,10 +79,11 @@ def import_session(sources: list[str | Path], output: str | Path, fmt: str = "au
 
     ``names`` renames sensors (file's name -> chain IMU site name, e.g. femur -> thigh).
     """
-    streams = read_sources(sources, fmt, **read_kw)
+    paths = expand_sources(sources)
+    streams = read_sources(paths, fmt, **read_kw)
     streams = rename_sensors(streams, names or {})
     path = write_session(streams, output, block=block,
-                         session_meta={"sources": [str(s) for s in sources]})
+                         session_meta={"sources": [str(p) for p in paths]})
     return path, streams
 
 

@@ -3,6 +3,7 @@
 Examples::
 
     imuflow import femur.csv tibia.csv -o knee.mcap          # Movella DOT exports, aligned
+    imuflow import knee_tracking1/ -o knee.mcap              # a folder: its .csv/.hdf5 files
     imuflow import femur.csv tibia.csv -o knee.mcap --name femur=thigh --name tibia=shank
     imuflow import 02_undisturbed_slow_rotation_B.hdf5 -o broad02.mcap
     imuflow import log.csv -o log.mcap --map acc_x=AX:g --map acc_y=AY:g --map acc_z=AZ:g \\
@@ -21,7 +22,9 @@ IMPORTERS = "drivers.importers"  # loaded by dotted path: the core imports no dr
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
-    p.add_argument("sources", nargs="+", help="files of one session")
+    p.add_argument("sources", nargs="+",
+                   help="files of one session, or folders of them (their .csv, .hdf5 and .h5 "
+                        "files, in name order)")
     p.add_argument("-o", "--output", required=True, help="session file to write (.mcap)")
     p.add_argument("--format", default="auto", choices=["auto", "movella_dot", "broad", "csv"],
                    help="input format (default: detect)")
