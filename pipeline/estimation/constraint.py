@@ -58,14 +58,20 @@ class ConstraintSettings:
     # agree within agree_ms2, not only while both segments are quasi-static
     joint_centre: bool = True
     agree_ms2: float = 3.0      # m/s^2, max | |f_parent| - |f_child| | at the joint centre
+    # a sensor gap (no finite rate) at least this long restarts a hinge: the next usable
+    # acceleration angle is taken outright, not pulled towards over tau_s (sync bridges gaps
+    # up to its max_gap_s, 0.1 s by default; longer ones arrive as NaN)
+    restart_gap_s: float = 0.1
     vqf: VqfTuning = BODY_WORN  # VQF 6D of the two-axis and spherical joints' IMUs (vqf_tuning.py)
     # spherical joints: the heading's pull towards the joint centre's acceleration (ball_joint.py)
     ball_tau_s: float = 2.0     # s; 0: no pull, the heading changes by resets only
     ball_min_horizontal_ms2: float = 1.0  # m/s^2, min horizontal joint-centre force to pull
 
     def __post_init__(self) -> None:
-        if self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.agree_ms2 <= 0:
-            raise ValueError(f"tau_s, still_acc_ms2 and agree_ms2 must be > 0; got {self}")
+        if (self.tau_s <= 0 or self.still_acc_ms2 <= 0 or self.agree_ms2 <= 0
+                or self.restart_gap_s <= 0):
+            raise ValueError("tau_s, still_acc_ms2, agree_ms2 and restart_gap_s must be > 0; "
+                             f"got {self}")
         if self.ball_tau_s < 0 or self.ball_min_horizontal_ms2 < 0:
             raise ValueError("ball_tau_s and ball_min_horizontal_ms2 must be >= 0; got "
                              f"{self.ball_tau_s}, {self.ball_min_horizontal_ms2}")
@@ -97,9 +103,9 @@ def warm_up() -> None:
         z = np.zeros((n, 2, 3))
         z.flags.writeable = False
         for at_joint in (False, True):
-            hinge_kernel(0.0, False, z[:, 0], z[:, 0], z[:, 0], z[:, 0],
+            hinge_kernel(0.0, 0, 0, z[:, 0], z[:, 0], z[:, 0], z[:, 0],
                          np.eye(3).repeat(2, 0), np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9,
-                         at_joint, np.zeros(n), np.zeros((n, 4)))
+                         at_joint, 10, np.zeros(n), np.zeros((n, 4)))
         to_joint_centre(z[:, 0], z[:, 0], np.zeros(3), np.zeros(3), 0.01, np.zeros((n, 3)))
     warm_up_two_axis()
     warm_up_ball_joint()
@@ -188,7 +194,9 @@ class ConstraintEstimator:
         self._theta = np.zeros(len(hinges))
         self._w_last = np.full((len(hinges), 2, 3), np.nan)  # rad/s, parent and child IMU
         self._acc_joint = np.zeros((0, 2, 3))  # m/s^2, scratch: at the joint centre
-        self._started = False
+        self._seen = np.zeros(len(hinges), np.int64)  # per hinge: usable frames since start
+        self._missing = np.zeros(len(hinges), np.int64)  # per hinge: frames of the open gap
+        self._restart_after = max(1, round(settings.restart_gap_s * rate_hz))
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
         self._frozen = [b for b in range(1, chain.n_bodies)
                         if chain.joint_types[b] == JointType.FROZEN]
@@ -280,12 +288,11 @@ class ConstraintEstimator:
                 for side, imu in enumerate((h.parent_imu, h.child_imu)):
                     to_joint_centre(acc[:, imu], gyr[:, imu], h.lever[side],
                                     self._w_last[i, side], self._dt, self._acc_joint[:n, side])
-            self._theta[i], started = hinge_kernel(
-                self._theta[i], self._started, ap, ac, gyr[:, h.parent_imu],
-                gyr[:, h.child_imu], h.geometry, self._rot0[h.body], self._dt, self._gain,
-                s.agree_ms2 if s.joint_centre else s.still_acc_ms2, s.max_axis_cos,
-                s.joint_centre, one_angle, one_quat)
-            self._started = self._started or started
+            self._theta[i], self._seen[i], self._missing[i] = hinge_kernel(
+                self._theta[i], int(self._seen[i]), int(self._missing[i]), ap, ac,
+                gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
+                self._dt, self._gain, s.agree_ms2 if s.joint_centre else s.still_acc_ms2,
+                s.max_axis_cos, s.joint_centre, self._restart_after, one_angle, one_quat)
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat
         if self._vqf is not None:

@@ -17,26 +17,35 @@ G = 9.81
 
 
 @njit(cache=True)
-def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp: np.ndarray,
-                 wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float, gain: float,
-                 tol: float, max_cos: float, at_joint: bool, angle: np.ndarray,
-                 quat: np.ndarray) -> tuple[float, bool]:
+def hinge_kernel(theta: float, seen: int, missing: int, ap: np.ndarray, ac: np.ndarray,
+                 wp: np.ndarray, wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float,
+                 gain: float, tol: float, max_cos: float, at_joint: bool, restart_after: int,
+                 angle: np.ndarray, quat: np.ndarray) -> tuple[float, int, int]:
     """One hinge over a block: integrate the relative rate about the axis, pull towards the
-    angle the accelerations show in both segments (the first usable frame sets the angle
-    outright). ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in segment
+    angle the accelerations show in both segments. ``seen`` counts the usable frames since the
+    start: the k-th pulls by max(gain, 1 / k), so the first sets the angle outright and the
+    next ones average with it (gyro-propagated) until the steady ``gain`` takes over.
+    ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in segment
     frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases e1p,
     e2p, e1c, e2c; ``rot`` (4,) the joint frame. A frame is usable when both accelerations
     are within ``tol`` m/s^2 of g (quasi-static: gravity alone), or, with ``at_joint`` (the
     accelerations already moved to the joint centre, ``to_joint_centre``), when their norms
     agree within ``tol`` (the same vector seen from both segments) and exceed g / 2.
-    Writes angle (n,) rad and quat (n, 4) w,x,y,z child to parent; returns the last angle
-    and whether it started."""
+    ``missing`` counts the frames without a finite rate (a sensor gap) up to this block;
+    after ``restart_after`` or more of them the hinge starts again (``seen`` = 0): the angle
+    moved by an unknown amount in the gap. Writes angle (n,) rad and quat (n, 4) w,x,y,z
+    child to parent; returns the last angle, ``seen`` and the missing count."""
     for k in range(ap.shape[0]):
         rate = 0.0
         for j in range(3):
             rate += wc[k, j] * geo[1, j] - wp[k, j] * geo[0, j]
         if math.isfinite(rate):
+            if missing >= restart_after:
+                seen = 0
+            missing = 0
             theta += dt * rate
+        else:
+            missing += 1
         n1 = math.sqrt(ap[k, 0] ** 2 + ap[k, 1] ** 2 + ap[k, 2] ** 2)
         n2 = math.sqrt(ac[k, 0] ** 2 + ac[k, 1] ** 2 + ac[k, 2] ** 2)
         if at_joint:
@@ -53,13 +62,13 @@ def hinge_kernel(theta: float, started: bool, ap: np.ndarray, ac: np.ndarray, wp
                 y2 = ac[k, 0] * geo[5, 0] + ac[k, 1] * geo[5, 1] + ac[k, 2] * geo[5, 2]
                 target = math.atan2(y1, x1) - math.atan2(y2, x2)
                 diff = (target - theta + math.pi) % (2.0 * math.pi) - math.pi
-                theta += gain * diff if started else diff
-                started = True
+                seen += 1
+                theta += max(gain, 1.0 / seen) * diff
         angle[k] = theta
         c, s = math.cos(0.5 * theta), math.sin(0.5 * theta)
         quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
             rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
-    return theta, started
+    return theta, seen, missing
 
 
 def joint_levers(chain: Chain, body: int, parent_site: int, child_site: int) -> np.ndarray:
