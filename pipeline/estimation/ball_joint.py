@@ -87,10 +87,13 @@ class BallJoint:
         self._hist_gyr, self._hist_n = np.zeros((cap, 2, 3)), 0
 
     def update(self, q_parent: np.ndarray, q_body: np.ndarray, acc: tuple[np.ndarray, np.ndarray],
-               gyr: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+               gyr: tuple[np.ndarray, np.ndarray], restart: np.ndarray | None = None
+               ) -> np.ndarray:
         """(n, 4) body-to-parent rotation from (n, 4) orientations of parent and body and both
         IMUs' (n, 3) acc m/s^2 and gyr rad/s (segment frames, float64, C order); the heading
-        pulled frame by frame."""
+        pulled frame by frame. ``restart`` (n,) bool: frames at which either IMU's filter
+        started again after a sensor gap (``Vqf6DBank.restarted``); the heading between them
+        jumped there, so the pull averages from that frame on as at the start (1 / n)."""
         n = len(q_parent)
         if len(self._f) < n:
             self._f = np.empty((n, 2, 3))
@@ -99,9 +102,15 @@ class BallJoint:
             to_joint_centre(acc[side], gyr[side], self._levers_in_data[side], self._w_last[side],
                             self._dt, f[:, side])
         out = np.empty((n, 4))
-        self.delta, self._used = _heading_kernel(q_parent, q_body, f, self.delta, self.offset,
-                                                 self._gain, self._used, self._agree,
-                                                 self._min_horizontal, out)
+        bounds = [0, *([] if restart is None else np.flatnonzero(restart).tolist()), n]
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            if k > 0:  # a is a restart frame
+                self._used = 0
+            if b > a:
+                self.delta, self._used = _heading_kernel(
+                    q_parent[a:b], q_body[a:b], f[a:b], self.delta, self.offset, self._gain,
+                    self._used, self._agree, self._min_horizontal, out[a:b])
         if self._gain > 0:  # only a reset after motion replays them, and that needs the pull
             self._keep(q_parent, q_body, acc, gyr)
         return out

@@ -58,9 +58,11 @@ class ConstraintSettings:
     # agree within agree_ms2, not only while both segments are quasi-static
     joint_centre: bool = True
     agree_ms2: float = 3.0      # m/s^2, max | |f_parent| - |f_child| | at the joint centre
-    # a sensor gap (no finite rate) at least this long restarts a hinge: the next usable
-    # acceleration angle is taken outright, not pulled towards over tau_s (sync bridges gaps
-    # up to its max_gap_s, 0.1 s by default; longer ones arrive as NaN)
+    # a sensor gap (no finite rate) at least this long restarts a hinge (the next usable
+    # acceleration angle is taken outright, not pulled towards over tau_s), and the VQF 6D
+    # filter of that IMU with the heading estimation of its two-axis joint (vqf6d_restart,
+    # JointHeading.update); sync bridges gaps up to its max_gap_s, 0.1 s by default, and
+    # leaves longer ones NaN
     restart_gap_s: float = 0.1
     vqf: VqfTuning = BODY_WORN  # VQF 6D of the two-axis and spherical joints' IMUs (vqf_tuning.py)
     # spherical joints: the heading's pull towards the joint centre's acceleration (ball_joint.py)
@@ -187,7 +189,9 @@ class ConstraintEstimator:
         self.two_axis, self.spherical = bool(pairs), bool(balls)
         self._hinges, self._pairs, self._balls = hinges, pairs, balls
         vqf_imus = sorted({i for pr in pairs for i in pr.imus} | {i for b in balls for i in b.imus})
-        self._vqf = Vqf6DBank(vqf_imus, rate_hz, settings.vqf) if vqf_imus else None
+        self._restart_after = max(1, round(settings.restart_gap_s * rate_hz))
+        self._vqf = (Vqf6DBank(vqf_imus, rate_hz, settings.vqf, self._restart_after)
+                     if vqf_imus else None)
         self.vqf_imus = frozenset(vqf_imus)  # IMU indices whose 6D orientation VQF tracks
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
@@ -196,7 +200,6 @@ class ConstraintEstimator:
         self._acc_joint = np.zeros((0, 2, 3))  # m/s^2, scratch: at the joint centre
         self._seen = np.zeros(len(hinges), np.int64)  # per hinge: usable frames since start
         self._missing = np.zeros(len(hinges), np.int64)  # per hinge: frames of the open gap
-        self._restart_after = max(1, round(settings.restart_gap_s * rate_hz))
         self._rot0 = np.array(chain.rotations, dtype=np.float64)  # a writable copy (kernel type)
         self._frozen = [b for b in range(1, chain.n_bodies)
                         if chain.joint_types[b] == JointType.FROZEN]
@@ -305,16 +308,18 @@ class ConstraintEstimator:
         """VQF 6D per IMU, then the angles and q_rel of every two-axis pair (heading, split)
         and the q_rel of every spherical joint."""
         self._vqf.update(acc, gyr)
-        quat, inputs = self._vqf.quat6d, self._vqf.inputs
+        quat, inputs, restarted = self._vqf.quat6d, self._vqf.inputs, self._vqf.restarted
         for pr in self._pairs:
             i1, i2 = pr.imus
-            both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], inputs[i1][0], inputs[i2][0])
+            both, q_m, q_d = pr.joint.state(quat[i1], quat[i2], inputs[i1][0], inputs[i2][0],
+                                            restarted[i1] | restarted[i2])
             angle[:, pr.slots[0]], angle[:, pr.slots[1]] = both.T
             q_rel[:, pr.joint.middle], q_rel[:, pr.joint.distal] = q_m, q_d
         for ball in self._balls:
             (gp, ap), (gb, ab) = inputs[ball.imus[0]], inputs[ball.imus[1]]
             q_rel[:, ball.body] = ball.update(quat[ball.imus[0]], quat[ball.imus[1]], (ap, ab),
-                                              (gp, gb))
+                                              (gp, gb), restarted[ball.imus[0]]
+                                              | restarted[ball.imus[1]])
 
 
 def finite_or_zero(v: np.ndarray) -> np.ndarray:

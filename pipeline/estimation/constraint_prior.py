@@ -35,16 +35,21 @@ from pipeline.kinematics.chain import Chain
 # is spelled out: a trained model's input must not move with ConstraintSettings' defaults.
 # "constraint-body-vqf-root2s" is "constraint-body-vqf" with the root's inclination from its own
 # VQF with tauAcc 2 s (vqf_tuning.ROOT_BODY_WORN, as the orientation node runs the root): the
-# root takes the whole body's linear acceleration (ROOT_VQF).
+# root takes the whole body's linear acceleration (ROOT_VQF). Every kind restarts a hinge, a
+# filter and a heading estimation after a sensor gap of 0.1 s or more (since 2026-12-07;
+# training data has no such gaps, so the shipped models' inputs are unchanged where it had
+# none).
 PRIOR_KINDS = {
     "constraint": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9,
-                                     joint_centre=False, agree_ms2=3.0,
+                                     joint_centre=False, agree_ms2=3.0, restart_gap_s=0.1,
                                      vqf=VQF_PACKAGE_DEFAULTS),
     "constraint-joint-centre": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0,
                                                   max_axis_cos=0.9, joint_centre=True,
-                                                  agree_ms2=3.0, vqf=VQF_PACKAGE_DEFAULTS),
+                                                  agree_ms2=3.0, restart_gap_s=0.1,
+                                                  vqf=VQF_PACKAGE_DEFAULTS),
     "constraint-body-vqf": ConstraintSettings(
         tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9, joint_centre=True, agree_ms2=3.0,
+        restart_gap_s=0.1,
         vqf=VqfTuning(tauAcc=1.5, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0,
                       biasSigmaMotion=0.1))}
 PRIOR_KINDS["constraint-body-vqf-root2s"] = PRIOR_KINDS["constraint-body-vqf"]
@@ -75,10 +80,11 @@ class ConstraintPrior:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
+            restart = max(1, round(PRIOR_KINDS[kind].restart_gap_s * rate_hz))
             if kind in ROOT_VQF:
-                self._root_vqf = Vqf6DBank(root[:1], rate_hz, ROOT_VQF[kind])
+                self._root_vqf = Vqf6DBank(root[:1], rate_hz, ROOT_VQF[kind], restart)
             elif root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
-                self._root_vqf = Vqf6DBank(root[:1], rate_hz, PRIOR_KINDS[kind].vqf)
+                self._root_vqf = Vqf6DBank(root[:1], rate_hz, PRIOR_KINDS[kind].vqf, restart)
         pair = self._estimator.single_pair()
         self._one_frame = None if pair is None else PairPriorFrame(
             self._estimator.vqf_bank, *pair, self._root_imu, self._root_vqf, self._plan,

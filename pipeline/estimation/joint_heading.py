@@ -29,6 +29,7 @@ from pipeline.estimation.heading_fit import fit_delta_2d
 from pipeline.kinematics.quaternion import np_qconj, np_qfrom_axis_angle, np_qmul
 
 STARTUP, REGULAR, STILL = 2, 1, 3  # qmt's state codes
+_NO_RESTART = np.zeros(1024, np.bool_)  # take_frames' restart flags where there are none
 Z = np.array([0.0, 0.0, 1.0])
 
 
@@ -68,10 +69,11 @@ class JointHeading:
         self._bias_clip = math.radians(2) * ts
         # what the estimations read, written by take_frames (also from prior_frame.py's kernel):
         # data-rate orientations q1, q2 and the gyro norms (rad/s) of both segments, each a
-        # ring; counts: frames taken, data-rate samples taken
+        # ring; counts: frames taken, data-rate samples taken (both since the start or the last
+        # restart), 1 while a restart waits for the next estimation to reset the filter
         self.win_ring = np.zeros((2, self.window_steps // self.data_step + 1, 4))
         self.norm_ring = np.zeros((round(still_s * rate_hz) + 1, 2))
-        self.counts = np.zeros(2, np.int64)
+        self.counts = np.zeros(3, np.int64)
         self._n_est = 0      # estimation instants passed (qmt's k)
         self._n_regular = 0  # of them after start-up (qmt's j)
         self._delta = 0.0    # last raw estimate
@@ -81,14 +83,25 @@ class JointHeading:
         self.value = 0.0     # the filtered, lag-compensated offset now applied, rad
         self.rating = 0.0
 
-    def update(self, q1: np.ndarray, q2: np.ndarray, gyr1: np.ndarray,
-               gyr2: np.ndarray) -> np.ndarray:
-        """Take n frames ((n, 4) quaternions, (n, 3) gyr); return (n,) delta rad per frame."""
+    def update(self, q1: np.ndarray, q2: np.ndarray, gyr1: np.ndarray, gyr2: np.ndarray,
+               restart: np.ndarray | None = None) -> np.ndarray:
+        """Take n frames ((n, 4) quaternions, (n, 3) gyr); return (n,) delta rad per frame.
+
+        ``restart`` (n,) bool: frames at which a segment's filter started again after a sensor
+        gap (``Vqf6DBank.restarted``); its heading jumped by an unknown amount, so the
+        estimation starts again there (start-up of the window, its filter reset at the next
+        estimation), holding the last offset until then.
+        """
         n = len(q1)
         out = np.empty(n)
+        restarts = [] if restart is None else np.flatnonzero(restart).tolist()
         start = 0
         while start < n:
-            stop = min(n, start + self._to_next_event())
+            if restarts and restarts[0] == start:
+                restarts.pop(0)
+                self.counts[0] = self.counts[1] = 0
+                self.counts[2] = 1
+            stop = min(n, start + self._to_next_event(), restarts[0] if restarts else n)
             self._take(q1, q2, gyr1, gyr2, start, stop)
             out[start:stop] = self.value  # held until the estimation instant
             if self._is_event(self._k - 1):
@@ -109,8 +122,11 @@ class JointHeading:
 
     def estimate_now(self, q1_now: np.ndarray, q2_now: np.ndarray) -> None:
         """The estimation instant of the frame just taken with :func:`take_frames` ((4,)
-        orientations of both segments at it), as :meth:`update` runs it."""
+        orientations of both segments at it), as :meth:`update` runs it; nothing when that
+        frame restarted the estimation instead (``take_frames``' restart flags)."""
         if not self._is_event(self._k - 1):
+            if self.counts[2] and self._k == 1:
+                return  # restarted by this very frame: the first frame of a start-up
             raise ValueError(f"frame {self._k - 1} is no estimation instant of the heading")
         self._estimate(q1_now, q2_now)
 
@@ -136,8 +152,11 @@ class JointHeading:
     def _take(self, q1: np.ndarray, q2: np.ndarray, g1: np.ndarray, g2: np.ndarray,
               start: int, stop: int) -> None:
         """Keep what the next estimation needs: data-rate orientations and gyro norms."""
+        no_restart = _NO_RESTART if stop - start <= len(_NO_RESTART) else np.zeros(
+            stop - start, np.bool_)
         take_frames(self.win_ring, self.norm_ring, self.counts, self.data_step,
-                    q1[start:stop], q2[start:stop], g1[start:stop], g2[start:stop])
+                    q1[start:stop], q2[start:stop], g1[start:stop], g2[start:stop],
+                    no_restart, no_restart)
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's orientations in time order, (m, 4) each."""
@@ -152,6 +171,10 @@ class JointHeading:
     def _estimate(self, q1_now: np.ndarray, q2_now: np.ndarray) -> None:
         """One estimation instant at the newest frame, then one step of the heading filter."""
         index = self._k - 1
+        if self.counts[2]:  # restarted after a gap: the filter starts again, seeded as it is
+            self.counts[2] = 0
+            self._n_est = self._n_regular = self._state = 0
+            self._still_ref, self._bias = None, 0.0
         self._n_est += 1
         if self._n_est == 1:  # qmt's first instant only seeds the filter (delta 0)
             return
@@ -211,12 +234,19 @@ class JointHeading:
 
 
 @njit(cache=True)
-def take_frames(win_ring, norm_ring, counts, data_step, q1, q2, g1, g2):  # pragma: no cover
+def take_frames(win_ring, norm_ring, counts, data_step, q1, q2, g1, g2, restart1,
+                restart2):  # pragma: no cover
     """:meth:`JointHeading._take` of (n, 4) orientations and (n, 3) gyr rad/s of both segments:
     every ``data_step``-th frame's orientations into the window ring, every frame's gyro norms
-    into the norm ring; ``counts`` (frames, data-rate samples) advanced in place."""
+    into the norm ring; ``counts`` (frames, data-rate samples) advanced in place. A frame
+    flagged in ``restart1`` or ``restart2`` (n,) bool (a segment's filter restarted there)
+    first starts the window again and sets ``counts[2]`` (:meth:`JointHeading.update` does
+    the same before taking it)."""
     cap = win_ring.shape[1]
     for t in range(q1.shape[0]):
+        if restart1[t] or restart2[t]:
+            counts[0] = counts[1] = 0
+            counts[2] = 1
         k = counts[0]
         if k % data_step == 0:
             win_ring[0, counts[1] % cap] = q1[t]

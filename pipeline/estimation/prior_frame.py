@@ -94,12 +94,15 @@ def pair_prior_take(states, coeffs, sensors, root_states, root_coeffs, root_sens
     (``JointHeading._take``)."""
     n_filters = sensors.shape[0]
     g, a = np.empty((n_filters, 1, 3)), np.empty((n_filters, 1, 3))
-    vqf6d_frames(states, coeffs, sensors, gyr, acc, quat, g, a)
+    restarted = np.empty((n_filters, 1), np.bool_)
+    vqf6d_frames(states, coeffs, sensors, gyr, acc, quat, g, a, restarted)
     if ints[ROOT_FROM] == ROOT_OWN:
         rg, ra = np.empty((1, 1, 3)), np.empty((1, 1, 3))
-        vqf6d_frames(root_states, root_coeffs, root_sensors, gyr, acc, root, rg, ra)
+        vqf6d_frames(root_states, root_coeffs, root_sensors, gyr, acc, root, rg, ra,
+                     np.empty((1, 1), np.bool_))
     r1, r2 = ints[R1], ints[R2]
-    take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2])
+    take_frames(win_ring, norm_ring, counts, ints[DATA_STEP], quat[r1], quat[r2], g[r1], g[r2],
+                restarted[r1], restarted[r2])
 
 
 @njit(cache=True)

@@ -47,12 +47,13 @@ class TwoAxisJoint:
         self.rest_inv = np_qconj(np_qmul(rot[middle], rot[distal]))
         self.heading = JointHeading(np.stack([u, ax_d]), rate_hz)
 
-    def state(self, q1: np.ndarray, q2: np.ndarray, gyr1: np.ndarray, gyr2: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def state(self, q1: np.ndarray, q2: np.ndarray, gyr1: np.ndarray, gyr2: np.ndarray,
+              restart: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Angles (n, 2) rad of the middle and distal hinges and their (n, 4) body-to-parent
         quaternions, from (n, 4) orientations of segments 1 and 2 (each to its own earth
-        frame) and their (n, 3) gyros."""
-        delta = self.heading.update(q1, q2, gyr1, gyr2)
+        frame) and their (n, 3) gyros; ``restart`` (n,) bool where either filter restarted
+        after a sensor gap (``JointHeading.update``)."""
+        delta = self.heading.update(q1, q2, gyr1, gyr2, restart)
         n = len(q1)
         angle, q_m, q_d = np.empty((n, 2)), np.empty((n, 4)), np.empty((n, 4))
         split_two_axis(q1, q2, delta, self.basis, self.rest_inv, self.rot_m, self.ax_m,

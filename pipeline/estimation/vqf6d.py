@@ -31,7 +31,8 @@ EPS = float(np.finfo(np.float64).eps)
 # state is 2 values per channel, the first NaN until its averaging start-up has ended
 GYR_Q, ACC_Q, REST_DETECTED, REST_T, LAST_ACC_LP, ACC_LP = 0, 4, 8, 9, 10, 13
 BIAS, BIAS_P, R_LP, BIAS_LP, REST_GYR_LAST, REST_GYR_LP, REST_ACC_LP = 19, 22, 31, 49, 53, 56, 62
-STATE_SIZE = 68
+MISSING = 68  # not VQF's: samples in a row without finite input (a sensor gap), for restarts
+STATE_SIZE = 69
 # scratch layout (float64), one array per kernel call: a filtered 3-vector, the rotation matrix,
 # the filtered R b, the error, the measurement weights and three 3x3 matrices
 S_V3, S_R, S_BLP, S_E, S_W, S_A, S_B, S_C = 0, 3, 12, 14, 17, 20, 29, 38
@@ -41,12 +42,14 @@ C_GYR_TS, C_ACC_TS, C_TAU_ACC, C_ACC_B, C_ACC_A, C_BIAS_P0, C_BIAS_V = 0, 1, 2, 
 C_MOTION_W, C_VERTICAL_W, C_REST_W = 10, 11, 12
 C_RGYR_B, C_RGYR_A, C_RACC_B, C_RACC_A = 13, 16, 18, 21
 C_REST_TAU, C_REST_TH_GYR2, C_REST_TH_ACC2, C_REST_MIN_T, C_BIAS_CLIP = 23, 24, 25, 26, 27
-COEFF_SIZE = 28
+C_RESTART = 28  # not VQF's: a gap of this many samples restarts the filter (0: never)
+COEFF_SIZE = 29
 
 
-def vqf6d_coefficients(ts: float, tuning: VqfTuning) -> np.ndarray:
+def vqf6d_coefficients(ts: float, tuning: VqfTuning, restart_after: int = 0) -> np.ndarray:
     """(COEFF_SIZE,) float64 coefficients of the filter at sample time ``ts`` s, from the vqf
-    package's own set-up with ``tuning`` (other parameters at the package's defaults)."""
+    package's own set-up with ``tuning`` (other parameters at the package's defaults), and
+    ``restart_after`` samples of a gap that restart it (``vqf6d_restart``; 0: never)."""
     ref = vqf.VQF(ts, **tuning.kwargs())
     c, p = ref.coeffs, ref.params
     if not (p["motionBiasEstEnabled"] and p["restBiasEstEnabled"]):
@@ -64,6 +67,7 @@ def vqf6d_coefficients(ts: float, tuning: VqfTuning) -> np.ndarray:
     out[C_REST_TH_ACC2] = p["restThAcc"] ** 2
     out[C_REST_MIN_T] = p["restMinT"]
     out[C_BIAS_CLIP] = p["biasClip"] * (math.pi / 180.0)
+    out[C_RESTART] = restart_after
     return out
 
 
@@ -74,6 +78,7 @@ def vqf6d_initial_state(coeffs: np.ndarray) -> np.ndarray:
     s[REST_DETECTED] = s[REST_T] = 0.0
     s[LAST_ACC_LP:LAST_ACC_LP + 3] = s[BIAS:BIAS + 3] = s[REST_GYR_LAST:REST_GYR_LAST + 3] = 0.0
     s[BIAS_P:BIAS_P + 9] = (coeffs[C_BIAS_P0] * np.eye(3)).ravel()
+    s[MISSING] = 0.0
     return s
 
 
@@ -81,53 +86,104 @@ class Vqf6DBank:
     """VQF 6D filters of one or more sensors with one tuning, run over frames in one kernel call.
 
     ``sensors``: the sensor index in the frames of each filter. Per update the orientations
-    (n, 4) and the inputs the filters took ((n, 3) float64, C order, non-finite vectors zeroed)
-    are kept per sensor in ``quat6d`` and ``inputs``.
+    (n, 4), the inputs the filters took ((n, 3) float64, C order, non-finite vectors zeroed)
+    and where a filter restarted after a gap ((n,) bool; ``restart_after`` samples without
+    finite input restart it, 0 never: ``vqf6d_restart``) are kept per sensor in ``quat6d``,
+    ``inputs`` and ``restarted``.
     """
 
-    def __init__(self, sensors: list[int], rate_hz: float, tuning: VqfTuning) -> None:
+    def __init__(self, sensors: list[int], rate_hz: float, tuning: VqfTuning,
+                 restart_after: int = 0) -> None:
         self.sensors = np.array(sensors, np.int64)
-        self.coeffs = vqf6d_coefficients(1.0 / rate_hz, tuning)
+        self.coeffs = vqf6d_coefficients(1.0 / rate_hz, tuning, restart_after)
         self.states = np.stack([vqf6d_initial_state(self.coeffs)] * len(sensors))
         self.quat6d: dict[int, np.ndarray] = {}
         self.inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.restarted: dict[int, np.ndarray] = {}
 
     def update(self, acc: np.ndarray, gyr: np.ndarray) -> None:
         """Advance every filter over (n, n_sensors, 3) acc m/s^2 and gyr rad/s."""
         k, n = len(self.sensors), len(acc)
         quat, g, a = np.empty((k, n, 4)), np.empty((k, n, 3)), np.empty((k, n, 3))
-        vqf6d_frames(self.states, self.coeffs, self.sensors, gyr, acc, quat, g, a)
+        restarted = np.empty((k, n), np.bool_)
+        vqf6d_frames(self.states, self.coeffs, self.sensors, gyr, acc, quat, g, a, restarted)
         keys = self.sensors.tolist()
         self.quat6d = dict(zip(keys, quat, strict=True))
         self.inputs = dict(zip(keys, zip(g, a, strict=True), strict=True))
+        self.restarted = dict(zip(keys, restarted, strict=True))
 
 
 @njit(cache=True)
-def vqf6d_frames(states, c, sensors, gyr, acc, quat, gyr_used, acc_used):  # pragma: no cover
+def vqf6d_frames(states, c, sensors, gyr, acc, quat, gyr_used, acc_used,
+                 restarted):  # pragma: no cover
     """Filter j (state states[j]) over sensor sensors[j] of gyr, acc (n, n_sensors, 3): its
     orientation after each frame into quat[j] (n, 4), the inputs it took into gyr_used[j] and
     acc_used[j] (n, 3) float64, a vector with a non-finite value zeroed (zero acc: no
-    correction, as ``constraint.finite_or_zero``)."""
+    correction, as ``constraint.finite_or_zero``), and into restarted[j] (n,) bool whether
+    the frame restarted the filter (the first finite one after c[C_RESTART] or more without:
+    ``vqf6d_restart``)."""
     scratch = np.empty(SCRATCH_SIZE)
     for t in range(gyr.shape[0]):
         for j in range(sensors.shape[0]):
             i = sensors[j]
-            _finite_or_zero(gyr[t, i], gyr_used[j, t])
-            _finite_or_zero(acc[t, i], acc_used[j, t])
+            finite = _finite_or_zero(gyr[t, i], gyr_used[j, t])
+            finite = _finite_or_zero(acc[t, i], acc_used[j, t]) and finite
             g, a = gyr_used[j, t], acc_used[j, t]
             s = states[j]
+            restarted[j, t] = False
+            if not finite:
+                s[MISSING] += 1.0
+            else:
+                if 0 < c[C_RESTART] <= s[MISSING] and (a[0] != 0.0 or a[1] != 0.0
+                                                        or a[2] != 0.0):
+                    vqf6d_restart(s, a[0], a[1], a[2])
+                    restarted[j, t] = True
+                s[MISSING] = 0.0
             vqf6d_step(s, c, g[0], g[1], g[2], a[0], a[1], a[2], scratch)
             quat[j, t, 0], quat[j, t, 1], quat[j, t, 2], quat[j, t, 3] = vqf6d_quat(s)
 
 
 @njit(cache=True, inline="always")
 def _finite_or_zero(v, out):  # pragma: no cover - numba
-    """out = v as float64, or zeros where any of its 3 values is not finite."""
+    """out = v as float64, or zeros where any of its 3 values is not finite; True if finite."""
     x, y, z = np.float64(v[0]), np.float64(v[1]), np.float64(v[2])
     if math.isfinite(x + y + z) or (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
         out[0], out[1], out[2] = x, y, z
-    else:
-        out[0] = out[1] = out[2] = 0.0
+        return True
+    out[0] = out[1] = out[2] = 0.0
+    return False
+
+
+@njit(cache=True)
+def vqf6d_restart(s, ax, ay, az):  # pragma: no cover - numba
+    """Start filter state s again after a sensor gap, from the acceleration (m/s^2, sensor
+    frame) of the first sample after it: the orientation turned by an unknown amount in the
+    gap, so the inclination is taken from this sample outright (the shortest rotation of it
+    onto +z) and the heading kept from before (the swing-twist twist about z); the low-pass
+    and rest filters start again; the gyro bias and its covariance are kept."""
+    n = math.sqrt(ax * ax + ay * ay + az * az)
+    ux, uy, uz = ax / n, ay / n, az / n
+    if uz > -1.0 + 1e-9:  # the shortest rotation of u onto z: (1 + u.z, u x z), normalised
+        iw, ix, iy = 1.0 + uz, uy, -ux
+        m = math.sqrt(iw * iw + ix * ix + iy * iy)
+        iw, ix, iy = iw / m, ix / m, iy / m
+    else:  # upside down: half a turn about x
+        iw, ix, iy = 0.0, 1.0, 0.0
+    ow, ox, oy, oz = vqf6d_quat(s)
+    # old * conj(incl): the rotation from the new inclination to the old orientation; its
+    # twist about z is the heading to keep
+    dw, dx, dy, dz = qmul4(ow, ox, oy, oz, iw, -ix, -iy, 0.0)
+    m = math.sqrt(dw * dw + dz * dz)
+    tw, tz = (dw / m, dz / m) if m > EPS else (1.0, 0.0)
+    q = qmul4(tw, 0.0, 0.0, tz, iw, ix, iy, 0.0)
+    _store_unit(s, GYR_Q, q[0], q[1], q[2], q[3])
+    s[ACC_Q], s[ACC_Q + 1], s[ACC_Q + 2], s[ACC_Q + 3] = 1.0, 0.0, 0.0, 0.0
+    s[REST_DETECTED] = s[REST_T] = 0.0
+    for i in range(3):
+        s[LAST_ACC_LP + i] = s[REST_GYR_LAST + i] = 0.0
+    for lo, hi in ((ACC_LP, BIAS), (R_LP, REST_GYR_LAST), (REST_GYR_LP, MISSING)):
+        for i in range(lo, hi):
+            s[i] = np.nan
 
 
 @njit(cache=True, inline="always")
