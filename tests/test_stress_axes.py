@@ -37,3 +37,19 @@ def test_table_scores_the_model_and_the_constraint_observer(capsys) -> None:
         assert set(row["models/knee.onnx"]) == {"shank"}
         assert 0 < row["models/knee.onnx"]["shank"] < 90
         assert 0 < row["constraint_observer"]["shank"] < 180
+
+
+def test_sensor_gaps_blank_only_the_last_imu() -> None:
+    from tools.stress_axes import GAP_S, sensor_gaps
+
+    data = generate(get_problem("arm3-wide"), [SEED0, SEED0 + 1], 60.0, progress=False)
+    gapped = sensor_gaps(data)
+    np.testing.assert_array_equal(gapped.q_rel, data.q_rel)
+    np.testing.assert_array_equal(gapped.imu[..., :6], data.imu[..., :6])  # seg1 untouched
+    missing = np.isnan(gapped.imu[..., 6:]).all(axis=-1)
+    assert np.array_equal(np.isnan(gapped.imu[..., 6:]).any(axis=-1), missing)  # whole frames
+    assert not missing[:, :500].any()
+    for seq in missing:
+        starts = np.flatnonzero(np.diff(seq.astype(int)) == 1)
+        assert 3 <= len(starts) <= 5  # five a minute, one may run into another
+        assert GAP_S[0] * 100 <= seq.sum() / len(starts) <= 2 * GAP_S[1] * 100

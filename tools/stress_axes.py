@@ -9,9 +9,11 @@ Usage (from the repository root)::
 
 Each axis is its own set of ``--sequences`` x ``--duration-s`` sequences from seeds
 3,000,000 on (disjoint from every training, validation, held-out and stress seed), the
-problem's own settings with one change (``AXES``). Every model given and the constraint
-observer (no training) are scored on the same sets; the table gives the hinge means (deg)
-and, for a free root, the root's inclination mean.
+problem's own settings with one change (``AXES``; sensor gaps are made in the generated data,
+``DATA_CHANGES``, and the frames inside a gap are scored too: an observer holds its estimate
+there). Every model given and the constraint observer (no training) are scored on the same
+sets; the table gives the hinge means (deg) and, for a free root, the root's inclination
+mean.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.evaluation.imu_dataset import ImuDataset
 from pipeline.evaluation.node_eval import evaluate_node
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings
@@ -81,7 +84,31 @@ AXES: dict[str, tuple[str, Vary | None, ImuNoise | None]] = {
     "mounting 10 deg": ("residual sensor-to-segment rotation up to 10 deg",
                         lambda s: dataclasses.replace(s, mount_rotation_max_rad=max(
                             s.mount_rotation_max_rad, math.radians(10.0))), None),
+    "sensor gaps": ("the last IMU's data missing (NaN, as sync leaves gaps longer than its "
+                    "max_gap_s) for 0.2-0.6 s, five times a minute", None, None),
 }
+GAPS_PER_MINUTE, GAP_S = 5, (0.2, 0.6)
+
+
+def sensor_gaps(data: ImuDataset) -> ImuDataset:
+    """``data`` with GAPS_PER_MINUTE gaps of GAP_S s (NaN acc and gyr) in the last IMU of
+    every sequence, at seeded random times after the first 5 s."""
+    rng = np.random.default_rng(SEED0)
+    imu, rate = data.imu.copy(), data.rate_hz
+    n_imu = len(data.imus)
+    last = slice((n_imu - 1) * 6, n_imu * 6)
+    t_ = imu.shape[1]
+    count = max(1, round(GAPS_PER_MINUTE * t_ / rate / 60))
+    for s in range(imu.shape[0]):
+        starts = rng.choice(np.arange(round(5 * rate), t_ - round(GAP_S[1] * rate)), count,
+                            replace=False)
+        for start in starts:
+            imu[s, start:start + round(rng.uniform(*GAP_S) * rate), last] = np.nan
+    return dataclasses.replace(data, imu=imu)
+
+
+# axes whose change is made to the generated data rather than to the generator's settings
+DATA_CHANGES: dict[str, Callable[[ImuDataset], ImuDataset]] = {"sensor gaps": sensor_gaps}
 
 
 def _means(result) -> dict[str, float]:
@@ -106,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         what, vary, noise = AXES[axis]
         data = generate(problem, seeds, args.duration_s, vary=vary, noise=noise,
                         progress=not args.json)
+        if axis in DATA_CHANGES:
+            data = DATA_CHANGES[axis](data)
         row = {"axis": axis, "change": what,
                "constraint_observer": _means(evaluate_node("constraint_observer", data,
                                                            progress=False))}
