@@ -71,8 +71,9 @@ class ConstraintObserver(Node):
         joint_centre: bool = _DEFAULT.joint_centre
         # m/s^2, max | |f_parent| - |f_child| | at the joint centre
         agree_ms2: float = _DEFAULT.agree_ms2
-        # hinges: s, a sensor gap at least this long restarts the hinge (the next usable
-        # acceleration angle taken outright)
+        # s, a sensor gap at least this long restarts what it made stale: a hinge (the next
+        # usable acceleration angle taken outright), the IMU's VQF 6D filter, a two-axis
+        # joint's heading estimation, a spherical joint's heading pull
         restart_gap_s: float = _DEFAULT.restart_gap_s
         # spherical joints: s, time constant of the heading's pull towards the joint centre's
         # acceleration; 0: no pull, the heading changes only by heading_reset
