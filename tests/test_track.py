@@ -185,3 +185,39 @@ def test_bench_track_reports_both_sessions(tmp_path: Path) -> None:
         assert "PyTorch" in big["skipped"]
     else:
         assert big["random_gru_2x128"]["frames"] == 1200 and big["session"]["imus"] == 10
+
+
+def _dot_export(path: Path, tag: str, counters: list[int]) -> Path:
+    """A Movella DOT CSV at 60 Hz holding the samples with these packet counters, at rest."""
+    head = (f"sep=,\nDeviceTag:,{tag}\nFirmwareVersion:,3.0.0\nAppVersion:,2023.6.0\n"
+            "SyncStatus:,Synced\nOutputRate:,60Hz\nFilterProfile:,General\n"
+            "Measurement Mode:,Inertial data Mode - Rate Quantities(with mag)\n"
+            "StartTime: ,2024-12-09_17:31:07_886 CET\nx\n\n"
+            "PacketCounter,SampleTimeFine,Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z,Mag_X,Mag_Y,Mag_Z\n")
+    rows = [f"{c},{1_000_000 + (c - 1) * 16667},0.1,0.2,9.8,0.5,-0.3,0.2,0.5,0.1,-1.0"
+            for c in counters]
+    path.write_text(head + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_csv_marks_the_frames_a_sensor_was_missing_in(tmp_path: Path) -> None:
+    """A shank sensor silent for 0.5 s (30 packets at 60 Hz), longer than sync bridges: the
+    frames in between are missing, the observer holds its estimate there, and the CSV's
+    sensors_ok is 0 on exactly those frames, 1 elsewhere; the summary says how many."""
+    thigh = _dot_export(tmp_path / "thigh.csv", "thigh", list(range(1, 601)))
+    shank = _dot_export(tmp_path / "shank.csv", "shank",
+                        [c for c in range(1, 601) if not 301 <= c <= 330])
+    session, out = tmp_path / "knee.mcap", tmp_path / "knee.csv"
+    proc = _imuflow("import", str(thigh), str(shank), "-o", str(session))
+    assert proc.returncode == 0, proc.stderr
+    proc = _imuflow("track", str(session), "-o", str(out), "--no-calibration")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    csv = np.genfromtxt(out, delimiter=",", names=True)
+    held = csv["sensors_ok"] == 0
+    t_gap = csv["time_s"][held]
+    # the gap: the shank's samples between 4.983 s (packet 300) and 5.500 s (331); longer
+    # than sync's max_gap_s, so its 100 Hz frames in between are missing (measured: 4.99-5.50)
+    assert held.sum() >= 45 and t_gap.min() > 4.983 and t_gap.max() < 5.5 + 0.01, t_gap
+    assert np.all(np.diff(np.flatnonzero(held)) == 1)  # one run of frames
+    assert set(np.unique(csv["sensors_ok"])) == {0.0, 1.0}
+    assert f"{held.sum()} frames had a sensor missing" in proc.stdout, proc.stdout

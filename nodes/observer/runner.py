@@ -26,7 +26,7 @@ import numpy as np
 from nodes.observer.fit import ModelFit
 from nodes.observer.gru_step import CompiledStep
 from nodes.observer.session import ObserverSession, StepBinding
-from pipeline.runtime.streams import FrameFlag
+from pipeline.runtime.streams import FrameFlag, frames_usable
 
 BAD_FLAGS = np.uint8(FrameFlag.MISSING | FrameFlag.INVALID)
 _GOOD_FLAGS = bytes(v for v in range(256) if not v & int(BAD_FLAGS))  # of a usable sensor
@@ -47,11 +47,9 @@ def valid_frames(frames: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
     ``x``: the frames' model input (n, n_imu*6), checked for finiteness instead of ``frames``
     (give it only when it holds every sensor's acc and gyr).
     """
-    ok = ~np.bitwise_and(frames["flags"], BAD_FLAGS).any(axis=1)
-    if x is not None:
-        return ok & np.isfinite(x).all(axis=1)
-    ok &= np.isfinite(frames["acc"]).all(axis=(1, 2)) & np.isfinite(frames["gyr"]).all(axis=(1, 2))
-    return ok
+    if x is None:
+        return frames_usable(frames)
+    return ~np.bitwise_and(frames["flags"], BAD_FLAGS).any(axis=1) & np.isfinite(x).all(axis=1)
 
 
 class ObserverRunner:

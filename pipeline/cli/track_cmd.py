@@ -7,7 +7,8 @@ live run, so the numbers are the live ones. Output by suffix:
 
 - ``.csv``: one row per frame; header names each column with its unit: ``time_s``,
   ``t_host_ns``, ``<hinge>_angle_deg``, ``<body>_q_rel_w..z`` (body to parent),
-  ``<body>_pos_x_m..`` and ``<body>_quat_w..z`` (earth frame, z up);
+  ``<body>_pos_x_m..`` and ``<body>_quat_w..z`` (earth frame, z up), last ``sensors_ok``
+  (0 where a sensor was missing or invalid and the estimate is held);
 - ``.mot``: OpenSim motion file, time and hinge angles in degrees;
 - ``.mcap``: the ``chain.state`` and ``chain.pose`` streams as a session file.
 
@@ -103,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     speed = f", {done.x_real_time:.0f}x real time" if done.x_real_time else ""
     print(f"wrote {out}: {done.frames} frames; {done.data_s:.1f} s of data tracked in "
           f"{done.run_s:.3f} s{speed} (set-up {done.setup_s:.2f} s)")
+    if done.held_frames:
+        print(f"{done.held_frames} frames had a sensor missing or invalid (dropouts): the "
+              "estimate is held there" + (", sensors_ok 0 in the CSV" if out.suffix.lower()
+                                           == ".csv" else ""))
     return 0
 
 

@@ -35,6 +35,9 @@ class Motion:
     residual: np.ndarray | None = None  # (n, 6) root residual force N, moment N m, earth frame
     dofs: tuple[str, ...] = ()  # generalised coordinate names (chain.torque meta "dofs")
     dof_units: tuple[str, ...] = ()  # "N m" or "N" per coordinate
+    # (n,) bool: every sensor had data in the observer's input frame; False: a sensor was
+    # missing (a dropout) or invalid and the estimate was held (None: not known)
+    sensors_ok: np.ndarray | None = None
 
     @property
     def t_s(self) -> np.ndarray:
@@ -43,9 +46,11 @@ class Motion:
 
 
 def motion_from_blocks(state: list[Block], pose: list[Block] | None = None,
-                       torque: list[Block] | None = None) -> Motion:
+                       torque: list[Block] | None = None,
+                       usable: tuple[np.ndarray, np.ndarray] | None = None) -> Motion:
     """Join ``chain.state`` blocks and (optionally) ``chain.pose`` and ``chain.torque`` blocks
-    into one Motion."""
+    into one Motion; ``usable``, (t_host ns, ``streams.frames_usable``) of the observer's input
+    frames, gives ``sensors_ok``."""
     if not state:
         raise ValueError("no chain.state samples: the tracking chain produced nothing (is the "
                          "session empty, or do its sensors not reach the observer?)")
@@ -63,8 +68,13 @@ def motion_from_blocks(state: list[Block], pose: list[Block] | None = None,
         meta = torque[0].info.meta
         dofs = tuple(meta.get("dofs") or [f"dof{i}" for i in range(tau.shape[1])])
         units = tuple(meta.get("units") or ["N m"] * len(dofs))
+    ok = None
+    if usable is not None and len(usable[0]):
+        t, good = usable
+        idx = np.searchsorted(t, s["t_host"]).clip(0, len(t) - 1)
+        ok = (t[idx] == s["t_host"]) & good[idx]
     return Motion(s["t_host"].astype(np.int64), bodies, hinges, s["angle"].astype(np.float64),
-                  s["q_rel"].astype(np.float64), pos, quat, tau, residual, dofs, units)
+                  s["q_rel"].astype(np.float64), pos, quat, tau, residual, dofs, units, ok)
 
 
 def _matched(blocks: list[Block], t_host: np.ndarray, *fields: str) -> list[np.ndarray]:
@@ -95,6 +105,8 @@ def csv_columns(m: Motion) -> list[tuple[str, np.ndarray]]:
         cols += [(f"residual_{c}_{u}", m.residual[:, k])
                  for k, (c, u) in enumerate(zip(("fx", "fy", "fz", "mx", "my", "mz"),
                                                 ("N",) * 3 + ("Nm",) * 3))]
+    if m.sensors_ok is not None:  # last: the columns before it kept their places
+        cols.append(("sensors_ok", m.sensors_ok.astype(np.int64)))
     return cols
 
 

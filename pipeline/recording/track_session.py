@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.recording.motion_export import (
     motion_from_blocks,
     torque_file,
@@ -29,7 +31,7 @@ from pipeline.runtime.inline import InlineGraph
 from pipeline.runtime.message import Block
 from pipeline.runtime.registry import resolve
 from pipeline.runtime.sensor_check import check_sensors
-from pipeline.runtime.streams import POSE, STATE, TORQUE
+from pipeline.runtime.streams import POSE, STATE, TORQUE, frames_usable
 
 FORMATS = (".csv", ".mot", ".mcap")
 
@@ -42,6 +44,7 @@ class TrackSummary:
     data_s: float   # span of the chain.state stamps (+ one period), s
     run_s: float    # wall time of the data path (sources polled until every stream ended), s
     setup_s: float  # wall time of the nodes' set-up (model load, kernel compilation), s
+    held_frames: int = 0  # frames a sensor was missing or invalid in (the estimate held)
 
     @property
     def x_real_time(self) -> float:
@@ -163,6 +166,10 @@ def track(graph: GraphSpec, session: Path, out: Path,
     writer = SessionWriter(out) if out.suffix.lower() == ".mcap" else None
     keep_state = writer.write_block if writer else states.append
     frames = [0, 0, -1]  # count, first and last t_host (ns)
+    inputs: list[tuple[np.ndarray, np.ndarray]] = []  # the observer's frames: t_host, usable
+
+    def on_input(block: Block) -> None:
+        inputs.append((block.data["t_host"].copy(), frames_usable(block.data)))
 
     def on_state(block: Block) -> None:
         if not frames[0]:
@@ -175,6 +182,9 @@ def track(graph: GraphSpec, session: Path, out: Path,
         taps[pose_topic] = writer.write_block if writer else poses.append
     if torque_topic:
         taps[torque_topic] = writer.write_block if writer else torques.append
+    observer = graph.node(state_topic.split("/")[0])
+    for edge in observer.inputs.get("frame", [])[:1]:
+        taps[edge.source] = on_input
     inline = InlineGraph(graph, taps)
     replay = next(n for _, n in inline.nodes if isinstance(n, resolve("replay")))
     try:
@@ -183,8 +193,10 @@ def track(graph: GraphSpec, session: Path, out: Path,
     finally:
         if writer is not None:
             writer.close()
+    t_in = np.concatenate([t for t, _ in inputs]) if inputs else np.zeros(0, np.int64)
+    usable = np.concatenate([u for _, u in inputs]) if inputs else np.zeros(0, bool)
     if writer is None:
-        motion = motion_from_blocks(states, poses, torques)
+        motion = motion_from_blocks(states, poses, torques, (t_in, usable))
         if out.suffix.lower() == ".csv":
             write_csv(motion, out)
         else:
@@ -193,4 +205,5 @@ def track(graph: GraphSpec, session: Path, out: Path,
                 write_sto_torques(motion, torque_file(out))
     n = frames[0]
     data_s = (frames[2] - frames[1]) / 1e9 * n / (n - 1) if n > 1 else 0.0
-    return TrackSummary(frames=n, data_s=data_s, run_s=run_s, setup_s=setup_s)
+    return TrackSummary(frames=n, data_s=data_s, run_s=run_s, setup_s=setup_s,
+                        held_frames=int(np.count_nonzero(~usable)))

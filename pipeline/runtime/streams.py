@@ -82,6 +82,14 @@ class FrameFlag(IntFlag):
     SATURATED = 16  # an acc axis at the sensor's range: values kept, the true one may be larger
 
 
+def frames_usable(frames: np.ndarray) -> np.ndarray:
+    """(n,) bool: ``imu.frame`` samples in which every sensor has data (no MISSING or INVALID
+    flag, finite acc m/s^2 and gyr rad/s); observers hold their estimate through the others."""
+    ok = ~np.bitwise_and(frames["flags"], FrameFlag.MISSING | FrameFlag.INVALID).any(axis=1)
+    return (ok & np.isfinite(frames["acc"]).all(axis=(1, 2))
+            & np.isfinite(frames["gyr"]).all(axis=(1, 2)))
+
+
 def frame_dtype(n_imu: int) -> np.dtype:
     """Sample dtype of ``imu.frame`` for ``n_imu`` sensors."""
     return np.dtype([("t_host", "<i8"), ("acc", "<f4", (n_imu, 3)), ("gyr", "<f4", (n_imu, 3)),
