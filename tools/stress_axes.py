@@ -70,6 +70,9 @@ AXES: dict[str, tuple[str, Vary | None, ImuNoise | None]] = {
     "long rests": ("rests after 60 % of moves, up to 8 s",
                    lambda s: dataclasses.replace(s, motion=dataclasses.replace(
                        s.motion, rest_prob=0.6, rest_max_s=8.0)), None),
+    "rests to 30 s": ("rests after 60 % of moves, up to 30 s (give --duration-s 180 or more)",
+                      lambda s: dataclasses.replace(s, motion=dataclasses.replace(
+                          s.motion, rest_prob=0.6, rest_max_s=30.0)), None),
     "gyro bias x2": ("gyro biases up to 6 deg/s, accelerometer biases up to 1 m/s^2", None,
                      _noise(gyr_bias_max=2.0, acc_bias_max=2.0)),
     "noise x2": ("white noise 2x on both sensors", None,
