@@ -26,9 +26,9 @@ import numpy as np
 from nodes.observer.fit import ModelFit
 from nodes.observer.gru_step import CompiledStep
 from nodes.observer.session import ObserverSession, StepBinding
-from pipeline.runtime.streams import FrameFlag, frames_usable
+from pipeline.runtime.streams import UNUSABLE, frames_usable
 
-BAD_FLAGS = np.uint8(FrameFlag.MISSING | FrameFlag.INVALID)
+BAD_FLAGS = np.uint8(UNUSABLE)
 _GOOD_FLAGS = bytes(v for v in range(256) if not v & int(BAD_FLAGS))  # of a usable sensor
 
 

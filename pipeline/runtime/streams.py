@@ -82,10 +82,13 @@ class FrameFlag(IntFlag):
     SATURATED = 16  # an acc axis at the sensor's range: values kept, the true one may be larger
 
 
+UNUSABLE = FrameFlag.MISSING | FrameFlag.INVALID  # a sensor flagged so has no data in the frame
+
+
 def frames_usable(frames: np.ndarray) -> np.ndarray:
-    """(n,) bool: ``imu.frame`` samples in which every sensor has data (no MISSING or INVALID
-    flag, finite acc m/s^2 and gyr rad/s); observers hold their estimate through the others."""
-    ok = ~np.bitwise_and(frames["flags"], FrameFlag.MISSING | FrameFlag.INVALID).any(axis=1)
+    """(n,) bool: ``imu.frame`` samples in which every sensor has data (no UNUSABLE flag,
+    finite acc m/s^2 and gyr rad/s); observers hold their estimate through the others."""
+    ok = ~np.bitwise_and(frames["flags"], UNUSABLE).any(axis=1)
     return (ok & np.isfinite(frames["acc"]).all(axis=(1, 2))
             & np.isfinite(frames["gyr"]).all(axis=(1, 2)))
 
