@@ -70,9 +70,8 @@ def motion_from_blocks(state: list[Block], pose: list[Block] | None = None,
         units = tuple(meta.get("units") or ["N m"] * len(dofs))
     ok = None
     if usable is not None and len(usable[0]):
-        t, good = usable
-        idx = np.searchsorted(t, s["t_host"]).clip(0, len(t) - 1)
-        ok = (t[idx] == s["t_host"]) & good[idx]
+        idx, hit = _match(usable[0], s["t_host"])
+        ok = hit & usable[1][idx]
     return Motion(s["t_host"].astype(np.int64), bodies, hinges, s["angle"].astype(np.float64),
                   s["q_rel"].astype(np.float64), pos, quat, tau, residual, dofs, units, ok)
 
@@ -80,13 +79,19 @@ def motion_from_blocks(state: list[Block], pose: list[Block] | None = None,
 def _matched(blocks: list[Block], t_host: np.ndarray, *fields: str) -> list[np.ndarray]:
     """``fields`` of the samples in ``blocks`` at each of ``t_host``, NaN where none has it."""
     p = np.concatenate([b.data for b in blocks])
-    idx = np.searchsorted(p["t_host"], t_host).clip(0, len(p) - 1)
-    hit = p["t_host"][idx] == t_host
+    idx, hit = _match(p["t_host"], t_host)
     out = []
     for name in fields:
         v = p[name][idx].astype(np.float64)
         out.append(np.where(hit.reshape((-1,) + (1,) * (v.ndim - 1)), v, np.nan))
     return out
+
+
+def _match(t_have: np.ndarray, t_want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``t_want`` (ns), the index of the same stamp in the sorted ``t_have`` (ns)
+    and whether there is one."""
+    idx = np.searchsorted(t_have, t_want).clip(0, len(t_have) - 1)
+    return idx, t_have[idx] == t_want
 
 
 def csv_columns(m: Motion) -> list[tuple[str, np.ndarray]]:
