@@ -189,8 +189,9 @@ class ConstraintEstimator:
         self.two_axis, self.spherical = bool(pairs), bool(balls)
         self._hinges, self._pairs, self._balls = hinges, pairs, balls
         vqf_imus = sorted({i for pr in pairs for i in pr.imus} | {i for b in balls for i in b.imus})
-        self._restart_after = max(1, round(settings.restart_gap_s * rate_hz))
-        self._vqf = (Vqf6DBank(vqf_imus, rate_hz, settings.vqf, self._restart_after)
+        # frames of a sensor gap that restart what it made stale (hinges, VQF, headings)
+        self.restart_after = max(1, round(settings.restart_gap_s * rate_hz))
+        self._vqf = (Vqf6DBank(vqf_imus, rate_hz, settings.vqf, self.restart_after)
                      if vqf_imus else None)
         self.vqf_imus = frozenset(vqf_imus)  # IMU indices whose 6D orientation VQF tracks
         self._dt = 1.0 / rate_hz
@@ -295,7 +296,7 @@ class ConstraintEstimator:
                 self._theta[i], int(self._seen[i]), int(self._missing[i]), ap, ac,
                 gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
                 self._dt, self._gain, s.agree_ms2 if s.joint_centre else s.still_acc_ms2,
-                s.max_axis_cos, s.joint_centre, self._restart_after, one_angle, one_quat)
+                s.max_axis_cos, s.joint_centre, self.restart_after, one_angle, one_quat)
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat
         if self._vqf is not None:

@@ -80,7 +80,7 @@ class ConstraintPrior:
                 raise ValueError(f"the root '{chain.body_names[0]}' carries no IMU of {imus}; "
                                  "its inclination cannot be estimated without training")
             self._root_imu = root[0]
-            restart = max(1, round(PRIOR_KINDS[kind].restart_gap_s * rate_hz))
+            restart = self._estimator.restart_after  # the root's filter restarts alike
             if kind in ROOT_VQF:
                 self._root_vqf = Vqf6DBank(root[:1], rate_hz, ROOT_VQF[kind], restart)
             elif root[0] not in self._estimator.vqf_imus:  # else the estimator's VQF serves
