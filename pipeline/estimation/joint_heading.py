@@ -29,7 +29,6 @@ from pipeline.estimation.heading_fit import fit_delta_2d
 from pipeline.kinematics.quaternion import np_qconj, np_qfrom_axis_angle, np_qmul
 
 STARTUP, REGULAR, STILL = 2, 1, 3  # qmt's state codes
-_NO_RESTART = np.zeros(1024, np.bool_)  # take_frames' restart flags where there are none
 Z = np.array([0.0, 0.0, 1.0])
 
 
@@ -94,15 +93,17 @@ class JointHeading:
         """
         n = len(q1)
         out = np.empty(n)
-        restarts = [] if restart is None else np.flatnonzero(restart).tolist()
+        restart = np.zeros(n, np.bool_) if restart is None else restart
+        restarts = np.flatnonzero(restart).tolist()
         start = 0
         while start < n:
-            if restarts and restarts[0] == start:
-                restarts.pop(0)
+            if restarts and restarts[0] == start:  # a segment starts at each restart frame:
+                restarts.pop(0)                     # the next event counts from it
                 self.counts[0] = self.counts[1] = 0
-                self.counts[2] = 1
             stop = min(n, start + self._to_next_event(), restarts[0] if restarts else n)
-            self._take(q1, q2, gyr1, gyr2, start, stop)
+            take_frames(self.win_ring, self.norm_ring, self.counts, self.data_step,
+                        q1[start:stop], q2[start:stop], gyr1[start:stop], gyr2[start:stop],
+                        restart[start:stop], restart[start:stop])
             out[start:stop] = self.value  # held until the estimation instant
             if self._is_event(self._k - 1):
                 self._estimate(q1[stop - 1], q2[stop - 1])
@@ -148,15 +149,6 @@ class JointHeading:
         else:
             nxt = self.window_steps + -(-(k - self.window_steps) // self.est_step) * self.est_step
         return nxt - k + 1
-
-    def _take(self, q1: np.ndarray, q2: np.ndarray, g1: np.ndarray, g2: np.ndarray,
-              start: int, stop: int) -> None:
-        """Keep what the next estimation needs: data-rate orientations and gyro norms."""
-        no_restart = _NO_RESTART if stop - start <= len(_NO_RESTART) else np.zeros(
-            stop - start, np.bool_)
-        take_frames(self.win_ring, self.norm_ring, self.counts, self.data_step,
-                    q1[start:stop], q2[start:stop], g1[start:stop], g2[start:stop],
-                    no_restart, no_restart)
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         """The window's orientations in time order, (m, 4) each."""
@@ -236,12 +228,13 @@ class JointHeading:
 @njit(cache=True)
 def take_frames(win_ring, norm_ring, counts, data_step, q1, q2, g1, g2, restart1,
                 restart2):  # pragma: no cover
-    """:meth:`JointHeading._take` of (n, 4) orientations and (n, 3) gyr rad/s of both segments:
-    every ``data_step``-th frame's orientations into the window ring, every frame's gyro norms
-    into the norm ring; ``counts`` (frames, data-rate samples) advanced in place. A frame
+    """Keep what the heading's next estimation needs from (n, 4) orientations and (n, 3) gyr
+    rad/s of both segments: every ``data_step``-th frame's orientations into the window ring,
+    every frame's gyro norms into the norm ring; ``counts`` (frames, data-rate samples)
+    advanced in place. A frame
     flagged in ``restart1`` or ``restart2`` (n,) bool (a segment's filter restarted there)
-    first starts the window again and sets ``counts[2]`` (:meth:`JointHeading.update` does
-    the same before taking it)."""
+    first starts the window again and sets ``counts[2]`` (:meth:`JointHeading.update` also
+    resets the counts before it, to count the next estimation instant from there)."""
     cap = win_ring.shape[1]
     for t in range(q1.shape[0]):
         if restart1[t] or restart2[t]:

@@ -91,7 +91,7 @@ def pair_prior_take(states, coeffs, sensors, root_states, root_coeffs, root_sens
                     win_ring, norm_ring, counts, ints, acc, gyr, quat, root):  # pragma: no cover
     """One frame's first part: the bank's VQF 6D (orientations into ``quat`` (n_filters, 1,
     4)) and the root's own (into ``root`` (1, 1, 4)), the heading's window and gyro norms
-    (``JointHeading._take``)."""
+    (``joint_heading.take_frames``)."""
     n_filters = sensors.shape[0]
     g, a = np.empty((n_filters, 1, 3)), np.empty((n_filters, 1, 3))
     restarted = np.empty((n_filters, 1), np.bool_)
