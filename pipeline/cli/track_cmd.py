@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {done.frames} frames; {done.data_s:.1f} s of data tracked in "
           f"{done.run_s:.3f} s{speed} (set-up {done.setup_s:.2f} s)")
     if done.held_frames:
-        print(f"{done.held_frames} frames had a sensor missing or invalid (dropouts): the "
-              "estimate is held there" + (", sensors_ok 0 in the CSV" if out.suffix.lower()
-                                           == ".csv" else ""))
+        where = ", sensors_ok 0 in the CSV" if out.suffix.lower() == ".csv" else ""
+        print(f"{done.held_frames} frames had a sensor missing or invalid (no data from it yet, "
+              f"or a dropout): the estimate is held there{where}")
     return 0
 
 
