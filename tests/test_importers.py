@@ -31,19 +31,20 @@ SyncStatus:,Synced
 OutputRate:,60Hz
 FilterProfile:,General
 Measurement Mode:,Inertial data Mode - Rate Quantities(with mag)
-StartTime: ,2024-12-09_17:31:07_886 CET
+StartTime: ,{start} CET
 \u00a9 Movella Technologies B. V. 2005-2024
 
 PacketCounter,SampleTimeFine,Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z,Mag_X,Mag_Y,Mag_Z
 """
 
 
-def _dot_file(path: Path, tag: str, t0_us: int, n: int, first_counter: int = 1) -> Path:
+def _dot_file(path: Path, tag: str, t0_us: int, n: int, first_counter: int = 1,
+              start: str = "2024-12-09_17:31:07_886") -> Path:
     rows = []
     for k in range(n):
         t = (t0_us + k * 16667) % (1 << 32)
         rows.append(f"{first_counter + k},{t},0.1,0.2,9.8,{k},-180.0,90.0,0.5,0.1,-1.0")
-    path.write_text(HEADER.format(tag=tag) + "\n".join(rows) + "\n", encoding="utf-8")
+    path.write_text(HEADER.format(tag=tag, start=start) + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 
@@ -60,6 +61,28 @@ def test_movella_dot_session_is_unwrapped_converted_and_aligned(tmp_path: Path):
     np.testing.assert_allclose(femur.data["acc"][0], [0.1, 0.2, 9.8], rtol=1e-6)
     assert list(tibia.data["counter"][:2]) == [2, 3]
     assert "synthesised" in femur.meta["t_host"]
+
+
+def test_movella_dot_synced_clocks_that_disagree_with_start_times_align_by_counter(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    # as shoulder_tracking: 'Synced', started together (StartTime 8 ms apart, counters from 1),
+    # yet one SampleTimeFine 4.19 s ahead of the other throughout
+    a = _dot_file(tmp_path / "chest.csv", "chest", 1_684_680_312, 10,
+                  start="2024-12-09_17:42:07_993")
+    b = _dot_file(tmp_path / "upperarm.csv", "upperarm", 1_680_494_506, 10,
+                  start="2024-12-09_17:42:07_985")
+    with caplog.at_level("WARNING", logger="imuflow.importers.movella_dot_csv"):
+        chest, arm = movella_dot_csv.read_session([a, b])
+    assert chest.data["t_host"][0] == arm.data["t_host"][0] == 0
+    assert "chest.csv starts 4.186 s into the session by SampleTimeFine and 0.008 s" in caplog.text
+    assert "PacketCounter" in chest.meta["t_host"] and "not one clock" in chest.meta["t_host"]
+    assert chest.data["t_sensor"][0] == 1_684_680_312_000  # the sensor clock itself is kept
+    # the same files with StartTime headers that match their clocks stay on SampleTimeFine
+    a = _dot_file(tmp_path / "chest.csv", "chest", 1_684_680_312, 10,
+                  start="2024-12-09_17:42:12_171")
+    chest, arm = movella_dot_csv.read_session([a, b])
+    assert chest.data["t_host"][0] - arm.data["t_host"][0] == 4_185_806_000
+    assert "SampleTimeFine" in chest.meta["t_host"] and "not one clock" not in chest.meta["t_host"]
 
 
 def test_movella_dot_bad_cell_names_file_line_and_column(tmp_path: Path):
@@ -241,6 +264,25 @@ def test_real_movella_dot_knee_session(realdata: Path):
         assert np.all(np.abs(g - 9.81) < 1.0)  # at rest at the start
         assert np.max(np.abs(s.data["gyr"])) < 35  # rad/s: converted from deg/s
     assert abs(int(femur.data["t_host"][0]) - int(tibia.data["t_host"][0])) < 20_000_000
+
+
+@pytest.mark.realdata
+def test_real_movella_dot_shoulder_session_aligns_by_counter(realdata: Path):
+    """shoulder_tracking's SampleTimeFine is 4.19 s apart between its files: aligned by
+    PacketCounter, the two sensors' angular rates move together at lag 0, not at 4.19 s."""
+    folder = realdata / "movella_dot" / "shoulder_tracking"
+    chest, arm = movella_dot_csv.read_session([folder / "chest.csv", folder / "upperarm.csv"])
+    assert "PacketCounter" in chest.meta["t_host"]
+    assert chest.data["t_host"][0] == arm.data["t_host"][0] == 0
+    rate_a, rate_b = (np.linalg.norm(s.data["gyr"], axis=1) for s in (chest, arm))
+
+    def corr(lag: int) -> float:  # chest sample k + lag against arm sample k
+        a, b = rate_a[max(lag, 0):len(rate_a) + min(lag, 0)], rate_b[max(-lag, 0):]
+        n = min(len(a), len(b))
+        return float(np.corrcoef(a[:n], b[:n])[0, 1])
+
+    by_clock = round(4.186 * 60)
+    assert corr(0) > 0.35 and abs(corr(by_clock)) < 0.1 and abs(corr(-by_clock)) < 0.1
 
 
 @pytest.mark.realdata

@@ -11,7 +11,13 @@ sensor clock in microseconds, 32 bit: unwrapped and converted to ``t_sensor`` ns
 minus the session's earliest first sample, i.e. ns since the session start on
 the shared sensor clock (``meta.t_host = "synthesised: ..."``). Files of one
 session are aligned by that clock when every file says ``SyncStatus: Synced``,
-else by PacketCounter at the output rate (logged as a warning).
+else by PacketCounter at the output rate (logged as a warning). A synced export is not
+always on one clock: ``shoulder_tracking`` says Synced, yet its two files' SampleTimeFine
+differ by 4.19 s throughout while their StartTime headers differ by 8 ms and their gyroscopes
+move together by PacketCounter. So the clock is checked against the StartTime headers
+(wall clock, ms): where a file's start on the sensor clock is more than
+``MAX_START_DISAGREEMENT_S`` from its start by the header, the files are aligned by
+PacketCounter instead (logged as a warning naming the file and both offsets).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,9 @@ HEADER_LINES = 11
 REQUIRED = ("PacketCounter", "SampleTimeFine", "Acc_X", "Acc_Y", "Acc_Z",
             "Gyr_X", "Gyr_Y", "Gyr_Z")
 MAG = ("Mag_X", "Mag_Y", "Mag_Z")
+# s: the most a file's start on the shared sensor clock may differ from its start by its
+# StartTime header (the app's wall clock, stamped over BLE: tens of ms apart on one start)
+MAX_START_DISAGREEMENT_S = 0.5
 
 
 def _unwrap(raw: np.ndarray, modulus: int) -> np.ndarray:
@@ -122,6 +132,11 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
     if not synced:
         log.warning("not every file says 'SyncStatus: Synced'; aligning by PacketCounter")
     t_us = {p: _unwrap(c["SampleTimeFine"].astype(np.int64), 1 << 32) for p, _, c, _ in parsed}
+    unshared = _clock_not_shared(parsed, t_us) if synced else None
+    if unshared:
+        log.warning("the files say 'SyncStatus: Synced' but %s: the sensor clocks are not one "
+                    "clock; aligning by PacketCounter", unshared)
+        synced = False
     ctr = {p: _unwrap(c["PacketCounter"].astype(np.int64), 1 << 16) for p, _, c, _ in parsed}
     t0 = min(int(t[0]) for t in t_us.values())
     c0 = min(int(c[0]) for c in ctr.values())
@@ -137,6 +152,8 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
         else:
             data["t_host"] = np.round((ctr[path] - c0) * (1e9 / rate_hz)).astype(np.int64)
             how = "synthesised: PacketCounter / OutputRate from the session's first packet"
+            if unshared:
+                how += f" (SampleTimeFine not one clock: {unshared})"
         data["counter"] = ctr[path]
         data["acc"] = np.stack([cols[f"Acc_{a}"] for a in "XYZ"], 1)
         data["gyr"] = np.deg2rad(np.stack([cols[f"Gyr_{a}"] for a in "XYZ"], 1))
@@ -151,6 +168,33 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
             "filter_profile": meta.get("FilterProfile", "")}))
         log.info("%s: sensor '%s', %d samples at %g Hz", path, name, n, rate_hz)
     return out
+
+
+def _clock_not_shared(parsed: list, t_us: dict[Path, np.ndarray]) -> str | None:
+    """Why the files' SampleTimeFine is not one clock (a file's start on it more than
+    MAX_START_DISAGREEMENT_S s from its start by its StartTime header), or None (it agrees, or
+    a header is missing or unreadable: nothing to check against)."""
+    starts = {p: _start_time_s(m.get("StartTime", "")) for p, m, _, _ in parsed}
+    if len(starts) < 2 or None in starts.values():
+        return None
+    first_clock = min(int(t[0]) for t in t_us.values())
+    first_header = min(starts.values())
+    for path, start in starts.items():
+        by_clock = (int(t_us[path][0]) - first_clock) / 1e6
+        by_header = start - first_header
+        if abs(by_clock - by_header) > MAX_START_DISAGREEMENT_S:
+            return (f"{path.name} starts {by_clock:.3f} s into the session by SampleTimeFine "
+                    f"and {by_header:.3f} s by its StartTime header")
+    return None
+
+
+def _start_time_s(text: str) -> float | None:
+    """A StartTime header ('2024-12-09_17:42:07_993 CET') in s (wall clock, zone ignored: one
+    session's files share it), or None when it does not parse."""
+    try:
+        return datetime.strptime(text.split()[0], "%Y-%m-%d_%H:%M:%S_%f").timestamp()
+    except (ValueError, IndexError):
+        return None
 
 
 def _sensor_name(tag: str, taken: set[str]) -> str:
