@@ -64,6 +64,7 @@ def _track(realdata: Path, tmp: Path) -> dict:
     params = {n["id"]: n.setdefault("params", {}) for n in graph["nodes"]}
     params["replay"].update(path=str(session), speed=0, restamp=False)
     params["filter"]["calibration"] = str(cal)
+    params["observer"]["joint_centres"] = str(cal)
     params["recorder"]["path"] = str(tmp / "tracked.mcap")
     recorder = next(n for n in graph["nodes"] if n["id"] == "recorder")
     recorder["inputs"]["in"].append("filter/imu.frame")  # the calibrated frames, kept too

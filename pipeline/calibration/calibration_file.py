@@ -1,4 +1,5 @@
-"""The calibration file: per IMU the sensor-to-segment rotation, its source and quality (YAML)."""
+"""The calibration file (YAML): per IMU the sensor-to-segment rotation, per joint shared by two
+IMUs their lever arms to its centre; each with its source and quality."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pipeline.calibration.joint_centre import JointCentre
 from pipeline.calibration.sensor_to_segment import Calibration
 from pipeline.kinematics.quaternion import np_qto_matrix
 from pipeline.runtime.atomic_file import atomic_text
@@ -38,7 +40,20 @@ def calibration_to_dict(cal: Calibration) -> dict:
                    "quality": {k: _rounded(v) for k, v in s.quality.items()},
                    "problems": list(s.problems)}
             for name, s in cal.sensors.items()},
+        "joints": {name: _joint_to_dict(j) for name, j in cal.joints.items()},
     }
+
+
+def _joint_to_dict(j: JointCentre) -> dict:
+    def vec(v: np.ndarray) -> list[float]:
+        return [round(float(x), 4) for x in v]
+
+    return {"imus": list(j.imus),
+            "levers_m": {imu: vec(v) for imu, v in zip(j.imus, j.levers, strict=True)},
+            "chain_levers_m": {imu: vec(v) for imu, v in zip(j.imus, j.chain_levers,
+                                                              strict=True)},
+            "quality": {k: _rounded(v) for k, v in j.quality.items()},
+            "problems": list(j.problems)}
 
 
 HEADER = """\
@@ -46,6 +61,8 @@ HEADER = """\
 # rotation: w, x, y, z, sensor frame -> segment frame (v_segment = R v_sensor)
 # method static+hinge: gravity in the static pose + hinge axis from functional motion (full
 # rotation); static: gravity only (heading about the vertical as mounted)
+# joints: per joint with an IMU on both segments, levers_m from the joint centre to each IMU
+# (m, segment frames; Seel et al. 2012), for the constraint observer's `joint_centres:`
 """
 
 
@@ -65,19 +82,7 @@ def load_rotations(path: str | Path, *, allow_poor: bool = False) -> dict[str, n
     calibration was poor (its problems listed) unless ``allow_poor``.
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read calibration file: {exc.strerror}; make one with "
-                          "`imuflow calibrate`", file=str(path), key="calibration") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not a YAML calibration file ({exc})", file=str(path),
-                          key="calibration") from None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(
-            doc.get("sensors"), dict):
-        raise ConfigError(f"not an imuflow calibration file (need 'version: {VERSION}' and a "
-                          "'sensors' map); make one with `imuflow calibrate`", file=str(path),
-                          key="calibration")
+    doc = _read(path)
     out = {}
     problems = []
     for name, entry in doc["sensors"].items():
@@ -97,3 +102,54 @@ def load_rotations(path: str | Path, *, allow_poor: bool = False) -> dict[str, n
                           + "; calibrate again (or set allow_poor_calibration: true to use it "
                           "anyway)", file=str(path), key="calibration")
     return out
+
+
+def load_joint_levers(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """From a calibration file's ``joints:``: joint (child body) name -> (2, 3) lever arms m
+    (centre to the parent's IMU, to the child's), for the joints found well, and joint name ->
+    problems for those found poorly (not returned as levers). A file without ``joints:`` (made
+    before 2026-12-07) gives none. Raises ConfigError naming the file and key when malformed."""
+    path = Path(path)
+    joints = _read(path).get("joints") or {}
+    if not isinstance(joints, dict):
+        raise ConfigError("joints: expected a map of joint name -> levers", file=str(path),
+                          key="joints")
+    levers, poor = {}, {}
+    for name, entry in joints.items():
+        where = f"joints.{name}"
+        imus = entry.get("imus") if isinstance(entry, dict) else None
+        arms = entry.get("levers_m") if isinstance(entry, dict) else None
+        if (not isinstance(imus, list) or len(imus) != 2 or not isinstance(arms, dict)
+                or any(i not in arms for i in imus)):
+            raise ConfigError(f"{where}: expected 'imus: [PARENT, CHILD]' and 'levers_m' with a "
+                              f"vector for each, got {entry!r}", file=str(path), key=where)
+        try:
+            v = np.asarray([arms[i] for i in imus], dtype=np.float64)
+        except (TypeError, ValueError):
+            v = np.zeros(0)
+        if v.shape != (2, 3) or not np.isfinite(v).all():
+            raise ConfigError(f"{where}.levers_m: expected two [x, y, z] vectors in m, got "
+                              f"{arms!r}", file=str(path), key=f"{where}.levers_m")
+        if entry.get("problems"):
+            poor[str(name)] = [str(p) for p in entry["problems"]]
+        else:
+            levers[str(name)] = v
+    return levers, poor
+
+
+def _read(path: Path) -> dict:
+    """The calibration file's document; ConfigError naming the file when it is not one."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read calibration file: {exc.strerror}; make one with "
+                          "`imuflow calibrate`", file=str(path), key="calibration") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not a YAML calibration file ({exc})", file=str(path),
+                          key="calibration") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(
+            doc.get("sensors"), dict):
+        raise ConfigError(f"not an imuflow calibration file (need 'version: {VERSION}' and a "
+                          "'sensors' map); make one with `imuflow calibrate`", file=str(path),
+                          key="calibration")
+    return doc

@@ -120,6 +120,12 @@ def report_lines(cal: Calibration) -> list[str]:
         q = ", ".join(f"{x:+.4f}" for x in s.rotation)
         lines.append(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(
             f"{k} {v:.3g}" for k, v in s.quality.items()))
+    for j in cal.joints.values():
+        arms = "  ".join(f"{imu} [{', '.join(f'{x:+.3f}' for x in v)}] m"
+                         for imu, v in zip(j.imus, j.levers, strict=True))
+        lines.append(f"  joint {j.joint:<8} centre to {arms}  " + ", ".join(
+            f"{k} {v:.3g}" for k, v in j.quality.items())
+                     + "".join(f"\n    not used: {p}" for p in j.problems))
     for (t0, t1), score, why in sorted(cal.others):
         why = why.split("): ")[0] + ")" if "): " in why else why  # the finding, not the advice
         lines.append(f"  still window {t0:.2f}-{t1:.2f} s not taken (score {score:.2f}"

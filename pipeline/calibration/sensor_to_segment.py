@@ -8,7 +8,8 @@ in both sensor frames from gyroscopes and accelerometers by Olsson et al.'s esti
 full rotation (TRIAD). The axis signs are chosen so that the hinge angles (from gravity and
 from the off-axis angular rates) stay inside the joint's limits. IMUs without such a hinge get
 the static part only: their heading about the vertical stays as mounted, and the calibration
-says so.
+says so. With good rotations, every joint with an IMU on both segments also gets its lever arms
+to both IMUs (``joint_centre.py``).
 
 Units: acc m/s^2, gyr rad/s, both in sensor frames; rotations ``v_segment = R @ v_sensor``,
 quaternions w, x, y, z (sensor to segment).
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.calibration.joint_centre import JointCentre, joint_centres
 from pipeline.calibration.phases import (
     Window,
     motion_window,
@@ -97,6 +99,10 @@ class Calibration:
     # the other still windows tried for the static pose (found automatically): (t0, t1) s,
     # score, and why each lost (its first problem, or its lower score)
     others: list[tuple[tuple[float, float], float, str]] = field(default_factory=list)
+    # per joint with an IMU on both segments (child body name): the lever arms from its
+    # centre to both IMUs, fitted over the whole recording once the rotations are good; a
+    # joint found poorly lists problems there and leaves the rotations' ``ok`` alone
+    joints: dict[str, JointCentre] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -331,6 +337,9 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     pairs = hinge_pairs(chain)
     if cal.ok and len(names) == 2 and len(pairs) == 1:
         _check_swapped(chain, pairs[0], acc_all, gyr_all, rate_hz, static, functional, cal)
+    if cal.ok:
+        cal.joints = joint_centres(chain, acc_all, gyr_all,
+                                   {m: cal.sensors[m].matrix for m in names}, rate_hz)
     return cal
 
 

@@ -31,6 +31,7 @@ in segment frames; angles rad; quaternions w, x, y, z.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +148,14 @@ class ConstraintEstimator:
     """
 
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
-                 settings: ConstraintSettings = ConstraintSettings()) -> None:
+                 settings: ConstraintSettings = ConstraintSettings(),
+                 levers: Mapping[str, np.ndarray] | None = None) -> None:
         self.chain, self.settings, self.n_imu = chain, settings, len(imus)
         self._rate_hz = rate_hz
+        # joint (child body) name -> (2, 3) m, centre to the parent's IMU and to the child's,
+        # in place of the chain's IMU positions (a calibration's joint centres)
+        self._lever_of = {k: np.asarray(v, dtype=np.float64).reshape(2, 3)
+                          for k, v in (levers or {}).items()}
         imu_of: dict[int, int] = {}  # body -> IMU index in the frames
         self._site_of: dict[int, int] = {}  # body -> the chain's IMU site
         for site, (name, body) in enumerate(zip(chain.imu_names, chain.imu_bodies,
@@ -186,6 +192,13 @@ class ConstraintEstimator:
                     f"orthogonal hinges in a row, on the first one's parent and the second "
                     f"one's body); chain '{chain.name}' has none there (use the RNN observer "
                     "for sparse IMUs)")
+        used = {chain.body_names[h.body] for h in hinges} | {chain.body_names[b.body]
+                                                             for b in balls}
+        unknown = sorted(set(self._lever_of) - used)
+        if unknown:
+            raise ValueError(f"lever arms given for {unknown}, which are no hinge or spherical "
+                             f"joint with an IMU on both sides in chain '{chain.name}' (those "
+                             f"are {sorted(used)})")
         self.two_axis, self.spherical = bool(pairs), bool(balls)
         self._hinges, self._pairs, self._balls = hinges, pairs, balls
         vqf_imus = sorted({i for pr in pairs for i in pr.imus} | {i for b in balls for i in b.imus})
@@ -217,7 +230,11 @@ class ConstraintEstimator:
         return _Hinge(body, slot, parent_imu, child_imu, geometry, self._levers(body))
 
     def _levers(self, body: int) -> np.ndarray:
-        """(2, 3) m: the centre of ``body``'s joint to its parent's IMU and to its own."""
+        """(2, 3) m: the centre of ``body``'s joint to its parent's IMU and to its own (given,
+        or from the chain's IMU positions)."""
+        given = self._lever_of.get(self.chain.body_names[body])
+        if given is not None:
+            return given
         parent = int(self.chain.parents[body])
         return joint_levers(self.chain, body, self._site_of[parent], self._site_of[body])
 
