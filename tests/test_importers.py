@@ -31,7 +31,7 @@ SyncStatus:,Synced
 OutputRate:,60Hz
 FilterProfile:,General
 Measurement Mode:,Inertial data Mode - Rate Quantities(with mag)
-StartTime: ,{start} CET
+StartTime: ,2024-12-09_17:31:07_886 CET
 \u00a9 Movella Technologies B. V. 2005-2024
 
 PacketCounter,SampleTimeFine,Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z,Mag_X,Mag_Y,Mag_Z
@@ -44,7 +44,8 @@ def _dot_file(path: Path, tag: str, t0_us: int, n: int, first_counter: int = 1,
     for k in range(n):
         t = (t0_us + k * 16667) % (1 << 32)
         rows.append(f"{first_counter + k},{t},0.1,0.2,9.8,{k},-180.0,90.0,0.5,0.1,-1.0")
-    path.write_text(HEADER.format(tag=tag, start=start) + "\n".join(rows) + "\n", encoding="utf-8")
+    path.write_text(HEADER.format(tag=tag).replace("2024-12-09_17:31:07_886", start)
+                    + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 

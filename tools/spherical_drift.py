@@ -6,9 +6,11 @@ it); then the median angle error of both hips (deg, body to parent) in the first
 fifth minute (and the fifth minute's 90th percentile), and of the knees and ankles (hinges).
 ``--ball-tau-s 0`` turns the heading's pull towards the joint centre's acceleration off
 (resets only); ``--slow`` draws slow motion with long rests; ``--placement-jitter-m`` moves
-each simulated IMU along its segment (the estimator keeps the chain's positions).
-Run: ``python tools/spherical_drift.py [--seeds 1 2 3 4] [--gyro-bias-deg-s 3.0]
-[--ball-tau-s 2.0] [--slow] [--placement-jitter-m 0.05]``.
+each simulated IMU along its segment (the estimator keeps the chain's positions, unless
+``--fit-joint-centres-s S`` fits every joint's lever arms to the first S s first, as
+``imuflow calibrate`` does). Run: ``python tools/spherical_drift.py [--seeds 1 2 3 4]
+[--gyro-bias-deg-s 3.0] [--ball-tau-s 2.0] [--slow] [--placement-jitter-m 0.05]
+[--fit-joint-centres-s 60]``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.calibration.joint_centre import joint_centres  # noqa: E402
 from pipeline.estimation.constraint import ConstraintEstimator, ConstraintSettings  # noqa: E402
 from pipeline.kinematics.chain import Chain, load_chain  # noqa: E402
 from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate  # noqa: E402
@@ -40,13 +43,13 @@ SLOW = MotionSettings(max_rate_m_s=0.2, max_acc_m_s2=1.5, max_rate_rad_s=1.5,
 
 def track(chain: Chain, acc: np.ndarray, gyr: np.ndarray, settings: ConstraintSettings,
           resets: tuple[int, ...] = (), truth: np.ndarray | None = None,
-          rate_hz: float = RATE_HZ
+          rate_hz: float = RATE_HZ, levers: dict[str, np.ndarray] | None = None
           ) -> tuple[np.ndarray, ConstraintEstimator, list[dict[str, float]]]:
     """q_rel (T, n_bodies, 4) of the constraint estimator fed 1 s blocks of (T, n_imu, 3) acc
     m/s^2 and gyr rad/s, the estimator, and what each reset changed (deg per joint): after
     frame k - 1 for each k in ``resets`` (block ends), a heading reset to ``truth[k - 1]``
     (the pose, (T, n_bodies, 4))."""
-    est = ConstraintEstimator(chain, list(chain.imu_names), rate_hz, settings)
+    est = ConstraintEstimator(chain, list(chain.imu_names), rate_hz, settings, levers)
     n, block = len(acc), round(rate_hz)
     q = np.empty((n, chain.n_bodies, 4))
     angle = np.empty((n, len(chain.hinge_bodies)))
@@ -59,12 +62,23 @@ def track(chain: Chain, acc: np.ndarray, gyr: np.ndarray, settings: ConstraintSe
 
 
 def drift(seed: int, noise: ImuNoise = ImuNoise(), sim: SimSettings = SimSettings(),
-          settings: ConstraintSettings = ConstraintSettings()) -> dict[str, float]:
+          settings: ConstraintSettings = ConstraintSettings(),
+          fit_s: float = 0.0) -> dict[str, float]:
     """Errors (deg) of one simulated run: hips' median in minute 1 and 5 and p90 in minute
-    5, knees' and ankles' median."""
+    5, knees' and ankles' median. ``fit_s`` > 0: every joint's lever arms fitted to the first
+    ``fit_s`` s first (``joint_centre.py``, as ``imuflow calibrate`` does)."""
     chain = load_chain(REPO / "configs/chains/lower_body.yaml")
     rec = simulate(chain, DURATION_S, RATE_HZ, seed, noise, sim)
-    q, _, _ = track(chain, rec.acc, rec.gyr, settings, (RESET_AT,), rec.q_rel)
+    levers = None
+    if fit_s > 0:
+        k = round(fit_s * RATE_HZ)
+        fits = joint_centres(chain, {n: rec.acc[:k, i].astype(np.float64)
+                                     for i, n in enumerate(chain.imu_names)},
+                             {n: rec.gyr[:k, i].astype(np.float64)
+                              for i, n in enumerate(chain.imu_names)},
+                             {n: np.eye(3) for n in chain.imu_names}, RATE_HZ)
+        levers = {name: f.levers for name, f in fits.items() if f.ok}
+    q, _, _ = track(chain, rec.acc, rec.gyr, settings, (RESET_AT,), rec.q_rel, levers=levers)
     err = np.degrees(np_qangle(q[RESET_AT:], rec.q_rel[RESET_AT:]))  # (T, bodies)
     hips = [chain.index(b) for b in ("thigh_l", "thigh_r")]
     legs = [chain.index(b) for b in ("shank_l", "foot_l", "shank_r", "foot_r")]
@@ -86,6 +100,9 @@ def main() -> None:
     ap.add_argument("--slow", action="store_true", help="slow motion with long rests")
     ap.add_argument("--placement-jitter-m", type=float, default=SimSettings().placement_jitter_m,
                     help="+- shift of each simulated IMU along its segment, m")
+    ap.add_argument("--fit-joint-centres-s", type=float, default=0.0,
+                    help="fit every joint's lever arms to the first this many s first (as "
+                         "imuflow calibrate does; 0: the chain's IMU positions)")
     args = ap.parse_args()
     noise = ImuNoise()
     if args.gyro_bias_deg_s is not None:
@@ -96,7 +113,7 @@ def main() -> None:
     print(f"gyro bias up to {math.degrees(noise.gyr_bias_max):.1f} deg/s per axis; hips' "
           f"heading pull tau {args.ball_tau_s} s; errors, deg")
     for seed in args.seeds:
-        r = drift(seed, noise, sim, settings)
+        r = drift(seed, noise, sim, settings, args.fit_joint_centres_s)
         print(f"seed {seed}: hips minute 1 {r['hips_minute_1']:.1f}, minute 5 "
               f"{r['hips_minute_5']:.1f} (p90 {r['hips_minute_5_p90']:.1f}); knees and ankles "
               f"{r['knees_ankles']:.1f}")
