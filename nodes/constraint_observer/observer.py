@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.calibration.calibration_file import load_joint_levers
-from pipeline.calibration.joint_centre import shared_joints
+from pipeline.calibration.calibration_file import joint_levers_for
 from pipeline.estimation.constraint import (
     ConstraintEstimator,
     ConstraintSettings,
@@ -120,41 +119,14 @@ class ConstraintObserver(Node):
         except ChainError as exc:
             raise ConfigError(f"node '{self.id}': {exc}", key="chain") from None
         self._in_info: StreamInfo | None = None
-        self._levers = self._joint_levers()
+        self._levers = (joint_levers_for(self.chain, self.context.resolve(
+            self.params.joint_centres), self.id, self.log) if self.params.joint_centres else {})
         warm_up()  # compile now, not on the first frame
         try:  # and for the frames a stream brings, on a throwaway estimator
             warm_up_estimator(ConstraintEstimator(self.chain, list(self.chain.imu_names), 100.0,
                                                   self.params.settings(), self._levers))
         except ValueError:
             pass  # a chain the estimator cannot take: the first frame's error names why
-
-    def _joint_levers(self) -> dict[str, np.ndarray]:
-        """The ``joint_centres`` file's lever arms for joints of this chain (none without)."""
-        if not self.params.joint_centres:
-            return {}
-        path = self.context.resolve(self.params.joint_centres)
-        try:
-            levers, poor = load_joint_levers(path)
-        except ConfigError as exc:
-            raise ConfigError(f"node '{self.id}' joint_centres: {exc}",
-                              key="joint_centres") from None
-        for name, problems in poor.items():
-            self.log.warning("joint '%s' in %s was found poorly (%s): the chain's IMU positions "
-                             "stay in use there", name, path, "; ".join(problems))
-        known = {self.chain.body_names[b] for b, _, _ in shared_joints(self.chain)}
-        unknown = sorted(set(levers) - known)
-        if unknown:
-            raise ConfigError(f"node '{self.id}': {path} has joint centres for {unknown}, "
-                              f"which chain '{self.chain.name}' has no joint with an IMU on both "
-                              f"sides for (it has {sorted(known)}); calibrate with this graph's "
-                              "chain", key="joint_centres")
-        if not levers:
-            self.log.info("%s has no joint centres (a calibration made before they were "
-                          "fitted): the chain's IMU positions are used", path)
-        for name, v in levers.items():
-            self.log.info("joint '%s': lever arms from %s (centre to the IMUs: %s m)", name,
-                          path, np.round(v, 3).tolist())
-        return levers
 
     def on_command(self, command: str, args: dict) -> dict:
         """``heading_reset``: align the spherical joints' headings to the chain's zero pose now

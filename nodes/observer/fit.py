@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,21 +314,25 @@ def _left_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def fit_model(card: ModelCard, chain: Chain, stream_imus: list[str] | tuple[str, ...],
-              rate_hz: float, search: tuple[Path, ...] = ()) -> ModelFit:
-    """Check ``card`` against the graph's chain and input stream; ModelRejected if it misfits."""
+              rate_hz: float, search: tuple[Path, ...] = (),
+              levers: Mapping[str, np.ndarray] | None = None) -> ModelFit:
+    """Check ``card`` against the graph's chain and input stream; ModelRejected if it misfits.
+    ``levers``: a calibration's joint centres for a hybrid's prior (:func:`prior_for`)."""
     check_chain(card, chain, search)
     check_rate(card, rate_hz)
     perm = imu_order(card, stream_imus)
-    prior = prior_for(card, chain, rate_hz) if card.prior else None
+    prior = prior_for(card, chain, rate_hz, levers) if card.prior else None
     return ModelFit(card, chain, perm, tuple(o.body for o in card.outputs), prior)
 
 
-def prior_for(card: ModelCard, chain: Chain, rate_hz: float) -> ConstraintPrior:
-    """A fresh constraint prior of hybrid model ``card`` on ``chain``; ModelRejected if the
-    chain's joints or IMUs do not allow one."""
+def prior_for(card: ModelCard, chain: Chain, rate_hz: float,
+              levers: Mapping[str, np.ndarray] | None = None) -> ConstraintPrior:
+    """A fresh constraint prior of hybrid model ``card`` on ``chain`` (``levers``: joint
+    centres in place of the chain's IMU positions); ModelRejected if the chain's joints or
+    IMUs do not allow one."""
     try:
         return ConstraintPrior(chain, list(card.imus), rate_hz,
-                               [(o.body, o.encoding) for o in card.outputs], card.prior)
+                               [(o.body, o.encoding) for o in card.outputs], card.prior, levers)
     except ValueError as exc:
         raise ModelRejected(f"model {card.name}: its constraint prior does not fit chain "
                             f"'{chain.name}': {exc}") from None

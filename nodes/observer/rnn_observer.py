@@ -19,6 +19,7 @@ from nodes.observer.decode_frame import warm_up_decode
 from nodes.observer.fit import chain_for, check_chain, fit_model, prior_for
 from nodes.observer.runner import FrameRing, ObserverRunner
 from nodes.observer.session import ObserverSession, find_model, load_session
+from pipeline.calibration.calibration_file import joint_levers_for
 from pipeline.estimation.constraint_prior import warm_up_prior
 from pipeline.evaluation.model_card import load_card
 from pipeline.runtime.errors import ModelRejected
@@ -70,6 +71,9 @@ class RnnObserver(Node):
         mode: Literal["step", "block"] = "step"  # one model step per frame, or one run per block
         # one-frame steps: compiled GRU kernel when it matches onnxruntime (nodes/observer/gru_step.py)
         step_engine: Literal["auto", "onnxruntime"] = "auto"
+        # a calibration file (imuflow calibrate) whose joint centres a hybrid model's prior uses
+        # in place of the chain's IMU positions; empty: the chain's positions
+        joint_centres: str = ""
 
         def __post_init__(self) -> None:
             if self.reset_gap_s <= 0 or self.warmup_s < 0:
@@ -106,9 +110,12 @@ class RnnObserver(Node):
         session = self._load(self.params.model)
         self.chain = chain_for(session.card, self.context.chain_file, self._search)
         check_chain(session.card, self.chain, self._search)
+        self._levers = (joint_levers_for(self.chain, self.context.resolve(
+            self.params.joint_centres), self.id, self.log) if self.params.joint_centres else {})
         warm_up_decode()
         if session.card.prior:  # built anew at the first block; its kernels load now
-            warm_up_prior(prior_for(session.card, self.chain, session.card.rate_hz))
+            warm_up_prior(prior_for(session.card, self.chain, session.card.rate_hz,
+                                    self._levers))
         self._session = session  # the configured model, bound to the stream at the first block
         self._runner: ObserverRunner | None = None
         self._in_info: StreamInfo | None = None
@@ -157,7 +164,7 @@ class RnnObserver(Node):
             self._in_info = info
             return
         session = self._runner.session if self._runner else self._session
-        fit = fit_model(session.card, self.chain, imus, info.rate_hz, self._search)
+        fit = fit_model(session.card, self.chain, imus, info.rate_hz, self._search, self._levers)
         self._imus, self._rate_hz, self._in_info = imus, info.rate_hz, info
         if self._runner is None:
             cap = int((self.params.warmup_s + RING_EXTRA_S) * max(info.rate_hz, 1.0)) + 64
@@ -230,7 +237,8 @@ class RnnObserver(Node):
             t0 = time.perf_counter()
             session = self._load(model)
             t1 = time.perf_counter()
-            fit = fit_model(session.card, self.chain, self._imus, self._rate_hz, self._search)
+            fit = fit_model(session.card, self.chain, self._imus, self._rate_hz, self._search,
+                            self._levers)
             t2 = time.perf_counter()
             runner = ObserverRunner(session, fit, self.params.reset_gap_s, block_mode=True)
             self._warm_and_check(runner, frames)

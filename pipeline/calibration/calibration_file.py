@@ -3,6 +3,7 @@ IMUs their lever arms to its centre; each with its source and quality."""
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.calibration.joint_centre import JointCentre
+from pipeline.calibration.joint_centre import JointCentre, shared_joints
 from pipeline.calibration.sensor_to_segment import Calibration
+from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import np_qto_matrix
 from pipeline.runtime.atomic_file import atomic_text
 from pipeline.runtime.errors import ConfigError
@@ -135,6 +137,35 @@ def load_joint_levers(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str
         else:
             levers[str(name)] = v
     return levers, poor
+
+
+def joint_levers_for(chain: Chain, path: str | Path, node_id: str,
+                     log: logging.Logger | logging.LoggerAdapter) -> dict[str, np.ndarray]:
+    """A node's ``joint_centres`` parameter: the lever arms of the file at ``path`` for
+    ``chain``'s joints (logged; joints found poorly keep the chain's IMU positions, with a
+    warning). Raises ConfigError with key ``joint_centres`` when the file cannot be read or
+    names a joint the chain lacks (a calibration made with another chain)."""
+    try:
+        levers, poor = load_joint_levers(path)
+    except ConfigError as exc:
+        raise ConfigError(f"node '{node_id}' joint_centres: {exc}", key="joint_centres") from None
+    for name, problems in poor.items():
+        log.warning("joint '%s' in %s was found poorly (%s): the chain's IMU positions stay "
+                    "in use there", name, path, "; ".join(problems))
+    known = {chain.body_names[b] for b, _, _ in shared_joints(chain)}
+    unknown = sorted(set(levers) - known)
+    if unknown:
+        raise ConfigError(f"node '{node_id}': {path} has joint centres for {unknown}, which "
+                          f"chain '{chain.name}' has no joint with an IMU on both sides for (it "
+                          f"has {sorted(known)}); calibrate with this graph's chain",
+                          key="joint_centres")
+    if not levers:
+        log.info("%s has no joint centres (a calibration made before they were fitted): the "
+                 "chain's IMU positions are used", path)
+    for name, v in levers.items():
+        log.info("joint '%s': lever arms from %s (centre to the IMUs: %s m)", name, path,
+                 np.round(v, 3).tolist())
+    return levers
 
 
 def _read(path: Path) -> dict:

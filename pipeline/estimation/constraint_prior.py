@@ -12,6 +12,8 @@ Units: acc m/s^2, gyr rad/s in segment frames; angles rad; quaternions w, x, y, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from pipeline.estimation.constraint import (
@@ -65,12 +67,15 @@ class ConstraintPrior:
 
     def __init__(self, chain: Chain, imus: list[str], rate_hz: float,
                  outputs: list[tuple[str, str]] | tuple[tuple[str, str], ...],
-                 kind: str = "constraint") -> None:
+                 kind: str = "constraint",
+                 levers: Mapping[str, np.ndarray] | None = None) -> None:
         self.chain, self.outputs = chain, tuple(outputs)
         self.width, self.n_imu = output_width(outputs), len(imus)
         if kind not in PRIOR_KINDS:
             raise ValueError(f"unknown prior '{kind}'; known: {list(PRIOR_KINDS)}")
-        self._estimator = ConstraintEstimator(chain, list(imus), rate_hz, PRIOR_KINDS[kind])
+        # levers: a calibration's joint centres in place of the chain's IMU positions
+        self._estimator = ConstraintEstimator(chain, list(imus), rate_hz, PRIOR_KINDS[kind],
+                                              levers)
         self._plan = encode_plan(chain, outputs)
         self._root_vqf, self._root_imu = None, -1
         if any(chain.index(body) == 0 and enc in ("quat", "up") for body, enc in outputs):

@@ -90,9 +90,10 @@ def with_model(graph: GraphSpec, model: str) -> GraphSpec:
 
 
 def with_calibration(graph: GraphSpec, calibration: Path | None) -> GraphSpec:
-    """Set (or, for None, clear) every filter's ``calibration`` parameter and every constraint
-    observer's ``joint_centres`` (the same file: its joints' lever arms)."""
-    for kind, key in (("filter", "calibration"), ("constraint_observer", "joint_centres")):
+    """Set (or, for None, clear) every filter's ``calibration`` parameter and every observer's
+    ``joint_centres`` (the same file: its joints' lever arms)."""
+    for kind, key in (("filter", "calibration"), ("constraint_observer", "joint_centres"),
+                      ("nodes.observer.RnnObserver", "joint_centres")):
         for spec in nodes_of(graph, resolve(kind)):
             params = {k: v for k, v in spec.params.items() if k != key}
             if calibration is not None:
