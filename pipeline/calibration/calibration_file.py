@@ -64,7 +64,7 @@ HEADER = """\
 # method static+hinge: gravity in the static pose + hinge axis from functional motion (full
 # rotation); static: gravity only (heading about the vertical as mounted)
 # joints: per joint with an IMU on both segments, levers_m from the joint centre to each IMU
-# (m, segment frames; Seel et al. 2012), for the constraint observer's `joint_centres:`
+# (m, segment frames; Seel et al. 2012), for the observers' `joint_centres:`
 """
 
 

@@ -109,7 +109,8 @@ class ProcedureClock:
 def how_to_use(path: Path) -> str:
     """How a graph applies the calibration file at ``path`` (one line)."""
     return (f"to use it, add `calibration: {path}` to the params of the graph's filter node "
-            "(nodes.filter.Filter); a calibration marked poor (ok: false) is refused there")
+            "(nodes.filter.Filter), and `joint_centres:` with the same file to its observer's "
+            "(the sensors' lever arms); a calibration marked poor (ok: false) is refused there")
 
 
 def report_lines(cal: Calibration) -> list[str]:
