@@ -15,7 +15,7 @@ from nodes.constraint_observer import ConstraintObserver
 from nodes.observer.rnn_observer import RnnObserver
 from pipeline.calibration import calibrate, write_calibration
 from pipeline.calibration.calibration_file import calibration_to_dict, load_joint_levers
-from pipeline.calibration.joint_centre import MAX_LEVER_M, joint_centres
+from pipeline.calibration.joint_centre import MAX_LEVER_M, MAX_RESIDUAL_MS2, joint_centres
 from pipeline.estimation.constraint import ConstraintEstimator
 from pipeline.estimation.hinge import joint_levers
 from pipeline.kinematics.calibration_motion import simulated_procedure
@@ -139,6 +139,18 @@ def test_a_sensor_far_from_its_joint_is_reported(tmp_path: Path) -> None:
     fit = _fit(nominal, _recording(far, 2, 30.0))
     assert fit.quality["child_lever_m"] > MAX_LEVER_M
     assert not fit.ok and "m from the joint" in fit.problems[0]
+
+
+def test_sensors_that_share_no_joint_are_reported(tmp_path: Path) -> None:
+    """The thigh of one recording with the shank of another: no point is common to both (6 m/s^2
+    rms at the best fit, against 0.3-0.7 for sensors on the same leg)."""
+    nominal = _knee(tmp_path, spherical=False)
+    a, b = _recording(nominal, 0, 30.0), _recording(nominal, 1, 30.0)
+    acc = {"thigh": a.acc[:, 0].astype(np.float64), "shank": b.acc[:, 1].astype(np.float64)}
+    gyr = {"thigh": a.gyr[:, 0].astype(np.float64), "shank": b.gyr[:, 1].astype(np.float64)}
+    fit = joint_centres(nominal, acc, gyr, {n: np.eye(3) for n in acc}, RATE)["shank"]
+    assert fit.quality["residual_ms2"] > MAX_RESIDUAL_MS2
+    assert not fit.ok and "agree at no point" in fit.problems[0]
 
 
 def test_calibrate_writes_the_joint_centre_and_the_observer_reads_it(tmp_path: Path) -> None:

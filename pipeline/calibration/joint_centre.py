@@ -41,6 +41,9 @@ PRIOR_WEIGHT = 2.0
 ITERATIONS = 30
 MIN_MOTION_RAD_S = 0.5   # rms angular rate of the faster segment below: too little motion
 MAX_LEVER_M = 0.6        # a sensor farther from the joint than this is not on a body segment
+# m/s^2: rms norm difference at the best fit above this, and no point is common to both
+# segments (0.3-0.7 in simulation and on knee_tracking1; two unrelated recordings: 6)
+MAX_RESIDUAL_MS2 = 2.5
 MIN_SAMPLES = 200
 
 
@@ -127,7 +130,13 @@ def fit_joint_centre(joint: str, imus: tuple[str, str], parent: tuple[np.ndarray
         child_lever_m=float(np.linalg.norm(levers[1])),
         moved_m=float(np.max(np.linalg.norm(levers - prior, axis=1))))
     far = max(result.quality["parent_lever_m"], result.quality["child_lever_m"])
-    if far > MAX_LEVER_M:
+    residual = result.quality["residual_ms2"]
+    if residual > MAX_RESIDUAL_MS2:
+        result.problems.append(
+            f"the two sensors' accelerations agree at no point ({residual:.1f} m/s^2 rms at the "
+            f"best fit, more than {MAX_RESIDUAL_MS2}): a sensor may be loose or on another "
+            "segment than the chain says; the chain's IMU positions stay in use")
+    elif far > MAX_LEVER_M:
         result.problems.append(
             f"the fit puts a sensor {far:.2f} m from the joint (more than {MAX_LEVER_M} m): "
             "check that each sensor is on the segment the chain says; the chain's IMU "
