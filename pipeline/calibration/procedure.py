@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.calibration.joint_centre import shared_joints
 from pipeline.calibration.sensor_to_segment import Calibration
 from pipeline.kinematics.chain import Chain
 
@@ -42,11 +43,15 @@ def procedure_phases(chain: Chain, lead_in_s: float = LEAD_IN_S, static_s: float
         raise ValueError("the lead-in, still and motion phases must each last > 0 s, got "
                          f"{lead_in_s:g}, {static_s:g}, {functional_s:g}")
     joints = ", ".join(chain.body_names[i] for i in chain.hinge_bodies) or "every joint"
+    # a joint with an IMU on both segments also gets its centre fitted, which needs the
+    # parent segment to move too (flexions under a still thigh show only the shank's lever)
+    limb = "; then move the whole limb freely (a leg: walk a few steps)" if shared_joints(
+        chain) else ""
     return (Phase("lead_in", lead_in_s, "get into the neutral pose: joints straight, segments "
                                         "upright"),
             Phase("still", static_s, "hold still in the neutral pose"),
             Phase("motion", functional_s, "flex and extend each joint through its range, about "
-                                          f"ten times ({joints}), at a steady pace"))
+                                          f"ten times ({joints}), at a steady pace{limb}"))
 
 
 @dataclass(frozen=True)
