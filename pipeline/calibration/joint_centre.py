@@ -108,7 +108,7 @@ def fit_joint_centre(joint: str, imus: tuple[str, str], parent: tuple[np.ndarray
     a_p, k_p, a_c, k_c = _signals(parent, child, rate_hz)
     prior = np.asarray(prior, dtype=np.float64)
     result = JointCentre(joint, imus, prior.copy(), prior.copy())
-    rates = [float(np.sqrt(np.mean(np.sum(g ** 2, axis=1))))
+    rates = [float(np.sqrt(np.mean(np.sum(g ** 2, axis=1)))) if len(g) else 0.0
              for g in (_finite_rows(parent[1]), _finite_rows(child[1]))]
     result.quality.update(samples=float(len(a_p)), motion_rad_s=max(rates))
     if len(a_p) < MIN_SAMPLES or max(rates) < MIN_MOTION_RAD_S:
