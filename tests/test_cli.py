@@ -199,3 +199,26 @@ def test_quiet_run_prints_only_warnings(default_runs):
     assert " INFO " in loud["stderr"]  # the check below can fail
     assert " INFO " not in quiet["stderr"], quiet["stderr"][-2000:]
     assert "latency" not in quiet["stdout"] + quiet["stderr"]
+
+
+def test_run_with_calibration_sets_filter_and_observer(tmp_path):
+    """`imuflow run CONFIG --calibration CAL`: the filter applies CAL, the observer takes its
+    joint centres, the config file is left as it was and the derived one is removed; a
+    missing file, or a graph without a filter, is refused before anything starts."""
+    from pipeline.calibration import calibrate, write_calibration
+    from pipeline.kinematics.calibration_motion import simulated_procedure
+    from pipeline.kinematics.chain import load_chain
+
+    knee = load_chain(REPO / "configs/chains/knee.yaml")
+    acc, gyr = simulated_procedure(knee, 3, 100.0)
+    cal = write_calibration(calibrate(knee, acc, gyr, 100.0), tmp_path / "cal.yaml")
+    before = sorted(p.name for p in (REPO / "configs").iterdir())
+    proc = _imuflow("run", "configs/default.yaml", "--calibration", str(cal), "--duration", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"[filter] calibration {cal} applied to ['shank', 'thigh']" in proc.stderr
+    assert f"[observer] joint 'shank': lever arms from {cal}" in proc.stderr
+    assert sorted(p.name for p in (REPO / "configs").iterdir()) == before
+    proc = _imuflow("run", "configs/default.yaml", "--calibration", str(tmp_path / "no.yaml"))
+    assert proc.returncode == 2 and "no.yaml: no such file" in proc.stderr
+    proc = _imuflow("run", "configs/sim_truth.yaml", "--calibration", str(cal))
+    assert proc.returncode == 2 and "has no filter node" in proc.stderr

@@ -19,6 +19,10 @@ from pipeline.runtime.atomic_file import atomic_text
 from pipeline.runtime.errors import ConfigError
 
 VERSION = 1
+# the node parameters that take a calibration file, by node kind: the filter applies its
+# rotations, the observers take its joint centres (`imuflow track` and `run --calibration`)
+CALIBRATION_PARAMS = (("filter", "calibration"), ("constraint_observer", "joint_centres"),
+                      ("nodes.observer.RnnObserver", "joint_centres"))
 
 
 def _rounded(value: float) -> float | None:

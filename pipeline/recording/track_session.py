@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.calibration.calibration_file import CALIBRATION_PARAMS
 from pipeline.recording.motion_export import (
     motion_from_blocks,
     torque_file,
@@ -92,8 +93,7 @@ def with_model(graph: GraphSpec, model: str) -> GraphSpec:
 def with_calibration(graph: GraphSpec, calibration: Path | None) -> GraphSpec:
     """Set (or, for None, clear) every filter's ``calibration`` parameter and every observer's
     ``joint_centres`` (the same file: its joints' lever arms)."""
-    for kind, key in (("filter", "calibration"), ("constraint_observer", "joint_centres"),
-                      ("nodes.observer.RnnObserver", "joint_centres")):
+    for kind, key in CALIBRATION_PARAMS:
         for spec in nodes_of(graph, resolve(kind)):
             params = {k: v for k, v in spec.params.items() if k != key}
             if calibration is not None:
