@@ -113,9 +113,10 @@ class ProcedureClock:
 
 def how_to_use(path: Path) -> str:
     """How a graph applies the calibration file at ``path`` (one line)."""
-    return (f"to use it, add `calibration: {path}` to the params of the graph's filter node "
-            "(nodes.filter.Filter), and `joint_centres:` with the same file to its observer's "
-            "(the sensors' lever arms); a calibration marked poor (ok: false) is refused there")
+    return (f"to use it, `imuflow run CONFIG --calibration {path}`, or add `calibration: "
+            f"{path}` to the params of the graph's filter node (nodes.filter.Filter) and "
+            "`joint_centres:` with the same file to its observer's (the sensors' lever arms); "
+            "a calibration marked poor (ok: false) is refused there")
 
 
 def report_lines(cal: Calibration) -> list[str]:
