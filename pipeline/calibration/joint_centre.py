@@ -45,6 +45,7 @@ MAX_LEVER_M = 0.6        # a sensor farther from the joint than this is not on a
 # segments (0.3-0.7 in simulation and on knee_tracking1; two unrelated recordings: 6)
 MAX_RESIDUAL_MS2 = 2.5
 MIN_SAMPLES = 200
+MAX_SAMPLES = 30_000     # a longer recording is fitted on every k-th sample (time per joint)
 
 
 @dataclass
@@ -106,14 +107,18 @@ def fit_joint_centre(joint: str, imus: tuple[str, str], parent: tuple[np.ndarray
     (T, 3) each, NaN where a sensor was missing); ``prior`` (2, 3) m the chain's; ``axes``
     (2, 3) a hinge's axis in both frames (None: a spherical joint)."""
     a_p, k_p, a_c, k_c = _signals(parent, child, rate_hz)
+    samples = len(a_p)  # with both sensors
+    if samples > MAX_SAMPLES:
+        every = -(-samples // MAX_SAMPLES)
+        a_p, k_p, a_c, k_c = a_p[::every], k_p[::every], a_c[::every], k_c[::every]
     prior = np.asarray(prior, dtype=np.float64)
     result = JointCentre(joint, imus, prior.copy(), prior.copy())
     rates = [float(np.sqrt(np.mean(np.sum(g ** 2, axis=1)))) if len(g) else 0.0
              for g in (_finite_rows(parent[1]), _finite_rows(child[1]))]
-    result.quality.update(samples=float(len(a_p)), motion_rad_s=max(rates))
-    if len(a_p) < MIN_SAMPLES or max(rates) < MIN_MOTION_RAD_S:
+    result.quality.update(samples=float(samples), motion_rad_s=max(rates))
+    if samples < MIN_SAMPLES or max(rates) < MIN_MOTION_RAD_S:
         result.problems.append(
-            f"too little motion to find the joint centre ({len(a_p) / rate_hz:.1f} s with "
+            f"too little motion to find the joint centre ({samples / rate_hz:.1f} s with "
             f"both sensors, rms rate {max(rates):.2f} rad/s, need {MIN_MOTION_RAD_S}): move "
             "the joint and the limb for 10 s or more; the chain's IMU positions stay in use")
         return result
