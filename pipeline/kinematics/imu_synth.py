@@ -5,7 +5,9 @@ the earth frame (z up), so a sensor at rest reads +9.81 m/s^2 on its upward axis
 Gyroscope: angular rate of the sensor frame, in the sensor frame, rad/s.
 Both come from central differences with step ``fd_step_s`` (default 0.1 ms) of the C2-smooth
 trajectory of ``pipeline.kinematics.motion`` around each sample time (error well below 1e-4 m/s^2),
-optionally shaken by ``SimSettings.vibration`` (``pipeline.kinematics.vibration``).
+optionally shaken by ``SimSettings.vibration`` (``pipeline.kinematics.vibration``), each sensor
+optionally turning against its segment by ``SimSettings.wobble``
+(``pipeline.kinematics.sensor_wobble``: skin and strap, a segment's axial turn off the joint model).
 A sensor's internal low-pass filter (``SimSettings.bandwidth_hz``; real IMUs run a digital
 low-pass of 5-50 Hz before their output, which delays fast motion by several ms) then filters
 both, causally, and per-recording sensor errors are added: scale, constant bias, bias random
@@ -35,6 +37,7 @@ from pipeline.kinematics.quaternion import (
     qmul4,
     qrot3,
 )
+from pipeline.kinematics.sensor_wobble import SensorWobble, SensorWobbleSettings
 from pipeline.kinematics.vibration import Vibration, VibrationSettings
 
 log = logging.getLogger("imuflow.imu_synth")
@@ -86,6 +89,7 @@ class SimSettings:
     bandwidth_hz: float = math.inf       # cutoff of the sensors' internal low-pass (2nd-order
                                          # Butterworth, causal) on acc and gyr, Hz; inf: none
     vibration: VibrationSettings | None = None  # high-frequency motion added to the trajectory
+    wobble: SensorWobbleSettings | None = None  # sensors turning against their segments
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,8 @@ class ImuSimulator:
         self.kin = Kinematics(chain)
         self.imu_positions, self.imu_rotations = _placement(chain, r_place, settings)
         self.kin.set_sites(self.imu_positions, self.imu_rotations)
+        self._wobble = None if settings.wobble is None else SensorWobble(
+            self.imu_positions, self.imu_rotations, settings.wobble, [seed, 6131])
         m = len(chain.imus)
         self.acc_bias = r_bias.uniform(-noise.acc_bias_max, noise.acc_bias_max, (m, 3))
         self.gyr_bias = r_bias.uniform(-noise.gyr_bias_max, noise.gyr_bias_max, (m, 3))
@@ -257,6 +263,8 @@ class ImuSimulator:
         q_all = self.motion.q(np.concatenate([t - h, t, t + h]))
         pos, quat = self.kin.forward_batch(q_all)
         spos, squat = self.kin.sites(pos, quat)
+        if self._wobble is not None:
+            squat = self._wobble.apply(squat, np.concatenate([t - h, t, t + h]))
         s0, q0 = spos[n:2 * n], squat[n:2 * n]
         acc_true, gyr_true = np.empty_like(s0), np.empty_like(s0)
         sensor_signals_into(spos, squat, n, h, self.settings.gravity_ms2, acc_true, gyr_true)

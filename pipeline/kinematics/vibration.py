@@ -47,16 +47,20 @@ class VibrationSettings:
                              f"components >= 1, got {self}")
 
 
-class _Sines:
-    """n scalar signals, each a sum of k sinusoids: amplitude, frequency Hz, phase rad."""
+class SumOfSines:
+    """n scalar signals, each a sum of k sinusoids with random frequencies in ``band_hz``
+    (uniform, or log-uniform with ``log_band``) and random phases, scaled so that the
+    ``derivative``-th time derivative of each signal has ``rms`` rms (k sines of equal share)."""
 
-    def __init__(self, n: int, rms: float, derivative: int, s: VibrationSettings,
-                 rng: np.random.Generator) -> None:
-        k = s.components
-        self.f = rng.uniform(*s.band_hz, (n, k))
-        self.phase = rng.uniform(0.0, 2.0 * math.pi, (n, k))
-        # the rms of the derivative-th time derivative is `rms`: k sines of equal share
-        self.amp = rms * math.sqrt(2.0 / k) / (2.0 * math.pi * self.f) ** derivative
+    def __init__(self, n: int, rms: float, derivative: int, band_hz: tuple[float, float],
+                 components: int, rng: np.random.Generator, log_band: bool = False) -> None:
+        lo, hi = band_hz
+        if log_band:
+            self.f = np.exp(rng.uniform(math.log(lo), math.log(hi), (n, components)))
+        else:
+            self.f = rng.uniform(lo, hi, (n, components))
+        self.phase = rng.uniform(0.0, 2.0 * math.pi, (n, components))
+        self.amp = rms * math.sqrt(2.0 / components) / (2.0 * math.pi * self.f) ** derivative
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         """(N, n) values at times t (N,) s."""
@@ -74,9 +78,12 @@ class Vibration:
         self.base, self.chain, self.settings = base, chain, settings
         self._free = [i for i, b in enumerate(chain.bodies) if b.joint.type == JointType.FREE]
         self._hinges = [i for i, b in enumerate(chain.bodies) if b.joint.type == JointType.HINGE]
-        self._translation = [_Sines(3, settings.acc_rms_ms2, 2, settings, rng) for _ in self._free]
-        self._rotation = [_Sines(3, settings.gyr_rms_rad_s, 1, settings, rng) for _ in self._free]
-        self._hinge = _Sines(len(self._hinges), settings.gyr_rms_rad_s, 1, settings, rng)
+        band, k = settings.band_hz, settings.components
+        self._translation = [SumOfSines(3, settings.acc_rms_ms2, 2, band, k, rng)
+                             for _ in self._free]
+        self._rotation = [SumOfSines(3, settings.gyr_rms_rad_s, 1, band, k, rng)
+                          for _ in self._free]
+        self._hinge = SumOfSines(len(self._hinges), settings.gyr_rms_rad_s, 1, band, k, rng)
 
     def q(self, t: np.ndarray) -> np.ndarray:
         """Joint coordinates (N, nq) float64 at times t (N,) s, in the chain's layout."""
@@ -92,4 +99,4 @@ class Vibration:
         return q
 
 
-__all__ = ["Vibration", "VibrationSettings"]
+__all__ = ["SumOfSines", "Vibration", "VibrationSettings"]
