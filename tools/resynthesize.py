@@ -101,13 +101,13 @@ class PlayedBack:
         angles = np.stack([rel_to_hinge(q_rel[:, i], chain.rotations[i], chain.axes[i])
                            for i in hinges], axis=1)
         angles = sosfiltfilt(smooth, np.unwrap(angles, axis=0), axis=0)
-        self.chain, self._end = chain, t[-1]
+        self.chain = chain
         self._p, self._q = CubicSpline(t, p), CubicSpline(t, q_root)
         self._a = CubicSpline(t, angles)
         self._hinge_q = [int(chain.q_start[i]) for i in hinges]
 
     def q(self, t: np.ndarray) -> np.ndarray:
-        t = np.clip(np.asarray(t, dtype=np.float64), 0.0, self._end)
+        t = np.asarray(t, dtype=np.float64)  # the splines extrapolate the step h past the ends
         out = np.zeros((len(t), self.chain.nq))
         out[:, 0:3] = self._p(t)
         q = self._q(t)
