@@ -126,7 +126,10 @@ def test_knee_angle_follows_ring(tracked: dict, observer: str) -> None:
 # out-of-range score, docs/calibration.md): constraint observer 2.5 / 11 of 11 / 6.8,
 # models/knee.onnx 4.5 / 8 of 11 / 14.2 (one stride at 10.8). 2026-12-07, both with the knee
 # centre the calibration fits (joint_centres): 2.4 / 11 of 11 / 6.4 and 4.3 / 8 of 11 / 12.9.
-PEAK_BOUNDS = {"ours": (4.0, 1.0, 10.0), "model": (6.0, 0.7, 15.0)}
+# Later that day models/knee.onnx fine-tuned with IMUs turning against their segments
+# (knee-wobble-mild; BENCHMARKS.md, "The knee's walking offset"): 3.2 / 11 of 11 / 8.7, mean
+# +0.9 (was +4.8), so both observers are held to the target now.
+PEAK_BOUNDS = {"ours": (4.0, 1.0, 10.0), "model": (4.5, 1.0, 10.0)}
 
 
 @pytest.mark.parametrize("observer", ["ours", "model"])
