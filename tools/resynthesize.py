@@ -40,12 +40,16 @@ from pipeline.evaluation.node_eval import run_node  # noqa: E402
 from pipeline.evaluation.observer_eval import OnnxObserverModel, evaluate  # noqa: E402
 from pipeline.kinematics.chain import Chain, JointType, load_chain  # noqa: E402
 from pipeline.kinematics.fk import rel_to_hinge  # noqa: E402
-from pipeline.kinematics.imu_synth import ImuNoise, SimSettings, simulate  # noqa: E402
+from pipeline.kinematics.imu_synth import (  # noqa: E402
+    GRAVITY_MS2,
+    ImuNoise,
+    SimSettings,
+    simulate,
+)
 from pipeline.kinematics.quaternion import np_qrotate  # noqa: E402
 from pipeline.recording.session_reader import read_streams  # noqa: E402
 
-RATE_HZ = 100.0
-GRAVITY_MS2 = 9.81
+RATE_HZ = 100.0    # configs/replay.yaml's sync grid
 DRIFT_HZ = 0.1     # high-pass of the integrated velocity and position
 SMOOTH_HZ = 12.0   # zero-phase low-pass of the estimated orientation and angles
 AXES = "xyz"
@@ -75,6 +79,10 @@ def estimate(session: Path, calibration: Path, out_dir: Path) -> tuple[np.ndarra
         raise SystemExit(f"resynthesize: the replay graph failed:\n{proc.stderr[-3000:]}")
     streams = {s.info.kind: s.data for s in read_streams(tracked).values()}
     frames, state, pose = streams["imu.frame"], streams["chain.state"], streams["chain.pose"]
+    step_ns = float(np.median(np.diff(state["t_host"])))
+    if abs(step_ns * RATE_HZ * 1e-9 - 1.0) > 1e-3:
+        raise SystemExit(f"resynthesize: the replay graph's frames come every {step_ns / 1e6:.2f}"
+                         f" ms; this tool expects {RATE_HZ:g} Hz (configs/replay.yaml's sync)")
     q_rel = state["q_rel"].astype(np.float64)
     q_rel[:, 0] = pose["quat"][:, 0]  # the root's orientation is the orientation node's
     return (frames["acc"].astype(np.float64), frames["gyr"].astype(np.float64), q_rel)
@@ -87,8 +95,7 @@ class PlayedBack:
                  q_rel: np.ndarray) -> None:
         t = np.arange(len(q_rel)) / RATE_HZ
         smooth = butter(2, SMOOTH_HZ, fs=RATE_HZ, output="sos")
-        q_root = q_rel[:, 0] * np.where(np.sum(q_rel[:, 0] * q_rel[:1, 0], 1) < 0, -1, 1)[:, None]
-        q_root = sosfiltfilt(smooth, _continuous(q_root), axis=0)
+        q_root = sosfiltfilt(smooth, _continuous(q_rel[:, 0]), axis=0)
         q_root /= np.linalg.norm(q_root, axis=1, keepdims=True)
         # the root sensor's acceleration in earth, integrated twice; its site back to the root
         a = np_qrotate(q_rel[:, 0], np.nan_to_num(acc_root_imu))
@@ -107,6 +114,7 @@ class PlayedBack:
         self._hinge_q = [int(chain.q_start[i]) for i in hinges]
 
     def q(self, t: np.ndarray) -> np.ndarray:
+        """Joint coordinates (N, nq) at times t (N,) s from the recording's first frame."""
         t = np.asarray(t, dtype=np.float64)  # the splines extrapolate the step h past the ends
         out = np.zeros((len(t), self.chain.nq))
         out[:, 0:3] = self._p(t)
