@@ -215,6 +215,55 @@ time.sleep(120)
 """
 
 
+# the same, and its log handler's lock is held for ever: the log call after the parent's end
+# blocks, so only the alarm armed before it can end the process
+_DEAF_CHILD_STUCK_LOG = _DEAF_CHILD.replace(
+    "import os, signal, threading, time\n",
+    "import logging, os, signal, threading, time\nlogging.basicConfig()\n"
+    "logging.getLogger().handlers[0].acquire()\n")
+
+
+def test_a_worker_ends_when_its_supervisor_is_gone_even_if_logging_blocks() -> None:
+    """watch_parent arms the kernel's alarm before it logs: a process whose log handler is
+    stuck still exits within STOP_ALARM_S of its parent's kill -9 (SIGALRM)."""
+    from pipeline.runtime.worker import PARENT_POLL_S, STOP_ALARM_S
+
+    assert "acquire()" in _DEAF_CHILD_STUCK_LOG
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _DEAF_CHILD_STUCK_LOG],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1.0)
+        assert _running(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + STOP_ALARM_S + PARENT_POLL_S + 3.0
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), _proc_state(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_worker_whose_supervisor_ended_before_it_started_exits_at_once(tmp_path) -> None:
+    """A worker spawned by a supervisor that was killed while the worker was still importing
+    has been re-parented before it could ask for the death signal: it must not run on as an
+    orphan. It sees that its parent is not the supervisor named in its environment and exits
+    with a message, before touching the run folder."""
+    from pipeline.runtime.worker import SUPERVISOR_PID_ENV
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.runtime.worker", str(tmp_path / "no-run"), "a"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1],
+        env=dict(os.environ, **{SUPERVISOR_PID_ENV: "1"}), check=False)
+    assert proc.returncode == 1
+    assert "supervisor (pid 1) ended before this worker started" in proc.stderr
+    assert not (tmp_path / "no-run").exists()
+
+
 def test_a_worker_ends_when_its_supervisor_is_gone_even_without_a_signal() -> None:
     """watch_parent: a process that never answers SIGTERM (as a worker whose main thread is
     blocked in C cannot) still exits within STOP_ALARM_S of its parent's kill -9."""

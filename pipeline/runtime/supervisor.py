@@ -29,7 +29,7 @@ from pipeline.runtime.control_request import BadRequest, parse_request, reply_by
 from pipeline.runtime.graph import GraphSpec
 from pipeline.runtime.node_loop import ctl_endpoint, pub_endpoints
 from pipeline.runtime.run_dir import create_run_dir, write_manifest
-from pipeline.runtime.worker import EXIT_CONFIG
+from pipeline.runtime.worker import EXIT_CONFIG, SUPERVISOR_PID_ENV
 
 log = logging.getLogger("imuflow.supervisor")
 
@@ -83,7 +83,7 @@ class Supervisor:
         w.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.runtime.worker", str(self.run_dir), w.group],
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which drains in order
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **{SUPERVISOR_PID_ENV: str(os.getpid())}))
         w.started_at = time.monotonic()
         w.awaiting_start = set(w.nodes)
         w.restart_at = None

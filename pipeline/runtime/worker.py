@@ -37,6 +37,7 @@ EXIT_CONFIG = 78  # sysexits EX_CONFIG: a node's configuration is wrong; do not 
 # stayed with its main thread blocked in a futex wait, an orphan.
 STOP_ALARM_S = 5
 PARENT_POLL_S = 0.5  # s between checks that the supervisor is still this process's parent
+SUPERVISOR_PID_ENV = "IMUFLOW_SUPERVISOR_PID"  # set by the supervisor for the workers it spawns
 NOT_TRANSIENT = (ConfigError, ModelRejected, RecordingError, SessionFileError)
 
 
@@ -58,9 +59,12 @@ def watch_parent(parent: int, stop: threading.Event, group: str) -> None:
     """
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_S)
+    # the kernel ends the process at the alarm (SIGALRM's default action) whatever this or any
+    # thread blocks on afterwards, even the log call below
+    signal.alarm(STOP_ALARM_S)
+    stop.set()
     log.warning("[%s] supervisor (pid %d) gone: stopping; exit in %d s at the latest", group,
                 parent, STOP_ALARM_S)
-    stop.set()
     time.sleep(STOP_ALARM_S)
     log.error("[%s] nodes did not stop within %d s of the supervisor's end; exiting", group,
               STOP_ALARM_S)
@@ -177,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     parent = os.getppid()
     setup_logging(os.environ.get("IMUFLOW_LOG_LEVEL", "INFO"))
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if supervisor and int(supervisor) != parent:
+        # the supervisor died while this process was still importing, before the death
+        # signal was asked for: nothing would ever stop it
+        log.error("[%s] supervisor (pid %s) ended before this worker started (parent now pid "
+                  "%d); exiting", argv[1], supervisor, parent)
+        return 1
     return run_group(Path(argv[0]), argv[1], parent=parent if parent != 1 else None)
 
 
