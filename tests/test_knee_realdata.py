@@ -275,6 +275,29 @@ def test_tracking_needs_neither_the_seated_start_nor_the_final_rest(realdata: Pa
     assert len(errors) >= 8 and max(errors) <= 10.0, errors
 
 
+def test_a_cut_without_the_neutral_pose_is_refused_with_what_to_do(realdata: Path,
+                                                                    tmp_path: Path) -> None:
+    """Walking and the final rest alone (30-55 s of knee_tracking1): no still window is the
+    neutral pose (the final rest's hinge axis is 71 deg from gravity in the thigh), so the
+    calibration is marked poor, exit 3, and says how to name the phases by hand; ``track``
+    refuses it the same way. Measured 2026-12-07: thigh 17.6 deg, shank 13.4 deg from the
+    whole recording's calibration."""
+    folder = realdata / "movella_dot" / "knee_tracking1"
+    _cropped_export(folder, tmp_path / "export", 30.0, 55.0)
+    session = tmp_path / "cut.mcap"
+    proc = _imuflow("import", str(tmp_path / "export"), "-o", str(session),
+                    "--name", "femur=thigh", "--name", "tibia=shank")
+    assert proc.returncode == 0, proc.stderr
+    proc = _imuflow("calibrate", str(session), "-o", str(tmp_path / "cal.yaml"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "POOR: thigh: the hinge axis" in proc.stdout, proc.stdout
+    assert f"imuflow calibrate {session} --static T0:T1" in proc.stdout, proc.stdout
+    assert yaml.safe_load((tmp_path / "cal.yaml").read_text())["ok"] is False
+    proc = _imuflow("track", str(session), "-o", str(tmp_path / "knee.csv"), "--quiet")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "--static T0:T1" in proc.stderr and not (tmp_path / "knee.csv").exists()
+
+
 def test_dropouts_of_the_shank_sensor_are_marked_and_tracked_through(realdata: Path,
                                                                       tmp_path: Path) -> None:
     """knee_tracking1 with five dropouts of the tibia sensor (0.25-0.5 s, packets removed from

@@ -119,6 +119,15 @@ def how_to_use(path: Path) -> str:
             "a calibration marked poor (ok: false) is refused there")
 
 
+def found_phases_hint(session: Path) -> str:
+    """What to do when a calibration from phases found in ``session`` is poor (one line)."""
+    return (f"the phases were found in {session} automatically; if it holds a few seconds "
+            "standing still in the neutral pose (joints straight, segments upright), name "
+            f"them: `imuflow calibrate {session} --static T0:T1 -o FILE` (seconds from the "
+            "start; --functional T2:T3 for the joint motion), else record the procedure "
+            "(docs/calibration.md)")
+
+
 def report_lines(cal: Calibration) -> list[str]:
     """What was found, for the user: the phases, each sensor's rotation and quality, problems."""
     lines = [f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s, functional motion "

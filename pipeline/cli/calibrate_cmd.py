@@ -31,6 +31,7 @@ from pipeline.calibration.procedure import (
     LEAD_IN_S,
     STATIC_S,
     ProcedureClock,
+    found_phases_hint,
     how_to_use,
     procedure_phases,
     report_lines,
@@ -103,6 +104,8 @@ def _calibrate(args: argparse.Namespace, session: Path, chain: Chain, chain_name
     print("\n".join(report_lines(cal)))
     if not cal.ok:
         print(f"wrote {args.output} (marked poor: the filter will not apply it)")
+        if args.static is None and not windows_ns:
+            print(found_phases_hint(session))
         return EXIT_POOR
     print(f"wrote {args.output}")
     print(how_to_use(args.output))

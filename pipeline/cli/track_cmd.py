@@ -38,7 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.calibration import CalibrationError, write_calibration
-from pipeline.calibration.procedure import report_lines
+from pipeline.calibration.procedure import found_phases_hint, report_lines
 from pipeline.calibration.session_input import calibrate_session
 from pipeline.cli.calibrate_cmd import EXIT_POOR
 from pipeline.kinematics.chain import ChainError, load_chain
@@ -145,9 +145,9 @@ def _calibration(graph: GraphSpec, args: argparse.Namespace, out: Path) -> Path 
     write_calibration(cal, path)
     log.info("calibrated from the session (%s):\n%s", path, "\n".join(report_lines(cal)))
     if not cal.ok:
-        log.error("the calibration from %s is poor (written to %s); record the procedure "
-                  "(docs/calibration.md) and pass --calibration, or --no-calibration",
-                  args.session, path)
+        log.error("the calibration from %s is poor (written to %s): %s; then pass "
+                  "--calibration FILE, or --no-calibration", args.session, path,
+                  found_phases_hint(args.session))
         return None
     return path
 
