@@ -106,6 +106,90 @@ def test_movella_dot_short_row_and_missing_header(tmp_path: Path):
         movella_dot_csv.read_file(other)
 
 
+def _sdk_logger_layout(app_export: Path, out: Path, *, deltas: bool, label: bool = False) -> Path:
+    """An app export rewritten as the DOT SDK's logger writes files: header values padded with
+    commas, StartTime as 'yyyy-MM-dd HH:mm:ss.SSS Z', ', ' between fields, a trailing empty
+    column; delta quantities (dq, dv over 1/OutputRate) instead of rates when ``deltas``;
+    a leading Label column when ``label``."""
+    lines = app_export.read_text(encoding="utf-8").splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("PacketCounter"))
+    rate = next(float(line.split(",")[1].removesuffix("Hz")) for line in lines
+                if line.startswith("OutputRate"))
+    head = []
+    for line in lines[:header - 1]:
+        if line.startswith("StartTime"):  # 2024-12-09_17:31:07_886 CET
+            day, time_ms = line.split(",")[1].split()[0].split("_", 1)
+            line = f"StartTime:,{day} {time_ms[:8]}.{time_ms[9:]} +0100"
+        head.append(line if line.startswith("sep=") else line + ",,,,,,,,,,,,,,,,,")
+    cols = lines[header].split(",")
+    mag = "Mag_X" in cols
+    names = ["PacketCounter", "SampleTimeFine"]
+    names += (["dq_W", "dq_X", "dq_Y", "dq_Z", "dv[1]", "dv[2]", "dv[3]"] if deltas
+              else ["Acc_X", "Acc_Y", "Acc_Z", "Gyr_X", "Gyr_Y", "Gyr_Z"])
+    names += ["Mag_X", "Mag_Y", "Mag_Z"] if mag else []
+    rows = []
+    for line in lines[header + 1:]:
+        v = dict(zip(cols, line.split(","), strict=True))
+        acc = np.array([float(v[f"Acc_{a}"]) for a in "XYZ"])
+        gyr = np.radians([float(v[f"Gyr_{a}"]) for a in "XYZ"])
+        if deltas:
+            rotvec = gyr / rate
+            angle = np.linalg.norm(rotvec)
+            axis = rotvec / angle if angle > 0 else rotvec
+            inertial = [np.cos(angle / 2), *(axis * np.sin(angle / 2)), *(acc / rate)]
+        else:
+            inertial = [*acc, *np.degrees(gyr)]
+        fields = [v["PacketCounter"], v["SampleTimeFine"], *(repr(float(x)) for x in inertial)]
+        fields += [v[f"Mag_{a}"] for a in "XYZ"] if mag else []
+        rows.append(("walk, " if label else "") + ", ".join(fields) + ", ")
+    title = ("Label," if label else "") + ",".join(names) + ","
+    out.write_text("\n".join(head + ["", title] + rows) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("deltas", [False, True])
+def test_movella_dot_sdk_logger_files_and_delta_quantities(tmp_path: Path, deltas: bool):
+    """Files as the DOT SDK's logger writes them, with rates or delta quantities, read as the
+    app's export of the same samples (dq's rotation and dv over 1/OutputRate back to rad/s and
+    m/s^2), still aligned by SampleTimeFine (its StartTime layout parsed)."""
+    app = [_dot_file(tmp_path / "femur.csv", "Femur", 1000, 20),
+           _dot_file(tmp_path / "tibia.csv", "Tibia", 1000 + 16667, 20, first_counter=2)]
+    sdk = [_sdk_logger_layout(p, tmp_path / f"sdk_{p.name}", deltas=deltas, label=deltas)
+           for p in app]
+    assert "Femur,,,," in sdk[0].read_text() and ", \n" in sdk[0].read_text()
+    for want, got in zip(movella_dot_csv.read_session(app), movella_dot_csv.read_session(sdk),
+                         strict=True):
+        assert got.name == want.name and got.rate_hz == want.rate_hz == 60.0
+        for field in ("t_host", "t_sensor", "counter"):
+            np.testing.assert_array_equal(got.data[field], want.data[field])
+        for field in ("acc", "gyr", "mag"):
+            np.testing.assert_allclose(got.data[field], want.data[field], rtol=0, atol=1e-5)
+        assert ("dq over 1/60 s" in got.meta["gyr_from"]) == deltas
+    # the StartTime headers were read: a 4 s disagreement with the clock is found
+    text = sdk[1].read_text().replace("17:31:07.886", "17:31:11.886")
+    sdk[1].write_text(text)
+    assert "not one clock" in movella_dot_csv.read_session(sdk)[0].meta["t_host"]
+
+
+def test_movella_dot_damaged_increments_and_orientation_only_exports(tmp_path: Path):
+    sdk = _sdk_logger_layout(_dot_file(tmp_path / "x.csv", "X", 1000, 5), tmp_path / "sdk.csv",
+                             deltas=True)
+    lines = sdk.read_text().splitlines()
+    fields = lines[14].split(", ")
+    fields[2] = "0.5"  # dq_W: no unit quaternion
+    lines[14] = ", ".join(fields)
+    sdk.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportFileError, match=rf"{sdk}:15: dq_W..dq_Z is not a unit quaternion"):
+        movella_dot_csv.read_file(sdk)
+    quat = tmp_path / "quat.csv"
+    quat.write_text(HEADER.format(tag="Q").replace(
+        "Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z,Mag_X,Mag_Y,Mag_Z",
+        "Quat_W,Quat_X,Quat_Y,Quat_Z,FreeAcc_X,FreeAcc_Y,FreeAcc_Z") + "1,1000,1,0,0,0,0,0,0\n")
+    with pytest.raises(ImportFileError, match=r"quat.csv:12: missing columns Acc_X.*Export the "
+                       r"recording in a measurement mode with inertial data"):
+        movella_dot_csv.read_file(quat)
+
+
 def _broad_file(path: Path, n: int = 40, rate: float = 285.7142857142857) -> Path:
     rng = np.random.default_rng(1)
     with h5py.File(path, "w") as f:
@@ -265,6 +349,27 @@ def test_real_movella_dot_knee_session(realdata: Path):
         assert np.all(np.abs(g - 9.81) < 1.0)  # at rest at the start
         assert np.max(np.abs(s.data["gyr"])) < 35  # rad/s: converted from deg/s
     assert abs(int(femur.data["t_host"][0]) - int(tibia.data["t_host"][0])) < 20_000_000
+
+
+@pytest.mark.realdata
+def test_real_knee_session_as_delta_quantities_imports_the_same(realdata: Path,
+                                                                tmp_path: Path):
+    """knee_tracking1 rewritten as the SDK's logger would write it in a delta-quantities mode:
+    `imuflow import` (format detected) gives the app export's samples back."""
+    folder = realdata / "movella_dot" / "knee_tracking1"
+    sdk = tmp_path / "sdk"
+    sdk.mkdir()
+    for name in ("femur", "tibia"):
+        _sdk_logger_layout(folder / f"{name}.csv", sdk / f"{name}.csv", deltas=True)
+    out = tmp_path / "knee.mcap"
+    proc = _imuflow("import", str(sdk), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    got = read_streams(out)
+    for stream in movella_dot_csv.read_session([folder / "femur.csv", folder / "tibia.csv"]):
+        data = got[f"import/imu.raw:{stream.name}"].data
+        np.testing.assert_array_equal(data["t_host"], stream.data["t_host"])
+        np.testing.assert_allclose(data["acc"], stream.data["acc"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(data["gyr"], stream.data["gyr"], rtol=0, atol=1e-5)
 
 
 @pytest.mark.realdata

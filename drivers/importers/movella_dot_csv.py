@@ -7,6 +7,13 @@ Units in the file: acc m/s^2, gyr deg/s (converted to rad/s), mag in the
 device's normalised units (kept, ``meta.mag_units``). SampleTimeFine is the
 sensor clock in microseconds, 32 bit: unwrapped and converted to ``t_sensor`` ns.
 
+The measurement modes with delta quantities instead (``dq_W..dq_Z``, the orientation
+increment, and ``dv[1]..dv[3]``, the velocity increment in m/s, each over one output
+interval dt = 1/OutputRate) are read too: acc = dv / dt, gyr = dq's rotation vector / dt.
+Files written by the DOT SDK's logger (header values padded with commas, ", " between
+fields, a trailing empty column, a leading ``Label`` column) read the same; columns
+imuflow does not use (Quat, Euler, FreeAcc, Status, Label, ...) are not parsed.
+
 ``t_host`` is synthesised (there was no host clock in the export): sensor time
 minus the session's earliest first sample, i.e. ns since the session start on
 the shared sensor clock (``meta.t_host = "synthesised: ..."``). Files of one
@@ -37,9 +44,11 @@ from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 log = logging.getLogger("imuflow.importers.movella_dot_csv")
 
 HEADER_LINES = 11
-REQUIRED = ("PacketCounter", "SampleTimeFine", "Acc_X", "Acc_Y", "Acc_Z",
-            "Gyr_X", "Gyr_Y", "Gyr_Z")
+CLOCK = ("PacketCounter", "SampleTimeFine")
+RATES = ("Acc_X", "Acc_Y", "Acc_Z", "Gyr_X", "Gyr_Y", "Gyr_Z")  # m/s^2, deg/s
+DELTAS = ("dq_W", "dq_X", "dq_Y", "dq_Z", "dv[1]", "dv[2]", "dv[3]")  # per 1/OutputRate; m/s
 MAG = ("Mag_X", "Mag_Y", "Mag_Z")
+MAX_DQ_NORM_ERROR = 0.01  # a dq further from a unit quaternion is damaged data
 # s: the most a file's start on the shared sensor clock may differ from its start by its
 # StartTime header (the app's wall clock, stamped over BLE: tens of ms apart on one start)
 MAX_START_DISAGREEMENT_S = 0.5
@@ -52,6 +61,12 @@ def _unwrap(raw: np.ndarray, modulus: int) -> np.ndarray:
     return raw + wraps * modulus
 
 
+def is_column_header(line: str) -> bool:
+    """Whether ``line`` is a DOT export's column header (PacketCounter, SampleTimeFine, ...)."""
+    fields = {c.strip() for c in line.split(",")}
+    return all(c in fields for c in CLOCK)
+
+
 def read_header(path: Path) -> tuple[dict[str, str], list[str], int]:
     """Header key/values, column names and the 1-based line of the column header."""
     try:
@@ -60,11 +75,11 @@ def read_header(path: Path) -> tuple[dict[str, str], list[str], int]:
         raise ImportFileError(f"{path}: cannot read as text: {exc}") from None
     meta: dict[str, str] = {}
     for i, line in enumerate(lines[:HEADER_LINES + 2]):
-        if line.startswith("PacketCounter"):
+        if is_column_header(line):
             return meta, [c.strip() for c in line.split(",")], i + 1
         key, _, value = line.partition(",")
-        if key.strip():
-            meta[key.strip().rstrip(":").strip()] = value.strip()
+        if key.strip():  # the SDK's logger pads every header line with commas
+            meta[key.strip().rstrip(":").strip()] = value.strip().rstrip(",").strip()
     raise ImportFileError(f"{path}: no column header 'PacketCounter,SampleTimeFine,...' within "
                        f"the first {HEADER_LINES + 2} lines; is this a Movella DOT CSV export?")
 
@@ -73,10 +88,7 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
     """Parse one export: header dict, columns (float64 arrays by name), output rate in Hz."""
     path = Path(path)
     meta, cols, header_line = read_header(path)
-    missing = [c for c in REQUIRED if c not in cols]
-    if missing:
-        raise ImportFileError(f"{path}:{header_line}: missing columns {', '.join(missing)}; "
-                           f"found {', '.join(cols)}")
+    used = _used_columns(path, cols, header_line)
     rate_text = meta.get("OutputRate", "")
     try:
         rate_hz = float(rate_text.lower().removesuffix("hz"))
@@ -94,27 +106,86 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
                 raise ImportFileError(f"{path}:{lineno}: {len(row)} fields, the header has "
                                    f"{len(cols)} ({', '.join(cols)})")
             try:
-                rows.append([float(c) for c in row])
+                rows.append([float(row[j]) for j in used.values()])
                 linenos.append(lineno)
             except ValueError:
-                j = next(j for j, c in enumerate(row) if not _is_float(c))
-                raise ImportFileError(f"{path}:{lineno}: column '{cols[j]}' is {row[j]!r}, "
+                c, j = next((c, j) for c, j in used.items() if not _is_float(row[j]))
+                raise ImportFileError(f"{path}:{lineno}: column '{c}' is {row[j]!r}, "
                                    "not a number") from None
     if not rows:
         raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
     table = np.asarray(rows, np.float64)
-    columns = {c: table[:, j] for j, c in enumerate(cols)}
+    columns = {c: table[:, k] for k, c in enumerate(used)}
     lines = np.asarray(linenos)
-    for c in cols:
+    for c in used:
         group = _GROUPS.get(c.split("_")[0])
         if group is not None:
             check_column(path, c, np.deg2rad(columns[c]) if group == "gyr" else columns[c],
                          group, lines)
+    if "dq_W" in columns:
+        _check_increments(path, columns, rate_hz, lines)
     return meta, columns, rate_hz
 
 
 _GROUPS = {"PacketCounter": "counter", "SampleTimeFine": "time", "Acc": "acc", "Gyr": "gyr",
            "Mag": "mag"}
+
+
+def _used_columns(path: Path, cols: list[str], header_line: int) -> dict[str, int]:
+    """The columns imuflow reads (clock, rates or deltas, mag if all three) -> field index."""
+    index = {c: j for j, c in enumerate(cols) if c}
+    inertial = next((group for group in (RATES, DELTAS) if all(c in index for c in group)), None)
+    missing = [c for c in CLOCK if c not in index]
+    if missing or inertial is None:
+        raise ImportFileError(
+            f"{path}:{header_line}: missing columns "
+            f"{', '.join(missing + [c for c in RATES if c not in index])}: imuflow needs "
+            "PacketCounter, SampleTimeFine and the inertial data, Acc_X..Gyr_Z (rate "
+            "quantities) or dq_W..dv[3] (delta quantities); found "
+            f"{', '.join(c for c in cols if c)}. Export the recording in a measurement mode "
+            "with inertial data (not orientation or free acceleration only)")
+    wanted = CLOCK + inertial + (MAG if all(c in index for c in MAG) else ())
+    return {c: index[c] for c in wanted}
+
+
+def _check_increments(path: Path, columns: dict[str, np.ndarray], rate_hz: float,
+                      lines: np.ndarray) -> None:
+    """Refuse dq rows that are no unit quaternion and increments beyond the limits, by row."""
+    dq = np.stack([columns[c] for c in DELTAS[:4]], 1)
+    norm_error = np.abs(np.linalg.norm(dq, axis=1) - 1.0)
+    bad = np.flatnonzero(~(norm_error <= MAX_DQ_NORM_ERROR))
+    if len(bad):
+        i = int(bad[0])
+        raise ImportFileError(f"{path}:{int(lines[i])}: dq_W..dq_Z is not a unit quaternion "
+                              f"(norm {1.0 + norm_error[i]:.4f}; {len(bad)} such rows)")
+    acc, gyr = rates_from_increments(columns, rate_hz)
+    for a, axis in enumerate("123"):
+        check_column(path, f"dv[{axis}]", acc[:, a], "acc", lines)
+    for a, axis in enumerate("XYZ"):
+        check_column(path, f"dq_{axis}", gyr[:, a], "gyr", lines)
+
+
+def rates_from_increments(columns: dict[str, np.ndarray], rate_hz: float,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(acc m/s^2, gyr rad/s), each (N, 3), from dq (w, x, y, z) and dv (m/s) over 1/rate_hz."""
+    dq = np.stack([columns[c] for c in DELTAS[:4]], 1)
+    dq /= np.linalg.norm(dq, axis=1, keepdims=True)
+    dq *= np.where(dq[:, :1] < 0, -1.0, 1.0)  # the short way round
+    sin_half = np.linalg.norm(dq[:, 1:], axis=1, keepdims=True)
+    angle = 2.0 * np.arctan2(sin_half, dq[:, :1])
+    axis = np.divide(dq[:, 1:], sin_half, out=np.zeros_like(dq[:, 1:]), where=sin_half > 0)
+    dv = np.stack([columns[c] for c in DELTAS[4:]], 1)
+    return dv * rate_hz, axis * angle * rate_hz
+
+
+def inertial_data(columns: dict[str, np.ndarray], rate_hz: float,
+                  ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(acc m/s^2, gyr rad/s, where gyr came from) of a file's columns, rates or deltas."""
+    if "Acc_X" in columns:
+        return (np.stack([columns[f"Acc_{a}"] for a in "XYZ"], 1),
+                np.deg2rad(np.stack([columns[f"Gyr_{a}"] for a in "XYZ"], 1)), "deg/s")
+    acc, gyr = rates_from_increments(columns, rate_hz)
+    return acc, gyr, f"dq over 1/{rate_hz:g} s (delta quantities; acc from dv)"
 
 
 def _is_float(text: str) -> bool:
@@ -155,15 +226,14 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
             if unshared:
                 how += f" (SampleTimeFine not one clock: {unshared})"
         data["counter"] = ctr[path]
-        data["acc"] = np.stack([cols[f"Acc_{a}"] for a in "XYZ"], 1)
-        data["gyr"] = np.deg2rad(np.stack([cols[f"Gyr_{a}"] for a in "XYZ"], 1))
+        data["acc"], data["gyr"], gyr_from = inertial_data(cols, rate_hz)
         data["mag"] = (np.stack([cols[m] for m in MAG], 1) if all(m in cols for m in MAG)
                        else math.nan)
         name = _sensor_name(meta.get("DeviceTag") or path.stem, names)
         steps = report_clock_steps(data["t_host"], rate_hz, f"{path} (sensor '{name}')")
         out.append(ImportedStream(name, RAW_IMU, data, rate_hz, meta={**steps,
             "source_file": str(path), "vendor": "Movella DOT", "t_host": how,
-            "gyr_from": "deg/s", "mag_units": "normalised (device units)",
+            "gyr_from": gyr_from, "mag_units": "normalised (device units)",
             "firmware": meta.get("FirmwareVersion", ""), "start_time": meta.get("StartTime", ""),
             "filter_profile": meta.get("FilterProfile", "")}))
         log.info("%s: sensor '%s', %d samples at %g Hz", path, name, n, rate_hz)
@@ -191,10 +261,12 @@ def _clock_not_shared(parsed: list, t_us: dict[Path, np.ndarray]) -> str | None:
 def _start_time_s(text: str) -> float | None:
     """A StartTime header ('2024-12-09_17:42:07_993 CET') in s (wall clock, zone ignored: one
     session's files share it), or None when it does not parse."""
-    try:
-        return datetime.strptime(text.split()[0], "%Y-%m-%d_%H:%M:%S_%f").timestamp()
-    except (ValueError, IndexError):
-        return None
+    for fields, layout in ((1, "%Y-%m-%d_%H:%M:%S_%f"), (2, "%Y-%m-%d %H:%M:%S.%f")):
+        try:  # the app's layout; the SDK logger's ('2024-12-09 17:42:07.993 +0100')
+            return datetime.strptime(" ".join(text.split()[:fields]), layout).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 def _sensor_name(tag: str, taken: set[str]) -> str:

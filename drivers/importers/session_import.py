@@ -37,7 +37,7 @@ def detect_format(path: Path) -> str:
             head = [f.readline() for _ in range(movella_dot_csv.HEADER_LINES + 2)]
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot open: {exc.strerror}") from None
-    if any(line.startswith("PacketCounter,SampleTimeFine") for line in head):
+    if any(movella_dot_csv.is_column_header(line) for line in head):
         return "movella_dot"
     return "csv"
 
@@ -92,7 +92,8 @@ def rename_sensors(streams: list[ImportedStream], names: dict[str, str]) -> list
     have = [st.name for st in streams]
     unknown = sorted(set(names) - set(have))
     if unknown:
-        raise ValueError(f"--name: no sensor {unknown} in the sources; they have {sorted(set(have))}")
+        raise ValueError(f"--name: no sensor {unknown} in the sources; they have "
+                         f"{sorted(set(have))}")
     renamed = [names.get(n, n) for n in have]
     kinds = [(st.kind, n) for st, n in zip(streams, renamed, strict=True)]
     if len(set(kinds)) != len(kinds):
