@@ -9,11 +9,11 @@ Usage (from the repository root)::
 
 Each axis is its own set of ``--sequences`` x ``--duration-s`` sequences from seeds
 3,000,000 on (disjoint from every training, validation, held-out and stress seed), the
-problem's own settings with one change (``AXES``; sensor gaps are made in the generated data,
-``DATA_CHANGES``, and the frames inside a gap are scored too: an observer holds its estimate
-there). Every model given and the constraint observer (no training) are scored on the same
-sets; the table gives the hinge means (deg) and, for a free root, the root's inclination
-mean.
+problem's own settings with one change (``AXES``; sensor gaps and the mirror image are made in
+the generated data, ``DATA_CHANGES``, and the frames inside a gap are scored too: an observer
+holds its estimate there). Every model given and the constraint observer (no training) are
+scored on the same sets; the table gives the hinge means (deg) and, for a free root, the
+root's inclination mean.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ AXES: dict[str, tuple[str, Vary | None, ImuNoise | None]] = {
                             s.mount_rotation_max_rad, math.radians(10.0))), None),
     "sensor gaps": ("the last IMU's data missing (NaN, as sync leaves gaps longer than its "
                     "max_gap_s) for 0.2-0.6 s, five times a minute", None, None),
+    "mirrored": ("the set's mirror image in the bodies' x-z planes (acc y, gyro x and z "
+                 "negated, every rotation reflected): the other side's limb where the chain's "
+                 "IMU sites are on the midline (y = 0), as on the knee", None, None),
 }
 GAPS_PER_MINUTE, GAP_S = 5, (0.2, 0.6)
 
@@ -110,8 +113,19 @@ def sensor_gaps(data: ImuDataset) -> ImuDataset:
     return dataclasses.replace(data, imu=imu)
 
 
+def mirrored(data: ImuDataset) -> ImuDataset:
+    """``data`` reflected in every body's (and the earth's) x-z plane: a reflection S =
+    diag(1, -1, 1) turns a vector v into S v and a rotation R into S R S, so acc (a vector) has
+    y negated, gyro (an axial vector: det(S) S w) x and z, and each quaternion w, x, y, z
+    becomes w, -x, y, -z."""
+    imu_sign = np.tile(np.array([1, -1, 1, -1, 1, -1], data.imu.dtype), len(data.imus))
+    q_sign = np.array([1, -1, 1, -1], data.q_rel.dtype)
+    return dataclasses.replace(data, imu=data.imu * imu_sign, q_rel=data.q_rel * q_sign)
+
+
 # axes whose change is made to the generated data rather than to the generator's settings
-DATA_CHANGES: dict[str, Callable[[ImuDataset], ImuDataset]] = {"sensor gaps": sensor_gaps}
+DATA_CHANGES: dict[str, Callable[[ImuDataset], ImuDataset]] = {"sensor gaps": sensor_gaps,
+                                                              "mirrored": mirrored}
 
 
 def _means(result) -> dict[str, float]:
