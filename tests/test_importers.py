@@ -95,11 +95,21 @@ def test_movella_dot_bad_cell_names_file_line_and_column(tmp_path: Path):
         movella_dot_csv.read_session([path])
 
 
-def test_movella_dot_short_row_and_missing_header(tmp_path: Path):
+def test_movella_dot_short_row_and_missing_header(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture):
     path = _dot_file(tmp_path / "x.csv", "X", 1000, 5)
-    path.write_text(path.read_text() + "6,2000,1.0\n")
+    complete = path.read_text()
+    path.write_text(complete + "6,2000,1.0\n7,3000,0.1,0.2,9.8,0,0,0,0.5,0.1,-1.0\n")
     with pytest.raises(ImportFileError, match=rf"{path}:18: 3 fields, the header has 11"):
         movella_dot_csv.read_file(path)
+    # the last row cut short, as a recording that ended mid-write leaves it: skipped, said
+    for cut in ("6,2000,1.0", "6,2000,0.1,0.2,9.8,0,0,0,0.5,0.1,-"):
+        path.write_text(complete + cut)
+        with caplog.at_level("WARNING", logger="imuflow.importers.movella_dot_csv"):
+            _, columns, _ = movella_dot_csv.read_file(path)
+        assert len(columns["PacketCounter"]) == 5
+        assert f"{path}:18: the last row is cut short" in caplog.text
+        caplog.clear()
     other = tmp_path / "y.csv"
     other.write_text("a,b\n1,2\n")
     with pytest.raises(ImportFileError, match="no column header 'PacketCounter"):

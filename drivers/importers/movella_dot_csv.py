@@ -96,27 +96,8 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
         raise ImportFileError(f"{path}: header 'OutputRate' is {rate_text!r}, expected e.g. "
                            "'60Hz'") from None
     rate_hz = check_rate(rate_hz, f"{path}: header 'OutputRate'")
-    rows: list[list[float]] = []
-    linenos: list[int] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if lineno <= header_line or not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != len(cols):
-                raise ImportFileError(f"{path}:{lineno}: {len(row)} fields, the header has "
-                                   f"{len(cols)} ({', '.join(cols)})")
-            try:
-                rows.append([float(row[j]) for j in used.values()])
-                linenos.append(lineno)
-            except ValueError:
-                c, j = next((c, j) for c, j in used.items() if not _is_float(row[j]))
-                raise ImportFileError(f"{path}:{lineno}: column '{c}' is {row[j]!r}, "
-                                   "not a number") from None
-    if not rows:
-        raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
-    table = np.asarray(rows, np.float64)
+    table, lines = _read_rows(path, header_line, cols, used)
     columns = {c: table[:, k] for k, c in enumerate(used)}
-    lines = np.asarray(linenos)
     for c in used:
         group = _GROUPS.get(c.split("_")[0])
         if group is not None:
@@ -129,6 +110,41 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
 
 _GROUPS = {"PacketCounter": "counter", "SampleTimeFine": "time", "Acc": "acc", "Gyr": "gyr",
            "Mag": "mag"}
+
+
+def _read_rows(path: Path, header_line: int, cols: list[str], used: dict[str, int],
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The used columns of every data row (float64, rows x used) and each row's file line.
+
+    A malformed row is refused naming its line and field, except the file's last: a
+    recording that ended mid-write leaves its last row cut short, which is skipped with a
+    warning.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        raw = [(lineno, row) for lineno, row in enumerate(csv.reader(f), start=1)
+               if lineno > header_line and any(c.strip() for c in row)]
+    rows: list[list[float]] = []
+    for k, (lineno, row) in enumerate(raw):
+        problem = _row_problem(row, cols, used)
+        if problem is None:
+            rows.append([float(row[j]) for j in used.values()])
+        elif k == len(raw) - 1 and rows:
+            log.warning("%s:%d: the last row is cut short (%s): skipped, as a recording that "
+                        "ended mid-write leaves it", path, lineno, problem)
+            raw.pop()
+        else:
+            raise ImportFileError(f"{path}:{lineno}: {problem}")
+    if not rows:
+        raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
+    return np.asarray(rows, np.float64), np.array([lineno for lineno, _ in raw])
+
+
+def _row_problem(row: list[str], cols: list[str], used: dict[str, int]) -> str | None:
+    """What is wrong with a data row (field count, a used field not a number), or None."""
+    if len(row) != len(cols):
+        return f"{len(row)} fields, the header has {len(cols)} ({', '.join(cols)})"
+    bad = next((c for c, j in used.items() if not _is_float(row[j])), None)
+    return None if bad is None else f"column '{bad}' is {row[used[bad]]!r}, not a number"
 
 
 def _used_columns(path: Path, cols: list[str], header_line: int) -> dict[str, int]:
