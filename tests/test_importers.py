@@ -274,6 +274,24 @@ def test_generic_csv_errors_name_file_line_column(tmp_path: Path):
         generic_csv.parse_mapping(CSV_MAP[:5])
 
 
+def test_generic_csv_last_row_cut_short_is_skipped(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture):
+    """A logger that stopped mid-write leaves its last row cut short: skipped, with a warning
+    naming the line; the same row anywhere else is refused."""
+    path = _csv(tmp_path / "log.csv")
+    complete = path.read_text()
+    cols = generic_csv.parse_mapping(CSV_MAP)
+    for cut in ("60;0;0;1;6", "60;0;0;1;60;0;-"):
+        path.write_text(complete + cut)
+        with caplog.at_level("WARNING", logger="imuflow.importers.generic_csv"):
+            stream = generic_csv.read_csv(path, cols, delimiter=";", skip_rows=1)
+        assert len(stream.data) == 6 and f"{path}:9: the last row is cut short" in caplog.text
+        caplog.clear()
+    path.write_text(complete + "60;0;0;1;6\n70;0;0;1;70;0;-90;x\n")
+    with pytest.raises(ImportFileError, match=rf"{path}:9: row has 5 fields, column 'GY'"):
+        generic_csv.read_csv(path, cols, delimiter=";", skip_rows=1)
+
+
 def _imuflow(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
                           text=True, timeout=120, cwd=REPO)

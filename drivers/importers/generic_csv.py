@@ -12,6 +12,7 @@ mag ``uT``/``nT``/``gauss``. acc and gyr are required; without a time column
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from drivers.importers.sample_checks import check_column, check_rate, report_clo
 from pipeline.runtime.config_yaml import load_yaml
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
+
+log = logging.getLogger("imuflow.importers.generic_csv")
 
 G = 9.80665  # m/s^2 per g
 UNITS: dict[str, dict[str, float]] = {
@@ -91,6 +94,41 @@ def load_mapping_file(path: str | Path) -> dict:
     return doc
 
 
+def _mapped_rows(path: Path, raw: list[tuple[int, list[str]]], header: list[str],
+                 index: dict[str, int]) -> tuple[dict[str, list[float]], list[int]]:
+    """Each mapped field's values over the data rows, and the rows' file lines.
+
+    A malformed row is refused naming its line and column, except the file's last: a logger
+    that stopped mid-write leaves it cut short, and it is skipped with a warning.
+    """
+    values: dict[str, list[float]] = {field: [] for field in index}
+    linenos: list[int] = []
+    for k, (lineno, row) in enumerate(raw):
+        problem = _row_problem(row, header, index)
+        if problem is None:
+            linenos.append(lineno)
+            for field, j in index.items():
+                values[field].append(float(row[j]))
+        elif k == len(raw) - 1 and linenos:
+            log.warning("%s:%d: the last row is cut short (%s): skipped, as a logger that "
+                        "stopped mid-write leaves it", path, lineno, problem)
+        else:
+            raise ImportFileError(f"{path}:{lineno}: {problem}")
+    return values, linenos
+
+
+def _row_problem(row: list[str], header: list[str], index: dict[str, int]) -> str | None:
+    """What is wrong with a data row (too few fields, a mapped field not a number), or None."""
+    for j in index.values():
+        if j >= len(row):
+            return f"row has {len(row)} fields, column '{header[j]}' is field {j + 1}"
+        try:
+            float(row[j])
+        except ValueError:
+            return f"column '{header[j]}' is {row[j]!r}, not a number"
+    return None
+
+
 def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
              rate_hz: float | None = None, name: str | None = None, delimiter: str = ",",
              skip_rows: int = 0) -> ImportedStream:
@@ -115,21 +153,9 @@ def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,
                 raise ImportFileError(f"{path}:{head_line}: column '{column}' (for {field}) not "
                                       f"in the header; columns: {', '.join(header)}")
             index[field] = header.index(column)
-        values: dict[str, list[float]] = {fld: [] for fld in mapping}
-        linenos: list[int] = []
-        for lineno, row in enumerate(reader, start=head_line + 1):
-            if not row or not any(c.strip() for c in row):
-                continue
-            linenos.append(lineno)
-            for field, j in index.items():
-                if j >= len(row):
-                    raise ImportFileError(f"{path}:{lineno}: row has {len(row)} fields, column "
-                                          f"'{header[j]}' is field {j + 1}")
-                try:
-                    values[field].append(float(row[j]))
-                except ValueError:
-                    raise ImportFileError(f"{path}:{lineno}: column '{header[j]}' is "
-                                          f"{row[j]!r}, not a number") from None
+        raw = [(lineno, row) for lineno, row in enumerate(reader, start=head_line + 1)
+               if any(c.strip() for c in row)]
+    values, linenos = _mapped_rows(path, raw, header, index)
     n = len(values["acc_x"])
     if n == 0:
         raise ImportFileError(f"{path}: no samples after the header (line {head_line})")
