@@ -213,13 +213,11 @@ def test_calibration_takes_the_standing_rest_not_the_sitting_one(realdata: Path,
     folder = realdata / "movella_dot" / "knee_tracking1"
     _shifted_csv(folder / "tibia.csv", tmp_path / "tibia.csv", -2 * 16_667)
     session, cal = tmp_path / "knee.mcap", tmp_path / "cal.yaml"
-    for args in (("import", str(folder / "femur.csv"), str(tmp_path / "tibia.csv"), "-o",
-                  str(session), "--name", "femur=thigh", "--name", "tibia=shank"),
-                 ("calibrate", str(session), "-o", str(cal)),
-                 ("track", str(session), "--calibration", str(cal), "-o",
-                  str(tmp_path / "knee.csv"))):
-        proc = _imuflow(*args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    _imuflow_ok(("import", str(folder / "femur.csv"), str(tmp_path / "tibia.csv"), "-o",
+                 str(session), "--name", "femur=thigh", "--name", "tibia=shank"),
+                ("calibrate", str(session), "-o", str(cal)),
+                ("track", str(session), "--calibration", str(cal), "-o",
+                 str(tmp_path / "knee.csv")))
     doc = yaml.safe_load(cal.read_text())
     assert doc["ok"] is True and doc["source"]["static_s"][0] > 2.0, doc["source"]
     ring = np.load(folder / "ring_reference.npz")
@@ -259,11 +257,9 @@ def test_tracking_needs_neither_the_seated_start_nor_the_final_rest(realdata: Pa
     folder, t0, t1 = realdata / "movella_dot" / "knee_tracking1", 6.0, 52.5
     _cropped_export(folder, tmp_path / "export", t0, t1)
     session = tmp_path / "cut.mcap"
-    for args in (("import", str(tmp_path / "export"), "-o", str(session),
-                  "--name", "femur=thigh", "--name", "tibia=shank"),
-                 ("track", str(session), "-o", str(tmp_path / "knee.csv"))):
-        proc = _imuflow(*args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    _imuflow_ok(("import", str(tmp_path / "export"), "-o", str(session),
+                 "--name", "femur=thigh", "--name", "tibia=shank"),
+                ("track", str(session), "-o", str(tmp_path / "knee.csv")))
     ring = np.load(folder / "ring_reference.npz")
     track = np.genfromtxt(tmp_path / "knee.csv", delimiter=",", names=True)
     assert t1 - t0 - 1 < track["time_s"][-1] < t1 - t0
@@ -276,19 +272,32 @@ def test_tracking_needs_neither_the_seated_start_nor_the_final_rest(realdata: Pa
     assert len(errors) >= 8 and max(errors) <= 10.0, errors
 
 
-def _turned_export(folder: Path, out: Path, turns: dict[str, Rotation]) -> None:
-    """The export in ``folder`` with each named file's acc, gyr and mag turned by ``turns[name]``
-    (v' = M v: the same sensor strapped on at another angle at the same site)."""
+def _edited_export(folder: Path, out: Path, edit) -> None:
+    """femur.csv and tibia.csv of ``folder`` written to ``out`` through ``edit(name, header
+    lines, data lines) -> (header lines, data lines)``."""
     out.mkdir()
-    for name, turn in turns.items():
+    for name in ("femur", "tibia"):
         lines = (folder / f"{name}.csv").read_text().splitlines()
         header = next(i for i, line in enumerate(lines) if line.startswith("PacketCounter"))
-        rows = []
-        for line in lines[header + 1:]:
-            fields = line.split(",")
-            v = np.array(fields[2:11], float).reshape(3, 3) @ turn.as_matrix().T
-            rows.append(",".join(fields[:2] + [f"{x:.6f}" for x in v.ravel()] + fields[11:]))
-        (out / f"{name}.csv").write_text("\n".join(lines[:header + 1] + rows) + "\n")
+        head, rows = edit(name, lines[:header + 1], lines[header + 1:])
+        (out / f"{name}.csv").write_text("\n".join(head + rows) + "\n")
+
+
+def _inertial_rows(rows: list[str], change) -> list[str]:
+    """Data rows with their acc, gyr and mag (fields 3-11, a 3 x 3 array) through ``change``."""
+    out = []
+    for line in rows:
+        fields = line.split(",")
+        v = change(np.array(fields[2:11], float).reshape(3, 3))
+        out.append(",".join(fields[:2] + [f"{x:.6f}" for x in v.ravel()] + fields[11:]))
+    return out
+
+
+def _imuflow_ok(*commands: tuple[str, ...]) -> None:
+    """Run the imuflow commands in turn; each must succeed."""
+    for args in commands:
+        proc = _imuflow(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
 
 def test_any_mounting_on_the_real_leg_gives_the_same_knee(tracked: dict, realdata: Path,
@@ -300,15 +309,15 @@ def test_any_mounting_on_the_real_leg_gives_the_same_knee(tracked: dict, realdat
     rng = np.random.default_rng(14)
     turns = {name: Rotation.random(random_state=rng.integers(1 << 31))
              for name in ("femur", "tibia")}
-    _turned_export(realdata / "movella_dot" / "knee_tracking1", tmp_path / "export", turns)
+    _edited_export(realdata / "movella_dot" / "knee_tracking1", tmp_path / "export",
+                   lambda name, head, rows: (head, _inertial_rows(
+                       rows, lambda v: v @ turns[name].as_matrix().T)))  # v' = M v
     session, cal = tmp_path / "turned.mcap", tmp_path / "cal.yaml"
-    for args in (("import", str(tmp_path / "export"), "-o", str(session),
-                  "--name", "femur=thigh", "--name", "tibia=shank"),
-                 ("calibrate", str(session), "-o", str(cal)),
-                 ("track", str(session), "--calibration", str(cal), "-o",
-                  str(tmp_path / "knee.csv"))):
-        proc = _imuflow(*args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    _imuflow_ok(("import", str(tmp_path / "export"), "-o", str(session),
+                 "--name", "femur=thigh", "--name", "tibia=shank"),
+                ("calibrate", str(session), "-o", str(cal)),
+                ("track", str(session), "--calibration", str(cal), "-o",
+                 str(tmp_path / "knee.csv")))
     doc = yaml.safe_load(cal.read_text())
     for sensor, name in (("thigh", "femur"), ("shank", "tibia")):
         found = _rotation(doc["sensors"][sensor]["rotation"])
@@ -328,25 +337,15 @@ def test_the_mirror_image_a_left_leg_is_tracked_as_well(tracked: dict, realdata:
     (to 0.001 deg); the model 0.981, walking peaks median 3.4, max 8.2 deg, mean -1.2 (the
     right leg +0.9), its angle 0.9 deg from the right leg's at the median, 5.1 at p99."""
     folder, export = realdata / "movella_dot" / "knee_tracking1", tmp_path / "export"
-    export.mkdir()
-    acc_mag, gyr = np.array([1.0, -1.0, 1.0]), np.array([-1.0, 1.0, -1.0])
-    for name in ("femur", "tibia"):
-        lines = (folder / f"{name}.csv").read_text().splitlines()
-        header = next(i for i, line in enumerate(lines) if line.startswith("PacketCounter"))
-        rows = []
-        for line in lines[header + 1:]:
-            fields = line.split(",")
-            v = np.array(fields[2:11], float).reshape(3, 3) * np.array([acc_mag, gyr, acc_mag])
-            rows.append(",".join(fields[:2] + [f"{x:.6f}" for x in v.ravel()] + fields[11:]))
-        (export / f"{name}.csv").write_text("\n".join(lines[:header + 1] + rows) + "\n")
+    sign = np.array([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, 1.0]])  # acc, gyr, mag
+    _edited_export(folder, export, lambda _, head, rows: (
+        head, _inertial_rows(rows, lambda v: v * sign)))
     session = tmp_path / "left.mcap"
-    for args in (("import", str(export), "-o", str(session), "--name", "femur=thigh",
-                  "--name", "tibia=shank"),
-                 ("track", str(session), "-o", str(tmp_path / "knee.csv")),
-                 ("track", str(session), "--model", str(REPO / "models/knee.onnx"), "-o",
-                  str(tmp_path / "model.csv"))):
-        proc = _imuflow(*args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    _imuflow_ok(("import", str(export), "-o", str(session), "--name", "femur=thigh",
+                 "--name", "tibia=shank"),
+                ("track", str(session), "-o", str(tmp_path / "knee.csv")),
+                ("track", str(session), "--model", str(REPO / "models/knee.onnx"), "-o",
+                 str(tmp_path / "model.csv")))
     track = np.genfromtxt(tmp_path / "knee.csv", delimiter=",", names=True)
     np.testing.assert_allclose(track["shank_angle_deg"], tracked["track_csv"]["shank_angle_deg"],
                                atol=0.5, rtol=0)
@@ -391,19 +390,13 @@ def test_slower_output_rates_are_tracked_as_well(realdata: Path, tmp_path: Path,
     walking peaks median 2.7 / 2.9, max 6.8 / 7.6 deg (20 Hz: 0.983, 6.2); models/knee.onnx
     0.981 / 0.982, max 9.1 / 7.6."""
     folder, export = realdata / "movella_dot" / "knee_tracking1", tmp_path / "export"
-    export.mkdir()
-    for name in ("femur", "tibia"):
-        lines = (folder / f"{name}.csv").read_text().splitlines()
-        header = next(i for i, line in enumerate(lines) if line.startswith("PacketCounter"))
-        head = [line.replace("OutputRate:,60Hz", f"OutputRate:,{60 // every}Hz")
-                for line in lines[:header + 1]]
-        (export / f"{name}.csv").write_text("\n".join(head + lines[header + 1::every]) + "\n")
+    _edited_export(folder, export, lambda _, head, rows: (
+        [line.replace("OutputRate:,60Hz", f"OutputRate:,{60 // every}Hz") for line in head],
+        rows[::every]))
     session = tmp_path / "thinned.mcap"
-    for args in (("import", str(export), "-o", str(session), "--name", "femur=thigh",
-                  "--name", "tibia=shank"),
-                 ("track", str(session), "-o", str(tmp_path / "knee.csv"))):
-        proc = _imuflow(*args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    _imuflow_ok(("import", str(export), "-o", str(session), "--name", "femur=thigh",
+                 "--name", "tibia=shank"),
+                ("track", str(session), "-o", str(tmp_path / "knee.csv")))
     track = np.genfromtxt(tmp_path / "knee.csv", delimiter=",", names=True)
     corr, errors = _against_ring(folder, track["time_s"], track["shank_angle_deg"])
     assert corr >= 0.95 and len(errors) >= 8 and errors.max() <= 10.0, (corr, errors)
