@@ -221,3 +221,34 @@ def test_csv_marks_the_frames_a_sensor_was_missing_in(tmp_path: Path) -> None:
     assert np.all(np.diff(np.flatnonzero(held)) == 1)  # one run of frames
     assert set(np.unique(csv["sensors_ok"])) == {0.0, 1.0}
     assert f"{held.sum()} frames had a sensor missing" in proc.stdout, proc.stdout
+
+
+def test_an_export_folder_is_imported_and_tracked_in_one_command(tmp_path: Path) -> None:
+    """SESSION given as a DOT export folder: imported to <OUT stem>.session.mcap beside the
+    output (as `imuflow import` writes it), then tracked as that session is."""
+    export = tmp_path / "export"
+    export.mkdir()
+    _dot_export(export / "thigh.csv", "thigh", list(range(1, 301)))
+    _dot_export(export / "shank.csv", "shank", list(range(1, 301)))
+    session = tmp_path / "imported.mcap"
+    proc = _imuflow("import", str(export), "-o", str(session))
+    assert proc.returncode == 0, proc.stderr
+    proc = _imuflow("track", str(session), "-o", str(tmp_path / "from_session.csv"),
+                    "--no-calibration")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out" / "knee.csv"
+    out.parent.mkdir()
+    proc = _imuflow("track", str(export), "-o", str(out), "--no-calibration")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"imported {export} to {out.parent / 'knee.session.mcap'}: shank (300 samples" \
+        in proc.stdout, proc.stdout
+    streams = read_streams(out.parent / "knee.session.mcap")
+    for name, stream in read_streams(session).items():
+        assert streams[name].data.tobytes() == stream.data.tobytes()
+    np.testing.assert_array_equal(np.genfromtxt(out, delimiter=",", names=True),
+                                  np.genfromtxt(tmp_path / "from_session.csv", delimiter=",",
+                                                names=True))
+    (tmp_path / "empty").mkdir()
+    proc = _imuflow("track", str(tmp_path / "empty"), "-o", str(out), "--no-calibration")
+    assert proc.returncode == 2 and "a folder with no data files in it" in proc.stderr
+    assert "imuflow import" in proc.stderr and "Traceback" not in proc.stderr

@@ -18,11 +18,14 @@ CSV columns ``<coordinate>_torque_Nm`` (``_N`` for translations) and ``residual_
 root, the ``chain.torque`` stream in ``.mcap``, and ``<stem>_torques.sto`` beside a ``.mot``.
 The first and last 3 frames (half the differentiator's 7-frame window) have none (NaN).
 
-Without ``--calibration`` the session is calibrated first, as ``imuflow calibrate``
-does (neutral pose and joint motion found in the recording); the file is written
-next to the output. Examples::
+SESSION may also be the recording's exports (a Movella DOT export folder, its CSV files'
+folder, a BROAD .hdf5): they are imported first as ``imuflow import`` does, to
+``<OUT stem>.session.mcap`` next to the output. Without ``--calibration`` the session is
+calibrated first, as ``imuflow calibrate`` does (neutral pose and joint motion found in the
+recording); the file is written next to the output. Examples::
 
     imuflow track /tmp/knee.mcap -o knee.csv
+    imuflow track knee_tracking1/ --sensor femur=thigh --sensor tibia=shank -o knee.csv
     imuflow track lab.mcap --sensor femur=thigh --sensor tibia=shank -o knee.mot
     imuflow track /tmp/knee.mcap --model models/knee.onnx --calibration cal.yaml -o rnn.csv
     imuflow track /tmp/knee.mcap --torques -o knee.csv
@@ -31,6 +34,7 @@ next to the output. Examples::
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -57,13 +61,15 @@ from pipeline.runtime.graph import GraphSpec, load_graph
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "replay.yaml"
+IMPORTERS = "drivers.importers"  # loaded by dotted path: the core imports no driver
 log = logging.getLogger("imuflow.track")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
     p.add_argument("session", type=Path, help="session file (.mcap) from `imuflow record` or "
-                   "`imuflow import`")
+                   "`imuflow import`, or a recording's exports (a Movella DOT export folder, a "
+                   "BROAD .hdf5), imported first to <OUT stem>.session.mcap")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output file: .csv (angles and poses), .mot (OpenSim) or .mcap")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
@@ -87,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     if out.suffix.lower() not in FORMATS:
         raise ImuflowError(f"{out}: unknown output format '{out.suffix}'; use one of {FORMATS}")
-    if not args.session.is_file():
-        raise ImuflowError(f"{args.session}: no such session file")
+    args.session = _session_file(args.session, out)
     graph = load_graph(args.config, check_sensor_names=False)
     graph = replace(graph, sensors=dict(graph.sensors, **_renames(args.sensor)))
     graph = for_session(graph, args.session.resolve())
@@ -109,6 +114,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"{done.held_frames} frames had a sensor missing or invalid (no data from it yet, "
               f"or a dropout): the estimate is held there{where}")
     return 0
+
+
+def _session_file(source: Path, out: Path) -> Path:
+    """The session to track: ``source`` when it is a session file (.mcap), else the
+    recording's exports in ``source`` imported to ``<out stem>.session.mcap`` beside ``out``."""
+    if source.is_file() and source.suffix.lower() == ".mcap":
+        return source
+    if not source.exists():
+        raise ImuflowError(f"{source}: no such session file or export folder")
+    importers = importlib.import_module(IMPORTERS)
+    path = out.with_name(out.stem + ".session.mcap")
+    try:
+        path, streams = importers.import_session([source], path)
+    except ValueError as exc:
+        raise importers.ImportFileError(
+            f"{exc}; or import the files with `imuflow import` (--map for other CSV layouts) "
+            "and track the .mcap it writes") from None
+    print(f"imported {source} to {path}: " + ", ".join(
+        f"{s.name} ({len(s.data)} samples at {s.rate_hz:.4g} Hz)" for s in streams))
+    return path
 
 
 def _renames(items: list[str]) -> dict[str, str]:
