@@ -326,6 +326,38 @@ def test_eval_writes_predictions_and_data_without_truth_is_one_line(
     assert "Traceback" not in out.stderr
 
 
+def test_ground_truth_with_gaps_is_scored_where_it_exists(model_and_data: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
+    """Optical ground truth has gaps (occluded markers, stored as NaN): those samples are left
+    out of the statistics and counted, the estimates are still written for every frame; an
+    estimate that is NaN where the truth is known is still refused."""
+    model, data = model_and_data
+    ds = load_dataset(data)
+    q_rel = ds.q_rel.copy()
+    q_rel[0, K + 10:K + 30] = np.nan    # every body, 20 frames
+    q_rel[1, K + 50:K + 55, 2] = np.nan  # seg3 only, 5 frames
+    gappy = tmp_path / "gappy.npz"
+    replace(ds, q_rel=q_rel).save(gappy)
+    result = evaluate(OnnxObserverModel(model), load_dataset(gappy), WARMUP_S)
+    _assert_expected(result.stats)
+    assert [result.stats[b].unscored for b in ("seg1", "seg2", "seg3")] == [20, 20, 25]
+    assert result.stats["seg3"].n == S * (T - K) - 25
+    pred = tmp_path / "pred.npz"
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(gappy), "--warmup-s", "1",
+                                    "--predictions", str(pred), "--plot", str(tmp_path / "e.png")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "left out of the statistics: seg1 20 of" in out.stdout and "seg3 25 of" in out.stdout
+    assert np.isfinite(np.load(pred)["q_rel"]).all()
+    out = subprocess.run(IMUFLOW + ["eval", str(model), str(gappy), "--warmup-s", "1", "--json"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(out.stdout)["unscored_no_truth"] == {"seg1": 20, "seg2": 20, "seg3": 25}
+    imu = ds.imu.copy()
+    imu[0, K + 40, 4:6] = np.nan  # the passthrough model's seg2 output: NaN where truth is known
+    with pytest.raises(ValueError, match="where the ground truth is known"):
+        evaluate(OnnxObserverModel(model), replace(ds, q_rel=q_rel, imu=imu), WARMUP_S)
+
+
 def test_up_outputs_are_scored_by_inclination(model_and_data: tuple[Path, Path]) -> None:
     """A card whose root output is the vertical ("up", 3 values, any length): the root's
     error is the inclination error (5 deg here) and its estimate the heading-free one."""

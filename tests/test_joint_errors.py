@@ -17,6 +17,7 @@ from pipeline.evaluation.joint_errors import (
     inclination_error_deg,
     rotation_error_deg,
     sincos_to_angle,
+    truth_known,
     wrap_deg,
 )
 from pipeline.kinematics.quaternion import np_qfrom_axis_angle, np_qfrom_rotvec, np_qmul
@@ -87,6 +88,19 @@ def test_error_stats_refuses_empty_and_nan() -> None:
         error_stats(np.zeros((3, 0)))
     with pytest.raises(ValueError, match="non-finite"):
         error_stats(np.array([1.0, np.nan]))
+
+
+def test_error_stats_leave_out_samples_without_ground_truth() -> None:
+    e = np.array([[1.0, np.nan, 3.0], [5.0, 7.0, np.nan]])
+    known = np.array([[True, False, True], [True, True, False]])
+    s = error_stats(e, known)
+    assert (s.mean_deg, s.max_deg, s.n, s.unscored) == (4.0, 7.0, 4, 2)
+    with pytest.raises(ValueError, match="where the ground truth is known: the estimate"):
+        error_stats(e, np.ones_like(known))
+    with pytest.raises(ValueError, match="the ground truth missing throughout"):
+        error_stats(e, np.zeros_like(known))
+    q = np.array([[1.0, 0, 0, 0], [np.nan, 0, 0, 0]])
+    assert truth_known(q).tolist() == [True, False]
 
 
 def test_format_table_has_a_row_per_joint() -> None:

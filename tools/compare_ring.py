@@ -294,7 +294,7 @@ def _stats_row(label: str, est: str, s) -> str:
 def score(args: argparse.Namespace) -> int:
     """Score the imuflow model and RING's predictions on the same sequences; print the table."""
     try:
-        from pipeline.evaluation.joint_errors import error_stats
+        from pipeline.evaluation.joint_errors import error_stats, truth_known
         from pipeline.evaluation.observer_eval import (
             OnnxObserverModel,
             body_errors,
@@ -344,10 +344,12 @@ def score(args: argparse.Namespace) -> int:
     stats = {card.name: ours.stats}
     for v in VARIANTS:
         errs = body_errors(card, chain, encode_like_card(card, chain, preds[v]), sub.q_rel)
-        stats[v] = {b: error_stats(e[:, k:]) for b, e in errs.items()}
-    per_seq = {card.name: {b: np.abs(e[:, k:]).mean(axis=1) for b, e in ours.errors.items()}}
+        stats[v] = {b: error_stats(e[:, k:], truth_known(sub.q_rel[:, k:, chain.index(b)]))
+                    for b, e in errs.items()}
+    per_seq = {card.name: {b: np.nanmean(np.abs(e[:, k:]), axis=1)
+                           for b, e in ours.errors.items()}}
     errs = body_errors(card, chain, encode_like_card(card, chain, preds["ring"]), sub.q_rel)
-    per_seq["ring"] = {b: np.abs(e[:, k:]).mean(axis=1) for b, e in errs.items()}
+    per_seq["ring"] = {b: np.nanmean(np.abs(e[:, k:]), axis=1) for b, e in errs.items()}
 
     names = {card.name: f"imuflow {card.name}", "ring": "RING (causal)",
              "ring_lpf": "RING default, filtered (non-causal)"}

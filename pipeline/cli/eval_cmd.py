@@ -133,6 +133,8 @@ def _report(args: argparse.Namespace, result: EvalResult, data: ImuDataset, name
                "per_joint": {b: s.as_dict() for b, s in result.stats.items()}}
         if resampled_from is not None:
             doc["resampled_from_hz"] = resampled_from
+        if any(s.unscored for s in result.stats.values()):
+            doc["unscored_no_truth"] = {b: s.unscored for b, s in result.stats.items()}
         if remount is not None:
             e = remount.rotation_error_deg
             doc["remount"] = {"seed": args.remount, "poor_calibrations": len(remount.poor),
@@ -149,6 +151,12 @@ def _report(args: argparse.Namespace, result: EvalResult, data: ImuDataset, name
         if remount is not None:
             title += f"\n{remount.summary()} (--remount {args.remount})"
         print(format_table(result.stats, title))
+        gaps = {b: s for b, s in result.stats.items() if s.unscored}
+        if gaps:
+            print("ground truth missing (NaN) after warm-up, left out of the statistics: " +
+                  ", ".join(f"{b} {s.unscored} of {s.n + s.unscored} samples "
+                            f"({100 * s.unscored / (s.n + s.unscored):.1f} %)"
+                            for b, s in gaps.items()))
     if args.plot:
         plot_result(result, args.plot, title=f"{name} on {args.data.name}")
     if args.predictions:

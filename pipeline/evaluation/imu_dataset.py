@@ -5,7 +5,8 @@ File format (``numpy.savez`` or ``savez_compressed``; S sequences of T samples e
     imu       (S, T, n_imu*6) float32   per IMU acc_x acc_y acc_z (m/s^2) gyr_x gyr_y gyr_z
                                          (rad/s), sensor frame, IMUs in ``imus`` order
     q_rel     (S, T, n_bodies, 4) float32  true body->parent quaternions w,x,y,z
-                                         (root: body->earth, z up), bodies in chain order
+                                         (root: body->earth, z up), bodies in chain order;
+                                         NaN where there is none (not scored)
     rate_hz   () float64                 sample rate, Hz
     chain     () str                     chain file (path relative to the repository)
     imus      (n_imu,) str               IMU site names, input order

@@ -68,26 +68,39 @@ class ErrorStats:
     p95_deg: float
     p99_deg: float
     max_deg: float
-    n: int
+    n: int             # errors scored
+    unscored: int = 0  # errors left out: no ground truth there
 
     def as_dict(self, digits: int = 3) -> dict[str, float]:
         """The statistics as a plain dict (model-card ``per_joint`` entry), rounded."""
         d = asdict(self)
         d.pop("n")
+        d.pop("unscored")
         return {k: round(float(v), digits) for k, v in d.items()}
 
 
-def error_stats(err_deg: np.ndarray) -> ErrorStats:
-    """Mean, RMSE, 50/90/95/99th percentile and max of |err_deg| (any shape) deg."""
-    e = np.abs(np.asarray(err_deg, dtype=np.float64)).ravel()
+def truth_known(q_true: np.ndarray) -> np.ndarray:
+    """(...) True where the true quaternion (..., 4) is finite: optical ground truth has gaps
+    (occluded markers), stored as NaN."""
+    return np.isfinite(np.asarray(q_true, dtype=np.float64)).all(axis=-1)
+
+
+def error_stats(err_deg: np.ndarray, known: np.ndarray | None = None) -> ErrorStats:
+    """Mean, RMSE, 50/90/95/99th percentile and max of |err_deg| (any shape) deg, over the
+    samples where ``known`` (same shape; default all) says there is ground truth."""
+    e = np.abs(np.asarray(err_deg, dtype=np.float64))
+    mask = np.ones(e.shape, bool) if known is None else np.broadcast_to(known, e.shape)
+    e = e[mask]
+    unscored = int(mask.size - e.size)
     if e.size == 0:
-        raise ValueError("error_stats: no error samples (is the warm-up longer than the data?)")
+        raise ValueError("error_stats: no error samples (is the warm-up longer than the data, "
+                         "or is the ground truth missing throughout?)")
     if not np.all(np.isfinite(e)):
-        raise ValueError(f"error_stats: {np.count_nonzero(~np.isfinite(e))} non-finite errors; "
-                         "the model output or the ground truth contains NaN/inf")
+        raise ValueError(f"error_stats: {np.count_nonzero(~np.isfinite(e))} non-finite errors "
+                         "where the ground truth is known: the estimate contains NaN/inf")
     p50, p90, p95, p99 = np.percentile(e, [50, 90, 95, 99])
     return ErrorStats(float(e.mean()), float(np.sqrt(np.mean(e * e))), float(p50), float(p90),
-                      float(p95), float(p99), float(e.max()), int(e.size))
+                      float(p95), float(p99), float(e.max()), int(e.size), unscored)
 
 
 def format_table(stats: dict[str, ErrorStats], title: str = "") -> str:
@@ -110,5 +123,6 @@ __all__ = [
     "inclination_error_deg",
     "rotation_error_deg",
     "sincos_to_angle",
+    "truth_known",
     "wrap_deg",
 ]

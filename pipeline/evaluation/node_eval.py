@@ -25,6 +25,7 @@ from pipeline.evaluation.joint_errors import (
     hinge_error_deg,
     inclination_error_deg,
     rotation_error_deg,
+    truth_known,
 )
 from pipeline.evaluation.observer_eval import REPO, EvalResult
 from pipeline.kinematics.chain import JointType, load_chain
@@ -98,7 +99,8 @@ def evaluate_node(kind: str, data: ImuDataset, warmup_s: float = 5.0, progress: 
         elif chain.joint_types[i] == JointType.SPHERICAL:
             errors[chain.body_names[i]] = rotation_error_deg(q_rel[..., i, :], truth)
     k = round(warmup_s * data.rate_hz)
-    stats = {b: error_stats(e[:, k:]) for b, e in errors.items()}
+    stats = {b: error_stats(e[:, k:], truth_known(data.q_rel[:, k:, chain.index(b)]))
+             for b, e in errors.items()}
     scored = (JointType.HINGE, JointType.SPHERICAL)
     not_estimated = [i for i in range(chain.n_bodies) if (chain.parents[i] < 0 and not root_imu)
                      or (chain.parents[i] >= 0 and chain.joint_types[i] not in scored)]

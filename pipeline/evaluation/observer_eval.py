@@ -11,6 +11,7 @@ inclination error, other quaternion bodies by rotation-angle error (all degrees)
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pipeline.evaluation.joint_errors import (
     inclination_error_deg,
     rotation_error_deg,
     sincos_to_angle,
+    truth_known,
 )
 from pipeline.evaluation.model_card import ENCODING_SIZE, ModelCard, load_card
 from pipeline.kinematics.chain import Chain, load_chain
@@ -143,7 +145,8 @@ def evaluate(model: OnnxObserverModel, data: ImuDataset, warmup_s: float = 5.0,
     y = np.concatenate(ys)
     errs = body_errors(card, chain, y, data.q_rel)
     k = round(warmup_s * data.rate_hz)
-    stats = {b: error_stats(e[:, k:]) for b, e in errs.items()}
+    stats = {b: error_stats(e[:, k:], truth_known(data.q_rel[:, k:, chain.index(b)]))
+             for b, e in errs.items()}
     return EvalResult(errs, stats, np.arange(data.imu.shape[1]) / data.rate_hz, warmup_s,
                       predictions(card, chain, y))
 
@@ -176,17 +179,20 @@ def plot_result(result: EvalResult, path: str | Path, title: str = "") -> None:
     fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), squeeze=False)
     k = round(result.warmup_s / (result.t_s[1] - result.t_s[0])) if len(result.t_s) > 1 else 0
     for row, (body, e) in enumerate(result.errors.items()):
-        a = np.abs(e)
+        a = np.abs(e)  # NaN where the ground truth has gaps
         ax = axes[row, 0]
-        ax.fill_between(result.t_s, np.percentile(a, 2.5, axis=0), np.percentile(a, 97.5, axis=0),
-                        alpha=0.3, label="2.5..97.5 %")
-        ax.plot(result.t_s, np.median(a, axis=0), lw=1, label="median")
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames with no truth at all
+            band = np.nanpercentile(a, [2.5, 50.0, 97.5], axis=0)
+        ax.fill_between(result.t_s, band[0], band[2], alpha=0.3, label="2.5..97.5 %")
+        ax.plot(result.t_s, band[1], lw=1, label="median")
         ax.axvline(result.warmup_s, color="k", ls=":", lw=1)
         ax.set_ylabel(f"{body} |error| (deg)")
         ax.set_xlabel("time (s)")
         ax.legend(loc="upper right", fontsize=7)
         ax = axes[row, 1]
-        ax.hist(a[:, k:].ravel(), bins=100, density=True, log=True)
+        after = a[:, k:].ravel()
+        ax.hist(after[np.isfinite(after)], bins=100, density=True, log=True)
         s = result.stats[body]
         ax.set_title(f"mean {s.mean_deg:.2f}, p99 {s.p99_deg:.2f} deg", fontsize=9)
         ax.set_xlabel(f"{body} |error| after warm-up (deg)")
