@@ -124,19 +124,20 @@ def _read_rows(path: Path, header_line: int, cols: list[str], used: dict[str, in
         raw = [(lineno, row) for lineno, row in enumerate(csv.reader(f), start=1)
                if lineno > header_line and any(c.strip() for c in row)]
     rows: list[list[float]] = []
+    linenos: list[int] = []
     for k, (lineno, row) in enumerate(raw):
         problem = _row_problem(row, cols, used)
         if problem is None:
             rows.append([float(row[j]) for j in used.values()])
+            linenos.append(lineno)
         elif k == len(raw) - 1 and rows:
             log.warning("%s:%d: the last row is cut short (%s): skipped, as a recording that "
                         "ended mid-write leaves it", path, lineno, problem)
-            raw.pop()
         else:
             raise ImportFileError(f"{path}:{lineno}: {problem}")
     if not rows:
         raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
-    return np.asarray(rows, np.float64), np.array([lineno for lineno, _ in raw])
+    return np.asarray(rows, np.float64), np.asarray(linenos)
 
 
 def _row_problem(row: list[str], cols: list[str], used: dict[str, int]) -> str | None:
