@@ -331,6 +331,28 @@ def test_import_command_renames_sensors_to_chain_sites(tmp_path: Path):
         assert not (tmp_path / "x.mcap").exists()
 
 
+def test_import_command_shifts_a_sensor_in_time(tmp_path: Path):
+    """--shift NAME=SECONDS (NAME after --name) moves that sensor's t_host, nothing else."""
+    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
+    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    out = tmp_path / "knee.mcap"
+    proc = _imuflow("import", str(a), str(b), "-o", str(out), "--name", "tibia=shank",
+                    "--shift", "shank=0.118")
+    assert proc.returncode == 0, proc.stderr
+    streams = read_streams(out)
+    femur, tibia = movella_dot_csv.read_session([a, b])
+    assert streams["import/imu.raw:femur"].data.tobytes() == femur.data.tobytes()
+    shank = streams["import/imu.raw:shank"].data
+    np.testing.assert_array_equal(shank["t_host"], tibia.data["t_host"] + 118_000_000)
+    for field in ("t_sensor", "acc", "gyr"):
+        np.testing.assert_array_equal(shank[field], tibia.data[field])
+    for bad, message in ((["--shift", "tibia=0.1"], "--shift: no sensor ['tibia']"),
+                         (["--shift", "shank=soon"], "expected NAME=SECONDS")):
+        proc = _imuflow("import", str(a), str(b), "-o", str(tmp_path / "x.mcap"),
+                        "--name", "tibia=shank", *bad)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
 def test_import_command_takes_an_export_folder(tmp_path: Path):
     folder = tmp_path / "knee_tracking"
     folder.mkdir()

@@ -74,14 +74,16 @@ def read_sources(sources: list[str | Path], fmt: str = "auto", *,
 
 def import_session(sources: list[str | Path], output: str | Path, fmt: str = "auto", *,
                    block: int = 1, names: dict[str, str] | None = None,
+                   shifts: dict[str, float] | None = None,
                    **read_kw: object) -> tuple[Path, list[ImportedStream]]:
     """Read ``sources`` and write them to the session file ``output``; return it and the streams.
 
-    ``names`` renames sensors (file's name -> chain IMU site name, e.g. femur -> thigh).
+    ``names`` renames sensors (file's name -> chain IMU site name, e.g. femur -> thigh);
+    ``shifts`` then moves sensors' samples later in time (name after renaming -> s).
     """
     paths = expand_sources(sources)
     streams = read_sources(paths, fmt, **read_kw)
-    streams = rename_sensors(streams, names or {})
+    streams = shift_sensors(rename_sensors(streams, names or {}), shifts or {})
     path = write_session(streams, output, block=block,
                          session_meta={"sources": [str(p) for p in paths]})
     return path, streams
@@ -100,3 +102,21 @@ def rename_sensors(streams: list[ImportedStream], names: dict[str, str]) -> list
         raise ValueError(f"--name: two sensors would share a name: {renamed}")
     return [replace(st, name=n, meta=dict(st.meta, original_name=st.name)) if n != st.name else st
             for st, n in zip(streams, renamed, strict=True)]
+
+
+def shift_sensors(streams: list[ImportedStream], shifts: dict[str, float]) -> list[ImportedStream]:
+    """Streams with the named sensors' ``t_host`` moved by ``shifts[name]`` s (positive: later),
+    as a calibration that found two clocks apart asks; ValueError naming an unknown sensor."""
+    unknown = sorted(set(shifts) - {st.name for st in streams})
+    if unknown:
+        raise ValueError(f"--shift: no sensor {unknown} in the sources; they have "
+                         f"{sorted({st.name for st in streams})}")
+    out = []
+    for st in streams:
+        if st.name not in shifts:
+            out.append(st)
+            continue
+        data = st.data.copy()
+        data["t_host"] += round(shifts[st.name] * 1e9)
+        out.append(replace(st, data=data, meta=dict(st.meta, t_host_shift_s=shifts[st.name])))
+    return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.calibration.clock_offset import clock_offset
 from pipeline.calibration.joint_centre import JointCentre, joint_centres
 from pipeline.calibration.phases import (
     Window,
@@ -63,6 +64,9 @@ SIGN_TIE = 0.02  # in-limits scores this close: the sign pair is ambiguous
 # accelerations at the joint centre (lever arms from the chain) agree far worse: below this
 # ratio of the swapped naming's residual to the given one's, the naming is reported
 MAX_SWAPPED_RATIO = 0.6
+# s: two sensors of a hinge whose clocks are further apart lose the joint's fast motion
+# (knee_tracking1 with the shank 100 ms early: walking peaks up to 21 deg off RING's)
+MAX_CLOCK_OFFSET_S = 0.05
 
 
 @dataclass
@@ -337,6 +341,8 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     pairs = hinge_pairs(chain)
     if cal.ok and len(names) == 2 and len(pairs) == 1:
         _check_swapped(chain, pairs[0], acc_all, gyr_all, rate_hz, static, functional, cal)
+    for pair in pairs:
+        _check_clock_offset(pair, gyr_all, cal, rate_hz)
     if cal.ok:
         cal.joints = joint_centres(chain, acc_all, gyr_all,
                                    {m: cal.sensors[m].matrix for m in names}, rate_hz)
@@ -413,6 +419,28 @@ def _check_swapped(chain: Chain, pair: HingePair, acc: dict, gyr: dict, rate_hz:
             f"accelerations at the joint centre agree far better ({other:.1f} against "
             f"{given:.1f} m/s^2 rms); name them the other way round (imuflow import --name "
             "OLD=NEW, or the graph's sensors:)")
+
+
+def _check_clock_offset(pair: HingePair, gyr: dict, cal: Calibration, rate_hz: float) -> None:
+    """The child sensor's clock against the parent's, from their rates off the hinge axis
+    over the functional motion (``clock_offset.py``): quality figures on the child, and a
+    problem when they are more than MAX_CLOCK_OFFSET_S apart."""
+    a, b = pair.parent_imu, pair.child_imu
+    s1, s2 = cal.sensors[a], cal.sensors[b]
+    if "hinge" not in s1.method or "hinge" not in s2.method:
+        return
+    window = slice(round(cal.functional[0] * rate_hz), round(cal.functional[1] * rate_hz))
+    offset, corr = clock_offset(gyr[a][window], gyr[b][window], s1.matrix.T @ pair.axis_parent,
+                                s2.matrix.T @ pair.axis_child, rate_hz)
+    s2.quality["clock_offset_ms"] = offset * 1e3
+    s2.quality["clock_offset_corr"] = corr
+    if abs(offset) > MAX_CLOCK_OFFSET_S:
+        s2.problems.append(
+            f"{b}'s samples are stamped {abs(offset) * 1e3:.0f} ms "
+            f"{'early' if offset > 0 else 'late'} against {a}'s (their rates off the hinge "
+            "axis line up there): the two sensors' clocks are not one clock; synchronise the "
+            f"sensors before recording, or shift {b}'s data on import (imuflow import "
+            f"--shift {b}={offset:+.3f})")
 
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,

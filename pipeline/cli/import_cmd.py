@@ -5,6 +5,8 @@ Examples::
     imuflow import femur.csv tibia.csv -o knee.mcap          # Movella DOT exports, aligned
     imuflow import knee_tracking1/ -o knee.mcap              # a folder: its .csv/.hdf5 files
     imuflow import femur.csv tibia.csv -o knee.mcap --name femur=thigh --name tibia=shank
+    imuflow import femur.csv tibia.csv -o knee.mcap --name femur=thigh --name tibia=shank \\
+        --shift shank=0.118              # its samples were stamped 118 ms early
     imuflow import 02_undisturbed_slow_rotation_B.hdf5 -o broad02.mcap
     imuflow import log.csv -o log.mcap --map acc_x=AX:g --map acc_y=AY:g --map acc_z=AZ:g \\
         --map gyr_x=GX:deg/s --map gyr_y=GY:deg/s --map gyr_z=GZ:deg/s --map t_sensor=time:ms
@@ -37,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", action="append", default=[], metavar="OLD=NEW",
                    help="rename a sensor to the chain's IMU name, repeatable "
                         "(e.g. --name femur=thigh --name tibia=shank)")
+    p.add_argument("--shift", action="append", default=[], metavar="NAME=SECONDS",
+                   help="move a sensor's samples later in time (earlier if negative), named "
+                        "after --name, e.g. --shift shank=0.118 as a calibration that found the "
+                        "clocks apart asks; repeatable")
     p.add_argument("--block", type=int, default=1, help="samples per stored message (default 1)")
 
 
@@ -59,9 +65,20 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not old.strip() or not new.strip():
             raise importers.ImportFileError(f"--name {item!r}: expected OLD=NEW, e.g. femur=thigh")
         names[old.strip()] = new.strip()
+    shifts = {}
+    for item in args.shift:
+        name, sep, seconds = item.partition("=")
+        try:
+            shifts[name.strip()] = float(seconds)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise importers.ImportFileError(f"--shift {item!r}: expected NAME=SECONDS, e.g. "
+                                            "shank=0.118")
     try:
         path, streams = importers.import_session(args.sources, args.output, args.format,
-                                                 block=args.block, names=names, **kw)
+                                                 block=args.block, names=names, shifts=shifts,
+                                                 **kw)
     except ValueError as exc:
         raise importers.ImportFileError(str(exc)) from None
     for s in streams:
