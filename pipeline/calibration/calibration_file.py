@@ -44,7 +44,8 @@ def calibration_to_dict(cal: Calibration) -> dict:
                    "rotation": [round(float(x), 7) for x in s.rotation],
                    "method": s.method,
                    "quality": {k: _rounded(v) for k, v in s.quality.items()},
-                   "problems": list(s.problems)}
+                   "problems": list(s.problems),
+                   "notes": list(s.notes)}
             for name, s in cal.sensors.items()},
         "joints": {name: _joint_to_dict(j) for name, j in cal.joints.items()},
     }

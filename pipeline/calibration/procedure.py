@@ -146,7 +146,8 @@ def report_lines(cal: Calibration) -> list[str]:
         why = why.split("): ")[0] + ")" if "): " in why else why  # the finding, not the advice
         lines.append(f"  still window {t0:.2f}-{t1:.2f} s not taken (score {score:.2f}"
                      + (f"; {why}" if why else "") + ")")
-    return lines + [f"POOR: {p}" for p in cal.problems()]
+    return (lines + [f"NOTE: {n}" for n in cal.notes()]
+            + [f"POOR: {p}" for p in cal.problems()])
 
 
 def _ns(seconds: float) -> int:
