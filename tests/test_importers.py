@@ -297,9 +297,14 @@ def _imuflow(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120, cwd=REPO)
 
 
+def _knee_pair(folder: Path) -> tuple[Path, Path]:
+    """femur.csv and tibia.csv: 30 samples each, on one clock from 5000 us."""
+    return (_dot_file(folder / "femur.csv", "Femur", 5000, 30),
+            _dot_file(folder / "tibia.csv", "Tibia", 5000, 30))
+
+
 def test_import_command_writes_a_replayable_session(tmp_path: Path):
-    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
-    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    a, b = _knee_pair(tmp_path)
     out = tmp_path / "knee.mcap"
     proc = _imuflow("import", str(a), str(b), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -312,8 +317,7 @@ def test_import_command_writes_a_replayable_session(tmp_path: Path):
 
 
 def test_import_command_renames_sensors_to_chain_sites(tmp_path: Path):
-    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
-    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    a, b = _knee_pair(tmp_path)
     out = tmp_path / "knee.mcap"
     proc = _imuflow("import", str(a), str(b), "-o", str(out), "--name", "femur=thigh",
                     "--name", "tibia=shank")
@@ -333,8 +337,7 @@ def test_import_command_renames_sensors_to_chain_sites(tmp_path: Path):
 
 def test_import_command_shifts_a_sensor_in_time(tmp_path: Path):
     """--shift NAME=SECONDS (NAME after --name) moves that sensor's t_host, nothing else."""
-    a = _dot_file(tmp_path / "femur.csv", "Femur", 5000, 30)
-    b = _dot_file(tmp_path / "tibia.csv", "Tibia", 5000, 30)
+    a, b = _knee_pair(tmp_path)
     out = tmp_path / "knee.mcap"
     proc = _imuflow("import", str(a), str(b), "-o", str(out), "--name", "tibia=shank",
                     "--shift", "shank=0.118")
