@@ -252,3 +252,18 @@ def test_an_export_folder_is_imported_and_tracked_in_one_command(tmp_path: Path)
     proc = _imuflow("track", str(tmp_path / "empty"), "-o", str(out), "--no-calibration")
     assert proc.returncode == 2 and "a folder with no data files in it" in proc.stderr
     assert "imuflow import" in proc.stderr and "Traceback" not in proc.stderr
+    # --shift with the chain's name (mapped back through --sensor) moves that sensor on import
+    named = tmp_path / "named"
+    named.mkdir()
+    _dot_export(named / "femur.csv", "femur", list(range(1, 301)))
+    _dot_export(named / "tibia.csv", "tibia", list(range(1, 301)))
+    proc = _imuflow("track", str(named), "-o", str(out), "--no-calibration", "--sensor",
+                    "femur=thigh", "--sensor", "tibia=shank", "--shift", "shank=0.25")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    moved = read_streams(out.parent / "knee.session.mcap")
+    for recorded, same, shift in (("femur", "thigh", 0), ("tibia", "shank", 250_000_000)):
+        np.testing.assert_array_equal(moved[f"import/imu.raw:{recorded}"].data["t_host"],
+                                      streams[f"import/imu.raw:{same}"].data["t_host"] + shift)
+    proc = _imuflow("track", str(session), "-o", str(out), "--no-calibration",
+                    "--shift", "shank=0.1")
+    assert proc.returncode == 2 and "--shift applies while importing exports" in proc.stderr

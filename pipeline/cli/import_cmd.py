@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from pipeline.runtime.errors import ImuflowError
+
 IMPORTERS = "drivers.importers"  # loaded by dotted path: the core imports no driver
 
 
@@ -46,6 +48,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block", type=int, default=1, help="samples per stored message (default 1)")
 
 
+def parse_shifts(items: list[str]) -> dict[str, float]:
+    """``--shift NAME=SECONDS`` items as {name: s}; ImuflowError naming a malformed one."""
+    shifts = {}
+    for item in items:
+        name, sep, seconds = item.partition("=")
+        try:
+            shifts[name.strip()] = float(seconds)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ImuflowError(f"--shift {item!r}: expected NAME=SECONDS, e.g. shank=0.118")
+    return shifts
+
+
 def run(args: argparse.Namespace) -> int:
     """Import and report what was written."""
     importers = importlib.import_module(IMPORTERS)
@@ -65,20 +81,10 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not old.strip() or not new.strip():
             raise importers.ImportFileError(f"--name {item!r}: expected OLD=NEW, e.g. femur=thigh")
         names[old.strip()] = new.strip()
-    shifts = {}
-    for item in args.shift:
-        name, sep, seconds = item.partition("=")
-        try:
-            shifts[name.strip()] = float(seconds)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise importers.ImportFileError(f"--shift {item!r}: expected NAME=SECONDS, e.g. "
-                                            "shank=0.118")
     try:
         path, streams = importers.import_session(args.sources, args.output, args.format,
-                                                 block=args.block, names=names, shifts=shifts,
-                                                 **kw)
+                                                 block=args.block, names=names,
+                                                 shifts=parse_shifts(args.shift), **kw)
     except ValueError as exc:
         raise importers.ImportFileError(str(exc)) from None
     for s in streams:

@@ -26,6 +26,8 @@ recording); the file is written next to the output. Examples::
 
     imuflow track /tmp/knee.mcap -o knee.csv
     imuflow track knee_tracking1/ --sensor femur=thigh --sensor tibia=shank -o knee.csv
+    imuflow track knee_tracking1/ --sensor femur=thigh --sensor tibia=shank \\
+        --shift shank=0.118 -o knee.csv  # shank's samples stamped 118 ms early (calibrate)
     imuflow track lab.mcap --sensor femur=thigh --sensor tibia=shank -o knee.mot
     imuflow track /tmp/knee.mcap --model models/knee.onnx --calibration cal.yaml -o rnn.csv
     imuflow track /tmp/knee.mcap --torques -o knee.csv
@@ -45,6 +47,7 @@ from pipeline.calibration import CalibrationError, write_calibration
 from pipeline.calibration.procedure import found_phases_hint, report_lines
 from pipeline.calibration.session_input import calibrate_session
 from pipeline.cli.calibrate_cmd import EXIT_POOR
+from pipeline.cli.import_cmd import parse_shifts
 from pipeline.kinematics.chain import ChainError, load_chain
 from pipeline.recording.track_session import (
     FORMATS,
@@ -83,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="use the sensors as mounted (only for sensors aligned with the segments)")
     p.add_argument("--sensor", action="append", default=[], metavar="OLD=NEW",
                    help="rename a recorded sensor to the chain's IMU site (repeatable)")
+    p.add_argument("--shift", action="append", default=[], metavar="NAME=SECONDS",
+                   help="with exports: move a sensor's samples later in time (NEW name or "
+                        "recorded one), as a calibration that finds two clocks apart asks")
     p.add_argument("--torques", action="store_true", help="also write joint torques (N m) "
                    "by Newton-Euler over the chain's segment inertias (docs/dynamics.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     if out.suffix.lower() not in FORMATS:
         raise ImuflowError(f"{out}: unknown output format '{out.suffix}'; use one of {FORMATS}")
-    args.session = _session_file(args.session, out)
+    renames = _renames(args.sensor)
+    args.session = _session_file(args.session, out, _recorded_names(parse_shifts(args.shift),
+                                                                    renames))
     graph = load_graph(args.config, check_sensor_names=False)
-    graph = replace(graph, sensors=dict(graph.sensors, **_renames(args.sensor)))
+    graph = replace(graph, sensors=dict(graph.sensors, **renames))
     graph = for_session(graph, args.session.resolve())
     if args.model:
         graph = with_model(graph, args.model)
@@ -116,17 +124,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _session_file(source: Path, out: Path) -> Path:
+def _recorded_names(shifts: dict[str, float], renames: dict[str, str]) -> dict[str, float]:
+    """``--shift`` keyed by the recorded sensor names (a chain name given maps back)."""
+    recorded = {new: old for old, new in renames.items()}
+    return {recorded.get(name, name): s for name, s in shifts.items()}
+
+
+def _session_file(source: Path, out: Path, shifts: dict[str, float]) -> Path:
     """The session to track: ``source`` when it is a session file (.mcap), else the
-    recording's exports in ``source`` imported to ``<out stem>.session.mcap`` beside ``out``."""
+    recording's exports in ``source`` imported (sensors moved by ``shifts``, s) to
+    ``<out stem>.session.mcap`` beside ``out``."""
     if source.is_file() and source.suffix.lower() == ".mcap":
+        if shifts:
+            raise ImuflowError(f"--shift applies while importing exports; {source} is a "
+                               "session: import its sources again with `imuflow import "
+                               "--shift`")
         return source
     if not source.exists():
         raise ImuflowError(f"{source}: no such session file or export folder")
     importers = importlib.import_module(IMPORTERS)
     path = out.with_name(out.stem + ".session.mcap")
     try:
-        path, streams = importers.import_session([source], path)
+        path, streams = importers.import_session([source], path, shifts=shifts)
     except ValueError as exc:
         raise importers.ImportFileError(
             f"{exc}; or import the files with `imuflow import` (--map for other CSV layouts) "
