@@ -99,11 +99,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     if out.suffix.lower() not in FORMATS:
         raise ImuflowError(f"{out}: unknown output format '{out.suffix}'; use one of {FORMATS}")
-    renames = _renames(args.sensor)
-    args.session = _session_file(args.session, out, _recorded_names(parse_shifts(args.shift),
-                                                                    renames))
     graph = load_graph(args.config, check_sensor_names=False)
-    graph = replace(graph, sensors=dict(graph.sensors, **renames))
+    graph = replace(graph, sensors=dict(graph.sensors, **_renames(args.sensor)))
+    args.session = _session_file(args.session, out,
+                                 _recorded_names(parse_shifts(args.shift), graph.sensors))
     graph = for_session(graph, args.session.resolve())
     if args.model:
         graph = with_model(graph, args.model)
@@ -125,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _recorded_names(shifts: dict[str, float], renames: dict[str, str]) -> dict[str, float]:
-    """``--shift`` keyed by the recorded sensor names (a chain name given maps back)."""
+    """``--shift`` keyed by the recorded sensor names (a chain name given maps back through
+    the graph's ``sensors:`` and ``--sensor``)."""
     recorded = {new: old for old, new in renames.items()}
     return {recorded.get(name, name): s for name, s in shifts.items()}
 
