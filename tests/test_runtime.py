@@ -226,26 +226,8 @@ _DEAF_CHILD_STUCK_LOG = _DEAF_CHILD.replace(
 def test_a_worker_ends_when_its_supervisor_is_gone_even_if_logging_blocks() -> None:
     """watch_parent arms the kernel's alarm before it logs: a process whose log handler is
     stuck still exits within STOP_ALARM_S of its parent's kill -9 (SIGALRM)."""
-    from pipeline.runtime.worker import PARENT_POLL_S, STOP_ALARM_S
-
     assert "acquire()" in _DEAF_CHILD_STUCK_LOG
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _DEAF_CHILD_STUCK_LOG],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
-    child = int(parent.stdout.readline())
-    try:
-        time.sleep(1.0)
-        assert _running(child)
-        parent.kill()
-        parent.wait(10)
-        deadline = time.monotonic() + STOP_ALARM_S + PARENT_POLL_S + 3.0
-        while _running(child) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _running(child), _proc_state(child)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-        if _alive(child):
-            os.kill(child, signal.SIGKILL)
+    _assert_exits_after_its_parent_is_killed(_DEAF_CHILD_STUCK_LOG)
 
 
 def test_a_worker_whose_supervisor_ended_before_it_started_exits_at_once(tmp_path) -> None:
@@ -267,9 +249,16 @@ def test_a_worker_whose_supervisor_ended_before_it_started_exits_at_once(tmp_pat
 def test_a_worker_ends_when_its_supervisor_is_gone_even_without_a_signal() -> None:
     """watch_parent: a process that never answers SIGTERM (as a worker whose main thread is
     blocked in C cannot) still exits within STOP_ALARM_S of its parent's kill -9."""
+    _assert_exits_after_its_parent_is_killed(_DEAF_CHILD)
+
+
+def _assert_exits_after_its_parent_is_killed(child_script: str) -> None:
+    """Run ``child_script`` under _PARENT, kill -9 the parent, and require the child gone
+    within STOP_ALARM_S + PARENT_POLL_S (+3 s of slack); the child is killed afterwards
+    whatever happened."""
     from pipeline.runtime.worker import PARENT_POLL_S, STOP_ALARM_S
 
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _DEAF_CHILD],
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, child_script],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
     child = int(parent.stdout.readline())
     try:
