@@ -85,7 +85,9 @@ def read_header(path: Path) -> tuple[dict[str, str], list[str], int]:
 
 
 def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], float]:
-    """Parse one export: header dict, columns (float64 arrays by name), output rate in Hz."""
+    """Parse one export: header dict, columns (float64 arrays by name; a delta-quantities
+    export gets Acc_X..Gyr_Z too, m/s^2 and deg/s as in a rate-quantities one), output rate in
+    Hz."""
     path = Path(path)
     meta, cols, header_line = read_header(path)
     used = _used_columns(path, cols, header_line)
@@ -104,7 +106,7 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray], 
             check_column(path, c, np.deg2rad(columns[c]) if group == "gyr" else columns[c],
                          group, lines)
     if "dq_W" in columns:
-        _check_increments(path, columns, rate_hz, lines)
+        columns.update(_rates_from_increments(path, columns, rate_hz, lines))
     return meta, columns, rate_hz
 
 
@@ -165,44 +167,29 @@ def _used_columns(path: Path, cols: list[str], header_line: int) -> dict[str, in
     return {c: index[c] for c in wanted}
 
 
-def _check_increments(path: Path, columns: dict[str, np.ndarray], rate_hz: float,
-                      lines: np.ndarray) -> None:
-    """Refuse dq rows that are no unit quaternion and increments beyond the limits, by row."""
+def _rates_from_increments(path: Path, columns: dict[str, np.ndarray], rate_hz: float,
+                           lines: np.ndarray) -> dict[str, np.ndarray]:
+    """Acc_X..Gyr_Z as a rate-quantities export has them (m/s^2, deg/s) from dq (w, x, y, z)
+    and dv (m/s) over 1/rate_hz; refuses, by row, a dq that is no unit quaternion and rates
+    beyond the limits."""
     dq = np.stack([columns[c] for c in DELTAS[:4]], 1)
-    norm_error = np.abs(np.linalg.norm(dq, axis=1) - 1.0)
-    bad = np.flatnonzero(~(norm_error <= MAX_DQ_NORM_ERROR))
+    norm = np.linalg.norm(dq, axis=1, keepdims=True)
+    bad = np.flatnonzero(~(np.abs(norm[:, 0] - 1.0) <= MAX_DQ_NORM_ERROR))
     if len(bad):
         i = int(bad[0])
         raise ImportFileError(f"{path}:{int(lines[i])}: dq_W..dq_Z is not a unit quaternion "
-                              f"(norm {1.0 + norm_error[i]:.4f}; {len(bad)} such rows)")
-    acc, gyr = rates_from_increments(columns, rate_hz)
-    for a, axis in enumerate("123"):
-        check_column(path, f"dv[{axis}]", acc[:, a], "acc", lines)
-    for a, axis in enumerate("XYZ"):
-        check_column(path, f"dq_{axis}", gyr[:, a], "gyr", lines)
-
-
-def rates_from_increments(columns: dict[str, np.ndarray], rate_hz: float,
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(acc m/s^2, gyr rad/s), each (N, 3), from dq (w, x, y, z) and dv (m/s) over 1/rate_hz."""
-    dq = np.stack([columns[c] for c in DELTAS[:4]], 1)
-    dq /= np.linalg.norm(dq, axis=1, keepdims=True)
-    dq *= np.where(dq[:, :1] < 0, -1.0, 1.0)  # the short way round
+                              f"(norm {norm[i, 0]:.4f}; {len(bad)} such rows)")
+    dq = dq / norm * np.where(dq[:, :1] < 0, -1.0, 1.0)  # unit, the short way round
     sin_half = np.linalg.norm(dq[:, 1:], axis=1, keepdims=True)
     angle = 2.0 * np.arctan2(sin_half, dq[:, :1])
     axis = np.divide(dq[:, 1:], sin_half, out=np.zeros_like(dq[:, 1:]), where=sin_half > 0)
-    dv = np.stack([columns[c] for c in DELTAS[4:]], 1)
-    return dv * rate_hz, axis * angle * rate_hz
-
-
-def inertial_data(columns: dict[str, np.ndarray], rate_hz: float,
-                  ) -> tuple[np.ndarray, np.ndarray, str]:
-    """(acc m/s^2, gyr rad/s, where gyr came from) of a file's columns, rates or deltas."""
-    if "Acc_X" in columns:
-        return (np.stack([columns[f"Acc_{a}"] for a in "XYZ"], 1),
-                np.deg2rad(np.stack([columns[f"Gyr_{a}"] for a in "XYZ"], 1)), "deg/s")
-    acc, gyr = rates_from_increments(columns, rate_hz)
-    return acc, gyr, f"dq over 1/{rate_hz:g} s (delta quantities; acc from dv)"
+    acc = np.stack([columns[c] for c in DELTAS[4:]], 1) * rate_hz
+    gyr = axis * angle * rate_hz
+    for a, axis_name in enumerate("XYZ"):
+        check_column(path, f"dv[{a + 1}]", acc[:, a], "acc", lines)
+        check_column(path, f"dq_{axis_name}", gyr[:, a], "gyr", lines)
+    return {**{f"Acc_{n}": acc[:, a] for a, n in enumerate("XYZ")},
+            **{f"Gyr_{n}": np.degrees(gyr[:, a]) for a, n in enumerate("XYZ")}}
 
 
 def _is_float(text: str) -> bool:
@@ -243,7 +230,10 @@ def read_session(paths: list[str | Path]) -> list[ImportedStream]:
             if unshared:
                 how += f" (SampleTimeFine not one clock: {unshared})"
         data["counter"] = ctr[path]
-        data["acc"], data["gyr"], gyr_from = inertial_data(cols, rate_hz)
+        data["acc"] = np.stack([cols[f"Acc_{a}"] for a in "XYZ"], 1)
+        data["gyr"] = np.deg2rad(np.stack([cols[f"Gyr_{a}"] for a in "XYZ"], 1))
+        gyr_from = (f"dq over 1/{rate_hz:g} s (delta quantities; acc from dv)"
+                    if "dq_W" in cols else "deg/s")
         data["mag"] = (np.stack([cols[m] for m in MAG], 1) if all(m in cols for m in MAG)
                        else math.nan)
         name = _sensor_name(meta.get("DeviceTag") or path.stem, names)
