@@ -105,7 +105,7 @@ def test_movella_dot_short_row_and_missing_header(tmp_path: Path,
     # the last row cut short, as a recording that ended mid-write leaves it: skipped, said
     for cut in ("6,2000,1.0", "6,2000,0.1,0.2,9.8,0,0,0,0.5,0.1,-"):
         path.write_text(complete + cut)
-        with caplog.at_level("WARNING", logger="imuflow.importers.movella_dot_csv"):
+        with caplog.at_level("WARNING", logger="imuflow.importers"):
             _, columns, _ = movella_dot_csv.read_file(path)
         assert len(columns["PacketCounter"]) == 5
         assert f"{path}:18: the last row is cut short" in caplog.text
@@ -283,7 +283,7 @@ def test_generic_csv_last_row_cut_short_is_skipped(tmp_path: Path,
     cols = generic_csv.parse_mapping(CSV_MAP)
     for cut in ("60;0;0;1;6", "60;0;0;1;60;0;-"):
         path.write_text(complete + cut)
-        with caplog.at_level("WARNING", logger="imuflow.importers.generic_csv"):
+        with caplog.at_level("WARNING", logger="imuflow.importers"):
             stream = generic_csv.read_csv(path, cols, delimiter=";", skip_rows=1)
         assert len(stream.data) == 6 and f"{path}:9: the last row is cut short" in caplog.text
         caplog.clear()

@@ -12,19 +12,17 @@ mag ``uT``/``nT``/``gauss``. acc and gyr are required; without a time column
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from drivers.importers.numeric_rows import number, numeric_rows
 from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
 from pipeline.runtime.config_yaml import load_yaml
 from pipeline.runtime.errors import ConfigError
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
-
-log = logging.getLogger("imuflow.importers.generic_csv")
 
 G = 9.80665  # m/s^2 per g
 UNITS: dict[str, dict[str, float]] = {
@@ -96,37 +94,18 @@ def load_mapping_file(path: str | Path) -> dict:
 
 def _mapped_rows(path: Path, raw: list[tuple[int, list[str]]], header: list[str],
                  index: dict[str, int]) -> tuple[dict[str, list[float]], list[int]]:
-    """Each mapped field's values over the data rows, and the rows' file lines.
+    """Each mapped field's values over the data rows, and the rows' file lines
+    (``numeric_rows``: a malformed row refused by line and column, the last one cut short
+    skipped)."""
+    def parse(row: list[str]) -> list[float]:
+        for j in index.values():
+            if j >= len(row):
+                raise ValueError(f"row has {len(row)} fields, column '{header[j]}' is field "
+                                 f"{j + 1}")
+        return [number(row[j], header[j]) for j in index.values()]
 
-    A malformed row is refused naming its line and column, except the file's last: a logger
-    that stopped mid-write leaves it cut short, and it is skipped with a warning.
-    """
-    values: dict[str, list[float]] = {field: [] for field in index}
-    linenos: list[int] = []
-    for k, (lineno, row) in enumerate(raw):
-        problem = _row_problem(row, header, index)
-        if problem is None:
-            linenos.append(lineno)
-            for field, j in index.items():
-                values[field].append(float(row[j]))
-        elif k == len(raw) - 1 and linenos:
-            log.warning("%s:%d: the last row is cut short (%s): skipped, as a logger that "
-                        "stopped mid-write leaves it", path, lineno, problem)
-        else:
-            raise ImportFileError(f"{path}:{lineno}: {problem}")
-    return values, linenos
-
-
-def _row_problem(row: list[str], header: list[str], index: dict[str, int]) -> str | None:
-    """What is wrong with a data row (too few fields, a mapped field not a number), or None."""
-    for j in index.values():
-        if j >= len(row):
-            return f"row has {len(row)} fields, column '{header[j]}' is field {j + 1}"
-        try:
-            float(row[j])
-        except ValueError:
-            return f"column '{header[j]}' is {row[j]!r}, not a number"
-    return None
+    rows, lines = numeric_rows(path, raw, parse)
+    return {field: [r[k] for r in rows] for k, field in enumerate(index)}, lines
 
 
 def read_csv(path: str | Path, mapping: dict[str, tuple[str, str]], *,

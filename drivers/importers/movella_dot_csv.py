@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from drivers.importers.imported_stream import ImportedStream, ImportFileError
+from drivers.importers.numeric_rows import number, numeric_rows
 from drivers.importers.sample_checks import check_column, check_rate, report_clock_steps
 from pipeline.runtime.streams import RAW_IMU, RAW_IMU_DTYPE
 
@@ -116,38 +117,23 @@ _GROUPS = {"PacketCounter": "counter", "SampleTimeFine": "time", "Acc": "acc", "
 
 def _read_rows(path: Path, header_line: int, cols: list[str], used: dict[str, int],
                ) -> tuple[np.ndarray, np.ndarray]:
-    """The used columns of every data row (float64, rows x used) and each row's file line.
-
-    A malformed row is refused naming its line and field, except the file's last: a
-    recording that ended mid-write leaves its last row cut short, which is skipped with a
-    warning.
-    """
+    """The used columns of every data row (float64, rows x used) and each row's file line
+    (``numeric_rows``: a malformed row refused by line and field, the last one cut short
+    skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as f:
         raw = [(lineno, row) for lineno, row in enumerate(csv.reader(f), start=1)
                if lineno > header_line and any(c.strip() for c in row)]
-    rows: list[list[float]] = []
-    linenos: list[int] = []
-    for k, (lineno, row) in enumerate(raw):
-        problem = _row_problem(row, cols, used)
-        if problem is None:
-            rows.append([float(row[j]) for j in used.values()])
-            linenos.append(lineno)
-        elif k == len(raw) - 1 and rows:
-            log.warning("%s:%d: the last row is cut short (%s): skipped, as a recording that "
-                        "ended mid-write leaves it", path, lineno, problem)
-        else:
-            raise ImportFileError(f"{path}:{lineno}: {problem}")
+
+    def parse(row: list[str]) -> list[float]:
+        if len(row) != len(cols):
+            raise ValueError(f"{len(row)} fields, the header has {len(cols)} "
+                             f"({', '.join(cols)})")
+        return [number(row[j], c) for c, j in used.items()]
+
+    rows, lines = numeric_rows(path, raw, parse)
     if not rows:
         raise ImportFileError(f"{path}: no samples after the column header (line {header_line})")
-    return np.asarray(rows, np.float64), np.asarray(linenos)
-
-
-def _row_problem(row: list[str], cols: list[str], used: dict[str, int]) -> str | None:
-    """What is wrong with a data row (field count, a used field not a number), or None."""
-    if len(row) != len(cols):
-        return f"{len(row)} fields, the header has {len(cols)} ({', '.join(cols)})"
-    bad = next((c for c, j in used.items() if not _is_float(row[j])), None)
-    return None if bad is None else f"column '{bad}' is {row[used[bad]]!r}, not a number"
+    return np.asarray(rows, np.float64), np.asarray(lines)
 
 
 def _used_columns(path: Path, cols: list[str], header_line: int) -> dict[str, int]:
@@ -190,14 +176,6 @@ def _rates_from_increments(path: Path, columns: dict[str, np.ndarray], rate_hz: 
         check_column(path, f"dq_{axis_name}", gyr[:, a], "gyr", lines)
     return {**{f"Acc_{n}": acc[:, a] for a, n in enumerate("XYZ")},
             **{f"Gyr_{n}": np.degrees(gyr[:, a]) for a, n in enumerate("XYZ")}}
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def read_session(paths: list[str | Path]) -> list[ImportedStream]:
