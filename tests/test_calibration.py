@@ -269,6 +269,26 @@ def test_the_grid_marks_gaps_and_rest_windows_skip_them() -> None:
     assert windows and all(w.stop <= 40 or w.start >= 60 for w in windows), windows
 
 
+def test_a_long_still_phase_does_not_crowd_out_a_short_one() -> None:
+    """20 s seated very still, 1 s standing a little less still, motion between: the standing
+    window is a candidate; with the accelerations, the seated phase gives one window only (and
+    one more where it ends, half seated)."""
+    rng = np.random.default_rng(3)
+    gyr = np.full((3000, 2, 3), 1.0)  # rad/s: moving
+    gyr[:2000] = 0.01
+    gyr[2500:2600] = 0.1
+    gyr += rng.normal(0.0, 0.005, gyr.shape)
+    acc = np.zeros((3000, 2, 3))
+    acc[:, :, 2] = 9.81
+    acc[:2000, 0] = (9.81, 0.0, 0.0)  # the thigh horizontal while seated
+    standing = Window(2500, 2550)
+    windows = rest_candidates(gyr, RATE)
+    assert len(windows) == 8 and any(w.start >= standing.start for w in windows), windows
+    windows = rest_candidates(gyr, RATE, acc=acc)
+    assert any(w.start >= standing.start for w in windows), windows
+    assert sum(w.stop <= 2000 for w in windows) == 1 and len(windows) <= 3, windows
+
+
 def test_sensors_named_the_wrong_way_round_are_reported(knee: Chain) -> None:
     """Thigh and shank swapped fit the hinge as well (its angles cannot tell); the accelerations
     at the knee centre, with the chain's lever arms, agree only the right way round. Measured

@@ -275,6 +275,40 @@ def test_tracking_needs_neither_the_seated_start_nor_the_final_rest(realdata: Pa
     assert len(errors) >= 8 and max(errors) <= 10.0, errors
 
 
+def _seated_longer(rows: list[str], repeats: int, length: int = 90) -> list[str]:
+    """Data rows with their first ``length`` (seated, still) played ``repeats`` more times
+    before them: packet counters and sensor times continue backwards from the first row."""
+    fields = [line.split(",") for line in rows[:length]]
+    counter, stf = int(fields[0][0]), int(fields[0][1])
+    dt = (int(fields[-1][1]) - stf) / (length - 1)  # us
+    extra = [fields[i % length] for i in range(repeats * length)]
+    out = [",".join([str((counter - len(extra) + k) % 65536),
+                     str(round(stf - (len(extra) - k) * dt))] + f[2:])
+           for k, f in enumerate(extra)]
+    return out + rows
+
+
+def test_a_long_seated_start_does_not_crowd_out_the_standing_pose(realdata: Path,
+                                                                   tmp_path: Path) -> None:
+    """knee_tracking1 with its still seated start 6 s longer (the first 1.5 s played four
+    more times): the calibration still takes the standing rest, not the seated one, and the
+    knee follows RING. Before each rest period gave its own candidate, the quietest windows
+    all came from the seated start and the calibration was poor (exit 3)."""
+    folder, export = realdata / "movella_dot" / "knee_tracking1", tmp_path / "export"
+    _edited_export(folder, export, lambda _, head, rows: (head, _seated_longer(rows, 4)))
+    session, cal = tmp_path / "seated.mcap", tmp_path / "cal.yaml"
+    _imuflow_ok(("import", str(export), "-o", str(session), "--name", "femur=thigh",
+                 "--name", "tibia=shank"),
+                ("calibrate", str(session), "-o", str(cal)),
+                ("track", str(session), "--calibration", str(cal), "-o",
+                 str(tmp_path / "knee.csv")))
+    static = yaml.safe_load(cal.read_text())["source"]["static_s"]
+    assert static[0] > 6.0 + 5.0, static  # after the (longer) seated start
+    track = np.genfromtxt(tmp_path / "knee.csv", delimiter=",", names=True)
+    corr, errors = _against_ring(folder, track["time_s"] - 6.0, track["shank_angle_deg"])
+    assert corr >= 0.95 and len(errors) >= 8 and errors.max() <= 10.0, (corr, errors)
+
+
 def _edited_export(folder: Path, out: Path, edit) -> None:
     """femur.csv and tibia.csv of ``folder`` written to ``out`` through ``edit(name, header
     lines, data lines) -> (header lines, data lines)``."""

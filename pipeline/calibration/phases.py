@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 REST_GYR_RAD_S = 0.35    # rad/s, mean gyro norm (over all sensors) below which a window is rest
 MOTION_GYR_RAD_S = 0.5   # rad/s, gyro norm of any sensor above which a sample is motion
+SAME_POSE_DEG = 5.0      # deg: still windows whose gravity directions all agree this well
 
 
 @dataclass(frozen=True)
@@ -56,30 +58,56 @@ def host_window(window_ns: tuple[int, int], t0_ns: int, rate_hz: float, n: int,
     return Window(start, stop)
 
 
-def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5,
-                    limit: int = 8) -> list[Window]:
-    """Up to ``limit`` quietest non-overlapping windows of min_s s, quietest first.
+def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5, limit: int = 8,
+                    acc: np.ndarray | None = None) -> list[Window]:
+    """Up to ``limit`` quiet non-overlapping windows of min_s s, quietest first.
 
-    Only windows whose mean gyro norm is below REST_GYR_RAD_S count as rest, and none with a
-    sample missing (NaN: a sensor's dropout).
+    ``gyr`` (T, n_imu, 3) rad/s. Only windows whose mean gyro norm is below REST_GYR_RAD_S
+    count as rest, and none with a sample missing (NaN: a sensor's dropout). Each rest period
+    (quiet windows one after another) gives its quietest window first, so that a long still
+    phase (seated before the procedure) cannot crowd out a short one (the neutral pose); the
+    slots left are filled with further windows, quietest first. With ``acc`` (T, n_imu, 3)
+    m/s^2, a window in the same pose as one taken (every sensor's mean acceleration within
+    SAME_POSE_DEG of its direction there) is left out: it would calibrate alike.
     """
     n = len(gyr)
     w = max(2, round(min_s * rate_hz))
     if n < w:
         return []
-    norm = np.linalg.norm(gyr, axis=-1).mean(axis=1)
-    missing = np.concatenate([[0], np.cumsum(~np.isfinite(norm))])
-    csum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(norm))])
-    mean = (csum[w:] - csum[:-w]) / w  # mean over [i, i + w)
-    mean[missing[w:] - missing[:-w] > 0] = np.inf
-    order = np.argsort(mean, kind="stable")
-    taken: list[Window] = []
-    for i in order:
-        if mean[i] >= REST_GYR_RAD_S or len(taken) >= limit:
+    mean = _window_means(np.linalg.norm(gyr, axis=-1).mean(axis=1), w)
+    quiet = np.flatnonzero(mean < REST_GYR_RAD_S)
+    if not len(quiet):
+        return []
+    poses = None if acc is None else _window_means(acc, w)
+    periods = np.split(quiet, np.flatnonzero(np.diff(quiet) > 1) + 1)
+    firsts = sorted((int(p[np.argmin(mean[p])]) for p in periods), key=lambda i: mean[i])
+    taken: list[int] = []
+    for i in firsts + [int(i) for i in quiet[np.argsort(mean[quiet], kind="stable")]]:
+        if len(taken) >= limit:
             break
-        if all(i + w <= c.start or i >= c.stop for c in taken):
-            taken.append(Window(int(i), int(i + w)))
-    return taken
+        if any(i < j + w and j < i + w for j in taken):
+            continue
+        if poses is not None and any(_same_pose(poses[i], poses[j]) for j in taken):
+            continue
+        taken.append(i)
+    return [Window(i, i + w) for i in sorted(taken, key=lambda i: mean[i])]
+
+
+def _window_means(x: np.ndarray, w: int) -> np.ndarray:
+    """Means of ``x`` over [i, i + w) along axis 0 for every i; inf where a sample is NaN."""
+    finite = np.isfinite(x)
+    zeros = np.zeros((1,) + x.shape[1:])
+    missing = np.concatenate([zeros, np.cumsum(~finite, axis=0)])
+    csum = np.concatenate([zeros, np.cumsum(np.where(finite, x, 0.0), axis=0)])
+    mean = (csum[w:] - csum[:-w]) / w
+    mean[missing[w:] - missing[:-w] > 0] = np.inf
+    return mean
+
+
+def _same_pose(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two (n_imu, 3) mean accelerations point the same way for every sensor."""
+    cos = np.sum(a * b, axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return bool(np.all(cos > math.cos(math.radians(SAME_POSE_DEG))))
 
 
 def motion_window(gyr: np.ndarray, rate_hz: float, exclude: Window | None = None) -> Window:

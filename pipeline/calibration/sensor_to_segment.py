@@ -366,7 +366,8 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
     if static is not None:
         candidates = [static]
     else:
-        candidates = rest_candidates(stack, rate_hz)
+        candidates = rest_candidates(stack, rate_hz,
+                                     acc=np.stack([acc_all[m] for m in chain.imu_names], axis=1))
         if not candidates:
             raise CalibrationError(
                 "no static pose found: no window of 0.5 s or more in which all sensors are "
