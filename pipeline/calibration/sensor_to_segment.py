@@ -4,12 +4,12 @@ Static pose: the chain's neutral pose (all joint angles zero, root upright), hel
 each accelerometer then reads +9.81 m/s^2 along its segment's upward axis. Functional motion:
 each hinge between two IMU-carrying segments moved through its range; the hinge axis is found
 in both sensor frames from gyroscopes and accelerometers by Olsson et al.'s estimator
-(Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``). Gravity and the axis fix the
-full rotation (TRIAD). The axis signs are chosen so that the hinge angles (from gravity and
-from the off-axis angular rates) stay inside the joint's limits. IMUs without such a hinge get
-the static part only: their heading about the vertical stays as mounted, and the calibration
-says so. With good rotations, every joint with an IMU on both segments also gets its lever arms
-to both IMUs (``joint_centre.py``).
+(Sensors 20(12) 3534, 2020; ``hinge_axis_fit.py``: motion that is not the hinge's is left
+out). Gravity and the axis fix the full rotation (TRIAD). The axis signs are chosen so that
+the hinge angles (from gravity and from the off-axis angular rates) stay inside the joint's
+limits. IMUs without such a hinge get the static part only: their heading about the vertical
+stays as mounted, and the calibration says so. With good rotations, every joint with an IMU on
+both segments also gets its lever arms to both IMUs (``joint_centre.py``).
 
 Units: acc m/s^2, gyr rad/s, both in sensor frames; rotations ``v_segment = R @ v_sensor``,
 quaternions w, x, y, z (sensor to segment).
@@ -17,8 +17,6 @@ quaternions w, x, y, z (sensor to segment).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline.calibration.clock_offset import clock_offset
+from pipeline.calibration.hinge_axis_fit import fit_hinge_axes
 from pipeline.calibration.joint_centre import JointCentre, joint_centres
 from pipeline.calibration.phases import (
     Window,
@@ -204,28 +203,6 @@ def hinge_pairs(chain: Chain) -> list[HingePair]:
             pairs.append(HingePair(imu_of[p][0], imu_of[i][0], p, i, axis, axis_parent,
                                    (float(lo), float(hi))))
     return pairs
-
-
-def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
-                        gyr2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Hinge axis in both sensor frames (unit, sign arbitrary) and the fit's rms gyro residual.
-
-    Olsson et al. 2020 via ``qmt.jointAxisEstHingeOlsson``, with its sample selection.
-    The residual is rad/s: rms of |g1 x j1| - |g2 x j2| over the samples used.
-    """
-    import qmt  # imported here: it pulls in matplotlib and asyncio helpers
-
-    ok = np.isfinite(acc1).all(1) & np.isfinite(gyr1).all(1) & np.isfinite(acc2).all(1) & (
-        np.isfinite(gyr2).all(1))
-    a1, g1, a2, g2 = (np.ascontiguousarray(x[ok], dtype=np.float64)
-                      for x in (acc1, gyr1, acc2, gyr2))
-    settings = {"useSampleSelection": len(a1) > 1000, "dataSize": 1000,
-                "angRateEnergyThreshold": 1.0, "winSize": 21}
-    with contextlib.redirect_stdout(io.StringIO()):  # qmt prints each Gauss-Newton step
-        j1, j2 = qmt.jointAxisEstHingeOlsson(a1, a2, g1, g2, estSettings=settings)
-    j1, j2 = _unit(np.ravel(j1)), _unit(np.ravel(j2))
-    resid = np.linalg.norm(np.cross(g1, j1), axis=1) - np.linalg.norm(np.cross(g2, j2), axis=1)
-    return j1, j2, float(np.sqrt(np.mean(resid**2)))
 
 
 def plane_angle(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
@@ -460,23 +437,25 @@ def clock_offset_advice(parent: str, child: str, offset: float) -> str:
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
                 static: Window, rate_hz: float) -> dict[str, tuple]:
-    """Per hinge pair (child IMU name): window, j_parent, j_child, residual, motion amount."""
+    """Per hinge pair (child IMU name): window, j_parent, j_child, residual, motion amount,
+    seconds of motion left out of the axis fit (``hinge_axis_fit.py``)."""
     out = {}
     stack = np.stack([gyr[m] for m in chain.imu_names], axis=1)
     window = functional or motion_window(stack, rate_hz, exclude=static)
     for pair in hinge_pairs(chain):
         sl = window.slice
         if len(window) < round(1.0 * rate_hz):
-            out[pair.child_imu] = (window, None, None, math.nan, 0.0)
+            out[pair.child_imu] = (window, None, None, math.nan, 0.0, 0.0)
             continue
-        j1, j2, resid = estimate_hinge_axes(acc[pair.parent_imu][sl], gyr[pair.parent_imu][sl],
-                                            acc[pair.child_imu][sl], gyr[pair.child_imu][sl])
+        fit = fit_hinge_axes(acc[pair.parent_imu][sl], gyr[pair.parent_imu][sl],
+                             acc[pair.child_imu][sl], gyr[pair.child_imu][sl], rate_hz)
+        j1, j2 = fit.j1, fit.j2
         # relative rotation about the hinge (rad): the axis signs are not known yet, so the
         # smaller of the two candidate relative rates counts
         w1, w2 = gyr[pair.parent_imu][sl] @ j1, gyr[pair.child_imu][sl] @ j2
         amount = min(float(np.nansum(np.abs(w2 - w1))), float(np.nansum(np.abs(w2 + w1))))
         amount /= rate_hz
-        out[pair.child_imu] = (window, j1, j2, resid, amount)
+        out[pair.child_imu] = (window, j1, j2, fit.residual, amount, fit.left_out_s)
     return out
 
 
@@ -506,11 +485,12 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
     # both segments turned half a turn about the vertical)
     fixed: dict[str, np.ndarray] = {}
     for pair in hinge_pairs(chain):  # chain order: parents before children
-        window, j1, j2, resid, amount = axes[pair.child_imu]
+        window, j1, j2, resid, amount, left_out = axes[pair.child_imu]
         functional = window.seconds(rate_hz)
         s1, s2 = sensors[pair.parent_imu], sensors[pair.child_imu]
         for s in (s1, s2):
-            s.quality.update({"axis_fit_residual_rad_s": resid, "hinge_motion_rad": amount})
+            s.quality.update({"axis_fit_residual_rad_s": resid, "hinge_motion_rad": amount,
+                              "axis_fit_left_out_s": left_out})
         if j1 is None or amount < MIN_HINGE_MOTION_RAD:
             s2.problems.append(
                 f"too little motion about the hinge {s1.body}->{s2.body} "

@@ -1,0 +1,97 @@
+"""Hinge axis in both sensor frames from functional motion, with the motion that is not the
+hinge's left out.
+
+Olsson et al.'s estimator (Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``) fits
+the axis to every sample it is given. A recording's motion window can hold motion that is
+not the joint's: the sensors handled before they were strapped on, or put on a table. The
+fit is therefore repeated without the seconds whose gyro residual stands out against the
+rest (Olsson's residual |w1 x j1| - |w2 x j2| over 1 s blocks, relative to the angular rate).
+
+Units: acc m/s^2, gyr rad/s, sensor frames; axes unit vectors, sign arbitrary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK_S = 1.0            # s: the residual is judged per block of this length
+OUTLIER_FACTOR = 2.0     # a block whose relative residual is over this times the median ...
+OUTLIER_FLOOR = 0.15     # ... and over this (rad/s of residual per rad/s of rate) is left out
+MOVING_RAD_S = 0.5       # mean gyro norm of the two sensors over a block: a moving block
+MAX_REFITS = 4
+
+
+@dataclass(frozen=True)
+class HingeAxisFit:
+    """Both sensors' axis (unit, sensor frames), the rms residual (rad/s) and what was left
+    out of the fit (s of motion)."""
+
+    j1: np.ndarray
+    j2: np.ndarray
+    residual: float
+    left_out_s: float
+
+
+def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
+                        gyr2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Hinge axis in both sensor frames (unit, sign arbitrary) and the fit's rms gyro residual.
+
+    Olsson et al. 2020 via ``qmt.jointAxisEstHingeOlsson``, with its sample selection.
+    The residual is rad/s: rms of |g1 x j1| - |g2 x j2| over the samples used.
+    """
+    import qmt  # imported here: it pulls in matplotlib and asyncio helpers
+
+    ok = np.isfinite(acc1).all(1) & np.isfinite(gyr1).all(1) & np.isfinite(acc2).all(1) & (
+        np.isfinite(gyr2).all(1))
+    a1, g1, a2, g2 = (np.ascontiguousarray(x[ok], dtype=np.float64)
+                      for x in (acc1, gyr1, acc2, gyr2))
+    settings = {"useSampleSelection": len(a1) > 1000, "dataSize": 1000,
+                "angRateEnergyThreshold": 1.0, "winSize": 21}
+    with contextlib.redirect_stdout(io.StringIO()):  # qmt prints each Gauss-Newton step
+        j1, j2 = qmt.jointAxisEstHingeOlsson(a1, a2, g1, g2, estSettings=settings)
+    j1, j2 = (np.ravel(j) / np.linalg.norm(j) for j in (j1, j2))
+    resid = np.linalg.norm(np.cross(g1, j1), axis=1) - np.linalg.norm(np.cross(g2, j2), axis=1)
+    return j1, j2, float(np.sqrt(np.mean(resid**2)))
+
+
+def fit_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray, gyr2: np.ndarray,
+                   rate_hz: float) -> HingeAxisFit:
+    """:func:`estimate_hinge_axes` over the samples given, then again without the moving 1 s
+    blocks whose residual relative to the angular rate is over OUTLIER_FACTOR times the
+    median one (and over OUTLIER_FLOOR), until the blocks left out stay the same."""
+    n = round(BLOCK_S * rate_hz)
+    keep = np.ones(len(acc1), dtype=bool)
+    dropped: np.ndarray = np.zeros(0, dtype=int)
+    j1, j2, resid = estimate_hinge_axes(acc1, gyr1, acc2, gyr2)
+    for _ in range(MAX_REFITS):
+        ratio = _block_residuals(gyr1, gyr2, j1, j2, n)
+        moving = np.isfinite(ratio)
+        if moving.sum() < 4:
+            break
+        limit = max(OUTLIER_FACTOR * float(np.median(ratio[moving])), OUTLIER_FLOOR)
+        bad = np.flatnonzero(moving & (ratio > limit))
+        if np.array_equal(bad, dropped):
+            break
+        dropped = bad
+        keep[:] = True
+        for b in bad:
+            keep[b * n:(b + 1) * n] = False
+        j1, j2, resid = estimate_hinge_axes(acc1[keep], gyr1[keep], acc2[keep], gyr2[keep])
+    return HingeAxisFit(j1, j2, resid, len(dropped) * BLOCK_S)
+
+
+def _block_residuals(gyr1: np.ndarray, gyr2: np.ndarray, j1: np.ndarray, j2: np.ndarray,
+                     n: int) -> np.ndarray:
+    """Per block of n samples: rms of Olsson's residual over the mean gyro norm; NaN where
+    the block is not moving (or the last, short one)."""
+    blocks = len(gyr1) // n
+    r = np.linalg.norm(np.cross(gyr1, j1), axis=1) - np.linalg.norm(np.cross(gyr2, j2), axis=1)
+    rate = 0.5 * (np.linalg.norm(gyr1, axis=1) + np.linalg.norm(gyr2, axis=1))
+    with np.errstate(invalid="ignore"):
+        rms = np.sqrt(np.nanmean(r[:blocks * n].reshape(blocks, n) ** 2, axis=1))
+        mean_rate = np.nanmean(rate[:blocks * n].reshape(blocks, n), axis=1)
+    return np.where(mean_rate > MOVING_RAD_S, rms / mean_rate, np.nan)
