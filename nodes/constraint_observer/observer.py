@@ -63,6 +63,8 @@ class ConstraintObserver(Node):
     class Params:
         # s, time constant of the pull towards the accelerations' angle
         tau_s: float = _DEFAULT.tau_s
+        # s, time constant of each hinge's relative-rate bias estimate (gyro biases); 0: none
+        hinge_bias_tau_s: float = _DEFAULT.hinge_bias_tau_s
         # m/s^2, max | |acc| - g | for a quasi-static sample (joint_centre false)
         still_acc_ms2: float = _DEFAULT.still_acc_ms2
         # the acceleration at least acos(0.9) = 26 deg off the hinge axis

@@ -52,6 +52,9 @@ class ConstraintSettings:
     """Tuning of the hinge filter, and of VQF 6D for the two-axis joints' IMUs."""
 
     tau_s: float = 0.5          # s, time constant of the pull towards the accelerations' angle
+    # s, time constant of each hinge's estimate of its relative-rate bias about the axis (the
+    # pulls' integral; hinge_kernel); 0: none
+    hinge_bias_tau_s: float = 20.0
     still_acc_ms2: float = 1.0  # m/s^2, max | |acc| - g | for a quasi-static sample
     max_axis_cos: float = 0.9   # the acceleration must be at least acos(0.9) = 26 deg off the axis
     # both accelerations moved to the joint centre first (the chain's IMU positions, rigid
@@ -75,6 +78,8 @@ class ConstraintSettings:
                 or self.restart_gap_s <= 0):
             raise ValueError("tau_s, still_acc_ms2, agree_ms2 and restart_gap_s must be > 0; "
                              f"got {self}")
+        if self.hinge_bias_tau_s < 0:
+            raise ValueError(f"hinge_bias_tau_s must be >= 0 (0: no bias estimate); got {self}")
         if self.ball_tau_s < 0 or self.ball_min_horizontal_ms2 < 0:
             raise ValueError("ball_tau_s and ball_min_horizontal_ms2 must be >= 0; got "
                              f"{self.ball_tau_s}, {self.ball_min_horizontal_ms2}")
@@ -106,9 +111,9 @@ def warm_up() -> None:
         z = np.zeros((n, 2, 3))
         z.flags.writeable = False
         for at_joint in (False, True):
-            hinge_kernel(0.0, 0, 0, z[:, 0], z[:, 0], z[:, 0], z[:, 0],
-                         np.eye(3).repeat(2, 0), np.array([1.0, 0, 0, 0]), 0.01, 0.1, 1.0, 0.9,
-                         at_joint, 10, np.zeros(n), np.zeros((n, 4)))
+            hinge_kernel(0.0, 0.0, 0, 0, z[:, 0], z[:, 0], z[:, 0], z[:, 0],
+                         np.eye(3).repeat(2, 0), np.array([1.0, 0, 0, 0]), 0.01, 0.1, 0.001,
+                         1.0, 0.9, at_joint, 10, np.zeros(n), np.zeros((n, 4)))
         to_joint_centre(z[:, 0], z[:, 0], np.zeros(3), np.zeros(3), 0.01, np.zeros((n, 3)))
     warm_up_two_axis()
     warm_up_ball_joint()
@@ -209,7 +214,10 @@ class ConstraintEstimator:
         self.vqf_imus = frozenset(vqf_imus)  # IMU indices whose 6D orientation VQF tracks
         self._dt = 1.0 / rate_hz
         self._gain = min(1.0, self._dt / settings.tau_s)
+        self._bias_gain = (self._dt / (settings.tau_s * settings.hinge_bias_tau_s)
+                           if settings.hinge_bias_tau_s > 0 else 0.0)
         self._theta = np.zeros(len(hinges))
+        self._bias = np.zeros(len(hinges))  # rad/s, per hinge: relative-rate bias estimate
         self._w_last = np.full((len(hinges), 2, 3), np.nan)  # rad/s, parent and child IMU
         self._acc_joint = np.zeros((0, 2, 3))  # m/s^2, scratch: at the joint centre
         self._seen = np.zeros(len(hinges), np.int64)  # per hinge: usable frames since start
@@ -309,10 +317,11 @@ class ConstraintEstimator:
                 for side, imu in enumerate((h.parent_imu, h.child_imu)):
                     to_joint_centre(acc[:, imu], gyr[:, imu], h.lever[side],
                                     self._w_last[i, side], self._dt, self._acc_joint[:n, side])
-            self._theta[i], self._seen[i], self._missing[i] = hinge_kernel(
-                self._theta[i], int(self._seen[i]), int(self._missing[i]), ap, ac,
-                gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
-                self._dt, self._gain, s.agree_ms2 if s.joint_centre else s.still_acc_ms2,
+            self._theta[i], self._bias[i], self._seen[i], self._missing[i] = hinge_kernel(
+                self._theta[i], self._bias[i], int(self._seen[i]), int(self._missing[i]), ap,
+                ac, gyr[:, h.parent_imu], gyr[:, h.child_imu], h.geometry, self._rot0[h.body],
+                self._dt, self._gain, self._bias_gain,
+                s.agree_ms2 if s.joint_centre else s.still_acc_ms2,
                 s.max_axis_cos, s.joint_centre, self.restart_after, one_angle, one_quat)
             angle[:, h.slot] = one_angle
             q_rel[:, h.body] = one_quat

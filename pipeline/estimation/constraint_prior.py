@@ -42,16 +42,18 @@ from pipeline.kinematics.chain import Chain
 # training data has no such gaps, so the shipped models' inputs are unchanged where it had
 # none).
 PRIOR_KINDS = {
-    "constraint": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9,
-                                     joint_centre=False, agree_ms2=3.0, restart_gap_s=0.1,
+    "constraint": ConstraintSettings(tau_s=0.5, hinge_bias_tau_s=0.0, still_acc_ms2=1.0,
+                                     max_axis_cos=0.9, joint_centre=False, agree_ms2=3.0,
+                                     restart_gap_s=0.1,
                                      vqf=VQF_PACKAGE_DEFAULTS),
-    "constraint-joint-centre": ConstraintSettings(tau_s=0.5, still_acc_ms2=1.0,
-                                                  max_axis_cos=0.9, joint_centre=True,
-                                                  agree_ms2=3.0, restart_gap_s=0.1,
+    "constraint-joint-centre": ConstraintSettings(tau_s=0.5, hinge_bias_tau_s=0.0,
+                                                  still_acc_ms2=1.0, max_axis_cos=0.9,
+                                                  joint_centre=True, agree_ms2=3.0,
+                                                  restart_gap_s=0.1,
                                                   vqf=VQF_PACKAGE_DEFAULTS),
     "constraint-body-vqf": ConstraintSettings(
-        tau_s=0.5, still_acc_ms2=1.0, max_axis_cos=0.9, joint_centre=True, agree_ms2=3.0,
-        restart_gap_s=0.1,
+        tau_s=0.5, hinge_bias_tau_s=0.0, still_acc_ms2=1.0, max_axis_cos=0.9,
+        joint_centre=True, agree_ms2=3.0, restart_gap_s=0.1,
         vqf=VqfTuning(tauAcc=1.5, biasSigmaInit=0.5, biasForgettingTime=20.0, biasClip=8.0,
                       biasSigmaMotion=0.1))}
 PRIOR_KINDS["constraint-body-vqf-root2s"] = PRIOR_KINDS["constraint-body-vqf"]

@@ -14,17 +14,24 @@ from pipeline.kinematics.chain import Chain
 from pipeline.kinematics.quaternion import cross3, qmul4
 
 G = 9.81
+MAX_BIAS_RAD_S = math.radians(10.0)  # the hinge's relative-rate bias estimate stays within
 
 
 @njit(cache=True)
-def hinge_kernel(theta: float, seen: int, missing: int, ap: np.ndarray, ac: np.ndarray,
-                 wp: np.ndarray, wc: np.ndarray, geo: np.ndarray, rot: np.ndarray, dt: float,
-                 gain: float, tol: float, max_cos: float, at_joint: bool, restart_after: int,
-                 angle: np.ndarray, quat: np.ndarray) -> tuple[float, int, int]:
+def hinge_kernel(theta: float, bias: float, seen: int, missing: int, ap: np.ndarray,
+                 ac: np.ndarray, wp: np.ndarray, wc: np.ndarray, geo: np.ndarray,
+                 rot: np.ndarray, dt: float, gain: float, bias_gain: float, tol: float,
+                 max_cos: float, at_joint: bool, restart_after: int, angle: np.ndarray,
+                 quat: np.ndarray) -> tuple[float, float, int, int]:
     """One hinge over a block: integrate the relative rate about the axis, pull towards the
     angle the accelerations show in both segments. ``seen`` counts the usable frames since the
     start: the k-th pulls by max(gain, 1 / k), so the first sets the angle outright and the
     next ones average with it (gyro-propagated) until the steady ``gain`` takes over.
+    ``bias`` (rad/s) is the relative rate's bias about the axis, subtracted before the
+    integration; once the steady gain has taken over, each pull also moves it by
+    ``bias_gain`` times the angle's error (rad/s per rad; 0: not estimated), within
+    MAX_BIAS_RAD_S: the integral term of a PI filter, so that a gyro bias no longer holds the
+    angle off by bias x tau, nor drifts it between pulls.
     ``ap, ac, wp, wc`` (n, 3) parent/child acc m/s^2 and gyr rad/s in segment
     frames; ``geo`` (6, 3) rows: axis (parent frame), axis (child frame), plane bases e1p,
     e2p, e1c, e2c; ``rot`` (4,) the joint frame. A frame is usable when both accelerations
@@ -34,7 +41,7 @@ def hinge_kernel(theta: float, seen: int, missing: int, ap: np.ndarray, ac: np.n
     ``missing`` counts the frames without a finite rate (a sensor gap) up to this block;
     after ``restart_after`` or more of them the hinge starts again (``seen`` = 0): the angle
     moved by an unknown amount in the gap. Writes angle (n,) rad and quat (n, 4) w,x,y,z
-    child to parent; returns the last angle, ``seen`` and the missing count."""
+    child to parent; returns the last angle, the bias, ``seen`` and the missing count."""
     for k in range(ap.shape[0]):
         rate = 0.0
         for j in range(3):
@@ -43,7 +50,7 @@ def hinge_kernel(theta: float, seen: int, missing: int, ap: np.ndarray, ac: np.n
             if missing >= restart_after:
                 seen = 0
             missing = 0
-            theta += dt * rate
+            theta += dt * (rate - bias)
         else:
             missing += 1
         n1 = math.sqrt(ap[k, 0] ** 2 + ap[k, 1] ** 2 + ap[k, 2] ** 2)
@@ -64,11 +71,13 @@ def hinge_kernel(theta: float, seen: int, missing: int, ap: np.ndarray, ac: np.n
                 diff = (target - theta + math.pi) % (2.0 * math.pi) - math.pi
                 seen += 1
                 theta += max(gain, 1.0 / seen) * diff
+                if gain * seen >= 1.0:
+                    bias = min(max(bias - bias_gain * diff, -MAX_BIAS_RAD_S), MAX_BIAS_RAD_S)
         angle[k] = theta
         c, s = math.cos(0.5 * theta), math.sin(0.5 * theta)
         quat[k, 0], quat[k, 1], quat[k, 2], quat[k, 3] = qmul4(
             rot[0], rot[1], rot[2], rot[3], c, s * geo[1, 0], s * geo[1, 1], s * geo[1, 2])
-    return theta, seen, missing
+    return theta, bias, seen, missing
 
 
 def joint_levers(chain: Chain, body: int, parent_site: int, child_site: int) -> np.ndarray:
