@@ -4,8 +4,9 @@ hinge's left out.
 Olsson et al.'s estimator (Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``) fits
 the axis to every sample it is given. A recording's motion window can hold motion that is
 not the joint's: the sensors handled before they were strapped on, or put on a table. The
-fit is therefore repeated without the seconds whose gyro residual stands out against the
-rest (Olsson's residual |w1 x j1| - |w2 x j2| over 1 s blocks, relative to the angular rate).
+fit is therefore repeated without the samples whose gyro residual stands out against the
+rest (Olsson's residual |w1 x j1| - |w2 x j2| over the second around each, relative to the
+angular rate).
 
 Units: acc m/s^2, gyr rad/s, sensor frames; axes unit vectors, sign arbitrary.
 """
@@ -18,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BLOCK_S = 1.0            # s: the residual is judged per block of this length
-OUTLIER_FACTOR = 2.0     # a block whose relative residual is over this times the median ...
+BLOCK_S = 1.0            # s: the residual is judged over this much around each sample
+OUTLIER_FACTOR = 2.0     # a sample whose relative residual is over this times the median ...
 OUTLIER_FLOOR = 0.15     # ... and over this (rad/s of residual per rad/s of rate) is left out
-MOVING_RAD_S = 0.5       # mean gyro norm of the two sensors over a block: a moving block
+MOVING_RAD_S = 0.5       # rad/s, mean gyro norm of the two sensors around a sample: moving
 MAX_REFITS = 4
+MARGIN_S = 0.5           # s: left out around each sample left out (both sides together)
 
 
 @dataclass(frozen=True)
@@ -60,38 +62,37 @@ def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
 
 def fit_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray, gyr2: np.ndarray,
                    rate_hz: float) -> HingeAxisFit:
-    """:func:`estimate_hinge_axes` over the samples given, then again without the moving 1 s
-    blocks whose residual relative to the angular rate is over OUTLIER_FACTOR times the
-    median one (and over OUTLIER_FLOOR), until the blocks left out stay the same."""
-    n = round(BLOCK_S * rate_hz)
+    """:func:`estimate_hinge_axes` over the samples given, then again without the moving
+    samples whose residual relative to the angular rate (over BLOCK_S around each) is over
+    OUTLIER_FACTOR times the median one (and over OUTLIER_FLOOR), until the samples left out
+    stay the same."""
+    n = max(2, round(BLOCK_S * rate_hz))
+    margin = max(1, round(MARGIN_S * rate_hz))
     keep = np.ones(len(acc1), dtype=bool)
-    dropped: np.ndarray = np.zeros(0, dtype=int)
     j1, j2, resid = estimate_hinge_axes(acc1, gyr1, acc2, gyr2)
     for _ in range(MAX_REFITS):
-        ratio = _block_residuals(gyr1, gyr2, j1, j2, n)
+        ratio = _relative_residual(gyr1, gyr2, j1, j2, n)
         moving = np.isfinite(ratio)
-        if moving.sum() < 4:
+        if moving.sum() < 4 * n:
             break
         limit = max(OUTLIER_FACTOR * float(np.median(ratio[moving])), OUTLIER_FLOOR)
-        bad = np.flatnonzero(moving & (ratio > limit))
-        if np.array_equal(bad, dropped):
+        # and the samples around each such one: the motion's edges fit no better
+        left_out = np.convolve(moving & (ratio > limit), np.ones(margin), mode="same") > 0
+        if np.array_equal(~left_out, keep):
             break
-        dropped = bad
-        keep[:] = True
-        for b in bad:
-            keep[b * n:(b + 1) * n] = False
+        keep = ~left_out
         j1, j2, resid = estimate_hinge_axes(acc1[keep], gyr1[keep], acc2[keep], gyr2[keep])
-    return HingeAxisFit(j1, j2, resid, len(dropped) * BLOCK_S)
+    return HingeAxisFit(j1, j2, resid, float(np.count_nonzero(~keep)) / rate_hz)
 
 
-def _block_residuals(gyr1: np.ndarray, gyr2: np.ndarray, j1: np.ndarray, j2: np.ndarray,
-                     n: int) -> np.ndarray:
-    """Per block of n samples: rms of Olsson's residual over the mean gyro norm; NaN where
-    the block is not moving (or the last, short one)."""
-    blocks = len(gyr1) // n
+def _relative_residual(gyr1: np.ndarray, gyr2: np.ndarray, j1: np.ndarray, j2: np.ndarray,
+                       n: int) -> np.ndarray:
+    """Per sample: rms of Olsson's residual over the n samples around it, over their mean
+    gyro norm; NaN where they are not moving (or hold a gap)."""
     r = np.linalg.norm(np.cross(gyr1, j1), axis=1) - np.linalg.norm(np.cross(gyr2, j2), axis=1)
     rate = 0.5 * (np.linalg.norm(gyr1, axis=1) + np.linalg.norm(gyr2, axis=1))
+    kernel = np.ones(n) / n
     with np.errstate(invalid="ignore"):
-        rms = np.sqrt(np.nanmean(r[:blocks * n].reshape(blocks, n) ** 2, axis=1))
-        mean_rate = np.nanmean(rate[:blocks * n].reshape(blocks, n), axis=1)
-    return np.where(mean_rate > MOVING_RAD_S, rms / mean_rate, np.nan)
+        rms = np.sqrt(np.convolve(r * r, kernel, mode="same"))
+        mean_rate = np.convolve(rate, kernel, mode="same")
+        return np.where(mean_rate > MOVING_RAD_S, rms / mean_rate, np.nan)

@@ -10,6 +10,12 @@ import numpy as np
 REST_GYR_RAD_S = 0.35    # rad/s, mean gyro norm (over all sensors) below which a window is rest
 MOTION_GYR_RAD_S = 0.5   # rad/s, gyro norm of any sensor above which a sample is motion
 SAME_POSE_DEG = 5.0      # deg: still windows whose gravity directions all agree this well
+# stiller than a body holds (a person's stillest second: gyro 1-2 deg/s, acc 0.05-0.12 m/s^2
+# std on knee_tracking1; the simulator's sensor noise alone 0.7 deg/s, 0.05 m/s^2): every
+# sensor under both for OFF_BODY_S or more lies on a table, not on the person
+OFF_BODY_GYR_STD_RAD_S = math.radians(0.5)
+OFF_BODY_ACC_STD_MS2 = 0.04
+OFF_BODY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,25 @@ def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5, limit: 
             continue
         taken.append(i)
     return [Window(i, i + w) for i in sorted(taken, key=lambda i: mean[i])]
+
+
+def off_body(acc: np.ndarray, gyr: np.ndarray, rate_hz: float) -> np.ndarray:
+    """(T,) True in stretches of OFF_BODY_S or more in which every sensor's acc (T, n_imu, 3)
+    m/s^2 and gyr rad/s vary less than a body held still makes them (std per axis under
+    OFF_BODY_ACC_STD_MS2 and OFF_BODY_GYR_STD_RAD_S): sensors lying on a table before they
+    are strapped on or after they are taken off."""
+    n, w = len(gyr), max(2, round(OFF_BODY_S * rate_hz))
+    if n < w:
+        return np.zeros(n, dtype=bool)
+    dead = np.ones(n - w + 1, dtype=bool)
+    for x, limit in ((gyr, OFF_BODY_GYR_STD_RAD_S), (acc, OFF_BODY_ACC_STD_MS2)):
+        with np.errstate(invalid="ignore"):  # inf - inf = NaN: a gap, never dead
+            var = _window_means(x * x, w) - _window_means(x, w) ** 2
+            dead &= np.all(var < limit ** 2, axis=(1, 2))
+    # sample j lies in a dead window starting at any i in [j - w + 1, j]
+    starts = np.concatenate([[0], np.cumsum(dead)])
+    j = np.arange(n)
+    return starts[np.minimum(j + 1, len(dead))] - starts[np.maximum(j - w + 1, 0)] > 0
 
 
 def _window_means(x: np.ndarray, w: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from pipeline.calibration.joint_centre import JointCentre, joint_centres
 from pipeline.calibration.phases import (
     Window,
     motion_window,
+    off_body,
     rest_candidates,
 )
 from pipeline.estimation.hinge import joint_levers, to_joint_centre
@@ -354,8 +355,9 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
         raise CalibrationError(f"static window too short: {len(candidates[0]) / rate_hz:.2f} s, "
                                f"need {MIN_STATIC_S} s or more")
     axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
-    results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, chain_name, source)
-               for window in candidates]
+    on_body = ~off_body(np.stack([acc_all[m] for m in chain.imu_names], axis=1), stack, rate_hz)
+    results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
+                               chain_name, source) for window in candidates]
     # candidates come quietest first: take the quietest whose score is near the best one
     top = max(score for _, score in results)
     chosen = next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
@@ -460,8 +462,12 @@ def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
 
 
 def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: Window,
-                    axes: dict, chain_name: str, source: str) -> tuple[Calibration, float]:
+                    axes: dict, on_body: np.ndarray, chain_name: str,
+                    source: str) -> tuple[Calibration, float]:
     """Calibration with this static window, and its score over the hinges (higher is better).
+
+    The hinge angles that choose the axis signs and score the window are those of the samples
+    ``on_body`` (T,) marks: not of sensors lying on a table (``phases.off_body``).
 
     Score per hinge: how well the angles fit the joint (``sign_score``) less the extension
     offset (``extension_offset``, rad / pi) and OUT_OF_RANGE_WEIGHT times the share of still
@@ -490,7 +496,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
         s1, s2 = sensors[pair.parent_imu], sensors[pair.child_imu]
         for s in (s1, s2):
             s.quality.update({"axis_fit_residual_rad_s": resid, "hinge_motion_rad": amount,
-                              "axis_fit_left_out_s": left_out})
+                              "axis_fit_left_out_s": left_out,
+                              "off_body_s": float(np.count_nonzero(~on_body)) / rate_hz})
         if j1 is None or amount < MIN_HINGE_MOTION_RAD:
             s2.problems.append(
                 f"too little motion about the hinge {s1.body}->{s2.body} "
@@ -529,8 +536,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
                     continue  # a measured axis along the measured gravity: no rotation
                 theta_g, theta_w = hinge_angle_estimates(
-                    r1, acc[s1.imu], gyr[s1.imu], r2, acc[s2.imu], gyr[s2.imu],
-                    pair.axis_parent, pair.axis_child)
+                    r1, acc[s1.imu][on_body], gyr[s1.imu][on_body], r2, acc[s2.imu][on_body],
+                    gyr[s2.imu][on_body], pair.axis_parent, pair.axis_child)
                 frac = sign_score(theta_g, theta_w, pair.limits)
                 scores_by_sign[sign1, sign2] = frac
                 if best is None or frac > best[0] + 1e-9:
