@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BLOCK_S = 1.0            # s: the residual is judged over this much around each sample
+WINDOW_S = 1.0           # s: the residual is judged over this much around each sample
 OUTLIER_FACTOR = 2.0     # a sample whose relative residual is over this times the median ...
 OUTLIER_FLOOR = 0.15     # ... and over this (rad/s of residual per rad/s of rate) is left out
 MOVING_RAD_S = 0.5       # rad/s, mean gyro norm of the two sensors around a sample: moving
@@ -63,10 +63,10 @@ def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
 def fit_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray, gyr2: np.ndarray,
                    rate_hz: float) -> HingeAxisFit:
     """:func:`estimate_hinge_axes` over the samples given, then again without the moving
-    samples whose residual relative to the angular rate (over BLOCK_S around each) is over
+    samples whose residual relative to the angular rate (over WINDOW_S around each) is over
     OUTLIER_FACTOR times the median one (and over OUTLIER_FLOOR), until the samples left out
     stay the same."""
-    n = max(2, round(BLOCK_S * rate_hz))
+    n = max(2, round(WINDOW_S * rate_hz))
     margin = max(1, round(MARGIN_S * rate_hz))
     keep = np.ones(len(acc1), dtype=bool)
     j1, j2, resid = estimate_hinge_axes(acc1, gyr1, acc2, gyr2)

@@ -341,11 +341,11 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
     """:func:`calibrate` with the sensors as named: the static window (given, or the best of
     the quiet ones), the axes, the rotations."""
     stack = np.stack([gyr_all[m] for m in chain.imu_names], axis=1)
+    acc_stack = np.stack([acc_all[m] for m in chain.imu_names], axis=1)
     if static is not None:
         candidates = [static]
     else:
-        candidates = rest_candidates(stack, rate_hz,
-                                     acc=np.stack([acc_all[m] for m in chain.imu_names], axis=1))
+        candidates = rest_candidates(stack, rate_hz, acc=acc_stack)
         if not candidates:
             raise CalibrationError(
                 "no static pose found: no window of 0.5 s or more in which all sensors are "
@@ -355,7 +355,7 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
         raise CalibrationError(f"static window too short: {len(candidates[0]) / rate_hz:.2f} s, "
                                f"need {MIN_STATIC_S} s or more")
     axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
-    on_body = ~off_body(np.stack([acc_all[m] for m in chain.imu_names], axis=1), stack, rate_hz)
+    on_body = ~off_body(acc_stack, stack, rate_hz)
     results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
                                chain_name, source) for window in candidates]
     # candidates come quietest first: take the quietest whose score is near the best one
