@@ -295,18 +295,19 @@ def test_motion_that_is_not_the_hinges_is_left_out_of_the_axis_fit(knee: Chain) 
     """8 s before the procedure in which the two sensors move independently (each replays
     another part of its own procedure, as sensors handled before they are strapped on): the
     axis fit leaves that motion out and the rotations come out as from the procedure alone.
-    Measured 2026-12-07 on 8 mountings: 7 within 0.5 deg of the procedure alone's errors
-    (6.8-8.5 s left out), 1 poor (a still moment in the handling taken as the static pose);
-    fitted to all the motion, as before, 2 were good, 2 had 9 and 17 deg of error and were
-    not reported poor, 4 were poor."""
-    for seed in range(4):
+    Measured 2026-12-07 on 8 mountings: all within 0.9 deg of the procedure alone's errors
+    (6.8-8.5 s left out); fitted to all the motion, as before, 2 were good, 2 had 9 and 17
+    deg of error and were not reported poor, 4 were poor."""
+    for seed in range(8):
         chain = randomly_mounted(knee, 700 + seed)
         acc, gyr = simulated_procedure(chain, seed, RATE)
         handled = {"thigh": slice(500, 1300), "shank": slice(1500, 2300)}
         cal = calibrate(chain, {m: np.concatenate([acc[m][handled[m]], acc[m]]) for m in acc},
                         {m: np.concatenate([gyr[m][handled[m]], gyr[m]]) for m in gyr}, RATE)
         assert cal.ok, (seed, cal.problems())
-        assert max(rotation_error_deg(chain, cal)) < 5.0, (seed, rotation_error_deg(chain, cal))
+        clean = calibrate(chain, acc, gyr, RATE)
+        assert max(rotation_error_deg(chain, cal)) < max(rotation_error_deg(chain, clean)) + 1.5, (
+            seed, rotation_error_deg(chain, cal), rotation_error_deg(chain, clean))
         assert cal.sensors["shank"].quality["axis_fit_left_out_s"] >= 4.0
 
 

@@ -315,21 +315,22 @@ def test_a_long_seated_start_does_not_crowd_out_the_standing_pose(realdata: Path
 
 
 def test_sensors_handled_before_the_recording_is_tracked(realdata: Path, tmp_path: Path) -> None:
-    """knee_tracking1 after 10 s in which the two sensors move independently (femur's rows
+    """knee_tracking1 after 15 s in which the two sensors move independently (femur's rows
     from 36 s, tibia's from 12 s, as sensors handled before they are strapped on): the
-    axis fit leaves that motion out and the knee follows RING. Measured 2026-12-07: 9.9 s
-    left out, correlation 0.983, walking peaks within 6.0 deg; fitted to all the motion, as
-    before, the calibration was poor (the thigh's axis 67 deg from gravity standing)."""
+    axis fit leaves that motion out, its still moments do not score the calibration, and the
+    knee follows RING. Measured 2026-12-07: 11 s left out, correlation 0.980, walking peaks
+    within 6.9 deg (10 s of it: 0.982, 6.3); fitted to all the motion, as before, the
+    calibration was poor (10 s of it: the thigh's axis 67 deg from gravity standing)."""
     folder, export = realdata / "movella_dot" / "knee_tracking1", tmp_path / "export"
     start = {"femur": 36 * 60, "tibia": 12 * 60}  # rows at 60 Hz
     _edited_export(folder, export, lambda name, head, rows: (head, _with_rows(
-        rows, before=[line.split(",") for line in rows[start[name]:start[name] + 600]])))
+        rows, before=[line.split(",") for line in rows[start[name]:start[name] + 900]])))
     _imuflow_ok(("track", str(export), "-o", str(tmp_path / "knee.csv"), "--sensor",
                  "femur=thigh", "--sensor", "tibia=shank"))
     doc = yaml.safe_load((tmp_path / "knee.calibration.yaml").read_text())
     assert doc["sensors"]["shank"]["quality"]["axis_fit_left_out_s"] >= 3.0
     track = np.genfromtxt(tmp_path / "knee.csv", delimiter=",", names=True)
-    corr, errors = _against_ring(folder, track["time_s"] - 10.0, track["shank_angle_deg"])
+    corr, errors = _against_ring(folder, track["time_s"] - 15.0, track["shank_angle_deg"])
     assert corr >= 0.95 and len(errors) >= 8 and errors.max() <= 10.0, (corr, errors)
 
 

@@ -29,13 +29,14 @@ MARGIN_S = 0.5           # s: left out around each sample left out (both sides t
 
 @dataclass(frozen=True)
 class HingeAxisFit:
-    """Both sensors' axis (unit, sensor frames), the rms residual (rad/s) and what was left
-    out of the fit (s of motion)."""
+    """Both sensors' axis (unit, sensor frames), the rms residual (rad/s), what was left out
+    of the fit (s of motion) and which samples the fit used."""
 
     j1: np.ndarray
     j2: np.ndarray
     residual: float
     left_out_s: float
+    used: np.ndarray  # (T,) bool, over the samples given
 
 
 def estimate_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray,
@@ -82,7 +83,7 @@ def fit_hinge_axes(acc1: np.ndarray, gyr1: np.ndarray, acc2: np.ndarray, gyr2: n
             break
         keep = ~left_out
         j1, j2, resid = estimate_hinge_axes(acc1[keep], gyr1[keep], acc2[keep], gyr2[keep])
-    return HingeAxisFit(j1, j2, resid, float(np.count_nonzero(~keep)) / rate_hz)
+    return HingeAxisFit(j1, j2, resid, float(np.count_nonzero(~keep)) / rate_hz, keep)
 
 
 def _relative_residual(gyr1: np.ndarray, gyr2: np.ndarray, j1: np.ndarray, j2: np.ndarray,

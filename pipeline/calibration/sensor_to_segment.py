@@ -439,25 +439,23 @@ def clock_offset_advice(parent: str, child: str, offset: float) -> str:
 
 def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
                 static: Window, rate_hz: float) -> dict[str, tuple]:
-    """Per hinge pair (child IMU name): window, j_parent, j_child, residual, motion amount,
-    seconds of motion left out of the axis fit (``hinge_axis_fit.py``)."""
+    """Per hinge pair (child IMU name): the functional window, the axis fit over it
+    (``hinge_axis_fit.py``; None for a window under 1 s) and the motion about the hinge (rad)."""
     out = {}
     stack = np.stack([gyr[m] for m in chain.imu_names], axis=1)
     window = functional or motion_window(stack, rate_hz, exclude=static)
     for pair in hinge_pairs(chain):
         sl = window.slice
         if len(window) < round(1.0 * rate_hz):
-            out[pair.child_imu] = (window, None, None, math.nan, 0.0, 0.0)
+            out[pair.child_imu] = (window, None, 0.0)
             continue
         fit = fit_hinge_axes(acc[pair.parent_imu][sl], gyr[pair.parent_imu][sl],
                              acc[pair.child_imu][sl], gyr[pair.child_imu][sl], rate_hz)
-        j1, j2 = fit.j1, fit.j2
         # relative rotation about the hinge (rad): the axis signs are not known yet, so the
         # smaller of the two candidate relative rates counts
-        w1, w2 = gyr[pair.parent_imu][sl] @ j1, gyr[pair.child_imu][sl] @ j2
+        w1, w2 = gyr[pair.parent_imu][sl] @ fit.j1, gyr[pair.child_imu][sl] @ fit.j2
         amount = min(float(np.nansum(np.abs(w2 - w1))), float(np.nansum(np.abs(w2 + w1))))
-        amount /= rate_hz
-        out[pair.child_imu] = (window, j1, j2, fit.residual, amount, fit.left_out_s)
+        out[pair.child_imu] = (window, fit, amount / rate_hz)
     return out
 
 
@@ -467,7 +465,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
     """Calibration with this static window, and its score over the hinges (higher is better).
 
     The hinge angles that choose the axis signs and score the window are those of the samples
-    ``on_body`` (T,) marks: not of sensors lying on a table (``phases.off_body``).
+    ``on_body`` (T,) marks (not of sensors lying on a table, ``phases.off_body``) that the
+    hinge's axis fit did not leave out as another motion.
 
     Score per hinge: how well the angles fit the joint (``sign_score``) less the extension
     offset (``extension_offset``, rad / pi) and OUT_OF_RANGE_WEIGHT times the share of still
@@ -491,12 +490,19 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
     # both segments turned half a turn about the vertical)
     fixed: dict[str, np.ndarray] = {}
     for pair in hinge_pairs(chain):  # chain order: parents before children
-        window, j1, j2, resid, amount, left_out = axes[pair.child_imu]
+        window, fit, amount = axes[pair.child_imu]
+        j1, j2 = (fit.j1, fit.j2) if fit else (None, None)
+        # the hinge angles that score: sensors on the body, and not the motion the axis fit
+        # left out as no hinge's
+        scored = on_body.copy()
+        if fit:
+            scored[window.slice] &= fit.used
         functional = window.seconds(rate_hz)
         s1, s2 = sensors[pair.parent_imu], sensors[pair.child_imu]
         for s in (s1, s2):
-            s.quality.update({"axis_fit_residual_rad_s": resid, "hinge_motion_rad": amount,
-                              "axis_fit_left_out_s": left_out,
+            s.quality.update({"axis_fit_residual_rad_s": fit.residual if fit else math.nan,
+                              "hinge_motion_rad": amount,
+                              "axis_fit_left_out_s": fit.left_out_s if fit else 0.0,
                               "off_body_s": float(np.count_nonzero(~on_body)) / rate_hz})
         if j1 is None or amount < MIN_HINGE_MOTION_RAD:
             s2.problems.append(
@@ -536,8 +542,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
                     continue  # a measured axis along the measured gravity: no rotation
                 theta_g, theta_w = hinge_angle_estimates(
-                    r1, acc[s1.imu][on_body], gyr[s1.imu][on_body], r2, acc[s2.imu][on_body],
-                    gyr[s2.imu][on_body], pair.axis_parent, pair.axis_child)
+                    r1, acc[s1.imu][scored], gyr[s1.imu][scored], r2, acc[s2.imu][scored],
+                    gyr[s2.imu][scored], pair.axis_parent, pair.axis_child)
                 frac = sign_score(theta_g, theta_w, pair.limits)
                 scores_by_sign[sign1, sign2] = frac
                 if best is None or frac > best[0] + 1e-9:
