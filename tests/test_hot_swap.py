@@ -128,7 +128,9 @@ def test_fifty_swaps_keep_the_output_continuous(direct, models, tmp_path):
 
 
 def test_refusals_reset_and_gaps_in_a_running_graph(models, tmp_path):
-    g = Graph(tmp_path, models, {"total": 800, "rate_hz": 100.0, "missing": [200, 210],
+    # 16 s of source: the `imuflow swap` process below must find the graph still running
+    # (at 800 samples it had 4.7 s left to start in, which a loaded machine missed once)
+    g = Graph(tmp_path, models, {"total": 1600, "rate_hz": 100.0, "missing": [200, 210],
                                  "pause_at": 300, "pause_s": 0.8},
               {"reset_gap_s": 0.5, "mode": "block"})
     g.wait_running()
