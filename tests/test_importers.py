@@ -350,7 +350,8 @@ def test_import_command_shifts_a_sensor_in_time(tmp_path: Path):
     for field in ("t_sensor", "acc", "gyr"):
         np.testing.assert_array_equal(shank[field], tibia.data[field])
     for bad, message in ((["--shift", "tibia=0.1"], "--shift: no sensor ['tibia']"),
-                         (["--shift", "shank=soon"], "expected NAME=SECONDS")):
+                         (["--shift", "shank=soon"], "expected NAME=SECONDS"),
+                         (["--shift", "shank=nan"], "expected NAME=SECONDS")):
         proc = _imuflow("import", str(a), str(b), "-o", str(tmp_path / "x.mcap"),
                         "--name", "tibia=shank", *bad)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -3,10 +3,10 @@ hinge's left out.
 
 Olsson et al.'s estimator (Sensors 20(12) 3534, 2020; ``qmt.jointAxisEstHingeOlsson``) fits
 the axis to every sample it is given. A recording's motion window can hold motion that is
-not the joint's: the sensors handled before they were strapped on, or put on a table. The
-fit is therefore repeated without the samples whose gyro residual stands out against the
-rest (Olsson's residual |w1 x j1| - |w2 x j2| over the second around each, relative to the
-angular rate).
+not the joint's: the sensors handled before they were strapped on or after they were taken
+off. The fit is therefore repeated without the samples whose gyro residual stands out
+against the rest (Olsson's residual |w1 x j1| - |w2 x j2| over the second around each,
+relative to the angular rate).
 
 Units: acc m/s^2, gyr rad/s, sensor frames; axes unit vectors, sign arbitrary.
 """

@@ -532,6 +532,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                     f"{s.imu}'s static pose, the chain says {min(want, 180 - want):.0f} deg: the "
                     "static pose was not the neutral pose, or the motion was about another axis")
         best, scores_by_sign = None, {}
+        a1, w1, a2, w2 = (x[scored] for x in (acc[s1.imu], gyr[s1.imu], acc[s2.imu],
+                                               gyr[s2.imu]))
         for sign1 in ((1.0,) if s1.imu in fixed else (1.0, -1.0)):
             for sign2 in (1.0, -1.0):
                 # the axis (from the gyros, free of accelerometer bias) is kept exactly
@@ -541,9 +543,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 r2 = triad(sign2 * j2, gravity[s2.imu], pair.axis_child, up2)
                 if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
                     continue  # a measured axis along the measured gravity: no rotation
-                theta_g, theta_w = hinge_angle_estimates(
-                    r1, acc[s1.imu][scored], gyr[s1.imu][scored], r2, acc[s2.imu][scored],
-                    gyr[s2.imu][scored], pair.axis_parent, pair.axis_child)
+                theta_g, theta_w = hinge_angle_estimates(r1, a1, w1, r2, a2, w2,
+                                                         pair.axis_parent, pair.axis_child)
                 frac = sign_score(theta_g, theta_w, pair.limits)
                 scores_by_sign[sign1, sign2] = frac
                 if best is None or frac > best[0] + 1e-9:

@@ -11,13 +11,15 @@ Examples::
     imuflow import log.csv -o log.mcap --map acc_x=AX:g --map acc_y=AY:g --map acc_z=AZ:g \\
         --map gyr_x=GX:deg/s --map gyr_y=GY:deg/s --map gyr_z=GZ:deg/s --map t_sensor=time:ms
 
-Replay the result with ``drivers.replay.Replay`` (configs/replay.yaml tracks it, configs/rerecord.yaml re-records it).
+Replay the result with ``drivers.replay.Replay`` (configs/replay.yaml tracks it,
+configs/rerecord.yaml re-records it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 
 from pipeline.runtime.errors import ImuflowError
 
@@ -52,13 +54,15 @@ def parse_shifts(items: list[str]) -> dict[str, float]:
     """``--shift NAME=SECONDS`` items as {name: s}; ImuflowError naming a malformed one."""
     shifts = {}
     for item in items:
-        name, sep, seconds = item.partition("=")
+        name, _, seconds = item.partition("=")
         try:
-            shifts[name.strip()] = float(seconds)
+            value = float(seconds)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise ImuflowError(f"--shift {item!r}: expected NAME=SECONDS, e.g. shank=0.118")
+            value = math.nan
+        if not name.strip() or not math.isfinite(value):
+            raise ImuflowError(f"--shift {item!r}: expected NAME=SECONDS (a finite number of "
+                               "seconds), e.g. shank=0.118")
+        shifts[name.strip()] = value
     return shifts
 
 
