@@ -35,6 +35,8 @@ bodies:
     joint: {type: frozen}
 imus:
   - {name: s1, body: b, position: [0, 0, -0.2]}
+poses:
+  crouch: {prompt: "crouch", joints: {a: [0, 0.5, 0], b: 0.3, c: [0, 0, 0.1]}}
 """
 
 
@@ -114,6 +116,12 @@ BAD = [
     ("units: {length: m, angle: rad}", "units: {length: mm, angle: deg}", "units must be"),
     ("{name: s1, body: b,", "{name: s1, body: q,", "imu 's1': body names an unknown body, got 'q'"),
     ("type: prismatic, axis: [0, 0, 1]", "type: prismatic", "body 'd': joint.axis is required"),
+    ("b: 0.3", "b: [0.3]", "poses.crouch.joints.b must be the hinge angle in rad"),
+    ("a: [0, 0.5, 0]", "a: [0, 0.5]", "poses.crouch.joints.a must be 3 numbers"),
+    ("b: 0.3,", "d: 0.3,", "poses.crouch.joints.d names a prismatic joint"),
+    ("c: [0, 0, 0.1]", "z: [0, 0, 0.1]", "poses.crouch.joints has unknown key(s) ['z']"),
+    ("crouch: {", "neutral: {", "poses.neutral needs another name"),
+    ('prompt: "crouch"', 'promt: "crouch"', "poses.crouch has unknown key(s) ['promt']"),
 ]
 
 
@@ -124,6 +132,15 @@ def test_bad_chain_files(tmp_path: Path, old: str, new: str, message: str) -> No
         load_chain(write(tmp_path, GOOD.replace(old, new, 1)))
     assert message in str(ei.value)
     assert "knee.yaml" in str(ei.value)
+
+
+def test_still_poses_are_read(tmp_path: Path) -> None:
+    """A chain's still poses other than the neutral one, for calibration (still_pose.py)."""
+    (pose,) = load_chain(write(tmp_path, GOOD)).poses
+    assert pose.name == "crouch" and pose.prompt == "crouch"
+    assert dict(pose.joints) == {"a": (0.0, 0.5, 0.0), "b": (0.3,), "c": (0.0, 0.0, 0.1)}
+    (sitting,) = load_chain(CHAINS / "knee.yaml").poses
+    assert sitting.name == "sitting" and "thigh level" in sitting.prompt
 
 
 def test_cycle_is_reported(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ where the chain puts them, written by calibrate, read by the constraint observer
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def _knee(tmp: Path, spherical: bool) -> Chain:
     shank = next(b for b in doc["bodies"] if b["name"] == "shank")
     shank["joint"] = {"type": "spherical", "offset": shank["joint"]["offset"],
                       "limits": [-1.2, 1.2]}
+    doc["poses"]["sitting"]["joints"]["shank"] = [0.0, math.pi / 2, 0.0]  # a ball joint's turn
     (tmp / "knee_ball.yaml").write_text(yaml.safe_dump(doc))
     return load_chain(tmp / "knee_ball.yaml")
 

@@ -37,6 +37,7 @@ def calibration_to_dict(cal: Calibration) -> dict:
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": {"file": cal.source, "rate_hz": cal.rate_hz,
                    "static_s": [round(x, 3) for x in cal.static],
+                   "static_pose": cal.pose,
                    "functional_s": [round(x, 3) for x in cal.functional]},
         "ok": cal.ok,
         "sensors": {

@@ -1,8 +1,9 @@
 """The live calibration procedure: its phases, prompts and timing, and the windows it yields.
 
 One definition for every place that guides a user through it (``imuflow calibrate CONFIG``
-on the terminal, the viewer's Calibrate button): get into the neutral pose (lead-in), hold
-it still, then flex and extend each joint. :class:`ProcedureClock` walks the phases on the
+on the terminal, the viewer's Calibrate button): get into the neutral pose, or another still
+pose the chain names (``still_pose.py``; lead-in), hold it still, then flex and extend each
+joint. :class:`ProcedureClock` walks the phases on the
 host monotonic clock (ns, the ``t_host`` of the recorded samples), and
 :meth:`ProcedureClock.windows` gives the still and motion phases as prompted, with margins
 cut from their ends (settling in, moving off), for
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from pipeline.calibration.joint_centre import shared_joints
 from pipeline.calibration.sensor_to_segment import Calibration
+from pipeline.calibration.still_pose import NEUTRAL, pose_names, pose_prompt
 from pipeline.kinematics.chain import Chain
 
 LEAD_IN_S = 3.0          # s to get into the neutral pose
@@ -36,9 +38,10 @@ class Phase:
 
 
 def procedure_phases(chain: Chain, lead_in_s: float = LEAD_IN_S, static_s: float = STATIC_S,
-                     functional_s: float = FUNCTIONAL_S) -> tuple[Phase, Phase, Phase]:
-    """The three phases for ``chain`` (its hinges named in the motion prompt); ValueError if a
-    length is not > 0."""
+                     functional_s: float = FUNCTIONAL_S,
+                     pose: str = NEUTRAL) -> tuple[Phase, Phase, Phase]:
+    """The three phases for ``chain`` (its hinges named in the motion prompt), still in
+    ``pose``; ValueError if a length is not > 0 or the chain has no such pose."""
     if not (lead_in_s > 0 and static_s > 0 and functional_s > 0):
         raise ValueError("the lead-in, still and motion phases must each last > 0 s, got "
                          f"{lead_in_s:g}, {static_s:g}, {functional_s:g}")
@@ -47,9 +50,8 @@ def procedure_phases(chain: Chain, lead_in_s: float = LEAD_IN_S, static_s: float
     # parent segment to move too (flexions under a still thigh show only the shank's lever)
     limb = "; then move the whole limb freely (a leg: walk a few steps)" if shared_joints(
         chain) else ""
-    return (Phase("lead_in", lead_in_s, "get into the neutral pose: joints straight, segments "
-                                        "upright"),
-            Phase("still", static_s, "hold still in the neutral pose"),
+    return (Phase("lead_in", lead_in_s, f"get into the {pose} pose: {pose_prompt(chain, pose)}"),
+            Phase("still", static_s, f"hold still in the {pose} pose"),
             Phase("motion", functional_s, "flex and extend each joint through its range, about "
                                           f"ten times ({joints}), at a steady pace{limb}"))
 
@@ -119,19 +121,22 @@ def how_to_use(path: Path) -> str:
             "a calibration marked poor (ok: false) is refused there")
 
 
-def found_phases_hint(session: Path) -> str:
+def found_phases_hint(session: Path, chain: Chain) -> str:
     """What to do when a calibration from phases found in ``session`` is poor (one line)."""
+    others = pose_names(chain)[1:]
+    pose = (f"; a window in another still pose of the chain ({', '.join(others)}) with "
+            f"--pose NAME" if others else "")
     return (f"the phases were found in {session} automatically; if it holds a few seconds "
-            "standing still in the neutral pose (joints straight, segments upright), name "
+            f"standing still in the neutral pose ({pose_prompt(chain, NEUTRAL)}), name "
             f"them: `imuflow calibrate {session} --static T0:T1 -o FILE` (seconds from the "
-            "start; --functional T2:T3 for the joint motion), else record the procedure "
-            "(docs/calibration.md)")
+            f"start; --functional T2:T3 for the joint motion{pose}), else record the "
+            "procedure (docs/calibration.md)")
 
 
 def report_lines(cal: Calibration) -> list[str]:
     """What was found, for the user: the phases, each sensor's rotation and quality, problems."""
-    lines = [f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s, functional motion "
-             f"{cal.functional[0]:.2f}-{cal.functional[1]:.2f} s"]
+    lines = [f"static pose {cal.static[0]:.2f}-{cal.static[1]:.2f} s ({cal.pose}), functional "
+             f"motion {cal.functional[0]:.2f}-{cal.functional[1]:.2f} s"]
     for s in cal.sensors.values():
         q = ", ".join(f"{x:+.4f}" for x in s.rotation)
         lines.append(f"  {s.imu:<10} {s.method:<13} rotation [{q}]  " + ", ".join(

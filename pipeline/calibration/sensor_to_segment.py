@@ -1,15 +1,17 @@
 """Sensor-to-segment rotations from a static pose and functional hinge motion (any mounting).
 
-Static pose: the chain's neutral pose (all joint angles zero, root upright), held still;
-each accelerometer then reads +9.81 m/s^2 along its segment's upward axis. Functional motion:
-each hinge between two IMU-carrying segments moved through its range; the hinge axis is found
-in both sensor frames from gyroscopes and accelerometers by Olsson et al.'s estimator
-(Sensors 20(12) 3534, 2020; ``hinge_axis_fit.py``: motion that is not the hinge's is left
-out). Gravity and the axis fix the full rotation (TRIAD). The axis signs are chosen so that
-the hinge angles (from gravity and from the off-axis angular rates) stay inside the joint's
-limits. IMUs without such a hinge get the static part only: their heading about the vertical
-stays as mounted, and the calibration says so. With good rotations, every joint with an IMU on
-both segments also gets its lever arms to both IMUs (``joint_centre.py``).
+Static pose: the chain's neutral pose (all joint angles zero, root upright), or another still
+pose the chain file names (``still_pose.py``; the knee's ``sitting``), held still; each
+accelerometer then reads +9.81 m/s^2 along its segment's upward axis in that pose.
+Functional motion: each hinge between two IMU-carrying segments moved through its range; the
+hinge axis is found in both sensor frames from gyroscopes and accelerometers by Olsson et
+al.'s estimator (Sensors 20(12) 3534, 2020; ``hinge_axis_fit.py``: motion that is not the
+hinge's is left out). Gravity and the axis fix the full rotation (TRIAD). The axis signs are
+chosen so that the hinge angles (from gravity and from the off-axis angular rates) stay
+inside the joint's limits. IMUs without such a hinge get the static part only: their
+heading about the vertical stays as mounted, and the calibration says so. With good
+rotations, every joint with an IMU on both segments also gets its lever arms to both IMUs
+(``joint_centre.py``).
 
 Units: acc m/s^2, gyr rad/s, both in sensor frames; rotations ``v_segment = R @ v_sensor``,
 quaternions w, x, y, z (sensor to segment).
@@ -33,10 +35,11 @@ from pipeline.calibration.phases import (
     off_body,
     rest_candidates,
 )
+from pipeline.calibration.still_pose import NEUTRAL, find_pose, pose_names, pose_prompt, pose_up
 from pipeline.estimation.hinge import joint_levers, to_joint_centre
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
-from pipeline.kinematics.quaternion import np_qmul, np_qto_matrix
+from pipeline.kinematics.quaternion import np_qto_matrix
 
 log = logging.getLogger("imuflow.calibration")
 
@@ -111,6 +114,7 @@ class Calibration:
     # centre to both IMUs, fitted over the whole recording once the rotations are good; a
     # joint found poorly lists problems there and leaves the rotations' ``ok`` alone
     joints: dict[str, JointCentre] = field(default_factory=dict)
+    pose: str = NEUTRAL                  # the still pose the static window held
 
     @property
     def ok(self) -> bool:
@@ -160,18 +164,6 @@ def to_quaternion(r: np.ndarray) -> np.ndarray:
     x, y, z, w = Rotation.from_matrix(r).as_quat()
     q = np.array([w, x, y, z])
     return q if w >= 0 else -q
-
-
-def neutral_up(chain: Chain) -> np.ndarray:
-    """(n_bodies, 3) the earth's up axis in each body frame in the neutral pose."""
-    q_world = np.zeros((chain.n_bodies, 4))
-    for i, parent in enumerate(chain.parents):
-        rot = np.asarray(chain.rotations[i], dtype=np.float64)
-        q_world[i] = rot if parent < 0 else np_qmul(q_world[parent], rot)
-    up = np.empty((chain.n_bodies, 3))
-    for i in range(chain.n_bodies):
-        up[i] = np.asarray(np_qto_matrix(q_world[i])).T @ np.array([0.0, 0.0, 1.0])
-    return up
 
 
 @dataclass(frozen=True)
@@ -301,15 +293,18 @@ def _static_part(acc: np.ndarray, gyr: np.ndarray, window: Window) -> tuple[np.n
 def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarray],
               rate_hz: float, static: Window | None = None,
               functional: Window | None = None, chain_name: str = "",
-              source: str = "") -> Calibration:
+              source: str = "", pose: str | None = None) -> Calibration:
     """Sensor-to-segment rotations for every IMU of ``chain`` from one recording.
 
     ``acc`` and ``gyr`` map IMU names to (T, 3) arrays (m/s^2, rad/s, sensor frame, common
     time grid at ``rate_hz``). Without ``static``, the quiet windows of the recording are
     tried and the one whose hinge angles fit the joint best is taken (inside the limits, most
     extended poses near the straight joint); without
-    ``functional``, all motion outside the static window. Raises CalibrationError when no
-    calibration is possible at all; a poor one comes back with its problems listed.
+    ``functional``, all motion outside the static window. ``pose`` is the still pose the
+    static window holds (``still_pose.py``); None: the neutral one, and when no still window
+    of the recording fits it and ``static`` is not given, the chain's other poses. Raises
+    CalibrationError when no calibration is possible at all (or ``pose`` is not the chain's);
+    a poor one comes back with its problems listed.
     """
     missing = [m for m in chain.imu_names if m not in acc or m not in gyr]
     if missing:
@@ -322,8 +317,13 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     names = list(chain.imu_names)
     acc_all = {m: np.asarray(acc[m][:n], dtype=np.float64) for m in names}
     gyr_all = {m: np.asarray(gyr[m][:n], dtype=np.float64) for m in names}
+    if pose is not None:
+        try:
+            find_pose(chain, pose)
+        except ValueError as exc:
+            raise CalibrationError(str(exc)) from None
     cal = _calibrate_named(chain, acc_all, gyr_all, rate_hz, static, functional, chain_name,
-                           source)
+                           source, pose)
     pairs = hinge_pairs(chain)
     if cal.ok and len(names) == 2 and len(pairs) == 1:
         _check_swapped(chain, pairs[0], acc_all, gyr_all, rate_hz, static, functional, cal)
@@ -337,9 +337,9 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
 
 def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
                      static: Window | None, functional: Window | None, chain_name: str,
-                     source: str) -> Calibration:
+                     source: str, pose: str | None) -> Calibration:
     """:func:`calibrate` with the sensors as named: the static window (given, or the best of
-    the quiet ones), the axes, the rotations."""
+    the quiet ones) and its pose, the axes, the rotations."""
     stack = np.stack([gyr_all[m] for m in chain.imu_names], axis=1)
     acc_stack = np.stack([acc_all[m] for m in chain.imu_names], axis=1)
     if static is not None:
@@ -356,14 +356,29 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
                                f"need {MIN_STATIC_S} s or more")
     axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
     on_body = ~off_body(acc_stack, stack, rate_hz)
-    results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
-                               chain_name, source) for window in candidates]
-    # candidates come quietest first: take the quietest whose score is near the best one
-    top = max(score for _, score in results)
-    chosen = next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
-    chosen.others = [(cal.static, score, cal.problems()[0] if cal.problems() else "")
+
+    def tried(poses: list[str]) -> list[tuple[Calibration, float]]:
+        return [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
+                                chain_name, source, p) for p in poses for window in candidates]
+
+    results = tried([pose or NEUTRAL])
+    if pose is None and static is None and not _best(results).ok:
+        # no still window fits the neutral pose (a recording that never stands still): the
+        # chain's other poses, as sitting, get their turn
+        results += tried(pose_names(chain)[1:])
+    chosen = _best(results)
+    several = len({cal.pose for cal, _ in results}) > 1  # then each line says which pose
+    chosen.others = [(cal.static, score, (f"as {cal.pose}: " if several else "")
+                      + (cal.problems()[0] if cal.problems() else ""))
                      for cal, score in results if cal is not chosen]
     return chosen
+
+
+def _best(results: list[tuple[Calibration, float]]) -> Calibration:
+    """The quietest candidate (they come quietest first, per pose) whose score is near the
+    best one."""
+    top = max(score for _, score in results)
+    return next(cal for cal, score in results if score >= top - SCORE_TOLERANCE)
 
 
 def joint_centre_residual(chain: Chain, pair: HingePair, acc: dict, gyr: dict,
@@ -393,7 +408,7 @@ def _check_swapped(chain: Chain, pair: HingePair, acc: dict, gyr: dict, rate_hz:
     a problem on ``cal`` (a hinge's angles cannot tell, they fit as well either way)."""
     a, b = pair.parent_imu, pair.child_imu
     swapped = _calibrate_named(chain, {a: acc[b], b: acc[a]}, {a: gyr[b], b: gyr[a]}, rate_hz,
-                               static, functional, cal.chain, cal.source)
+                               static, functional, cal.chain, cal.source, cal.pose)
     given = joint_centre_residual(chain, pair, acc, gyr, cal, rate_hz)
     cal.sensors[b].quality["joint_centre_residual_ms2"] = given
     if not swapped.ok:
@@ -461,8 +476,9 @@ def _hinge_axes(chain: Chain, acc: dict, gyr: dict, functional: Window | None,
 
 def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: Window,
                     axes: dict, on_body: np.ndarray, chain_name: str,
-                    source: str) -> tuple[Calibration, float]:
-    """Calibration with this static window, and its score over the hinges (higher is better).
+                    source: str, pose: str) -> tuple[Calibration, float]:
+    """Calibration with this static window holding ``pose``, and its score over the hinges
+    (higher is better).
 
     The hinge angles that choose the axis signs and score the window are those of the samples
     ``on_body`` (T,) marks (not of sensors lying on a table, ``phases.off_body``) that the
@@ -472,7 +488,10 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
     offset (``extension_offset``, rad / pi) and OUT_OF_RANGE_WEIGHT times the share of still
     poses the joint cannot take (``out_of_range_share``); less 1 when any sensor has a problem.
     """
-    up = neutral_up(chain)
+    up = pose_up(chain, pose)
+    held = f"the {pose} pose"
+    held_as = f"{held} ({pose_prompt(chain, pose)})"
+    instead = " (e.g. sitting instead of standing)" if pose == NEUTRAL else ""
     sensors: dict[str, SensorCalibration] = {}
     gravity: dict[str, np.ndarray] = {}
     for name, body in zip(chain.imu_names, chain.imu_bodies, strict=True):
@@ -530,7 +549,7 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 owner.problems.append(
                     f"the hinge axis {s1.body}->{s2.body} is {got:.0f} deg from gravity in "
                     f"{s.imu}'s static pose, the chain says {min(want, 180 - want):.0f} deg: the "
-                    "static pose was not the neutral pose, or the motion was about another axis")
+                    f"static pose was not {held_as}, or the motion was about another axis")
         best, scores_by_sign = None, {}
         a1, w1, a2, w2 = (x[scored] for x in (acc[s1.imu], gyr[s1.imu], acc[s2.imu],
                                                gyr[s2.imu]))
@@ -574,8 +593,8 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
         if frac < MIN_HINGE_FIT:
             s2.problems.append(
                 f"the hinge angles this calibration gives fit the joint poorly (in-limits score "
-                f"{frac:.2f}, need {MIN_HINGE_FIT}): the static pose was probably not the "
-                "neutral pose (joint straight, segments upright), or the sensors slipped")
+                f"{frac:.2f}, need {MIN_HINGE_FIT}): the static pose was probably not {held_as}, "
+                "or the sensors slipped")
         s2.quality["extension_offset_deg"] = math.degrees(offset)
         s2.quality["out_of_range_share"] = out_of_range
         if out_of_range > MAX_OUT_OF_RANGE_SHARE:
@@ -583,11 +602,14 @@ def _calibrate_with(chain: Chain, acc: dict, gyr: dict, rate_hz: float, static: 
                 f"{out_of_range:.0%} of the still poses put the hinge {s1.body}->{s2.body} more "
                 f"than {math.degrees(OUT_OF_RANGE_MARGIN_RAD):.0f} deg beyond its limits "
                 f"({math.degrees(pair.limits[0]):.0f} to {math.degrees(pair.limits[1]):.0f} deg): "
-                "the static pose was probably not the neutral pose (e.g. sitting instead of "
-                "standing); give the neutral pose's window with --static T0:T1")
+                f"the static pose was probably not {held}{instead}; give the window of {held} "
+                "with --static T0:T1"
+                + (f", or name the pose it held with --pose ({', '.join(pose_names(chain))})"
+                   if chain.poses else ""))
         scores.append(frac - abs(offset) / math.pi - OUT_OF_RANGE_WEIGHT * out_of_range)
     score = float(np.mean(scores)) if scores else 1.0
     if any(s.problems for s in sensors.values()):  # a window that was not still loses
         score -= 1.0
-    cal = Calibration(chain_name, sensors, rate_hz, static.seconds(rate_hz), functional, source)
+    cal = Calibration(chain_name, sensors, rate_hz, static.seconds(rate_hz), functional, source,
+                      pose=pose)
     return cal, score

@@ -58,8 +58,10 @@ def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
                       static: str | None = None, functional: str | None = None,
                       sensors: dict[str, str] | None = None, chain_name: str = "",
                       static_ns: tuple[int, int] | None = None,
-                      functional_ns: tuple[int, int] | None = None) -> Calibration:
-    """Calibrate the chain's IMUs from a recorded procedure.
+                      functional_ns: tuple[int, int] | None = None,
+                      pose: str | None = None) -> Calibration:
+    """Calibrate the chain's IMUs from a recorded procedure (the static window holding
+    ``pose``, a name of ``still_pose.pose_names``; None: the neutral pose, or found).
 
     Windows as ``T0:T1`` s from the start, or as host-clock times (``*_ns``: t_host ns, as a
     live procedure marks its phases), or found in the data. ValueError / CalibrationError say
@@ -67,24 +69,25 @@ def calibrate_session(path: str | Path, chain: Chain, rate_hz: float = 100.0,
     """
     acc, gyr, t0_ns = imu_from_session(path, chain.imu_names, rate_hz, sensors)
     return _calibrate_grid(chain, acc, gyr, t0_ns, rate_hz, static, functional, static_ns,
-                           functional_ns, chain_name or chain.name, str(path))
+                           functional_ns, chain_name or chain.name, str(path), pose)
 
 
 def calibrate_samples(raw: dict[str, np.ndarray], chain: Chain, rate_hz: float,
                       static_ns: tuple[int, int], functional_ns: tuple[int, int],
-                      chain_name: str = "", source: str = "live procedure") -> Calibration:
+                      chain_name: str = "", source: str = "live procedure",
+                      pose: str | None = None) -> Calibration:
     """Calibrate from samples captured live (``raw`` as for :func:`imu_on_grid`) with the
     procedure's host-clock phases (:meth:`~pipeline.calibration.procedure.ProcedureClock.windows`).
     """
     acc, gyr, t0_ns = imu_on_grid(raw, chain.imu_names, rate_hz, source)
     return _calibrate_grid(chain, acc, gyr, t0_ns, rate_hz, None, None, static_ns,
-                           functional_ns, chain_name or chain.name, source)
+                           functional_ns, chain_name or chain.name, source, pose)
 
 
 def _calibrate_grid(chain: Chain, acc: dict, gyr: dict, t0_ns: int, rate_hz: float,
                     static: str | None, functional: str | None,
                     static_ns: tuple[int, int] | None, functional_ns: tuple[int, int] | None,
-                    chain_name: str, source: str) -> Calibration:
+                    chain_name: str, source: str, pose: str | None) -> Calibration:
     n = min(len(a) for a in acc.values())
     static_w = parse_window(static, rate_hz, n, "--static") if static else None
     functional_w = parse_window(functional, rate_hz, n, "--functional") if functional else None
@@ -93,4 +96,4 @@ def _calibrate_grid(chain: Chain, acc: dict, gyr: dict, t0_ns: int, rate_hz: flo
     if functional_ns is not None:
         functional_w = host_window(functional_ns, t0_ns, rate_hz, n, "the joint motion")
     return calibrate(chain, acc, gyr, rate_hz, static_w, functional_w, chain_name=chain_name,
-                     source=source)
+                     source=source, pose=pose)

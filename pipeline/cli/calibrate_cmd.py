@@ -5,15 +5,18 @@ sensors are live: then the procedure is run now, with prompts on the terminal an
 bar per phase (``--lead-in-s`` to get into position, ``--static-s`` holding the neutral pose,
 ``--functional-s`` moving each joint), while the graph's sources are recorded
 (``--keep FILE.mcap`` keeps the recording). The procedure: the neutral pose (joints
-straight, segments upright) held still for a few seconds, then each joint flexed and
-extended about ten times. Without ``--static`` / ``--functional`` the phases are found in
-the data automatically. The file is written either way; a poor calibration is marked
+straight, segments upright; ``--pose`` names another still pose of the chain, the knee's
+``sitting``) held still for a few seconds, then each joint flexed and extended about ten
+times. Without ``--static`` / ``--functional`` the phases are found in the data
+automatically, and when no still window fits the neutral pose the chain's other poses are
+tried. The file is written either way; a poor calibration is marked
 ``ok: false`` with its problems, the exit code is 3, and the filter refuses to apply it.
 Examples::
 
     imuflow calibrate configs/movella_dot_knee.yaml -o knee-calibration.yaml
     imuflow import femur.csv tibia.csv -o knee.mcap --name femur=thigh --name tibia=shank
     imuflow calibrate knee.mcap --chain configs/chains/knee.yaml -o knee-calibration.yaml
+    imuflow calibrate knee.mcap --static 0.1:1.4 --pose sitting -o knee-calibration.yaml
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pipeline.calibration.procedure import (
     report_lines,
 )
 from pipeline.calibration.session_input import calibrate_session
+from pipeline.calibration.still_pose import NEUTRAL
 from pipeline.kinematics.chain import Chain, ChainError, load_chain
 from pipeline.recording.record_graph import write_recording_graph
 from pipeline.runtime.errors import ConfigError, ImuflowError
@@ -57,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a recording configs/chains/knee.yaml)")
     p.add_argument("--static", metavar="T0:T1",
                    help="seconds from the start holding the neutral pose (default: detect)")
+    p.add_argument("--pose", metavar="NAME",
+                   help="the still pose of the static window: neutral (joints straight, "
+                        "segments upright) or one the chain file names under poses: (the "
+                        "knee's: sitting); default: neutral, live; found, from a recording")
     p.add_argument("--functional", metavar="T2:T3",
                    help="seconds from the start with the joint motion (default: all motion)")
     p.add_argument("--rate-hz", type=float, default=100.0,
@@ -97,7 +105,8 @@ def _calibrate(args: argparse.Namespace, session: Path, chain: Chain, chain_name
     """Calibrate from ``session``, write and report; 3 when poor."""
     try:
         cal = calibrate_session(session, chain, args.rate_hz, args.static, args.functional,
-                                sensors=sensors, chain_name=chain_name, **windows_ns)
+                                sensors=sensors, chain_name=chain_name, pose=args.pose,
+                                **windows_ns)
     except (ValueError, CalibrationError) as exc:
         raise ImuflowError(f"calibrate: {exc}") from None
     write_calibration(cal, args.output)
@@ -105,7 +114,7 @@ def _calibrate(args: argparse.Namespace, session: Path, chain: Chain, chain_name
     if not cal.ok:
         print(f"wrote {args.output} (marked poor: the filter will not apply it)")
         if args.static is None and not windows_ns:
-            print(found_phases_hint(session))
+            print(found_phases_hint(session, chain))
         return EXIT_POOR
     print(f"wrote {args.output}")
     print(how_to_use(args.output))
@@ -121,14 +130,16 @@ def _live(args: argparse.Namespace) -> int:
     chain = _chain(Path(chain_file))
     try:
         clock = ProcedureClock(procedure_phases(chain, args.lead_in_s, args.static_s,
-                                                args.functional_s))
+                                                args.functional_s, args.pose or NEUTRAL))
     except ValueError as exc:
-        raise ImuflowError(f"calibrate: {exc} (--lead-in-s, --static-s, --functional-s)") from None
+        raise ImuflowError(f"calibrate: {exc} (--lead-in-s, --static-s, --functional-s, "
+                           "--pose)") from None
     with tempfile.TemporaryDirectory(prefix="imuflow-calibrate-") as tmp:
         session = args.keep or Path(tmp) / "procedure.mcap"
         _record_procedure(args, clock, session)
         print(f"recorded the procedure ({session}); calibrating", flush=True)
         still, motion = clock.windows()  # the phases as prompted (host clock, t_host)
+        args.pose = args.pose or NEUTRAL  # as prompted
         return _calibrate(args, session, chain, str(chain_file), dict(graph.sensors),
                           static_ns=still, functional_ns=motion)
 

@@ -191,7 +191,7 @@ def _calibration(graph: GraphSpec, args: argparse.Namespace, out: Path) -> Path 
     if not cal.ok:
         log.error("the calibration from %s is poor (written to %s): %s; then pass "
                   "--calibration FILE, or --no-calibration", args.session, path,
-                  found_phases_hint(args.session))
+                  found_phases_hint(args.session, chain))
         return None
     return path
 

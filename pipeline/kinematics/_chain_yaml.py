@@ -15,9 +15,11 @@ from pipeline.kinematics.chain import (
     ImuSite,
     Joint,
     JointType,
+    StillPose,
 )
 
-_TOP_KEYS = {"name", "units", "bodies", "imus", "subject"}
+_TOP_KEYS = {"name", "units", "bodies", "imus", "subject", "poses"}
+_POSE_KEYS = {"prompt", "joints"}
 _BODY_KEYS = {"name", "parent", "joint", "geometry", "inertia"}
 _JOINT_KEYS = {"type", "offset", "rotation", "axis", "limits"}
 _GEOM_COMMON = {"shape", "color", "offset", "rotation"}
@@ -222,4 +224,37 @@ def parse_chain(doc: Any, file: str) -> Chain:
     if not isinstance(name, str):
         raise top.err("name", "must be a string", name)
     subject = parse_subject(top, doc["subject"]) if "subject" in doc else None
-    return Chain(name, tuple(ordered), tuple(imus), file, subject)
+    poses = _poses(top, doc.get("poses", {}), {b.name: b.joint.type for b in ordered})
+    return Chain(name, tuple(ordered), tuple(imus), file, subject, poses)
+
+
+def _poses(ctx: _Ctx, v: Any, joint_types: dict[str, JointType]) -> tuple[StillPose, ...]:
+    """``poses: {NAME: {prompt: TEXT, joints: {BODY: angle | [rx, ry, rz]}}}``."""
+    if not isinstance(v, dict):
+        raise ctx.err("poses", "must be a mapping of pose names", v)
+    poses = []
+    for name, raw in v.items():
+        key = f"poses.{name}"
+        if not isinstance(name, str) or name == "neutral":
+            raise ctx.err(key, "needs another name: 'neutral' is every joint at zero", name)
+        _mapping(ctx, key, raw, _POSE_KEYS)
+        prompt = raw.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise ctx.err(f"{key}.prompt", "must be a string", prompt)
+        joints = []
+        for body, value in _mapping(ctx, f"{key}.joints", raw.get("joints"),
+                                    set(joint_types)).items():
+            kind = joint_types[body]
+            where = f"{key}.joints.{body}"
+            if kind == JointType.HINGE:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not math.isfinite(value):
+                    raise ctx.err(where, "must be the hinge angle in rad", value)
+                joints.append((body, (float(value),)))
+            elif kind in (JointType.FREE, JointType.SPHERICAL):
+                joints.append((body, _numbers(ctx, where, value, 3)))
+            else:
+                raise ctx.err(where, f"names a {kind.name.lower()} joint",
+                              fix="poses set hinge angles and free or spherical rotations")
+        poses.append(StillPose(name, tuple(joints), prompt))
+    return tuple(poses)

@@ -97,6 +97,17 @@ class ImuSite:
     rotation: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
 
 
+@dataclass(frozen=True)
+class StillPose:
+    """A still pose other than the neutral one (all joints zero) that a calibration may take:
+    per named body its joint's value (hinge: angle, rad; free or spherical: rotation vector
+    in the joint frame, rad; bodies not named stay at zero) and what to tell the user."""
+
+    name: str
+    joints: tuple[tuple[str, tuple[float, ...]], ...]
+    prompt: str = ""
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -106,7 +117,8 @@ def _ro(a: np.ndarray) -> np.ndarray:
 class Chain:
     """A kinematic tree; ``bodies`` are ordered parents before children.
 
-    ``subject`` scales the anthropometric inertia defaults of human chains (None: not given).
+    ``subject`` scales the anthropometric inertia defaults of human chains (None: not given);
+    ``poses`` are still poses besides the neutral one, for calibration.
     """
 
     name: str
@@ -114,6 +126,7 @@ class Chain:
     imus: tuple[ImuSite, ...] = ()
     source: str = ""
     subject: Subject | None = None
+    poses: tuple[StillPose, ...] = ()
 
     @property
     def n_bodies(self) -> int:
