@@ -23,6 +23,7 @@ from nodes.view.latency_window import LatencyWindow
 from nodes.view.pose_slot import PoseSlot
 from nodes.view.sample_ring import SampleRings
 from nodes.view.status_feed import StatusFeed
+from pipeline.calibration.still_pose import NEUTRAL, find_pose
 from pipeline.kinematics.chain import Chain, load_chain
 from pipeline.runtime.control import ControlTimeout, send_command
 from pipeline.runtime.errors import ConfigError
@@ -48,6 +49,7 @@ class ViewerParams:
     png_dir: str = ""  # write rendered frames here as PNG (off screen); "" = off
     png_every_s: float = 1.0  # seconds between PNG frames
     plot_window_s: float = 10.0  # length of the rolling plots, s
+    calibration_pose: str = NEUTRAL  # still pose Calibrate asks for (the chain's poses:)
 
     def __post_init__(self) -> None:
         if self.headless not in ("auto", True, False):
@@ -89,6 +91,12 @@ class Viewer(Node):
     def setup(self) -> None:
         p = self.params
         self.chain: Chain = self._load_chain()
+        try:
+            find_pose(self.chain, p.calibration_pose)
+        except ValueError as exc:
+            raise ConfigError(f"node '{self.id}': calibration_pose: {exc}",
+                              file=str(self.context.config_file or ""),
+                              key="calibration_pose") from None
         self.pose = PoseSlot(self.chain.n_bodies)
         self.rings = SampleRings(p.plot_window_s)
         self.latency = LatencyWindow()
@@ -254,7 +262,8 @@ class Viewer(Node):
                             title=f"imuflow {self.id}",
                             heading=ObserverClient(self.context.run_dir, self.params.orientation),
                             capture=self.capture, run_dir=self.context.run_dir,
-                            torque=bool(self.context.sources.get("torque")))
+                            torque=bool(self.context.sources.get("torque")),
+                            calibration_pose=self.params.calibration_pose)
 
     def _closed(self, stop: threading.Event) -> None:
         """The window closed: ask the supervisor to stop the graph (this process too)."""

@@ -138,6 +138,9 @@ def test_viewer_config_errors_name_the_fix():
         Viewer.create("viewer")
     with pytest.raises(ConfigError, match="headless must be"):
         Viewer.create("viewer", context=GraphContext(chain_file=ARM3), headless="maybe")
+    with pytest.raises(ConfigError, match=r"calibration_pose: .*no still pose 'sitting'.*"
+                                          r"\['neutral'\]"):
+        Viewer.create("viewer", context=GraphContext(chain_file=ARM3), calibration_pose="sitting")
     viewer = Viewer.create("viewer", context=GraphContext(chain_file=ARM3))
     info = StreamInfo.for_array("fk/chain.pose", POSE, pose_dtype(5))
     with pytest.raises(ValueError, match="has 5 bodies, chain 'arm3' has 3"):

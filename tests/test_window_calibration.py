@@ -94,6 +94,7 @@ def test_window_calibrates_the_mounted_knee_and_resets_heading(display, tmp_path
         st = _wait_for("the estimate", lambda: (s := cmd("calibration_state"))["state"]
                        in ("done", "failed") and s, 60)
         seen["final"] = st
+        seen["no_such_pose"] = cmd("calibrate", pose="lying")
         seen["file"] = Path(st["path"]).read_text() if st.get("path") else ""  # before stop
         cmd("heading_reset")
         seen["heading"] = _wait_for("the heading reply", lambda: (
@@ -124,6 +125,9 @@ def test_window_calibrates_the_mounted_knee_and_resets_heading(display, tmp_path
         err = math.degrees(math.acos(np.clip((np.trace(rotations[name].T @ true) - 1) / 2,
                                              -1, 1)))
         assert err < 8.0, (name, err)
+    assert yaml.safe_load(seen["file"])["source"]["static_pose"] == "neutral"
+    refused = seen["no_such_pose"]
+    assert refused["ok"] is False and "no still pose 'lying'" in refused["error"], refused
     reply = seen["heading"]["model_reply"]
     assert reply["ok"] is True and "removed_deg" in reply, reply
     assert "deg of heading removed" in seen["heading"]["model_reply_text"]

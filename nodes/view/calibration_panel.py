@@ -31,6 +31,7 @@ from pipeline.calibration.procedure import (
     report_lines,
 )
 from pipeline.calibration.session_input import calibrate_samples
+from pipeline.calibration.still_pose import NEUTRAL
 from pipeline.kinematics.chain import Chain
 
 RATE_HZ = 100.0  # the estimation's time grid, Hz (as `imuflow calibrate`)
@@ -85,6 +86,7 @@ class CalibrationPanel(QtWidgets.QFrame):
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="calibrate")
         self.finished.connect(self._show_result)
         self.clock: ProcedureClock | None = None
+        self.pose = NEUTRAL  # the still pose the procedure asks for
         self.state = "idle"  # idle, running, calibrating, done, failed, cancelled
         self.step = 0
         self.ok: bool | None = None
@@ -93,12 +95,14 @@ class CalibrationPanel(QtWidgets.QFrame):
 
     # -- the procedure ---------------------------------------------------------------------------
     def begin(self, lead_in_s: float = LEAD_IN_S, static_s: float = STATIC_S,
-              functional_s: float = FUNCTIONAL_S) -> dict:
-        """Start the procedure (ValueError for lengths not > 0); a running one goes on."""
+              functional_s: float = FUNCTIONAL_S, pose: str = NEUTRAL) -> dict:
+        """Start the procedure, still in ``pose`` (ValueError for lengths not > 0 or a pose
+        the chain does not name); a running one goes on."""
         if self.state in ("running", "calibrating"):
             return {"ok": False, "error": f"a calibration is already {self.state}"}
         self.clock = ProcedureClock(procedure_phases(self.chain, lead_in_s, static_s,
-                                                     functional_s))
+                                                     functional_s, pose))
+        self.pose = pose
         self.capture.start()
         self.state, self.ok, self.message = "running", None, ""
         self.result.setText("")
@@ -149,7 +153,7 @@ class CalibrationPanel(QtWidgets.QFrame):
                 f"the viewer's imu input carries IMU(s) {segment} already in segment frames (a "
                 "filter with a calibration or remap): wire the viewer's imu to sync/imu.frame")
         cal = calibrate_samples(raw, self.chain, RATE_HZ, still, motion,
-                                source="viewer window: live procedure")
+                                source="viewer window: live procedure", pose=self.pose)
         write_calibration(cal, self.path)
         return cal
 

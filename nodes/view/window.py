@@ -22,6 +22,7 @@ from nodes.view.sample_ring import SampleRings
 from nodes.view.scene_image import SceneImage
 from nodes.view.signal_plots import SignalPlots
 from nodes.view.status_feed import StatusFeed, format_status, running_model
+from pipeline.calibration.still_pose import NEUTRAL
 from pipeline.kinematics.chain import Chain
 from pipeline.runtime.atomic_file import atomic_path
 
@@ -43,7 +44,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
                  on_close: Callable[[], None], title: str = "imuflow",
                  heading: ObserverClient | None = None,
                  capture: CalibrationCapture | None = None, run_dir: Path | None = None,
-                 torque: bool = False) -> None:
+                 torque: bool = False, calibration_pose: str = NEUTRAL) -> None:
         super().__init__()
         self.pose, self.rings, self.latency, self.status = pose, rings, latency, status
         self.observer, self.stop, self.calls, self._on_close = observer, stop, calls, on_close
@@ -56,6 +57,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.picker = ModelPicker(client, model_dirs)
         self.heading = heading or ObserverClient(run_dir, "orientation")
         self.calibration = CalibrationPanel(chain, capture or CalibrationCapture(), run_dir)
+        self.calibration_pose = calibration_pose  # what Calibrate (button, key c) asks for
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(self.scene_view)
         splitter.addWidget(self.plots)
@@ -100,7 +102,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         bar.addAction(heading)
         calibrate = QtGui.QAction("Calibrate", self)
         calibrate.setToolTip("guided sensor-to-segment calibration (as `imuflow calibrate`)")
-        calibrate.triggered.connect(lambda: self.start_calibration())
+        calibrate.triggered.connect(lambda: self.start_calibration(pose=self.calibration_pose))
         bar.addAction(calibrate)
         bar.addSeparator()
         bar.addWidget(self.picker)
@@ -113,7 +115,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         ctx = QtCore.Qt.ShortcutContext.ApplicationShortcut
         for key, slot in (("Space", self.pause_action.toggle), ("R", self.picker.reset_state),
                           ("Q", self.close), ("M", self.focus_picker),
-                          ("C", lambda: self.start_calibration()), ("H", self.reset_heading)):
+                          ("C", lambda: self.start_calibration(pose=self.calibration_pose)),
+                          ("H", self.reset_heading)):
             sc = QtGui.QShortcut(QtGui.QKeySequence(key), self)
             sc.setContext(ctx)
             sc.activated.connect(slot)
@@ -126,10 +129,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
                                                                        timeout_s=5.0))
         self.picker.client.submit("heading_reset", timeout_s=5.0)
 
-    def start_calibration(self, **seconds: float) -> dict:
-        """Run the guided calibration (lead_in_s, static_s, functional_s; defaults as the CLI)."""
+    def start_calibration(self, **args: float | str) -> dict:
+        """Run the guided calibration (lead_in_s, static_s, functional_s, pose; defaults as
+        the CLI)."""
         try:
-            return self.calibration.begin(**seconds)
+            return self.calibration.begin(**args)
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
 
@@ -197,12 +201,15 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def handle_command(self, command: str, args: dict) -> dict | None:
         """Run a viewer control command (view_state, screenshot, pick_model, pause, close,
-        calibrate {lead_in_s, static_s, functional_s}, calibration_state, heading_reset)."""
+        calibrate {lead_in_s, static_s, functional_s, pose}, calibration_state,
+        heading_reset)."""
         if command == "view_state":
             return self.view_state()
         if command == "calibrate":
             known = ("lead_in_s", "static_s", "functional_s")
-            return self.start_calibration(**{k: float(v) for k, v in args.items() if k in known})
+            pose = {"pose": str(args["pose"])} if "pose" in args else {}
+            return self.start_calibration(
+                **{k: float(v) for k, v in args.items() if k in known}, **pose)
         if command == "calibration_state":
             return {"ok": True, **self.calibration.state_dict()}
         if command == "heading_reset":
