@@ -112,10 +112,25 @@ def off_body(acc: np.ndarray, gyr: np.ndarray, rate_hz: float) -> np.ndarray:
         with np.errstate(invalid="ignore"):  # inf - inf = NaN: a gap, never dead
             var = _window_means(x * x, w) - _window_means(x, w) ** 2
             dead &= np.all(var < limit ** 2, axis=(1, 2))
-    # sample j lies in a dead window starting at any i in [j - w + 1, j]
-    starts = np.concatenate([[0], np.cumsum(dead)])
+    return _in_any(dead, n, w)
+
+
+def at_rest(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5) -> np.ndarray:
+    """(T,) True for the samples of every window of min_s s that ``rest_candidates`` would
+    count as rest (mean gyro norm over the sensors below REST_GYR_RAD_S; gyr (T, n_imu, 3)
+    rad/s): the recording's still poses."""
+    n, w = len(gyr), max(2, round(min_s * rate_hz))
+    if n < w:
+        return np.zeros(n, dtype=bool)
+    return _in_any(_window_means(np.linalg.norm(gyr, axis=-1).mean(axis=1), w) < REST_GYR_RAD_S,
+                   n, w)
+
+
+def _in_any(starts_ok: np.ndarray, n: int, w: int) -> np.ndarray:
+    """(n,) True for sample j when a window [i, i + w) with ``starts_ok[i]`` holds it."""
+    starts = np.concatenate([[0], np.cumsum(starts_ok)])
     j = np.arange(n)
-    return starts[np.minimum(j + 1, len(dead))] - starts[np.maximum(j - w + 1, 0)] > 0
+    return starts[np.minimum(j + 1, len(starts_ok))] - starts[np.maximum(j - w + 1, 0)] > 0
 
 
 def _window_means(x: np.ndarray, w: int) -> np.ndarray:

@@ -31,11 +31,19 @@ from pipeline.calibration.hinge_axis_fit import fit_hinge_axes
 from pipeline.calibration.joint_centre import JointCentre, joint_centres
 from pipeline.calibration.phases import (
     Window,
+    at_rest,
     motion_window,
     off_body,
     rest_candidates,
 )
-from pipeline.calibration.still_pose import NEUTRAL, find_pose, pose_names, pose_prompt, pose_up
+from pipeline.calibration.still_pose import (
+    NEUTRAL,
+    find_pose,
+    pose_distance_deg,
+    pose_names,
+    pose_prompt,
+    pose_up,
+)
 from pipeline.estimation.hinge import joint_levers, to_joint_centre
 from pipeline.kinematics.chain import Chain, JointType
 from pipeline.kinematics.fk import hinge_plane_basis
@@ -63,6 +71,11 @@ SCORE_TOLERANCE = 0.05          # static windows scoring within this of the best
 # by gravity (a robot arm's base or wrist joint): such a hinge gives its child static only
 MIN_AXIS_TILT_DEG = 15.0
 SIGN_TIE = 0.02  # in-limits scores this close: the sign pair is ambiguous
+# deg: a calibration whose reading of the recording's still poses lies this much further from
+# the chain's known still poses than another good calibration's is taken for a mirror image
+# (simulated mirrors read 77-134 deg, the right calibrations 2-18; knee_tracking1's
+# candidates 10-15)
+MAX_POSE_DISTANCE_GAP_DEG = 30.0
 # the two sensors of a single hinge named the wrong way round fit the hinge as well; their
 # accelerations at the joint centre (lever arms from the chain) agree far worse: below this
 # ratio of the swapped naming's residual to the given one's, the naming is reported
@@ -357,21 +370,58 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
     axes = _hinge_axes(chain, acc_all, gyr_all, functional, candidates[0], rate_hz)
     on_body = ~off_body(acc_stack, stack, rate_hz)
 
-    def tried(poses: list[str]) -> list[tuple[Calibration, float]]:
-        return [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
-                                chain_name, source, p) for p in poses for window in candidates]
-
-    results = tried([pose or NEUTRAL])
-    if pose is None and static is None and not _best(results).ok:
+    found = pose is None and static is None  # the window and its pose found, not given
+    results = [_calibrate_with(chain, acc_all, gyr_all, rate_hz, window, axes, on_body,
+                               chain_name, source, p)
+               for p in ([pose or NEUTRAL] + (pose_names(chain)[1:] if found else []))
+               for window in candidates]
+    if found:
+        g_ok = np.all(np.abs(np.linalg.norm(acc_stack, axis=-1) - G) < 1.0, axis=1)
+        results = _far_readings_dropped(chain, acc_all, results,
+                                        at_rest(stack, rate_hz) & on_body & g_ok)
+    shown = [r for r in results if r[0].pose == (pose or NEUTRAL)]
+    chosen = _best(shown)
+    if found and not chosen.ok:
         # no still window fits the neutral pose (a recording that never stands still): the
         # chain's other poses, as sitting, get their turn
-        results += tried(pose_names(chain)[1:])
-    chosen = _best(results)
-    several = len({cal.pose for cal, _ in results}) > 1  # then each line says which pose
+        shown = results
+        chosen = _best(shown)
+    several = len({cal.pose for cal, _ in shown}) > 1  # then each line says which pose
     chosen.others = [(cal.static, score, (f"as {cal.pose}: " if several else "")
                       + (cal.problems()[0] if cal.problems() else ""))
-                     for cal, score in results if cal is not chosen]
+                     for cal, score in shown if cal is not chosen]
     return chosen
+
+
+def _far_readings_dropped(chain: Chain, acc: dict, results: list[tuple[Calibration, float]],
+                          still: np.ndarray) -> list[tuple[Calibration, float]]:
+    """``results`` with each good calibration whose reading of the recording's ``still``
+    (T,) poses lies more than MAX_POSE_DISTANCE_GAP_DEG further from the chain's known still
+    poses than another good one's marked poor (a problem on the chain's last IMU, score less
+    1). A still window at the far end of a hinge's range, taken as the neutral pose, reads
+    the joint mirrored (angle = that end less the true angle) and fits the limits as well as
+    the truth; it is told apart by what it makes of the other still poses: a standing shank
+    upside down, a sitting thigh pointing backwards."""
+    dist = [pose_distance_deg(chain, {m: s.matrix for m, s in cal.sensors.items()}, acc, still)
+            if cal.ok else math.nan for cal, _ in results]
+    if sum(math.isfinite(d) for d in dist) < 2:
+        return results
+    nearest = float(np.nanmin(dist))
+    out = []
+    for (cal, score), d in zip(results, dist, strict=True):
+        if math.isfinite(d):
+            last = cal.sensors[chain.imu_names[-1]]
+            last.quality["still_pose_distance_deg"] = d
+            if d > nearest + MAX_POSE_DISTANCE_GAP_DEG:
+                last.problems.append(
+                    f"taken as {cal.pose}, this window makes the recording's still poses lie "
+                    f"{d:.0f} deg (median) from every still pose the chain knows "
+                    f"({', '.join(pose_names(chain))}), where another window's reading makes "
+                    f"them {nearest:.0f} deg: it is probably the far end of a joint's range, "
+                    "and the joint would read mirrored")
+                score -= 1.0
+        out.append((cal, score))
+    return out
 
 
 def _best(results: list[tuple[Calibration, float]]) -> Calibration:

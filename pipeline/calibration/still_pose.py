@@ -11,6 +11,8 @@ Units: rad; quaternions w, x, y, z; body frames as the chain's.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -41,6 +43,24 @@ def pose_prompt(chain: Chain, name: str) -> str:
     """What to tell the user who is to hold the pose."""
     pose = find_pose(chain, name)
     return NEUTRAL_PROMPT if pose is None or not pose.prompt else pose.prompt
+
+
+def pose_distance_deg(chain: Chain, rotations: dict[str, np.ndarray],
+                      acc: dict[str, np.ndarray], still: np.ndarray) -> float:
+    """How far a recording's still poses lie from the still poses the chain knows, as a
+    calibration (``rotations``: per IMU, sensor to segment) reads them: the median over the
+    ``still`` (T,) samples of the largest angle (deg) between a segment's up axis as its
+    sensor measures it (acc (T, 3) m/s^2, sensor frame) and in the nearest known pose. NaN
+    without still samples."""
+    if not np.any(still):
+        return math.nan
+    names = list(chain.imu_names)
+    ups = np.stack([pose_up(chain, p)[list(chain.imu_bodies)] for p in pose_names(chain)])
+    measured = np.stack([acc[m][still] @ rotations[m].T for m in names], axis=1)
+    measured /= np.linalg.norm(measured, axis=-1, keepdims=True)
+    cos = np.einsum("tij,pij->tpi", measured, ups)  # (still samples, poses, IMUs)
+    worst = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).max(axis=-1)
+    return float(np.median(worst.min(axis=-1)))
 
 
 def _joint_rotation(chain: Chain, i: int, value: tuple[float, ...]) -> np.ndarray:
