@@ -76,6 +76,11 @@ SIGN_TIE = 0.02  # in-limits scores this close: the sign pair is ambiguous
 # (simulated mirrors read 77-134 deg, the right calibrations 2-18; knee_tracking1's
 # candidates 10-15)
 MAX_POSE_DISTANCE_GAP_DEG = 30.0
+# deg: both sensors of a hinge turned this much against another calibration make a mirror
+# image of it (a half turn each, give or take the two windows' poses); a calibration that
+# differs less (a quarter turn, as a lying pose read as sitting) is left alone, so that still
+# poses the chain does not know (lying down for long) cannot drop the right one
+MIRROR_TURN_DEG = 120.0
 # the two sensors of a single hinge named the wrong way round fit the hinge as well; their
 # accelerations at the joint centre (lever arms from the chain) agree far worse: below this
 # ratio of the swapped naming's residual to the given one's, the naming is reported
@@ -395,24 +400,26 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
 
 def _far_readings_dropped(chain: Chain, acc: dict, results: list[tuple[Calibration, float]],
                           still: np.ndarray) -> list[tuple[Calibration, float]]:
-    """``results`` with each good calibration whose reading of the recording's ``still``
-    (T,) poses lies more than MAX_POSE_DISTANCE_GAP_DEG further from the chain's known still
-    poses than another good one's marked poor (a problem on the chain's last IMU, score less
-    1). A still window at the far end of a hinge's range, taken as the neutral pose, reads
-    the joint mirrored (angle = that end less the true angle) and fits the limits as well as
-    the truth; it is told apart by what it makes of the other still poses: a standing shank
-    upside down, a sitting thigh pointing backwards."""
+    """``results`` with each good calibration that is the mirror image of another good one
+    (both sensors of a hinge turned more than MIRROR_TURN_DEG from it) and whose reading of
+    the recording's ``still`` (T,) poses lies more than MAX_POSE_DISTANCE_GAP_DEG further
+    from the chain's known still poses marked poor (a problem on the chain's last IMU, score
+    less 1). A still window at the far end of a hinge's range, taken as the neutral pose,
+    reads the joint mirrored (angle = that end less the true angle) and fits the limits as
+    well as the truth; it is told apart by what it makes of the other still poses: a
+    standing shank upside down, a sitting thigh pointing backwards."""
     dist = [pose_distance_deg(chain, {m: s.matrix for m, s in cal.sensors.items()}, acc, still)
             if cal.ok else math.nan for cal, _ in results]
     if sum(math.isfinite(d) for d in dist) < 2:
         return results
-    nearest = float(np.nanmin(dist))
+    nearest_i = int(np.nanargmin(dist))
+    nearest, reference = dist[nearest_i], results[nearest_i][0]
     out = []
     for (cal, score), d in zip(results, dist, strict=True):
         if math.isfinite(d):
             last = cal.sensors[chain.imu_names[-1]]
             last.quality["still_pose_distance_deg"] = d
-            if d > nearest + MAX_POSE_DISTANCE_GAP_DEG:
+            if d > nearest + MAX_POSE_DISTANCE_GAP_DEG and _mirrors(chain, cal, reference):
                 last.problems.append(
                     f"taken as {cal.pose}, this window makes the recording's still poses lie "
                     f"{d:.0f} deg (median) from every still pose the chain knows "
@@ -422,6 +429,16 @@ def _far_readings_dropped(chain: Chain, acc: dict, results: list[tuple[Calibrati
                 score -= 1.0
         out.append((cal, score))
     return out
+
+
+def _mirrors(chain: Chain, cal: Calibration, other: Calibration) -> bool:
+    """Whether both sensors of some hinge are turned more than MIRROR_TURN_DEG in ``cal``
+    against ``other``."""
+    def turn(imu: str) -> float:
+        r = cal.sensors[imu].matrix.T @ other.sensors[imu].matrix
+        return math.degrees(math.acos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)))
+    return any(turn(p.parent_imu) > MIRROR_TURN_DEG and turn(p.child_imu) > MIRROR_TURN_DEG
+               for p in hinge_pairs(chain))
 
 
 def _best(results: list[tuple[Calibration, float]]) -> Calibration:
