@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="chain file naming the IMU sites (default: the graph's `chain:`, for "
                         "a recording configs/chains/knee.yaml)")
     p.add_argument("--static", metavar="T0:T1",
-                   help="seconds from the start holding the neutral pose (default: detect)")
+                   help="seconds from the start holding the still pose (--pose; default: "
+                        "detect)")
     p.add_argument("--pose", metavar="NAME",
                    help="the still pose of the static window: neutral (joints straight, "
                         "segments upright) or one the chain file names under poses: (the "
