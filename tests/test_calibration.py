@@ -196,10 +196,10 @@ def _after_sitting(base: Motion, skip: int) -> Motion:
             held[2], held[4] = held[2] - 0.45, -math.pi / 2
         else:  # knee flexed 90 deg
             held[0] = math.pi / 2
+        first = [skip if len(ch.t) > 2 else 0 for ch in chans]  # constant channels: all
         channels.append(tuple(
             Channel(np.r_[0.0, SIT_S, ch.t[k:] + lead], np.r_[h, h, ch.p[k:]])
-            for ch, h in zip(chans, held, strict=True)
-            for k in [skip if len(ch.t) > 2 else 0]))
+            for ch, h, k in zip(chans, held, first, strict=True)))
     return Motion(base.chain, tuple(channels), base.duration_s + lead)
 
 

@@ -235,18 +235,8 @@ def test_calibration_takes_the_standing_rest_not_the_sitting_one(realdata: Path,
 def _cropped_export(folder: Path, out: Path, t0_s: float, t1_s: float) -> None:
     """femur.csv and tibia.csv of ``folder`` in ``out`` with only the samples from t0_s to
     t1_s (s after the first sample both files have, the RING reference's t = 0)."""
-    files = {}
-    for name in ("femur", "tibia"):
-        lines = (folder / f"{name}.csv").read_text().splitlines()
-        header = next(i for i, line in enumerate(lines) if line.startswith("PacketCounter"))
-        stf = np.array([int(line.split(",")[1]) for line in lines[header + 1:]])
-        files[name] = (lines, header, stf)
-    start = max(stf[0] for _, _, stf in files.values())  # no wrap of the 32-bit clock here
-    out.mkdir()
-    for name, (lines, header, stf) in files.items():
-        t = (stf - start) * 1e-6
-        keep = [lines[header + 1 + i] for i in np.flatnonzero((t >= t0_s) & (t < t1_s))]
-        (out / f"{name}.csv").write_text("\n".join(lines[:header + 1] + keep) + "\n")
+    _edited_export(folder, out, lambda name, head, rows: (head, [
+        row for row, t in zip(rows, _row_times(folder, name), strict=True) if t0_s <= t < t1_s]))
 
 
 def test_tracking_needs_neither_the_seated_start_nor_the_final_rest(realdata: Path,
@@ -412,7 +402,7 @@ def _row_times(folder: Path, name: str) -> np.ndarray:
 
 def _restamped(rows: list[str]) -> list[str]:
     """Data rows with packet counters and sensor times continuing from the first row at the
-    recording's mean spacing, as if no row had been taken out."""
+    recording's 60 Hz (16 667 us), as if no row had been taken out."""
     counter, stf = int(rows[0].split(",")[0]), int(rows[0].split(",")[1])
     return [",".join([str((counter + k) % 65536), str(round(stf + k * 16_667))]
                      + row.split(",")[2:]) for k, row in enumerate(rows)]

@@ -80,7 +80,7 @@ def rest_candidates(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5, limit: 
     w = max(2, round(min_s * rate_hz))
     if n < w:
         return []
-    mean = _window_means(np.linalg.norm(gyr, axis=-1).mean(axis=1), w)
+    mean = _rest_means(gyr, w)
     quiet = np.flatnonzero(mean < REST_GYR_RAD_S)
     if not len(quiet):
         return []
@@ -122,8 +122,12 @@ def at_rest(gyr: np.ndarray, rate_hz: float, min_s: float = 0.5) -> np.ndarray:
     n, w = len(gyr), max(2, round(min_s * rate_hz))
     if n < w:
         return np.zeros(n, dtype=bool)
-    return _in_any(_window_means(np.linalg.norm(gyr, axis=-1).mean(axis=1), w) < REST_GYR_RAD_S,
-                   n, w)
+    return _in_any(_rest_means(gyr, w) < REST_GYR_RAD_S, n, w)
+
+
+def _rest_means(gyr: np.ndarray, w: int) -> np.ndarray:
+    """Mean gyro norm (rad/s) over the sensors and over [i, i + w) for every i."""
+    return _window_means(np.linalg.norm(gyr, axis=-1).mean(axis=1), w)
 
 
 def _in_any(starts_ok: np.ndarray, n: int, w: int) -> np.ndarray:

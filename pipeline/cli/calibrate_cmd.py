@@ -140,7 +140,6 @@ def _live(args: argparse.Namespace) -> int:
         _record_procedure(args, clock, session)
         print(f"recorded the procedure ({session}); calibrating", flush=True)
         still, motion = clock.windows()  # the phases as prompted (host clock, t_host)
-        args.pose = args.pose or NEUTRAL  # as prompted
         return _calibrate(args, session, chain, str(chain_file), dict(graph.sensors),
                           static_ns=still, functional_ns=motion)
 
