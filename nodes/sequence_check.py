@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class SequenceCheck(Node):
     @dataclass(frozen=True)
     class Params:
         report: Path  # JSON file written at end of stream and on teardown
+        hold_until: Path | None = None  # hold the first block until this file exists (a
+        # stalled consumer, for fault-injection tests)
 
     def setup(self) -> None:
         self._expected: dict[str, int] = {}
@@ -35,6 +38,9 @@ class SequenceCheck(Node):
 
     def on_block(self, port: str, block: Block) -> None:
         r = self._r
+        if r["blocks"] == 0 and self.params.hold_until is not None:
+            while not self.params.hold_until.exists():
+                time.sleep(0.01)
         r["blocks"] += 1
         r["gaps_flagged"] += int(block.gap)
         data = np.asarray(block.data).ravel()

@@ -66,6 +66,44 @@ def test_100k_samples_arrive_complete_in_order(block, layout, write_graph, tmp_p
     assert r["expected_next"] == {"mid/out": 100_000}
 
 
+@pytest.mark.parametrize("layout", ["processes", "threads"])
+def test_an_end_of_stream_lost_in_a_full_queue_still_ends_the_graph(layout, write_graph,
+                                                                    tmp_path, capfd):
+    """The sink stalls while the source sends more than the queue between them holds, so
+    ZeroMQ drops the end of stream; once the source has ended and the sink's input went
+    quiet, the sink takes it as ended instead of waiting for ever."""
+    report, go = tmp_path / "report.json", tmp_path / "go"
+    total = 250_000  # over PUB_HWM + SUB_HWM one-sample messages
+    path = write_graph(f"""\
+        version: 1
+        name: lost_eos
+        nodes:
+          - id: src
+            kind: nodes.counter.Counter
+            params: {{total: {total}, block: 1}}
+            group: a
+          - id: sink
+            kind: nodes.sequence_check.SequenceCheck
+            group: {"b" if layout == "processes" else "a"}
+            params: {{report: {report}, hold_until: {go}}}
+            inputs: {{in: src/count}}
+        """)
+    sup = Supervisor(load_graph(path))
+    sup.start()
+    t0 = time.monotonic()
+
+    def until() -> bool:
+        if not go.exists() and sup.status.get("src", {}).get("state") == "stopped":
+            go.touch()  # the source has sent all it will: let the sink go on
+        return time.monotonic() - t0 > 120
+
+    assert sup.run(until=until) == 0
+    assert all(w.finished for w in sup.workers.values()), "graph did not end by itself"
+    r = json.loads(report.read_text())
+    assert 0 < r["received"] < total  # the queue did overflow: its tail and the EOS were dropped
+    assert "src/count: their node ended, its end of stream never came" in capfd.readouterr().err
+
+
 def test_kill_9_of_a_node_is_restarted_and_downstream_counts_a_gap(write_graph, tmp_path):
     report = tmp_path / "report.json"
     text = CHAIN.format(total=0, block=1, report=report, direct="", g_src="a", g_mid="b",

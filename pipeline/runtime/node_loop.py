@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ STATUS_PERIOD_S = 1.0
 DRAIN_TIMEOUT_S = 1.0
 READY_TIMEOUT_S = 120.0
 END_LINGER_MS = 60_000
+# an input whose node ended stays open this long after the last input arrived, waiting for
+# its end of stream; then it is taken as ended (ZeroMQ drops it silently in a full queue)
+END_QUIET_S = 1.0
 
 
 def pub_endpoints(run_dir: Path, node_id: str) -> dict[str, str]:
@@ -73,6 +77,7 @@ class NodeLoop:
         self.node: Node | None = None
         self._pending: tuple[concurrent.futures.Future, float] | None = None
         self._eos: set[str] = set()
+        self._producer_done: set[str] = set()  # inputs whose node ended normally
         self._status_due = 0.0
         self._last_status: dict[str, Any] = {}
         # direct delivery (pipeline/runtime/direct.py), wired by connect_direct() before run():
@@ -80,6 +85,7 @@ class NodeLoop:
         self.direct_out: dict[str, list[tuple[NodeLoop, str]]] = {}  # topic -> consumers
         self.direct_in: set[str] = set()  # sources that call deliver() instead of the bus
         self._last_activity = time.monotonic()
+        self._last_input = time.monotonic()  # the last block from any input
         self._ended = False  # on_eos ran and the outputs were ended
         self.jit = JitCounter()  # numba compilations on the data path (replaced when ready)
 
@@ -229,6 +235,9 @@ class NodeLoop:
                 self._publish_status()
                 if ready or progressed:
                     self._last_activity = time.monotonic()
+                if progressed:
+                    self._last_input = self._last_activity
+                self._end_quiet_inputs()
                 if self._eos >= self.expected_eos:
                     self._finish()
                     return
@@ -250,9 +259,31 @@ class NodeLoop:
                     self.node.stats.drops += 1  # arrived after this node ended its outputs
                 return
             self._handle(port, blk)
-            self._last_activity = time.monotonic()
+            self._last_activity = self._last_input = time.monotonic()
             if blk.eos and self._eos >= self.expected_eos:
                 self._finish()
+
+    def producers_ended(self, nodes: Collection[str]) -> list[str]:
+        """Nodes ``nodes`` ended their streams normally: return this node's inputs from them.
+
+        Their end of stream is normally on its way; if it does not come within END_QUIET_S
+        of the last input, those inputs are taken as ended (a full ZeroMQ queue drops it
+        without a word, and this node would wait for ever).
+        """
+        with self.lock:
+            topics = sorted(t for t in self.expected_eos - self._eos
+                            if t.split("/", 1)[0] in nodes)
+            self._producer_done.update(topics)
+        return topics
+
+    def _end_quiet_inputs(self) -> None:
+        """Take inputs whose node ended as ended once no input came for END_QUIET_S."""
+        lost = self._producer_done - self._eos
+        if lost and time.monotonic() - self._last_input > END_QUIET_S:
+            self.node.log.warning("input(s) %s: their node ended, its end of stream never came "
+                                  "(dropped in a full queue); taking them as ended",
+                                  ", ".join(sorted(lost)))
+            self._eos.update(lost)
 
     def _finish(self) -> None:
         """Inputs ended or drained: flush the node and end its outputs (once; lock held)."""
@@ -351,6 +382,11 @@ class NodeLoop:
                 self.node.log.warning("input(s) %s end: their node died and is not restarted",
                                       ", ".join(ended))
             return {"ok": True, "ended": ended}
+        if cmd == "inputs_ended":  # the supervisor: these nodes' processes ended normally
+            done = args.get("nodes")
+            if not isinstance(done, list) or not all(isinstance(n, str) for n in done):
+                return {"ok": False, "error": "inputs_ended needs args {\"nodes\": [node ids]}"}
+            return {"ok": True, "ending": self.producers_ended(done)}
         if cmd == "ping":
             return {"ok": True, "state": self.state, "pid": os.getpid()}
         if cmd == "start":

@@ -220,19 +220,20 @@ class Supervisor:
                 w.proc = None
                 if code == 0 and not self._stopping:
                     w.finished = True
+                    self._tell_consumers(w.nodes, "inputs_ended")
                     continue
                 if code == EXIT_CONFIG:
                     log.error("group '%s' (%s) stopped: it cannot run (its configuration, "
                               "file or model; see the error above); not restarting", w.group,
                               ", ".join(w.nodes))
                     w.finished = w.dead = True
-                    self._end_inputs_from(w.nodes)
+                    self._tell_consumers(w.nodes, "inputs_gone")
                     continue
                 if any(self._restart_policy[n] == "never" for n in w.nodes):
                     log.error("group '%s' (%s) exited with status %s; restart policy is "
                               "'never': it stays dead", w.group, ", ".join(w.nodes), code)
                     w.finished = w.dead = True
-                    self._end_inputs_from(w.nodes)
+                    self._tell_consumers(w.nodes, "inputs_gone")
                     continue
                 if now - w.started_at > STABLE_AFTER_S:
                     w.failures_in_row = 0
@@ -250,25 +251,30 @@ class Supervisor:
                     if self._ping_state(nid) == "ready" and self._send_start(nid):
                         w.awaiting_start.discard(nid)
 
-    def _end_inputs_from(self, dead: list[str]) -> None:
-        """Tell the running consumers of ``dead`` nodes that those streams ended (no EOS comes).
+    def _tell_consumers(self, ended: list[str], command: str) -> None:
+        """Tell the running consumers of the ``ended`` nodes that their streams ended.
 
-        So a graph whose source died for good still ends when its other streams end,
-        instead of waiting for an end of stream that never comes.
+        ``inputs_gone``: the nodes died for good and no end of stream comes, so a graph whose
+        source died still ends when its other streams end. ``inputs_ended``: their process
+        ended normally; a consumer whose end of stream was lost (a full queue drops it
+        silently) takes the streams as ended once its inputs go quiet, instead of waiting
+        for ever.
         """
         group_of = {nid: w for w in self.workers.values() for nid in w.nodes}
         for spec in self.graph.nodes:
-            if spec.id in dead or not any(e.node in dead for es in spec.inputs.values()
-                                          for e in es):
+            if spec.id in ended or not any(e.node in ended for es in spec.inputs.values()
+                                           for e in es):
                 continue
             if group_of[spec.id].proc is None:
                 continue
             try:
-                send_command(ctl_endpoint(self.run_dir, spec.id), "inputs_gone",
-                             {"nodes": list(dead)}, timeout_s=2.0, ctx=self.ctx)
-            except ControlTimeout:
-                log.warning("node '%s' did not answer 'inputs_gone'; it may wait for the "
-                            "streams of %s", spec.id, ", ".join(dead))
+                send_command(ctl_endpoint(self.run_dir, spec.id), command,
+                             {"nodes": list(ended)}, timeout_s=2.0, ctx=self.ctx)
+            except ControlTimeout:  # a busy node reads the request later; it may have missed it
+                level = logging.INFO if command == "inputs_ended" else logging.WARNING
+                log.log(level, "node '%s' did not answer '%s' within 2 s; if the request never "
+                        "reached it, it may wait for the streams of %s", spec.id, command,
+                        ", ".join(ended))
 
     def _send_start(self, node_id: str) -> bool:
         """Send ``start`` to a restarted node; False (tried again later) if it does not answer."""

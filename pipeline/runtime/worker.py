@@ -148,6 +148,9 @@ def run_group(run_dir: Path, group: str, parent: int | None = None) -> int:
             log.exception("[%s] node failed; exiting so the supervisor restarts it", node_id)
             logging.shutdown()
             os._exit(1)
+        for loop in loops.values():  # its consumers here: its end of stream may have been lost
+            if loop is not loops[node_id]:
+                loop.producers_ended([node_id])
 
     threads = [threading.Thread(target=target, args=(nid,), name=nid, daemon=True)
                for nid in node_ids]
