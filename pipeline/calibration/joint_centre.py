@@ -46,6 +46,7 @@ MAX_LEVER_M = 0.6        # a sensor farther from the joint than this is not on a
 MAX_RESIDUAL_MS2 = 2.5
 MIN_SAMPLES = 200
 MAX_SAMPLES = 30_000     # a longer recording is fitted on every k-th sample (time per joint)
+MIN_PLANE_LEVER_M = 0.05  # lever arms shorter than this across a hinge's axis have no direction
 
 
 @dataclass
@@ -89,15 +90,43 @@ def joint_centres(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.nd
         names = (chain.imu_names[p_site], chain.imu_names[c_site])
         seg = [(acc[n] @ rotations[n].T, gyr[n] @ rotations[n].T) for n in names]
         prior = joint_levers(chain, body, p_site, c_site)
-        axes = None
-        if chain.joint_types[body] == JointType.HINGE:
-            axis = np.asarray(chain.axes[body], dtype=np.float64)
-            axis = axis / np.linalg.norm(axis)
-            rot = np.asarray(np_qto_matrix(np.asarray(chain.rotations[body], np.float64)))
-            axes = np.stack([rot @ axis, axis])  # the axis in the parent's and child's frames
+        axes = _hinge_axes(chain, body) if chain.joint_types[body] == JointType.HINGE else None
         out[chain.body_names[body]] = fit_joint_centre(
             chain.body_names[body], names, seg[0], seg[1], rate_hz, prior, axes)
     return out
+
+
+def _hinge_axes(chain: Chain, body: int) -> np.ndarray:
+    """(2, 3) the unit axis of ``body``'s hinge in its parent's frame and in its own."""
+    axis = np.asarray(chain.axes[body], dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    rot = np.asarray(np_qto_matrix(np.asarray(chain.rotations[body], np.float64)))
+    return np.stack([rot @ axis, axis])
+
+
+def lever_turn_deg(chain: Chain, centres: dict[str, JointCentre]) -> float:
+    """Largest angle (deg) about a hinge's axis between a fitted lever arm and the chain's,
+    over the hinges fitted without problems; NaN when there is none.
+
+    A lever arm runs along its segment whatever the sensor's mounting, so a calibration a
+    quarter turn off about a hinge's axis (a lying pose taken for standing) turns the levers
+    the motion shows by as much. Levers the motion barely shows stay near the chain's (the
+    fit's pull), so the largest angle is the telling one.
+    """
+    worst = math.nan
+    for name, centre in centres.items():
+        body = chain.body_names.index(name)
+        if centre.problems or chain.joint_types[body] != JointType.HINGE:
+            continue
+        for lever, prior, axis in zip(centre.levers, centre.chain_levers,
+                                      _hinge_axes(chain, body), strict=True):
+            flat = [v - (v @ axis) * axis for v in (lever, prior)]
+            if min(np.linalg.norm(v) for v in flat) < MIN_PLANE_LEVER_M:
+                continue  # a sensor near the axis line: no direction to compare
+            cos = flat[0] @ flat[1] / (np.linalg.norm(flat[0]) * np.linalg.norm(flat[1]))
+            turn = math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+            worst = turn if math.isnan(worst) else max(worst, turn)
+    return worst
 
 
 def fit_joint_centre(joint: str, imus: tuple[str, str], parent: tuple[np.ndarray, np.ndarray],

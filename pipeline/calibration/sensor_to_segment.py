@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.calibration.clock_offset import clock_offset
 from pipeline.calibration.hinge_axis_fit import fit_hinge_axes
-from pipeline.calibration.joint_centre import JointCentre, joint_centres
+from pipeline.calibration.joint_centre import JointCentre, joint_centres, lever_turn_deg
 from pipeline.calibration.phases import (
     Window,
     at_rest,
@@ -81,6 +81,11 @@ MAX_POSE_DISTANCE_GAP_DEG = 30.0
 # differs less (a quarter turn, as a lying pose read as sitting) is left alone, so that still
 # poses the chain does not know (lying down for long) cannot drop the right one
 MIRROR_TURN_DEG = 120.0
+# deg: a good calibration whose fitted lever arms lie this much further from the chain's,
+# about a hinge's axis, than another good one's takes a still pose the chain does not know
+# (lying) for its own (simulated: 61-90 deg against 1-7; knee_tracking1's taken window: 11;
+# the chain's IMU positions are guesses, a sensor strapped elsewhere turns its lever 20-50)
+MAX_LEVER_TURN_GAP_DEG = 45.0
 # the two sensors of a single hinge named the wrong way round fit the hinge as well; their
 # accelerations at the joint centre (lever arms from the chain) agree far worse: below this
 # ratio of the swapped naming's residual to the given one's, the naming is reported
@@ -382,6 +387,9 @@ def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
                for window in candidates]
     if found:
         g_ok = np.all(np.abs(np.linalg.norm(acc_stack, axis=-1) - G) < 1.0, axis=1)
+        # the levers first: a long lying stretch reads nearer the known still poses under a
+        # calibration that takes it for standing than under the right one
+        results = _turned_levers_dropped(chain, acc_all, gyr_all, rate_hz, results)
         results = _far_readings_dropped(chain, acc_all, results,
                                         at_rest(stack, rate_hz) & on_body & g_ok)
     shown = [r for r in results if r[0].pose == (pose or NEUTRAL)]
@@ -426,6 +434,41 @@ def _far_readings_dropped(chain: Chain, acc: dict, results: list[tuple[Calibrati
                     f"({', '.join(pose_names(chain))}), where another window's reading makes "
                     f"them {nearest:.0f} deg: it is probably the far end of a joint's range, "
                     "and the joint would read mirrored")
+                score -= 1.0
+        out.append((cal, score))
+    return out
+
+
+def _turned_levers_dropped(chain: Chain, acc: dict, gyr: dict, rate_hz: float,
+                           results: list[tuple[Calibration, float]]
+                           ) -> list[tuple[Calibration, float]]:
+    """``results`` with each good calibration whose joint-centre lever arms, fitted with its
+    rotations, turn more than MAX_LEVER_TURN_GAP_DEG further from the chain's about a hinge's
+    axis than another good one's marked poor (a problem on the chain's last IMU, score less
+    1). A window lying still, taken as the neutral pose, reads every knee angle right but puts
+    the segments a quarter turn about the knee's axis (a flexion peak taken so, a half turn:
+    the mirror); the lever arms, which run along the segments whatever the mounting, show
+    it."""
+    def fitted_turn(cal: Calibration) -> float:
+        rotations = {m: s.matrix for m, s in cal.sensors.items()}
+        return lever_turn_deg(chain, joint_centres(chain, acc, gyr, rotations, rate_hz))
+
+    turn = [fitted_turn(cal) if cal.ok else math.nan for cal, _ in results]
+    if sum(math.isfinite(t) for t in turn) < 2:
+        return results
+    least = float(np.nanmin(turn))
+    out = []
+    for (cal, score), t in zip(results, turn, strict=True):
+        if math.isfinite(t):
+            last = cal.sensors[chain.imu_names[-1]]
+            last.quality["lever_turn_deg"] = t
+            if t > least + MAX_LEVER_TURN_GAP_DEG:
+                last.problems.append(
+                    f"taken as {cal.pose}, this window turns the joint centre {t:.0f} deg about "
+                    f"a hinge's axis from where the chain puts it, where another window's "
+                    f"calibration turns it {least:.0f} deg: this window probably holds "
+                    f"another pose than {cal.pose} (lying down, or the far end of a joint's "
+                    "range)")
                 score -= 1.0
         out.append((cal, score))
     return out
