@@ -86,6 +86,10 @@ MIRROR_TURN_DEG = 120.0
 # (lying) for its own (simulated: 61-90 deg against 1-7; knee_tracking1's taken window: 11;
 # the chain's IMU positions are guesses, a sensor strapped elsewhere turns its lever 20-50)
 MAX_LEVER_TURN_GAP_DEG = 45.0
+# deg: the taken calibration's lever arms turned this far get a note, not a verdict (a sensor
+# strapped far from the chain's IMU position turns its lever 20-50 deg; a supine procedure
+# taken as standing, 90 or more)
+NOTE_LEVER_TURN_DEG = 60.0
 # the two sensors of a single hinge named the wrong way round fit the hinge as well; their
 # accelerations at the joint centre (lever arms from the chain) agree far worse: below this
 # ratio of the swapped naming's residual to the given one's, the naming is reported
@@ -355,7 +359,27 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     if cal.ok:
         cal.joints = joint_centres(chain, acc_all, gyr_all,
                                    {m: cal.sensors[m].matrix for m in names}, rate_hz)
+        _note_turned_levers(chain, cal)
     return cal
+
+
+def _note_turned_levers(chain: Chain, cal: Calibration) -> None:
+    """Store how far the taken calibration turns the fitted lever arms from the chain's about
+    a hinge's axis (quality ``lever_turn_deg``), with a note past NOTE_LEVER_TURN_DEG: a
+    recording whose every still window lies down (a supine procedure) reads its knee angles
+    right under a calibration that takes one for standing, and nothing else shows it."""
+    turn = lever_turn_deg(chain, cal.joints)
+    if not math.isfinite(turn):
+        return
+    last = cal.sensors[chain.imu_names[-1]]
+    last.quality["lever_turn_deg"] = turn
+    if turn > NOTE_LEVER_TURN_DEG:
+        last.notes.append(
+            f"the fitted joint centre lies {turn:.0f} deg about a hinge's axis from where the "
+            f"chain puts it: if the still window was not {cal.pose} (lying down), the "
+            "segments' inclination is about that far off while the joint angles are right; "
+            f"calibrate from a {cal.pose} window (--static T0:T1), or check that each sensor "
+            "sits where the chain's IMU positions say")
 
 
 def _calibrate_named(chain: Chain, acc_all: dict, gyr_all: dict, rate_hz: float,
