@@ -207,9 +207,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
             return self.view_state()
         if command == "calibrate":
             known = ("lead_in_s", "static_s", "functional_s")
-            pose = {"pose": str(args["pose"])} if "pose" in args else {}
             return self.start_calibration(
-                **{k: float(v) for k, v in args.items() if k in known}, **pose)
+                **{k: float(v) for k, v in args.items() if k in known},
+                pose=str(args.get("pose", self.calibration_pose)))  # as the button
         if command == "calibration_state":
             return {"ok": True, **self.calibration.state_dict()}
         if command == "heading_reset":

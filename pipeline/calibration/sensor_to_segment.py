@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -357,9 +358,12 @@ def calibrate(chain: Chain, acc: dict[str, np.ndarray], gyr: dict[str, np.ndarra
     for pair in pairs:
         _check_clock_offset(pair, gyr_all, cal, rate_hz)
     if cal.ok:
-        cal.joints = joint_centres(chain, acc_all, gyr_all,
-                                   {m: cal.sensors[m].matrix for m in names}, rate_hz)
+        if not cal.joints:  # not fitted yet while the candidates were compared
+            cal.joints = joint_centres(chain, acc_all, gyr_all,
+                                       {m: cal.sensors[m].matrix for m in names}, rate_hz)
         _note_turned_levers(chain, cal)
+    else:
+        cal.joints = {}  # lever arms only with good rotations
     return cal
 
 
@@ -446,21 +450,16 @@ def _far_readings_dropped(chain: Chain, acc: dict, results: list[tuple[Calibrati
         return results
     nearest_i = int(np.nanargmin(dist))
     nearest, reference = dist[nearest_i], results[nearest_i][0]
-    out = []
-    for (cal, score), d in zip(results, dist, strict=True):
-        if math.isfinite(d):
-            last = cal.sensors[chain.imu_names[-1]]
-            last.quality["still_pose_distance_deg"] = d
-            if d > nearest + MAX_POSE_DISTANCE_GAP_DEG and _mirrors(chain, cal, reference):
-                last.problems.append(
-                    f"taken as {cal.pose}, this window makes the recording's still poses lie "
-                    f"{d:.0f} deg (median) from every still pose the chain knows "
-                    f"({', '.join(pose_names(chain))}), where another window's reading makes "
-                    f"them {nearest:.0f} deg: it is probably the far end of a joint's range, "
-                    "and the joint would read mirrored")
-                score -= 1.0
-        out.append((cal, score))
-    return out
+
+    def why(cal: Calibration, d: float) -> str:
+        if d <= nearest + MAX_POSE_DISTANCE_GAP_DEG or not _mirrors(chain, cal, reference):
+            return ""
+        return (f"taken as {cal.pose}, this window makes the recording's still poses lie "
+                f"{d:.0f} deg (median) from every still pose the chain knows "
+                f"({', '.join(pose_names(chain))}), where another window's reading makes "
+                f"them {nearest:.0f} deg: it is probably the far end of a joint's range, "
+                "and the joint would read mirrored")
+    return _marked(chain, results, dist, "still_pose_distance_deg", why)
 
 
 def _turned_levers_dropped(chain: Chain, acc: dict, gyr: dict, rate_hz: float,
@@ -474,25 +473,40 @@ def _turned_levers_dropped(chain: Chain, acc: dict, gyr: dict, rate_hz: float,
     the mirror); the lever arms, which run along the segments whatever the mounting, show
     it."""
     def fitted_turn(cal: Calibration) -> float:
-        rotations = {m: s.matrix for m, s in cal.sensors.items()}
-        return lever_turn_deg(chain, joint_centres(chain, acc, gyr, rotations, rate_hz))
+        # kept on the candidate: calibrate() then has the taken one's lever arms already
+        cal.joints = joint_centres(chain, acc, gyr, {m: s.matrix for m, s in
+                                                     cal.sensors.items()}, rate_hz)
+        return lever_turn_deg(chain, cal.joints)
 
     turn = [fitted_turn(cal) if cal.ok else math.nan for cal, _ in results]
     if sum(math.isfinite(t) for t in turn) < 2:
         return results
     least = float(np.nanmin(turn))
+
+    def why(cal: Calibration, t: float) -> str:
+        if t <= least + MAX_LEVER_TURN_GAP_DEG:
+            return ""
+        return (f"taken as {cal.pose}, this window turns the joint centre {t:.0f} deg about "
+                f"a hinge's axis from where the chain puts it, where another window's "
+                f"calibration turns it {least:.0f} deg: this window probably holds another "
+                f"pose than {cal.pose} (lying down, or the far end of a joint's range)")
+    return _marked(chain, results, turn, "lever_turn_deg", why)
+
+
+def _marked(chain: Chain, results: list[tuple[Calibration, float]], values: list[float],
+            quality: str, why: Callable[[Calibration, float], str]
+            ) -> list[tuple[Calibration, float]]:
+    """``results`` with each finite ``values`` entry stored as quality ``quality`` on the
+    chain's last IMU, and each candidate ``why`` gives a reason for marked poor (the reason a
+    problem there, its score less 1)."""
     out = []
-    for (cal, score), t in zip(results, turn, strict=True):
-        if math.isfinite(t):
+    for (cal, score), value in zip(results, values, strict=True):
+        if math.isfinite(value):
             last = cal.sensors[chain.imu_names[-1]]
-            last.quality["lever_turn_deg"] = t
-            if t > least + MAX_LEVER_TURN_GAP_DEG:
-                last.problems.append(
-                    f"taken as {cal.pose}, this window turns the joint centre {t:.0f} deg about "
-                    f"a hinge's axis from where the chain puts it, where another window's "
-                    f"calibration turns it {least:.0f} deg: this window probably holds "
-                    f"another pose than {cal.pose} (lying down, or the far end of a joint's "
-                    "range)")
+            last.quality[quality] = value
+            reason = why(cal, value)
+            if reason:
+                last.problems.append(reason)
                 score -= 1.0
         out.append((cal, score))
     return out
